@@ -1,0 +1,1 @@
+"""The `uvs` command line: parses, calls the library, prints."""
