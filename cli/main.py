@@ -1,0 +1,23 @@
+"""`uvs`: the command-line entry point; each command lives in its own module."""
+
+from __future__ import annotations
+
+import click
+
+from uvs import __version__
+from uvs.cli.common import Group
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="uvs")
+def main() -> None:
+    """Visual-semantic embeddings: train, evaluate, encode and search."""
+
+
+def _register() -> None:
+    from uvs.cli import models
+
+    models.register(main)
+
+
+_register()

@@ -1,0 +1,14 @@
+"""The one exception uvs raises for bad input: it names the file and the problem."""
+
+from __future__ import annotations
+
+import os
+
+
+class UVSError(Exception):
+    """Bad input: `str(err)` is one line, `PATH: problem`."""
+
+    def __init__(self, path: str | os.PathLike | None, problem: str):
+        self.path = None if path is None else os.fspath(path)
+        self.problem = problem
+        super().__init__(problem if self.path is None else f"{self.path}: {problem}")
