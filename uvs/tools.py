@@ -1,0 +1,117 @@
+"""Using a model: load it, embed sentences and images, score them, save it."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import numpy as np
+
+from uvs import backend
+from uvs.errors import UVSError
+from uvs.model import build_errors, build_image_encoder, build_sentence_encoder
+from uvs.modelfile import read_model, write_model
+from uvs.progress import progress
+from uvs.utils import init_tparams
+from uvs.vocab import tokenize, word_ids
+
+
+def load_model(path: str | os.PathLike) -> dict:
+    """Load a released or uvs model and compile its encoders.
+
+    Returns a dict with 'options', 'worddict', 'word_idict', 'f_senc', 'f_ienc',
+    'params' (NumPy), 'tparams' (shared variables), 'layout' and 'path'.
+    """
+    mf = read_model(path)
+    params = mf.params
+    tparams = init_tparams(params)
+    word_idict = {vv: kk for kk, vv in mf.worddict.items()}
+    word_idict[0] = "<eos>"
+    word_idict[1] = "UNK"
+    [x, x_mask], sentences = build_sentence_encoder(tparams, mf.options)
+    f_senc = backend.function([x, x_mask], sentences, name="f_senc")
+    [im], images = build_image_encoder(tparams, mf.options)
+    f_ienc = backend.function([im], images, name="f_ienc")
+    return {
+        "options": mf.options,
+        "worddict": mf.worddict,
+        "word_idict": word_idict,
+        "f_senc": f_senc,
+        "f_ienc": f_ienc,
+        "params": params,
+        "tparams": tparams,
+        "layout": mf.layout,
+        "path": mf.path,
+    }
+
+
+def save_model(path: str | os.PathLike, params: dict, options: dict, worddict: dict) -> None:
+    """Write a model in the uvs format (one `.npz`, no pickle), atomically."""
+    write_model(path, params, options, worddict)
+
+
+def encode_sentences(model: dict, X: list[str], verbose: bool = False,
+                     batch_size: int = 128) -> np.ndarray:
+    """Embed sentences: (len(X), dim) float32, rows of unit norm.
+
+    Sentences of equal length are encoded together in strided batches as the original did;
+    k tokens make k + 1 steps, the last the `<eos>` index 0, all unmasked.
+    """
+    options = model["options"]
+    features = np.zeros((len(X), options["dim"]), dtype="float32")
+    captions = [tokenize(s) for s in X]
+    ds = defaultdict(list)
+    for i, s in enumerate(captions):
+        ds[len(s)].append(i)
+    n_words = options["n_words"]
+    worddict = model["worddict"]
+    with progress(len(X), "encoding sentences", verbose) as bar:
+        for k in sorted(ds):
+            numbatches = len(ds[k]) // batch_size + 1
+            for minibatch in range(numbatches):
+                caps = ds[k][minibatch::numbatches]
+                x = np.zeros((k + 1, len(caps)), dtype="int64")
+                x_mask = np.ones((k + 1, len(caps)), dtype="float32")
+                for idx, c in enumerate(caps):
+                    x[:k, idx] = word_ids(captions[c], worddict, n_words)
+                features[caps] = model["f_senc"](x, x_mask)
+                bar.update(len(caps))
+    return features
+
+
+def _check_features(model: dict, IM, what: str = "image features") -> np.ndarray:
+    IM = np.asarray(IM)
+    dim_image = model["options"]["dim_image"]
+    if IM.ndim != 2 or IM.shape[1] != dim_image:
+        raise UVSError(None, f"{what} have shape {IM.shape}; the model expects (n, {dim_image})")
+    if not np.isfinite(IM).all():
+        raise UVSError(None, f"{what} contain NaN or Inf")
+    return IM.astype("float32", copy=False)
+
+
+def encode_images(model: dict, IM, batch_size: int = 4096) -> np.ndarray:
+    """Embed image features IM: (n, dim_image) -> (n, dim) float32, rows of unit norm."""
+    IM = _check_features(model, IM)
+    out = np.zeros((len(IM), model["options"]["dim"]), dtype="float32")
+    for start in range(0, len(IM), batch_size):
+        out[start:start + batch_size] = model["f_ienc"](IM[start:start + batch_size])
+    return out
+
+
+def compute_errors(model: dict, s: np.ndarray, im: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Errors between sentences s: (n_s, dim) and images im: (n_im, dim), lower is better.
+
+    Cosine models: −s·imᵀ; order models: ‖max(0, s − im)‖², a map over sentences, so memory
+    stays (n_im, dim) per sentence.
+    """
+    s = np.asarray(s, dtype="float32")
+    im = np.asarray(im, dtype="float32")
+    if model["options"].get("method", "cosine") != "order":
+        return -np.dot(s, im.T)
+    if "f_err" not in model:
+        inputs, errs = build_errors(model["options"])
+        model["f_err"] = backend.function(inputs, errs, name="f_err")
+    out = np.empty((len(s), len(im)), dtype="float32")
+    for start in range(0, len(s), batch_size):
+        out[start:start + batch_size] = model["f_err"](s[start:start + batch_size], im)
+    return out
