@@ -48,3 +48,26 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Write UTF-8 text to `path`, atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """UTF-8 lines exactly as written, minus their newline; an empty line is an error."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise UVSError(path, "file not found") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise UVSError(path, f"line {line} is not UTF-8 text") from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+    for n, ln in enumerate(lines, 1):
+        if not ln.strip():
+            raise UVSError(path, f"line {n} is empty")
+    return lines

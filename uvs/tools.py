@@ -79,19 +79,21 @@ def encode_sentences(model: dict, X: list[str], verbose: bool = False,
     return features
 
 
-def _check_features(model: dict, IM, what: str = "image features") -> np.ndarray:
+def check_features(model: dict, IM, path: str | None = None) -> np.ndarray:
+    """IM as float32 if it is (n, dim_image) and finite; else UVSError naming `path`."""
     IM = np.asarray(IM)
     dim_image = model["options"]["dim_image"]
     if IM.ndim != 2 or IM.shape[1] != dim_image:
-        raise UVSError(None, f"{what} have shape {IM.shape}; the model expects (n, {dim_image})")
+        raise UVSError(path, f"image features have shape {IM.shape}; the model expects "
+                       f"(n, {dim_image})")
     if not np.isfinite(IM).all():
-        raise UVSError(None, f"{what} contain NaN or Inf")
+        raise UVSError(path, "image features contain NaN or Inf")
     return IM.astype("float32", copy=False)
 
 
 def encode_images(model: dict, IM, batch_size: int = 4096) -> np.ndarray:
     """Embed image features IM: (n, dim_image) -> (n, dim) float32, rows of unit norm."""
-    IM = _check_features(model, IM)
+    IM = check_features(model, IM)
     out = np.zeros((len(IM), model["options"]["dim"]), dtype="float32")
     for start in range(0, len(IM), batch_size):
         out[start:start + batch_size] = model["f_ienc"](IM[start:start + batch_size])

@@ -1,0 +1,123 @@
+"""Commands on models: `evalrank`, `encode sentences|images`, `info`, `convert`."""
+
+from __future__ import annotations
+
+import click
+
+from uvs.cli.common import data_dir_option, json_option, print_json, quiet_option
+
+
+def _table(results: dict) -> str:
+    rows = ["         R@1    R@5   R@10   medr   meanr"]
+    for direction, label in (("i2t", "i2t"), ("t2i", "t2i")):
+        m = results[direction]
+        rows.append(f"{label:<5} {m['r1']:6.1f} {m['r5']:6.1f} {m['r10']:6.1f} "
+                    f"{m['medr']:6.0f} {m['meanr']:7.1f}")
+    rows.append(f"rsum  {results['rsum']:.1f}")
+    return "\n".join(rows)
+
+
+@click.command()
+@click.argument("model", type=click.Path())
+@click.option("--data", default=None, help="Data set name (default: the model's own).")
+@data_dir_option
+@click.option("--split", type=click.Choice(["dev", "test"]), default="dev", show_default=True)
+@click.option("--fold5", is_flag=True, help="Mean over 5 equal folds (COCO 1K protocol).")
+@json_option
+@quiet_option
+def evalrank(model, data, data_dir, split, fold5, as_json, quiet):
+    """Score image-to-text and text-to-image retrieval of MODEL on a data split."""
+    from uvs import evaluation, tools
+
+    results = evaluation.evalrank(tools.load_model(model), data=data, split=split,
+                                  data_dir=data_dir, fold5=fold5, verbose=not quiet)
+    if as_json:
+        print_json(results)
+        return
+    if fold5:
+        click.echo("mean of 5 folds:")
+    click.echo(_table(results))
+
+
+@click.group()
+def encode():
+    """Embed sentences or image features with a model."""
+
+
+@encode.command("sentences")
+@click.argument("model", type=click.Path())
+@click.argument("textfile", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="Output .npy file.")
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
+@quiet_option
+def encode_sentences(model, textfile, output, batch_size, quiet):
+    """Embed TEXTFILE (UTF-8, one sentence per line) into OUTPUT, one row per line."""
+    from uvs import tools
+    from uvs.fileio import read_lines, save_npy
+
+    sentences = read_lines(textfile)
+    vectors = tools.encode_sentences(tools.load_model(model), sentences, verbose=not quiet,
+                                     batch_size=batch_size)
+    save_npy(output, vectors)
+    if not quiet:
+        click.echo(f"wrote {output}: {vectors.shape[0]} x {vectors.shape[1]}", err=True)
+
+
+@encode.command("images")
+@click.argument("model", type=click.Path())
+@click.argument("features", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="Output .npy file.")
+@quiet_option
+def encode_images(model, features, output, quiet):
+    """Embed FEATURES (.npy, one row of CNN features per image) into OUTPUT."""
+    from uvs import tools
+    from uvs.datasets import read_features
+    from uvs.fileio import save_npy
+
+    ims = read_features(features)
+    m = tools.load_model(model)
+    vectors = tools.encode_images(m, tools.check_features(m, ims, features))
+    save_npy(output, vectors)
+    if not quiet:
+        click.echo(f"wrote {output}: {vectors.shape[0]} x {vectors.shape[1]}", err=True)
+
+
+@click.command()
+@click.argument("model", type=click.Path())
+@json_option
+def info(model, as_json):
+    """Show MODEL's layout, options, vocabulary size and parameter shapes."""
+    from uvs.modelfile import read_model
+
+    mf = read_model(model)
+    summary = {"path": mf.path, "layout": mf.layout, "options": mf.options,
+               "vocabulary": len(mf.worddict),
+               "parameters": {k: list(v.shape) for k, v in mf.params.items()}}
+    if as_json:
+        print_json(summary)
+        return
+    click.echo(f"{mf.path}  ({mf.layout} layout, {len(mf.worddict)} words)")
+    click.echo("options:")
+    for k, v in mf.options.items():
+        click.echo(f"  {k:<14} {v!r}")
+    click.echo("parameters:")
+    for k, v in mf.params.items():
+        click.echo(f"  {k:<14} {' x '.join(map(str, v.shape))}")
+
+
+@click.command()
+@click.argument("model", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="The new model file (.npz, uvs format).")
+def convert(model, output):
+    """Rewrite MODEL in the uvs format (one .npz, no pickle)."""
+    from uvs.modelfile import read_model, write_model
+
+    mf = read_model(model)
+    write_model(output, mf.params, mf.options, mf.worddict)
+    click.echo(f"wrote {output} ({mf.layout} layout -> uvs)", err=True)
+
+
+def register(group: click.Group) -> None:
+    for command in (evalrank, encode, info, convert):
+        group.add_command(command)

@@ -1,0 +1,76 @@
+"""Retrieval evaluation as the papers report it: R@1/5/10, median and mean rank, both ways."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from uvs.datasets import Split, layout, load_split
+from uvs.errors import UVSError
+from uvs.metrics import i2t, ranks, recall_metrics, t2i
+from uvs.tools import compute_errors, encode_images, encode_sentences
+
+__all__ = ["i2t", "t2i", "evalrank", "ranking_eval_5fold", "rank_embeddings"]
+
+
+def rank_embeddings(model: dict, im_emb: np.ndarray, s_emb: np.ndarray,
+                    ties: str = "last") -> dict:
+    """Metrics for image embeddings (N, dim) against their 5N caption embeddings (5N, dim).
+
+    Cosine models score by im·s, order models by order error; `ties` is the original
+    evaluation's tie order ('last' for visual-semantic-embedding, 'first' for order-embedding).
+    """
+    if model["options"].get("method", "cosine") == "order":
+        i2t_ranks, t2i_ranks = ranks(
+            im_emb, s_emb, score=lambda im, s: compute_errors(model, s, im).T,
+            higher_is_better=False, ties=ties)
+    else:
+        i2t_ranks, t2i_ranks = ranks(im_emb, s_emb, ties=ties)
+    out = {"i2t": recall_metrics(i2t_ranks), "t2i": recall_metrics(t2i_ranks)}
+    out["rsum"] = sum(out[d][k] for d in ("i2t", "t2i") for k in ("r1", "r5", "r10"))
+    return out
+
+
+def _mean(results: list[dict]) -> dict:
+    mean = {d: {k: float(np.mean([r[d][k] for r in results])) for k in results[0][d]}
+            for d in ("i2t", "t2i")}
+    mean["rsum"] = float(np.mean([r["rsum"] for r in results]))
+    return mean
+
+
+def _check_width(model: dict, split: Split) -> None:
+    width, dim_image = split.ims.shape[1], model["options"]["dim_image"]
+    if width != dim_image:
+        raise UVSError(split.ims_path, f"features are {width} wide but the model "
+                       f"{model.get('path', '')} expects dim_image = {dim_image}")
+
+
+def evalrank(model: dict, data: str | None = None, split: str = "dev", data_dir=None,
+             fold5: bool = False, verbose: bool = False) -> dict:
+    """Encode a split of a data set and score retrieval both ways.
+
+    Returns {'i2t': {r1, r5, r10, medr, meanr}, 't2i': {...}, 'rsum'}; with `fold5` the
+    split is cut into 5 folds of equal size (COCO 1K) and the metrics are their means, with
+    the per-fold results under 'folds'.
+    """
+    data = data or model["options"].get("data")
+    if not data:
+        raise UVSError(model.get("path"), "the model names no data set: pass one")
+    ds = load_split(data, split, data_dir, cnn=model["options"].get("cnn"))
+    _check_width(model, ds)
+    ties = "last" if layout(data, data_dir) == "vse" else "first"
+    s_emb = encode_sentences(model, ds.caps, verbose=verbose)
+    im_emb = encode_images(model, ds.image_rows())
+    if not fold5:
+        return rank_embeddings(model, im_emb, s_emb, ties)
+    n = len(im_emb)
+    if n % 5:
+        raise UVSError(ds.ims_path, f"{n} images do not split into 5 equal folds")
+    size = n // 5
+    folds = [rank_embeddings(model, im_emb[f * size:(f + 1) * size],
+                             s_emb[5 * f * size:5 * (f + 1) * size], ties) for f in range(5)]
+    return {**_mean(folds), "folds": folds}
+
+
+def ranking_eval_5fold(model: dict, split: str = "dev", data_dir=None) -> dict:
+    """Order-embedding's COCO protocol: the mean over five 1000-image folds."""
+    return evalrank(model, split=split, data_dir=data_dir, fold5=True)
