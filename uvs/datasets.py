@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from uvs import sample
 from uvs.errors import UVSError
 from uvs.vocab import ASCII_WHITESPACE
 
@@ -111,6 +112,8 @@ def check_split(caps: list[str], ims: np.ndarray, caps_path: str, ims_path: str)
 def layout(name: str, data_dir: str | os.PathLike | None = None) -> str:
     """'vse' or 'order', by which files the data set's folder holds."""
     loc = os.path.join(data_root(data_dir), name)
+    if name == sample.NAME:
+        sample.ensure_sample(data_root(data_dir))
     if not os.path.isdir(loc):
         raise UVSError(loc, f"data set {name!r} not found (set --data-dir or $UVS_DATA)")
     if any(os.path.exists(os.path.join(loc, f"{name}_{s}_caps.txt")) for s in SPLITS):
