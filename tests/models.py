@@ -66,3 +66,27 @@ def write_tiny_model(folder, layout: str = "uvs", encoder: str = "gru",
     with open(base + ".pkl", "wb") as f:
         f.write(dumps_py2({"options": options, "worddict": worddict}))
     return base, params, options, worddict
+
+
+def write_tiny_dataset(data_dir, name: str = "tiny", layout: str = "vse", n_images: int = 10,
+                       dim_image: int = 10, seed: int = 0, cnn: str = "10crop") -> str:
+    """A data set of random captions over WORDS and random unit features, all three splits."""
+    rng = np.random.RandomState(seed)
+    loc = os.path.join(os.fspath(data_dir), name)
+    os.makedirs(loc, exist_ok=True)
+    for split in ("train", "dev", "test"):
+        caps = [" ".join(rng.choice(WORDS[:12], size=rng.randint(1, 6)))
+                for _ in range(5 * n_images)]
+        ims = rng.rand(n_images, dim_image).astype("float32")
+        ims /= np.linalg.norm(ims, axis=1, keepdims=True)
+        if layout == "vse":
+            caps_path = os.path.join(loc, f"{name}_{split}_caps.txt")
+            np.save(os.path.join(loc, f"{name}_{split}_ims.npy"), np.repeat(ims, 5, axis=0))
+        else:
+            fname = "val" if split == "dev" else split
+            caps_path = os.path.join(loc, f"{fname}.txt")
+            os.makedirs(os.path.join(loc, "images", cnn), exist_ok=True)
+            np.save(os.path.join(loc, "images", cnn, f"{fname}.npy"), ims)
+        with open(caps_path, "w", encoding="utf-8") as f:
+            f.write("\n".join(caps) + "\n")
+    return loc

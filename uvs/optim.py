@@ -1,0 +1,80 @@
+"""Optimisers as the originals compiled them: `f_grad_shared` stores gradients, `f_update` steps.
+
+`adam` is the released one, whose constants b1 = 0.1, b2 = 0.001 are the *complements* of the
+usual β₁, β₂ while its bias correction uses them as if they were β₁, β₂; reproducing a released
+run needs exactly that. `adam_textbook` is Kingma & Ba's algorithm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytensor
+import pytensor.tensor as tensor
+
+from uvs import backend
+
+
+def _shared_like(p, name):
+    return pytensor.shared(np.zeros_like(p.get_value()), name=name)
+
+
+def _grad_shared(tparams, grads, inps, cost):
+    gshared = [_shared_like(p, f"{k}_grad") for k, p in tparams.items()]
+    f_grad_shared = backend.function(inps, cost, updates=list(zip(gshared, grads)),
+                                     name="f_grad_shared")
+    return gshared, f_grad_shared
+
+
+def _adam(lr, tparams, grads, inps, cost, b1, b2, e, released):
+    gshared, f_grad_shared = _grad_shared(tparams, grads, inps, cost)
+    updates = []
+    i = pytensor.shared(np.float32(0.0), name="adam_t")
+    i_t = i + 1.0
+    if released:
+        fix1 = 1.0 - b1 ** i_t
+        fix2 = 1.0 - b2 ** i_t
+    else:
+        fix1 = 1.0 - (1.0 - b1) ** i_t
+        fix2 = 1.0 - (1.0 - b2) ** i_t
+    lr_t = lr * tensor.sqrt(fix2) / fix1
+    for (k, p), g in zip(tparams.items(), gshared):
+        m = _shared_like(p, f"{k}_adam_m")
+        v = _shared_like(p, f"{k}_adam_v")
+        m_t = (b1 * g) + ((1.0 - b1) * m)
+        v_t = (b2 * tensor.sqr(g)) + ((1.0 - b2) * v)
+        g_t = m_t / (tensor.sqrt(v_t) + e)
+        p_t = p - (lr_t * g_t)
+        updates += [(m, m_t), (v, v_t), (p, p_t)]
+    updates.append((i, i_t))
+    f_update = backend.function([pytensor.In(lr, allow_downcast=True)], [], updates=updates,
+                                on_unused_input="ignore", name="f_update")
+    return f_grad_shared, f_update
+
+
+def adam(lr, tparams, grads, inps, cost):
+    """The released Adam: m ← b1·g + (1−b1)·m, v ← b2·g² + (1−b2)·v, b1 = 0.1, b2 = 0.001."""
+    return _adam(lr, tparams, grads, inps, cost, 0.1, 0.001, 1e-8, released=True)
+
+
+def adam_textbook(lr, tparams, grads, inps, cost):
+    """Kingma & Ba's Adam (β₁ = 0.9, β₂ = 0.999), same update form with correct bias terms."""
+    return _adam(lr, tparams, grads, inps, cost, 0.1, 0.001, 1e-8, released=False)
+
+
+OPTIMIZERS = {"adam": adam, "adam_textbook": adam_textbook}
+
+
+def clip_global_norm(grads, grad_clip: float):
+    """Rescale all gradients together when their joint norm exceeds grad_clip (VSE)."""
+    g2 = sum((g ** 2).sum() for g in grads)
+    return [tensor.switch(g2 > grad_clip ** 2, g / tensor.sqrt(g2) * grad_clip, g)
+            for g in grads]
+
+
+def clip_each_norm(grads, grad_clip: float):
+    """Rescale each gradient tensor to norm ≤ grad_clip on its own (order-embedding)."""
+    out = []
+    for g in grads:
+        g2 = (g ** 2).sum()
+        out.append(tensor.switch(g2 > grad_clip ** 2, g / tensor.sqrt(g2) * grad_clip, g))
+    return out
