@@ -114,9 +114,9 @@ def _break(kind, tmp_path):
         os.unlink(vse + ".dictionary.pkl")
         return ["info", vse], [vse + ".dictionary.pkl", "not found"]
     if kind == "refused pickle":
-        with open(vse + ".npz.pkl", "wb") as f:
+        with open(vse + ".pkl", "wb") as f:
             f.write(py2_reduce_payload(str(tmp_path / "pwned")))
-        return ["evalrank", vse, "--data-dir", data], [vse + ".npz.pkl", "refus"]
+        return ["evalrank", vse, "--data-dir", data], [vse + ".pkl", "refus"]
     if kind == "truncated npz":
         blob = open(uvs_model, "rb").read()
         open(uvs_model, "wb").write(blob[: len(blob) // 2])
