@@ -15,9 +15,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from uvs.cli import models
+    from uvs.cli import models, train
 
     models.register(main)
+    main.add_command(train.train)
 
 
 _register()

@@ -12,7 +12,7 @@ import os
 import zipfile
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from uvs.fileio import atomic_path
 FORMAT = "uvs-model"
 VERSION = 1
 META_KEY = "__uvs__"
+EXTRA_PREFIX = "optim:"  # arrays that are not parameters: optimizer state in checkpoints
 ENCODERS = ("gru", "bow")
 
 
@@ -34,6 +35,7 @@ class ModelFile:
     params: OrderedDict
     options: dict
     worddict: OrderedDict
+    extra: dict = field(default_factory=dict)  # uvs checkpoints: training state, optimizer
 
 
 def _exists(path: str) -> bool:
@@ -89,7 +91,7 @@ def _load_order(pkl: str) -> tuple[dict, OrderedDict]:
     return blob["options"], blob["worddict"]
 
 
-def _load_meta(path: str, arrays: OrderedDict) -> tuple[dict, OrderedDict]:
+def _load_meta(path: str, arrays: OrderedDict) -> tuple[dict, OrderedDict, dict]:
     if META_KEY not in arrays:
         raise UVSError(path, "not a model file: no uvs metadata and no companion .pkl "
                        "(expected X.npz.pkl + X.npz.dictionary.pkl, or X.pkl)")
@@ -103,7 +105,11 @@ def _load_meta(path: str, arrays: OrderedDict) -> tuple[dict, OrderedDict]:
     if meta["version"] > VERSION:
         raise UVSError(path, f"uvs model format version {meta['version']} is newer than this "
                        f"uvs reads ({VERSION}); upgrade uvs")
-    return dict(meta["options"]), OrderedDict(meta["worddict"])
+    extra = {k: v for k, v in meta.items()
+             if k not in ("format", "version", "options", "worddict")}
+    extra["arrays"] = OrderedDict((k[len(EXTRA_PREFIX):], arrays.pop(k))
+                                  for k in list(arrays) if k.startswith(EXTRA_PREFIX))
+    return dict(meta["options"]), OrderedDict(meta["worddict"]), extra
 
 
 def _shape(arrays: OrderedDict, name: str) -> tuple:
@@ -148,16 +154,17 @@ def read_model(path: str | os.PathLike) -> ModelFile:
     """Read any supported model file (path as `X`, `X.npz` or `X.pkl`), validated."""
     layout, npz, pkl = locate(path)
     arrays = _load_arrays(npz)
+    extra: dict = {}
     if layout == "vse":
         options, worddict = _load_vse(npz, pkl)
     elif layout == "order":
         options, worddict = _load_order(pkl)
     else:
-        options, worddict = _load_meta(npz, arrays)
+        options, worddict, extra = _load_meta(npz, arrays)
     if not isinstance(options, dict):
         raise UVSError(pkl or npz, "model options are not a dictionary")
     params = OrderedDict((k, np.asarray(v, dtype="float32")) for k, v in arrays.items())
-    mf = ModelFile(npz, layout, params, dict(options), worddict)
+    mf = ModelFile(npz, layout, params, dict(options), worddict, extra)
     validate(mf)
     return mf
 
@@ -173,11 +180,17 @@ def _jsonable(value):
     return value
 
 
-def write_model(path: str | os.PathLike, params: dict, options: dict, worddict: dict) -> None:
-    """Write the uvs format: one `.npz`, parameters plus JSON metadata, atomically."""
+def write_model(path: str | os.PathLike, params: dict, options: dict, worddict: dict,
+                extra_meta: dict | None = None, extra_arrays: dict | None = None) -> None:
+    """Write the uvs format: one `.npz`, parameters plus JSON metadata, atomically.
+
+    Checkpoints add `extra_meta` (JSON) and `extra_arrays` (optimizer state).
+    """
     meta = {"format": FORMAT, "version": VERSION, "options": _jsonable(options),
-            "worddict": {str(k): int(v) for k, v in worddict.items()}}
+            "worddict": {str(k): int(v) for k, v in worddict.items()},
+            **_jsonable(extra_meta or {})}
     blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
     arrays = {k: np.asarray(v) for k, v in params.items()}
+    arrays.update({EXTRA_PREFIX + k: np.asarray(v) for k, v in (extra_arrays or {}).items()})
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, **arrays, **{META_KEY: blob})
