@@ -1,41 +1,304 @@
-"""PyTensor set-up: float32 graphs, a linked BLAS and the compile mode, decided before import."""
+"""PyTensor set-up: float32 graphs, a linked BLAS and the compile mode, decided before import.
+
+`configure()` runs in `uvs/__init__.py` before PyTensor is imported. It makes
+`floatX=float32` and gives PyTensor's C backend a BLAS, first found of:
+
+1. the user's own `blas__ldflags` (`PYTENSOR_FLAGS` or `.pytensorrc`), left alone;
+2. the `scipy-openblas32` wheel (a dependency of uvs). Its symbols carry a
+   `scipy_` prefix, so `-Dsgemm_=scipy_sgemm_ ...` goes into the flags: PyTensor
+   passes non `-l`/`-L` flags to the compiler of its BLAS Ops;
+3. a system OpenBLAS (`libopenblas.so` in a standard directory);
+4. whatever PyTensor finds itself; with nothing at all, uvs warns once and
+   compiles with the Numba backend instead (it uses NumPy's BLAS).
+
+`UVS_BLAS` (`auto`, `scipy-openblas32`, `system`, `none`) restricts the search;
+`UVS_MODE` overrides the compile mode. The compile cache stays PyTensor's
+(`base_compiledir`, `~/.pytensor` unless set), so warm starts are fast.
+"""
 
 from __future__ import annotations
 
+import configparser
+import ctypes
+import importlib.metadata
+import importlib.util
 import os
+import shlex
 import sys
+import sysconfig
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 MODES = ("CVM", "NUMBA", "JAX", "FAST_RUN")
+# Chosen from benchmarks/backend_bench.py (GRU encoder, forward and gradient).
 DEFAULT_MODE = "CVM"
+FALLBACK_MODE = "NUMBA"
+BLAS_CHOICES = ("auto", "scipy-openblas32", "system", "none")
+
+# Every routine PyTensor's BLAS header (pytensor/tensor/blas_headers.py) declares
+# that OpenBLAS provides; renamed to the `scipy_` symbols of the wheel.
+_REAL = (
+    "axpy copy dot gbmv gemm gemv ger rot rotg rotm rotmg sbmv scal spmv spr spr2 swap "
+    "symm symv syr syr2 syr2k syrk tbmv tbsv tpmv tpsv trmm trmv trsm trsv"
+)
+_COMPLEX = (
+    "axpy copy gbmv gemm gemv gerc geru hbmv hemm hemv her her2 her2k herk hpmv hpr hpr2 "
+    "scal swap symm syr2k syrk tbmv tbsv tpmv tpsv trmm trmv trsm trsv"
+)
+BLAS_ROUTINES: tuple[str, ...] = (
+    tuple(f"{p}{r}_" for p in "sd" for r in _REAL.split())
+    + tuple(f"{p}{r}_" for p in "cz" for r in _COMPLEX.split())
+    + ("csscal_", "zdscal_")
+)
+
+_NO_BLAS_WARNING = "PyTensor could not link to a BLAS installation"
+
+
+@dataclass(frozen=True)
+class Blas:
+    """A BLAS for PyTensor's C backend: where it came from and how to link it."""
+
+    source: str  # "user", "scipy-openblas32", "system", "pytensor" or "none"
+    ldflags: str = ""
+    library: str = ""  # the shared library file, when known
+    version: str = ""
+    prefix: str = ""  # symbol prefix of the library's own functions
+
+
+_blas: Blas | None = None
+_warned = False
+
+
+def _quote(path: str | Path) -> str:
+    return shlex.quote(str(path))
+
+
+def _wheel_blas() -> Blas | None:
+    """The `scipy-openblas32` wheel, found without importing it."""
+    if sys.platform not in ("linux", "darwin"):
+        return None
+    try:
+        spec = importlib.util.find_spec("scipy_openblas32")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    libdir = Path(next(iter(spec.submodule_search_locations))) / "lib"
+    ext = ".dylib" if sys.platform == "darwin" else ".so"
+    libs = sorted(libdir.glob(f"libscipy_openblas*{ext}")) if libdir.is_dir() else []
+    if not libs:
+        return None
+    lib = libs[0]
+    name = lib.name[3 : -len(ext)]
+    defines = " ".join(f"-D{r}=scipy_{r}" for r in BLAS_ROUTINES)
+    ldflags = f"-L{_quote(libdir)} -l{name} -Wl,-rpath,{_quote(libdir)} {defines}"
+    try:
+        version = importlib.metadata.version("scipy-openblas32")
+    except importlib.metadata.PackageNotFoundError:
+        version = "?"
+    return Blas("scipy-openblas32", ldflags, str(lib), version, prefix="scipy_")
+
+
+def _lib_dirs() -> list[Path]:
+    """Standard directories a system OpenBLAS lives in."""
+    dirs = []
+    multiarch = sysconfig.get_config_var("MULTIARCH")
+    for base in ("/usr/local/lib", "/usr/lib", "/lib"):
+        if multiarch:
+            dirs.append(Path(base) / multiarch)
+        dirs.append(Path(base))
+    dirs += [Path("/usr/lib64"), Path("/usr/local/lib64")]
+    if sys.platform == "darwin":
+        dirs += [Path("/opt/homebrew/opt/openblas/lib"), Path("/usr/local/opt/openblas/lib")]
+    return dirs
+
+
+def _system_blas() -> Blas | None:
+    """A system OpenBLAS with plain (LP64, unprefixed) symbols."""
+    if sys.platform not in ("linux", "darwin"):
+        return None
+    ext = ".dylib" if sys.platform == "darwin" else ".so"
+    for d in _lib_dirs():
+        lib = d / f"libopenblas{ext}"
+        if lib.exists():
+            ldflags = f"-L{_quote(d)} -lopenblas -Wl,-rpath,{_quote(d)}"
+            return Blas("system", ldflags, str(lib.resolve()), prefix="")
+    return None
+
+
+def _parse_flags(flags: str) -> dict[str, str]:
+    """`PYTENSOR_FLAGS` as a dict, parsed as PyTensor does (later keys win)."""
+    splitter = shlex.shlex(flags, posix=True)
+    splitter.whitespace = ","
+    splitter.whitespace_split = True
+    pairs = (kv.strip().split("=", 1) for kv in splitter)
+    return {kv[0]: kv[1] for kv in pairs if len(kv) == 2}
+
+
+def _user_ldflags(flags: str) -> str | None:
+    """`blas__ldflags` as the user set it (`PYTENSOR_FLAGS` first, then `.pytensorrc`)."""
+    value = _parse_flags(flags).get("blas__ldflags")
+    if value is not None:
+        return value
+    rc = configparser.RawConfigParser()
+    rc_env = os.getenv("PYTENSORRC", "~/.pytensorrc")
+    files = [Path(s).expanduser() for s in rc_env.split(os.pathsep)]
+    try:
+        rc.read(files)
+        return rc.get("blas", "ldflags")
+    except (configparser.Error, UnicodeDecodeError):
+        return None
+
+
+def _choose(user: str | None) -> Blas | None:
+    """The BLAS uvs configures, or `None` to leave the search to PyTensor."""
+    choice = os.environ.get("UVS_BLAS", "auto").strip().lower() or "auto"
+    if choice not in BLAS_CHOICES:
+        raise ValueError(f"UVS_BLAS={choice!r}: expected one of {', '.join(BLAS_CHOICES)}")
+    candidates = {"scipy-openblas32": _wheel_blas, "system": _system_blas}
+    found = [f() for k, f in candidates.items() if choice in ("auto", k)]
+    found = [b for b in found if b is not None]
+    if user is not None:
+        # Our own flags, inherited by a child process, are still ours.
+        same = [b for b in found + [_wheel_blas(), _system_blas()] if b and b.ldflags == user]
+        return same[0] if same else Blas("user", user)
+    if choice == "none":
+        return Blas("none")
+    return found[0] if found else None
 
 
 def configure() -> None:
-    """Make PyTensor build float32 graphs, as the original Theano code ran."""
+    """Make PyTensor build float32 graphs and link a BLAS, as the original Theano code ran."""
+    global _blas
+    flags = os.environ.get("PYTENSOR_FLAGS", "")
+    _blas = _choose(_user_ldflags(flags))
+    if _blas is None:
+        # PyTensor will search itself; uvs says it in one line if that fails.
+        warnings.filterwarnings("ignore", message=_NO_BLAS_WARNING)
+    ldflags = None if _blas is None or _blas.source == "user" else _blas.ldflags
     if "pytensor" in sys.modules:
         import pytensor
 
         pytensor.config.floatX = "float32"
+        if ldflags is not None:
+            pytensor.config.blas__ldflags = ldflags
         return
-    flags = os.environ.get("PYTENSOR_FLAGS", "")
-    os.environ["PYTENSOR_FLAGS"] = ",".join(f for f in (flags, "floatX=float32") if f)
+    entries = [flags, "floatX=float32"]
+    if ldflags is not None:
+        entries.append(f'blas__ldflags="{ldflags}"')
+    os.environ["PYTENSOR_FLAGS"] = ",".join(e for e in entries if e)
+
+
+def blas() -> Blas:
+    """The BLAS PyTensor's C backend links (imports PyTensor)."""
+    import pytensor
+
+    if _blas is not None and _blas.source not in ("none",):
+        return _blas
+    ldflags = pytensor.config.blas__ldflags  # may run PyTensor's own search
+    return Blas("pytensor", ldflags) if ldflags else Blas("none")
+
+
+def _cdll(b: Blas) -> ctypes.CDLL | None:
+    if not b.library:
+        return None
+    try:
+        return ctypes.CDLL(b.library)
+    except OSError:
+        return None
+
+
+def blas_threads(n: int | None = None) -> int | None:
+    """Get, or set to `n`, the thread count of the configured OpenBLAS (`None` if unknown)."""
+    b = blas()
+    lib = _cdll(b)
+    if lib is None:
+        return None
+    try:
+        if n is not None:
+            getattr(lib, f"{b.prefix}openblas_set_num_threads")(ctypes.c_int(int(n)))
+        return int(getattr(lib, f"{b.prefix}openblas_get_num_threads")())
+    except AttributeError:
+        return None
+
+
+def _blas_text(b: Blas) -> str:
+    """A one-line account of the BLAS, e.g. `scipy-openblas32 0.3.x (...so), 4 threads`."""
+    if b.source == "none":
+        return (
+            "none: PyTensor's C backend has no BLAS (pip install scipy-openblas32, "
+            f"or set blas__ldflags); uvs compiles with {FALLBACK_MODE}"
+        )
+    if b.source in ("user", "pytensor"):
+        return f"{b.source} blas__ldflags: {b.ldflags}"
+    detail = []
+    lib = _cdll(b)
+    if lib is not None:
+        try:
+            get_config = getattr(lib, f"{b.prefix}openblas_get_config")
+            get_config.restype = ctypes.c_char_p
+            detail.append(get_config().decode())
+        except (AttributeError, UnicodeDecodeError):
+            pass
+    threads = blas_threads()
+    if threads is not None:
+        detail.append(f"{threads} threads")
+    name = f"{b.source} {b.version}".strip() if b.source != "system" else "system OpenBLAS"
+    return f"{name} ({b.library}{'; ' if detail else ''}{'; '.join(detail)})"
+
+
+def _outside_uvs() -> int:
+    """The `stacklevel` of the first caller outside uvs, for warnings."""
+    here = Path(__file__).resolve().parent
+    frame, level = sys._getframe(1), 1
+    while frame is not None and Path(frame.f_code.co_filename).resolve().parent == here:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _default_mode() -> str:
+    """DEFAULT_MODE, or FALLBACK_MODE when the C backend has no compiler or BLAS."""
+    global _warned
+    if DEFAULT_MODE != "CVM":
+        return DEFAULT_MODE
+    import pytensor
+
+    reason = ""
+    if not pytensor.config.cxx:
+        reason = "no C++ compiler"
+    elif blas().source == "none":
+        reason = "no BLAS for PyTensor's C backend"
+    if not reason:
+        return DEFAULT_MODE
+    if not _warned:
+        _warned = True
+        warnings.warn(
+            f"uvs: {reason}; compiling with mode {FALLBACK_MODE}", stacklevel=_outside_uvs()
+        )
+    return FALLBACK_MODE
 
 
 def mode() -> str:
     """The PyTensor mode uvs compiles with: `$UVS_MODE`, else the default."""
-    name = os.environ.get("UVS_MODE", DEFAULT_MODE).upper()
+    name = os.environ.get("UVS_MODE", "").strip().upper()
+    if not name:
+        return _default_mode()
     if name not in MODES:
         raise ValueError(f"UVS_MODE={name!r}: expected one of {', '.join(MODES)}")
     return name
 
 
-def function(inputs, outputs, **kwargs):
-    """`pytensor.function` in uvs's mode."""
+def function(inputs: Any, outputs: Any = None, **kwargs: Any) -> Any:
+    """`pytensor.function` in uvs's mode (a `mode=` argument wins)."""
     import pytensor
 
-    return pytensor.function(inputs, outputs, mode=mode(), **kwargs)
+    kwargs.setdefault("mode", mode())
+    return pytensor.function(inputs, outputs, **kwargs)
 
 
-def describe() -> dict:
+def describe() -> dict[str, str]:
     """Which PyTensor, mode and BLAS are in use, for benchmarks and `uvs info`."""
     import pytensor
 
@@ -43,5 +306,5 @@ def describe() -> dict:
         "pytensor": pytensor.__version__,
         "mode": mode(),
         "floatX": pytensor.config.floatX,
-        "blas": pytensor.config.blas__ldflags or "none",
+        "blas": _blas_text(blas()),
     }

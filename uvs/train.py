@@ -196,8 +196,9 @@ def trainer(quiet: bool = False, **kw) -> dict:
     if resume:
         ckpt = read_model(last_path)
         trained = dict(ckpt.options)
-        for key in ("max_epochs", "dispFreq", "validFreq", "lrate"):
-            trained[key] = options[key]  # may be changed on resume
+        for key in ("max_epochs", "dispFreq", "validFreq", "lrate", "saveto", "data_dir"):
+            if kw.get(key) is not None:  # given again: may change on resume
+                trained[key] = options[key]
         options, worddict, params = OrderedDict(trained), ckpt.worddict, ckpt.params
         state.update(ckpt.extra["train_state"])
         if os.path.exists(saveto):
