@@ -1,0 +1,254 @@
+"""Retrieval ranks and recall metrics, as the originals computed them, in chunked NumPy.
+
+Image ``i`` owns captions ``5i .. 5i+4``. Image-to-text (i2t) ranks all captions for
+each image and keeps the best rank among its five; text-to-image (t2i) ranks all
+images for each caption. A rank is 0-based: the number of candidates placed ahead
+of the ground truth. Ties are broken exactly as the originals' stable argsorts did:
+
+- ``ties="last"`` (visual-semantic-embedding, ``argsort(d)[::-1]``): among equal
+  scores the higher index comes first;
+- ``ties="first"`` (order-embedding, ``argsort(errors)``): the lower index comes first.
+
+The (N, 5N) score matrix is computed in chunks of image rows and never held whole;
+one pass gives both directions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+CHUNK_BYTES = 64 * 2**20  # score-matrix bytes per chunk when `chunk` is not given
+_GT_BLOCK = 8  # images per call when computing the ground-truth scores
+TIES = ("last", "first")
+
+
+def _dot(im: np.ndarray, captions: np.ndarray) -> np.ndarray:
+    """Default score: ``im @ captions.T`` (float32 inputs give float32 scores)."""
+    return im @ captions.T
+
+
+def _check(images: np.ndarray, captions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays of shapes (N, d) and (5N, d), N >= 1, or a ValueError saying what is wrong."""
+    images, captions = np.asarray(images), np.asarray(captions)
+    if images.ndim != 2 or captions.ndim != 2:
+        raise ValueError(
+            f"images and captions must be 2-D, got shapes {images.shape} and {captions.shape}"
+        )
+    if len(images) == 0:
+        raise ValueError("no images to rank")
+    if len(captions) != 5 * len(images):
+        raise ValueError(
+            f"expected 5 captions per image: {len(images)} images need {5 * len(images)} "
+            f"captions, got {len(captions)}"
+        )
+    if images.shape[1] != captions.shape[1]:
+        raise ValueError(f"images are {images.shape[1]}-d but captions are {captions.shape[1]}-d")
+    return images, captions
+
+
+def _scores(
+    score: ScoreFn, im: np.ndarray, captions: np.ndarray, dtype: np.dtype | None = None
+) -> np.ndarray:
+    """``score(im, captions)`` checked to be a (len(im), len(captions)) float array."""
+    s = np.asarray(score(im, captions))
+    if s.shape != (len(im), len(captions)):
+        raise ValueError(f"score returned shape {s.shape}, expected {(len(im), len(captions))}")
+    if dtype is None:
+        if np.issubdtype(s.dtype, np.floating):
+            return s
+        if not (np.issubdtype(s.dtype, np.integer) or s.dtype == bool):
+            raise ValueError(f"score returned dtype {s.dtype}, expected numbers")
+        dtype = np.float64
+    return s.astype(dtype, copy=False)
+
+
+def _gt_scores(score: ScoreFn, images: np.ndarray, captions: np.ndarray) -> np.ndarray:
+    """Scores of each image with its own five captions: (N, 5), from small blocks."""
+    n = len(images)
+    out = None
+    for a in range(0, n, _GT_BLOCK):
+        b = min(n, a + _GT_BLOCK)
+        s = _scores(score, images[a:b], captions[5 * a : 5 * b], None if out is None else out.dtype)
+        if out is None:
+            out = np.empty((n, 5), s.dtype)
+        rows = np.arange(b - a)
+        out[a:b] = s[rows[:, None], 5 * rows[:, None] + np.arange(5)]
+    if not np.isfinite(out).all():
+        raise ValueError("the score of an image with one of its own captions is not finite")
+    return out
+
+
+def _count_columns(mask: np.ndarray) -> np.ndarray:
+    """True entries per column of a 2-D bool array, summed as uint8 in slabs of 255 rows."""
+    u8 = mask.view(np.uint8)
+    total = np.zeros(mask.shape[1], np.int64)
+    for a in range(0, len(u8), 255):
+        total += np.add.reduce(u8[a : a + 255], axis=0, dtype=np.uint8)
+    return total
+
+
+def default_chunk(n_captions: int, itemsize: int = 4) -> int:
+    """Image rows per chunk so that one chunk of scores takes about `CHUNK_BYTES`."""
+    return max(1, CHUNK_BYTES // max(1, n_captions * itemsize))
+
+
+def ranks(
+    images: np.ndarray,
+    captions: np.ndarray,
+    score: ScoreFn | None = None,
+    higher_is_better: bool = True,
+    ties: str | None = None,
+    chunk: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both directions' 0-based ranks from one chunked pass over the score matrix.
+
+    images: (N, d), one row per image; captions: (5N, d), captions 5i..5i+4 of image i.
+    score: ``score(im_chunk (c, d), captions (5N, d)) -> (c, 5N)``; default the float32
+    dot product. Set ``higher_is_better=False`` for errors (order-embedding).
+    ties: "last" or "first" (see the module docstring); default "last" for scores and
+    "first" for errors, the rule of the original that used each.
+    chunk: image rows per chunk; default about 64 MB of scores.
+    Returns i2t: (N,) int64, the best rank of each image's captions among all 5N, and
+    t2i: (5N,) int64, the rank of each caption's image among all N.
+
+    The ground-truth scores are computed once (`score` on blocks of a few images) and
+    written into every chunk, so both directions rank within one consistent matrix.
+    """
+    images, captions = _check(images, captions)
+    if ties is None:
+        ties = "last" if higher_is_better else "first"
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
+    if score is None:
+        images = np.ascontiguousarray(images, np.float32)
+        captions = np.ascontiguousarray(captions, np.float32)
+        if not (np.isfinite(images).all() and np.isfinite(captions).all()):
+            raise ValueError("images or captions hold NaN or infinite values")
+    n, m = len(images), len(captions)
+
+    gt = _gt_scores(score or _dot, images, captions)  # (N, 5)
+    dtype = gt.dtype
+    if chunk is None:
+        chunk = default_chunk(m, dtype.itemsize)
+    if int(chunk) != chunk or chunk < 1:
+        raise ValueError(f"chunk must be a positive number of image rows, got {chunk!r}")
+    chunk = min(int(chunk), n)
+
+    # A candidate is ahead of the ground truth if strictly better, or equal and on the
+    # winning side of it by index. Strictly better is >= the next representable score:
+    # x > g  <=>  x >= nextafter(g, +inf). So every comparison is one `geq` against a
+    # threshold, and each query's candidates split into two runs of indices: those
+    # before a split point and those after it, each with one threshold.
+    geq = np.greater_equal if higher_is_better else np.less_equal
+    toward = dtype.type(np.inf if higher_is_better else -np.inf)
+    last = ties == "last"
+
+    # i2t: each image's best ground truth (the one ranked first among its five) decides.
+    extreme = gt.max(axis=1) if higher_is_better else gt.min(axis=1)  # (N,)
+    hit = gt == extreme[:, None]
+    t = 4 - np.argmax(hit[:, ::-1], axis=1) if last else np.argmax(hit, axis=1)
+    best = 5 * np.arange(n) + t  # (N,) caption index
+    v_strict = np.nextafter(extreme, toward)
+    # "last": captions up to the best (itself included, never counted) must beat it
+    # strictly, later ones may tie; "first": earlier captions may tie, the rest must beat.
+    i2t_split = best + 1 if last else best
+    i2t_before, i2t_after = (v_strict, extreme) if last else (extreme, v_strict)
+    # t2i: caption c's own image c // 5; for image row i, captions of earlier images
+    # (c < 5i) have their image before i, those from 5i + 5 on after it.
+    s = gt.reshape(-1)  # (5N,)
+    s_strict = np.nextafter(s, toward)
+    t2i_split = 5 * np.arange(n) + (0 if last else 5)
+    t2i_before, t2i_after = (s, s_strict) if last else (s_strict, s)
+
+    i2t = np.empty(n, np.int64)
+    t2i = np.zeros(m, np.int64)
+    buf = np.empty((chunk, m), dtype) if score is None else None
+    mask = np.empty((chunk, m), bool)  # t2i: image row r ahead for caption c
+    ahead = np.empty(m, bool)  # i2t: caption ahead for the current image
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        c = b - a
+        if score is None:
+            sc = np.matmul(images[a:b], captions.T, out=buf[:c])
+        else:
+            sc = _scores(score, images[a:b], captions, dtype)
+            if np.isnan(sc).any():
+                raise ValueError(f"score returned NaN for images {a}..{b - 1}")
+            if not (sc.flags.writeable and sc.flags.owndata):
+                sc = sc.copy()
+        sc[np.repeat(np.arange(c), 5), np.arange(5 * a, 5 * b)] = gt[a:b].reshape(-1)
+        for r, i in enumerate(range(a, b)):
+            row = sc[r]
+            k = i2t_split[i]
+            geq(row[:k], i2t_before[i], out=ahead[:k])
+            geq(row[k:], i2t_after[i], out=ahead[k:])
+            i2t[i] = np.count_nonzero(ahead)
+            k = t2i_split[i]
+            geq(row[:k], t2i_before[:k], out=mask[r, :k])
+            geq(row[k:], t2i_after[k:], out=mask[r, k:])
+        t2i += _count_columns(mask[:c])
+    return i2t, t2i
+
+
+def recall_metrics(ranks: np.ndarray) -> dict[str, float]:
+    """R@1, R@5, R@10 (percent), median and mean rank (1-based) of 0-based ranks: (Q,)."""
+    r = np.asarray(ranks)
+    if r.ndim != 1 or len(r) == 0:
+        raise ValueError(f"ranks must be a non-empty 1-D array, got shape {r.shape}")
+    out = {f"r{k}": 100.0 * int(np.count_nonzero(r < k)) / len(r) for k in (1, 5, 10)}
+    out["medr"] = float(np.floor(np.median(r)) + 1)
+    out["meanr"] = float(r.mean() + 1)
+    return out
+
+
+def _per_image(images: np.ndarray, captions: np.ndarray) -> np.ndarray:
+    """One row per image from caption-aligned (5N, d) rows (every 5th) or per-image (N, d)."""
+    images, captions = np.asarray(images), np.asarray(captions)
+    if images.ndim == 2 and len(images) == len(captions) and len(images) % 5 == 0:
+        return images[::5]
+    return images
+
+
+def _metrics_tuple(r: np.ndarray) -> tuple[float, float, float, float, float]:
+    m = recall_metrics(r)
+    return m["r1"], m["r5"], m["r10"], m["medr"], m["meanr"]
+
+
+def _npts(npts: int | None, n: int) -> int:
+    if npts is None:
+        return n
+    if int(npts) != npts or not 1 <= npts <= n:
+        raise ValueError(f"npts must be between 1 and {n}, got {npts!r}")
+    return int(npts)
+
+
+def i2t(
+    images: np.ndarray, captions: np.ndarray, npts: int | None = None, **kw
+) -> tuple[float, float, float, float, float]:
+    """Image-to-text (r1, r5, r10, medr, meanr), as the original ``i2t``.
+
+    images: (5N, d) caption-aligned (row 5i is image i) or (N, d); captions: (5N, d).
+    npts: score only the first `npts` images as queries (against all captions).
+    Other keywords go to `ranks`.
+    """
+    ims = _per_image(images, captions)
+    r, _ = ranks(ims, captions, **kw)
+    return _metrics_tuple(r[: _npts(npts, len(ims))])
+
+
+def t2i(
+    images: np.ndarray, captions: np.ndarray, npts: int | None = None, **kw
+) -> tuple[float, float, float, float, float]:
+    """Text-to-image (r1, r5, r10, medr, meanr), as the original ``t2i``.
+
+    images: (5N, d) caption-aligned (row 5i is image i) or (N, d); captions: (5N, d).
+    npts: use only the captions of the first `npts` images as queries (against all images).
+    Other keywords go to `ranks`.
+    """
+    ims = _per_image(images, captions)
+    _, r = ranks(ims, captions, **kw)
+    return _metrics_tuple(r[: 5 * _npts(npts, len(ims))])
