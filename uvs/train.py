@@ -169,9 +169,12 @@ def _epoch_batches(options, train: Split, epoch: int) -> list[tuple[np.ndarray, 
             homogeneous_batches(train.caps, options["batch_size"], options["maxlen_w"], rng)]
 
 
-def _validate(model: dict, dev: Split) -> dict:
+def _validate(model: dict, dev: Split) -> dict | None:
+    """Dev metrics, or None when the embeddings are no longer finite."""
     s = encode_sentences(model, dev.caps)
     im = encode_images(model, dev.image_rows())
+    if not (np.isfinite(s).all() and np.isfinite(im).all()):
+        return None
     return rank_embeddings(model, im, s, ties="last" if dev.per_caption else "first")
 
 
@@ -244,8 +247,16 @@ def trainer(quiet: bool = False, **kw) -> dict:
     def checkpoint():
         save(last_path, train_state=dict(state))
 
+    def diverged(what):
+        log.event(event="diverged", update=state["uidx"], what=what)
+        kept = f"best model kept at {saveto}" if state["best"] >= 0 else "nothing saved"
+        raise UVSError(saveto, f"training diverged: {what} at update {state['uidx']} "
+                       f"(epoch {state['epoch'] + 1}); {kept}; try a smaller --lrate")
+
     def validate():
         metrics = _validate(model, dev)
+        if metrics is None:
+            diverged("the dev embeddings are NaN or Inf")
         improved = metrics["rsum"] > state["best"]
         if improved:
             state["best"], state["best_metrics"] = metrics["rsum"], metrics
@@ -273,11 +284,7 @@ def trainer(quiet: bool = False, **kw) -> dict:
             state["uidx"] += 1
             cost = float(f_grad_shared(x, mask, im))
             if not np.isfinite(cost):
-                log.event(event="diverged", update=state["uidx"], cost=str(cost))
-                kept = f"best model kept at {saveto}" if state["best"] >= 0 else "nothing saved"
-                raise UVSError(saveto, f"training diverged: cost is {cost} at update "
-                               f"{state['uidx']} (epoch {state['epoch'] + 1}); {kept}; "
-                               "try a smaller --lrate")
+                diverged(f"cost is {cost}")
             f_update(lrate)
             n_disp += 1
             if state["uidx"] % options["dispFreq"] == 0:

@@ -1,0 +1,221 @@
+"""Training: one update against a float64 reference, learning, exact resume, failures."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import reference
+from click.testing import CliRunner
+from models import WORDS, tiny_options, tiny_worddict
+
+from uvs import sample
+from uvs.cli.main import main
+from uvs.homogeneous_data import prepare_data
+from uvs.model import init_params, order_lineage
+from uvs.modelfile import read_model
+from uvs.train import compile_update, optimizer_state, resolve_options
+from uvs.utils import init_tparams
+
+BATCH = ["a dog runs", "the cat sits on", "red car", "blue grass beach"]
+
+
+@pytest.mark.parametrize("case", [
+    dict(),                                            # released VSE options, as stored
+    dict(decay_c=0.01, grad_clip=0.05),                # decay + global clipping
+    dict(method="order", abs=True, margin=0.05, grad_clip=0.05),  # per-tensor clipping
+    dict(method="cosine", abs=False, max_violation=True),
+    dict(encoder="bow"),
+], ids=["vse", "decay-clip", "order", "max-violation", "bow"])
+def test_two_updates_match_reference(case):
+    options = tiny_options(encoder=case.get("encoder", "gru"))
+    options.update({k: v for k, v in case.items() if k != "encoder"})
+    worddict = tiny_worddict()
+    options["n_words"] = len(worddict) + 2
+    params = init_params(options, rng=np.random.RandomState(5))
+    rng = np.random.RandomState(6)
+    for k in params:
+        params[k] = params[k] + rng.uniform(-0.05, 0.05, params[k].shape).astype("float32")
+    im = rng.rand(len(BATCH), options["dim_image"]).astype("float32")
+    x, mask, im = prepare_data(BATCH, im, worddict, n_words=options["n_words"])
+
+    tparams = init_tparams(params)
+    f_grad_shared, f_update = compile_update(tparams, options)
+    gshared = [v for v in f_grad_shared.get_shared() if v.name.endswith("_grad")]
+    ids = [reference.word_indices(s, worddict, options["n_words"]) for s in BATCH]
+    lin = order_lineage(options)
+    lr, ref = 0.01, {k: v.astype(np.float64) for k, v in params.items()}
+    m = {k: 0.0 for k in ref}
+    v = {k: 0.0 for k in ref}
+    for t in (1, 2):
+        cost = f_grad_shared(x, mask, im)
+        want = reference.contrastive_loss(ref, options, ids, im, lin)
+        assert float(cost) == pytest.approx(want, rel=1e-5, abs=1e-5)
+        grads = reference.numeric_grads(
+            lambda p: reference.contrastive_loss(p, options, ids, im, lin), ref)
+        grads = reference.clip(grads, options["grad_clip"], per_tensor=lin)
+        got = {g.name[:-len("_grad")]: g.get_value() for g in gshared}
+        for k in ref:
+            np.testing.assert_allclose(got[k], grads[k], atol=2e-5, rtol=1e-3, err_msg=k)
+        # the released Adam, applied to uvs's own gradients: checks the update exactly
+        for k in ref:
+            ref[k], m[k], v[k] = reference.adam_released(
+                tparams[k].get_value().astype(np.float64), got[k].astype(np.float64),
+                m[k], v[k], t, lr)
+        f_update(np.float64(lr) if t == 1 else lr)   # NumPy scalar or Python float
+        for k in ref:
+            np.testing.assert_allclose(tparams[k].get_value(), ref[k], atol=1e-6, err_msg=k)
+    state = optimizer_state(f_update, tparams)
+    assert float(state["adam_t"].get_value()) == 2.0
+
+
+def test_textbook_adam_differs_from_released():
+    options = tiny_options()
+    options["n_words"] = 18
+    params = init_params(options, rng=np.random.RandomState(0))
+    x, mask, im = prepare_data(BATCH, np.random.RandomState(1).rand(4, 10), tiny_worddict(),
+                               n_words=18)
+    out = {}
+    for name in ("adam", "adam_textbook"):
+        tp = init_tparams({k: v.copy() for k, v in params.items()})
+        f_grad_shared, f_update = compile_update(tp, {**options, "optimizer": name})
+        f_grad_shared(x, mask, im)
+        f_update(0.01)
+        out[name] = tp["ff_image_W"].get_value()
+    # first textbook step moves each weight by ~lr; the released one by lr·sqrt(.999)/.9·3.16
+    step_t = np.abs(out["adam_textbook"] - params["ff_image_W"])
+    step_r = np.abs(out["adam"] - params["ff_image_W"])
+    assert np.median(step_t[step_t > 0]) == pytest.approx(0.01, rel=0.05)
+    assert np.median(step_r[step_r > 0]) == pytest.approx(
+        0.01 * np.sqrt(0.999) / 0.9 * np.sqrt(0.1 ** 2 / 0.001), rel=0.05)
+
+
+@pytest.fixture(scope="module")
+def small_sample(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    sample.make_sample(str(root), dim=32)
+    return root
+
+
+def _train_args(data_dir, saveto, *extra):
+    return ["train", "--data", "sample", "--data-dir", data_dir, "--dim", "16",
+            "--dim-word", "12", "--dim-image", "32", "--batch-size", "32",
+            "--saveto", saveto, "--seed", "7", *extra]
+
+
+def test_training_improves_dev_recall(small_sample, tmp_path):
+    from uvs import evaluation, tools
+
+    saveto = tmp_path / "m.npz"
+    result = CliRunner().invoke(main, [str(a) for a in _train_args(
+        small_sample, saveto, "--max-epochs", "2", "--valid-freq", "50", "--json", "-q")])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    trained = evaluation.evalrank(tools.load_model(saveto), "sample", "dev", small_sample)
+    assert trained["rsum"] == pytest.approx(out["best_rsum"])
+    # the same model before any update
+    options = read_model(saveto).options
+    untrained = str(tmp_path / "untrained.npz")
+    from uvs.modelfile import write_model
+    write_model(untrained, init_params(options, rng=np.random.RandomState(7)), options,
+                read_model(saveto).worddict)
+    before = evaluation.evalrank(tools.load_model(untrained), "sample", "dev", small_sample)
+    assert trained["rsum"] > before["rsum"] + 100
+    log = [json.loads(line) for line in open(tmp_path / "m.log.jsonl")]
+    assert {"start", "update", "valid", "end"} <= {e["event"] for e in log}
+    assert os.path.exists(tmp_path / "m.last.npz")
+
+
+def _cli(*args):
+    return [sys.executable, "-c", "from uvs.cli.main import main; main()", *map(str, args)]
+
+
+def test_kill_and_resume_is_exact(small_sample, tmp_path):
+    args = ["--max-epochs", "3", "--valid-freq", "10", "--disp-freq", "5", "-q"]
+    full = tmp_path / "full.npz"
+    subprocess.run(_cli(*_train_args(small_sample, full, *args)), check=True, timeout=600)
+
+    killed = tmp_path / "killed.npz"
+    proc = subprocess.Popen(_cli(*_train_args(small_sample, killed, *args)))
+    log = tmp_path / "killed.log.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if log.exists() and sum('"valid"' in line for line in open(log)) >= 3:
+            break
+        assert proc.poll() is None, "training ended before it could be killed"
+        time.sleep(0.02)
+    assert proc.poll() is None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = [json.loads(x) for x in open(log)]
+    assert not any(e["event"] == "end" for e in done)
+    subprocess.run(_cli(*_train_args(small_sample, killed, *args, "--reload")), check=True,
+                   timeout=600)
+
+    a = read_model(tmp_path / "full.last.npz")
+    b = read_model(tmp_path / "killed.last.npz")
+    assert a.extra["train_state"] == b.extra["train_state"]
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
+    for k in a.extra["arrays"]:
+        np.testing.assert_array_equal(a.extra["arrays"][k], b.extra["arrays"][k], err_msg=k)
+    for k, v in read_model(full).params.items():
+        np.testing.assert_array_equal(v, read_model(killed).params[k], err_msg=k)
+
+
+def test_divergence_stops_and_keeps_best(small_sample, tmp_path):
+    saveto = tmp_path / "m.npz"
+    first = CliRunner().invoke(main, [str(a) for a in _train_args(
+        small_sample, saveto, "--max-epochs", "1", "--valid-freq", "20", "-q")])
+    assert first.exit_code == 0, first.output
+    best = open(saveto, "rb").read()
+    result = CliRunner().invoke(main, [str(a) for a in _train_args(
+        small_sample, saveto, "--max-epochs", "2", "--lrate", "1e30", "--reload", "-q")])
+    assert result.exit_code != 0
+    assert "diverged" in result.stderr and "best model kept" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert open(saveto, "rb").read() == best
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--encoder", "bow", "--dim", "16", "--dim-word", "12"], "dim == dim_word"),
+    (["--batch-size", "1"], "batch_size"),
+    (["--lrate", "0"], "lrate"),
+    (["--margin", "-1"], "margin"),
+    (["--max-epochs", "0"], "max_epochs"),
+    (["--dim-image", "64"], "dim_image = 64"),
+])
+def test_bad_options(small_sample, tmp_path, args, message):
+    argv = _train_args(small_sample, tmp_path / "m.npz")
+    for i in range(0, len(args), 2):   # later options win in click: append
+        argv += args[i:i + 2]
+    result = CliRunner().invoke(main, [str(a) for a in argv])
+    assert result.exit_code != 0
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_unwritable_saveto_is_reported_first(small_sample, tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(main, [str(a) for a in _train_args(
+        small_sample, tmp_path / "file" / "m.npz")])
+    assert result.exit_code != 0 and "cannot write" in result.stderr
+    assert "compiling" not in result.stderr
+
+
+def test_recipes_and_released_options():
+    o = resolve_options(recipe="order")
+    assert (o["method"], o["abs"], o["margin"], o["lrate"]) == ("order", True, 0.05, 0.001)
+    o = resolve_options(recipe="order", margin=0.1)
+    assert o["margin"] == 0.1
+    o = resolve_options(data="f8k", margin=0.2)
+    assert (o["method"], o["lrate"], o["dim"], o["batch_size"]) == ("cosine", 0.0002, 1024, 128)
+    assert o["saveto"].endswith("f8k.npz")
+    # released VSE options have no method/abs/max_violation: the VSE lineage
+    assert not order_lineage(tiny_options())
+    assert order_lineage(tiny_options(method="cosine"))
+    assert WORDS
