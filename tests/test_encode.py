@@ -57,13 +57,15 @@ def test_errors_match_reference(loaded):
     model, params, options, worddict = loaded
     s = tools.encode_sentences(model, SENTENCES)
     im = tools.encode_images(model, np.random.RandomState(4).rand(5, options["dim_image"]))
-    got = tools.compute_errors(model, s, im, batch_size=3)
+    got = tools.compute_errors(model, s, im)
     if options.get("method") == "order":
         want = reference.order_errors(s.astype(np.float64), im.astype(np.float64))
     else:
         want = -s.astype(np.float64) @ im.T
     assert got.shape == (len(SENTENCES), 5)
     np.testing.assert_allclose(got, want, atol=1e-5)
+    # the original graph, compiled by PyTensor, gives the same numbers
+    np.testing.assert_allclose(tools.compile_errors(options)(s, im), got, atol=1e-6)
 
 
 def test_batching_does_not_change_vectors(loaded):

@@ -9,6 +9,7 @@ import numpy as np
 
 from uvs import backend
 from uvs.errors import UVSError
+from uvs.kernels import order_errors
 from uvs.model import build_errors, build_image_encoder, build_sentence_encoder
 from uvs.modelfile import read_model, write_model
 from uvs.progress import progress
@@ -100,20 +101,21 @@ def encode_images(model: dict, IM, batch_size: int = 4096) -> np.ndarray:
     return out
 
 
-def compute_errors(model: dict, s: np.ndarray, im: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def compute_errors(model: dict, s: np.ndarray, im: np.ndarray) -> np.ndarray:
     """Errors between sentences s: (n_s, dim) and images im: (n_im, dim), lower is better.
 
-    Cosine models: −s·imᵀ; order models: ‖max(0, s − im)‖², a map over sentences, so memory
-    stays (n_im, dim) per sentence.
+    Cosine models: −s·imᵀ; order models: ‖max(0, s − im)‖² from a compiled loop
+    (`uvs.kernels.order_errors`, checked against the graph of `uvs.model.build_errors`),
+    never an (n_s, n_im, dim) tensor.
     """
     s = np.asarray(s, dtype="float32")
     im = np.asarray(im, dtype="float32")
     if model["options"].get("method", "cosine") != "order":
         return -np.dot(s, im.T)
-    if "f_err" not in model:
-        inputs, errs = build_errors(model["options"])
-        model["f_err"] = backend.function(inputs, errs, name="f_err")
-    out = np.empty((len(s), len(im)), dtype="float32")
-    for start in range(0, len(s), batch_size):
-        out[start:start + batch_size] = model["f_err"](s[start:start + batch_size], im)
-    return out
+    return order_errors(s, im)
+
+
+def compile_errors(options: dict):
+    """The original `f_err(s, im)`: build_errors compiled by PyTensor (the reference path)."""
+    inputs, errs = build_errors(options)
+    return backend.function(inputs, errs, name="f_err")
