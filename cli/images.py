@@ -1,0 +1,273 @@
+"""Your own photos and sentences: `uvs features`, `uvs search`, `uvs index build|info`."""
+
+from __future__ import annotations
+
+import click
+
+from uvs.cli.common import Group, json_option, print_json, quiet_option
+from uvs.errors import UVSError
+
+_WEIGHTS_HELP = ("VGG-19 weights: 'torchvision' (ImageNet weights from torch's cache) or the "
+                 "path of Lasagne's vgg19.pkl (Caffe weights, as the released features).")
+
+
+def _weights_option(f):
+    f = click.option("--device", default=None,
+                     help="torch device (default: cuda if available, else cpu).")(f)
+    f = click.option("--crops", type=click.Choice(["1", "10"]), default="1", show_default=True,
+                     help="Centre crop, or the mean over 10 crops.")(f)
+    return click.option("--weights", default="torchvision", show_default=True,
+                        help=_WEIGHTS_HELP)(f)
+
+
+def _bar(total: int, label: str, quiet: bool):
+    from uvs.progress import progress
+
+    return progress(total, label, not quiet)
+
+
+# --- uvs features ---------------------------------------------------------------------------
+
+def _photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
+    from uvs.fileio import read_lines
+
+    if bool(photos) == bool(list_file):
+        raise click.UsageError("give photos as arguments or --list FILE (one of the two)")
+    paths = list(photos) if photos else read_lines(list_file)
+    for p in paths:
+        if "\n" in p or "\r" in p:
+            raise UVSError(p, "a path with a line break cannot go into the list of paths")
+    return paths
+
+
+@click.command()
+@click.argument("photos", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--list", "list_file", type=click.Path(dir_okay=False),
+              help="A UTF-8 file of image paths, one a line.")
+@click.option("--root", type=click.Path(file_okay=False),
+              help="The folder that the paths are relative to.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="FEATS.npy to write; the image paths go to FEATS.paths.txt beside it.")
+@_weights_option
+@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
+@json_option
+@quiet_option
+def features(photos, list_file, root, output, weights, crops, device, batch_size, strict,
+             as_json, quiet):
+    """VGG-19 fc7 features (after ReLU, rows of unit norm) of PHOTOS into FEATS.npy."""
+    from uvs import demo
+    from uvs.fileio import save_npy, write_text
+
+    paths = _photo_paths(photos, list_file)
+    net = demo.build_convnet(weights, device=device)
+    with _bar(len(paths), "photos", quiet) as bar:
+        run = demo.features_from_files(net, paths, crops=int(crops), batch_size=batch_size,
+                                       strict=strict, root=root, on_progress=bar.update)
+    if not run.paths:
+        raise UVSError(list_file or paths[0], f"none of the {len(paths)} images could be read")
+    save_npy(output, run.features)
+    listing = demo.paths_file(output)
+    write_text(listing, "".join(p + "\n" for p in run.paths))
+    summary = {"output": output, "paths": listing, "rows": len(run.paths), "dim": net.dim,
+               "crops": int(crops), "weights": net.weights, "preprocessing": net.preprocessing,
+               "skipped": run.skipped, "warnings": run.warnings}
+    if as_json:
+        print_json(summary)
+        return
+    for item in run.skipped:
+        click.echo(f"skipped {item['path']}: {item['problem']}", err=True)
+    for item in run.warnings:
+        click.echo(f"warning: {item['path']}: {item['problem']}", err=True)
+    click.echo(f"wrote {output}: {len(run.paths)} x {net.dim} ({listing} names the rows)")
+
+
+# --- uvs search -----------------------------------------------------------------------------
+
+def _check_search(image, text, collections, minus, plus):
+    if bool(image) == bool(text):
+        raise click.UsageError("give one query: --image PHOTO or --text SENTENCE")
+    if len(collections) != 1:
+        raise click.UsageError("search one collection: --captions FILE, --images FEATS.npy "
+                               "or --index INDEX")
+    if (minus or plus) and not image:
+        raise click.UsageError("--minus/--plus change an --image query")
+    if text and "captions" in collections:
+        raise click.UsageError("--text finds photos: give --images FEATS.npy or an index of "
+                               "images")
+
+
+def _embed_query(model, image, text, weights, crops, device, minus, plus):
+    from uvs import demo
+    from uvs.tools import encode_images
+
+    if text is not None:
+        return demo.embed_text(model, text)
+    net = demo.build_convnet(weights, device=device)
+    dim_image = model["options"]["dim_image"]
+    if net.dim != dim_image:
+        raise UVSError(net.weights, f"these VGG weights give {net.dim}-d features; the model "
+                       f"expects {dim_image}-d")
+    vec = encode_images(model, demo.compute_features(net, [image], crops=int(crops)))[0]
+    return demo.arithmetic(model, vec, minus, plus) if (minus or plus) else vec
+
+
+def _search_index(model, path, query, image, minus, plus, k, candidates, nprobe):
+    from uvs import demo
+    from uvs import index as uindex
+
+    idx = uindex.load(path)
+    if idx.meta.get("model") != demo.model_fingerprint(model):
+        raise UVSError(path, "this index was built with another model; rebuild it with "
+                       "`uvs index build` for this one")
+    kind = idx.meta["kind"]
+    if kind == "captions" and (not image or minus or plus):
+        raise UVSError(path, "an index of captions answers a plain --image query")
+    if kind == "images" and image and not (minus or plus):
+        raise UVSError(path, "an index of images answers --text (or --image with "
+                       "--minus/--plus)")
+    rows, sims = uindex.search(idx, query, k, candidates=candidates, nprobe=nprobe)
+    return kind, idx.names, rows, sims, idx.index.reconstruct_batch(rows), "index"
+
+
+@click.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--image", type=click.Path(dir_okay=False), help="Query photo.")
+@click.option("--text", help="Query sentence (pre-tokenised, as the model's training text).")
+@click.option("--captions", type=click.Path(dir_okay=False),
+              help="Captions to search, one a line (embeddings cached beside it).")
+@click.option("--images", "feats", type=click.Path(dir_okay=False),
+              help="FEATS.npy from `uvs features` to search (embeddings cached beside it).")
+@click.option("--index", "index_path", type=click.Path(dir_okay=False),
+              help="An index from `uvs index build` to search.")
+@click.option("--minus", multiple=True, help="Word(s) to subtract from the --image query.")
+@click.option("--plus", multiple=True, help="Word(s) to add to the --image query.")
+@click.option("--rerank", is_flag=True, help="Reorder the photos found by closeness to their mean.")
+@click.option("-k", type=click.IntRange(1), default=5, show_default=True, help="Results.")
+@_weights_option
+@click.option("--candidates", type=click.IntRange(1),
+              help="Order models on an approximate index: candidates re-scored exactly "
+                   "(default max(100, 10k)).")
+@click.option("--nprobe", type=click.IntRange(1),
+              help="Approximate index: inverted lists visited (default: the index's).")
+@json_option
+@quiet_option
+def search(model, image, text, captions, feats, index_path, minus, plus, rerank, k, weights,
+           crops, device, candidates, nprobe, as_json, quiet):
+    """Captions for a photo, or photos for a sentence (or for photo − word + word)."""
+    from uvs import demo, tools
+
+    given = {"captions": captions, "images": feats, "index": index_path}
+    collections = {name: path for name, path in given.items() if path}
+    _check_search(image, text, collections, minus, plus)
+    m = tools.load_model(model)
+    query = _embed_query(m, image, text, weights, crops, device, minus, plus)
+    if index_path:
+        kind, names, rows, sims, hits, cache = _search_index(
+            m, index_path, query, image, minus, plus, k, candidates, nprobe)
+    elif captions:
+        kind = "captions"
+        names, vecs, cache = demo.caption_collection(m, captions, not quiet)
+        rows, sims = demo.rank_captions(m, query, vecs, k)
+        hits = vecs[rows]
+    else:
+        kind = "images"
+        names, vecs, cache = demo.image_collection(m, feats, not quiet)
+        rows, sims = demo.rank_images(m, query, vecs, k)
+        hits = vecs[rows]
+    if rerank and kind == "images":
+        order = demo.rerank_by_mean(hits)
+        rows, sims = rows[order], sims[order]
+    item = "caption" if kind == "captions" else "image"
+    results = [{"rank": r + 1, "row": int(i), "score": float(s), item: names[i]}
+               for r, (i, s) in enumerate(zip(rows, sims, strict=True))]
+    if as_json:
+        method = demo.model_method(m)
+        print_json({
+            "model": model, "method": method,
+            "score": "negative order error" if method == "order" else "cosine similarity",
+            "query": {"image": image, "text": text, "minus": list(minus), "plus": list(plus)},
+            "collection": {"kind": kind, "path": next(iter(collections.values())),
+                           "count": len(names), "cache": cache},
+            "results": results})
+        return
+    for r in results:
+        click.echo(f"{r['rank']:>3}  {r['score']:8.4f}  {r[item]}")
+
+
+# --- uvs index ------------------------------------------------------------------------------
+
+@click.group(cls=Group)
+def index():
+    """Indexes for large collections of captions or photos (faiss)."""
+
+
+@index.command("build")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--captions", type=click.Path(dir_okay=False), help="Captions, one a line.")
+@click.option("--images", "feats", type=click.Path(dir_okay=False),
+              help="FEATS.npy from `uvs features`.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The index file to write.")
+@click.option("--type", "index_type", type=click.Choice(["auto", "flat", "ivf"]),
+              default="auto", show_default=True,
+              help="flat: exact; ivf: approximate; auto: flat up to 100 000 vectors.")
+@click.option("--nlist", type=click.IntRange(1), help="ivf: inverted lists (default ≈ √n).")
+@click.option("--nprobe", type=click.IntRange(1),
+              help="ivf: lists visited per query (default nlist/16, at least 8).")
+@json_option
+@quiet_option
+def build(model, captions, feats, output, index_type, nlist, nprobe, as_json, quiet):
+    """Embed a caption file or FEATS.npy with MODEL and index it in OUTPUT."""
+    from uvs import demo, tools
+    from uvs import index as uindex
+
+    if bool(captions) == bool(feats):
+        raise click.UsageError("index one collection: --captions FILE or --images FEATS.npy")
+    m = tools.load_model(model)
+    fingerprint = demo.model_fingerprint(m)
+    source = captions or feats
+    collect = demo.caption_collection if captions else demo.image_collection
+    names, vecs, cache = collect(m, source, not quiet, model_hash=fingerprint)
+    meta = {"kind": "captions" if captions else "images", "method": demo.model_method(m),
+            "model": fingerprint, "model_path": model, "source": source,
+            "source_sha256": demo.file_sha256(source)}
+    with _bar(len(vecs), "indexing", quiet) as bar:
+        built = uindex.build(vecs, names, meta, index_type=index_type, nlist=nlist,
+                             nprobe=nprobe, on_progress=bar.update)
+    uindex.save(built, output)
+    if as_json:
+        print_json({"index": output, **built.meta, "cache": cache})
+        return
+    how = "exact" if built.meta["type"] == "flat" else \
+        f"approximate, nlist {built.meta['nlist']}, nprobe {built.meta['nprobe']}"
+    click.echo(f"indexed {len(names)} {built.meta['kind']} in {output} "
+               f"({built.meta['type']}: {how})")
+
+
+@index.command("info")
+@click.argument("path", type=click.Path(dir_okay=False))
+@json_option
+def info(path, as_json):
+    """What an index holds: kind, model, count, type."""
+    from uvs import index as uindex
+
+    try:
+        f = open(path, "rb")
+    except OSError as err:
+        raise UVSError(path, f"cannot read: {err.strerror}") from None
+    with f:
+        meta = uindex.read_meta(f, path)
+    if as_json:
+        print_json({"index": path, **meta})
+        return
+    for key, value in meta.items():
+        click.echo(f"{key}: {value}")
+
+
+def register(group: click.Group) -> None:
+    """Add `features`, `search` and `index` to the `uvs` group."""
+    group.add_command(features)
+    group.add_command(search)
+    group.add_command(index)
+
