@@ -19,6 +19,8 @@ def _register() -> None:
 
     models.register(main)
     main.add_command(train.train)
+    from uvs.cli import images
+    images.register(main)
 
 
 _register()
