@@ -104,3 +104,12 @@ def test_root_joins_relative_paths_but_reports_them_as_given(files, net, tmp_pat
 def test_crops_must_be_1_or_10(net):
     with pytest.raises(UVSError, match="1 or 10"):
         demo.compute_features(net, [photo()], crops=5)
+
+
+def test_extremely_thin_pictures_are_refused(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "thin.png"
+    Image.fromarray(np.zeros((2, 100, 3), np.uint8)).save(path)
+    with pytest.raises(UVSError, match="too elongated"):
+        demo.load_image(path)

@@ -27,6 +27,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE, CROP = 256, 224
 BLOCKS = (2, 2, 4, 4, 4)  # VGG-19: conv layers per block, a max-pool after each
 CACHE_VERSION = 1
+MAX_ASPECT = 32  # a thinner picture would be resized to millions of pixels along one side
 
 _EXTRA = "pip install 'uvs[images]' (torch, torchvision, Pillow)"
 
@@ -38,7 +39,9 @@ def _need(module: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise UVSError(None, f"{module} is not installed: {_EXTRA}") from None
+        top = module.split(".")[0]
+        name = "Pillow" if top == "PIL" else top
+        raise UVSError(None, f"{name} is not installed: {_EXTRA}") from None
 
 
 # --- reading photos -------------------------------------------------------------------------
@@ -93,11 +96,15 @@ def _to_rgb(img) -> np.ndarray:
 def _decode(path: str) -> tuple[np.ndarray, bool]:
     """(pixels, truncated): a truncated file is decoded as far as it goes."""
     try:
-        return _to_rgb(_open(path, allow_truncated=False)), False
+        pixels, truncated = _to_rgb(_open(path, allow_truncated=False)), False
     except UVSError as err:
         if "truncated" not in err.problem and "broken data stream" not in err.problem:
             raise
-    return _to_rgb(_open(path, allow_truncated=True)), True
+        pixels, truncated = _to_rgb(_open(path, allow_truncated=True)), True
+    h, w = pixels.shape[:2]
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise UVSError(path, f"{w} x {h} pixels: too elongated for 224 x 224 crops")
+    return pixels, truncated
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:

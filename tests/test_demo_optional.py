@@ -1,0 +1,39 @@
+"""The core works without the extras: torch, torchvision, Pillow and faiss load only when used."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from uvs import demo
+from uvs import index as uindex
+from uvs.errors import UVSError
+
+EXTRAS = ("torch", "torchvision", "PIL", "faiss")
+
+
+def test_importing_uvs_and_its_cli_loads_no_extra():
+    code = ("import sys, uvs.demo, uvs.index, uvs.cli.main; "
+            f"print([m for m in {EXTRAS!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("module, call, name", [
+    ("torch", lambda: demo.build_convnet("random"), "torch"),
+    ("PIL", lambda: demo.load_image("x.jpg"), "Pillow"),
+])
+def test_missing_images_extra_is_named(monkeypatch, module, call, name):
+    for loaded in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
+        monkeypatch.setitem(sys.modules, loaded, None)
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(UVSError, match=rf"{name} is not installed: pip install 'uvs\[images\]'"):
+        call()
+
+
+def test_missing_index_extra_is_named(monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    with pytest.raises(UVSError, match=r"pip install 'uvs\[index\]'"):
+        uindex.build(np.ones((2, 3), np.float32), ["a", "b"], {"kind": "images"})
