@@ -211,7 +211,7 @@ def index():
               help="The index file to write.")
 @click.option("--type", "index_type", type=click.Choice(["auto", "flat", "ivf"]),
               default="auto", show_default=True,
-              help="flat: exact; ivf: approximate; auto: flat up to 100 000 vectors.")
+              help="flat: exact; ivf: approximate; auto: flat up to 100k vectors.")
 @click.option("--nlist", type=click.IntRange(1), help="ivf: inverted lists (default ≈ √n).")
 @click.option("--nprobe", type=click.IntRange(1),
               help="ivf: lists visited per query (default nlist/16, at least 8).")
