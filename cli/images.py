@@ -86,7 +86,8 @@ def features(photos, list_file, root, output, weights, crops, device, batch_size
 
 def _check_search(image, text, collections, minus, plus):
     if bool(image) == bool(text):
-        raise click.UsageError("give one query: --image PHOTO or --text SENTENCE")
+        raise click.UsageError("give one query: --image PHOTO, --image-features FEATS.npy "
+                               "or --text SENTENCE")
     if len(collections) != 1:
         raise click.UsageError("search one collection: --captions FILE, --images FEATS.npy "
                                "or --index INDEX")
@@ -97,18 +98,22 @@ def _check_search(image, text, collections, minus, plus):
                                "images")
 
 
-def _embed_query(model, image, text, weights, crops, device, minus, plus):
+def _embed_query(model, image, image_features, row, text, weights, crops, device, minus, plus):
     from uvs import demo
     from uvs.tools import encode_images
 
     if text is not None:
         return demo.embed_text(model, text)
-    net = demo.build_convnet(weights, device=device)
-    dim_image = model["options"]["dim_image"]
-    if net.dim != dim_image:
-        raise UVSError(net.weights, f"these VGG weights give {net.dim}-d features; the model "
-                       f"expects {dim_image}-d")
-    vec = encode_images(model, demo.compute_features(net, [image], crops=int(crops)))[0]
+    if image_features is not None:
+        feats = demo.feature_row(model, image_features, row)
+    else:
+        net = demo.build_convnet(weights, device=device)
+        dim_image = model["options"]["dim_image"]
+        if net.dim != dim_image:
+            raise UVSError(net.weights, f"these VGG weights give {net.dim}-d features; the "
+                           f"model expects {dim_image}-d")
+        feats = demo.compute_features(net, [image], crops=int(crops))
+    vec = encode_images(model, feats)[0]
     return demo.arithmetic(model, vec, minus, plus) if (minus or plus) else vec
 
 
@@ -133,6 +138,10 @@ def _search_index(model, path, query, image, minus, plus, k, candidates, nprobe)
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--image", type=click.Path(dir_okay=False), help="Query photo.")
+@click.option("--image-features", type=click.Path(dir_okay=False),
+              help="Query by precomputed CNN features instead of a photo: a .npy of rows ...")
+@click.option("--row", type=click.IntRange(0), default=0, show_default=True,
+              help="... and the row of it to use.")
 @click.option("--text", help="Query sentence (pre-tokenised, as the model's training text).")
 @click.option("--captions", type=click.Path(dir_okay=False),
               help="Captions to search, one a line (embeddings cached beside it).")
@@ -152,19 +161,23 @@ def _search_index(model, path, query, image, minus, plus, k, candidates, nprobe)
               help="Approximate index: inverted lists visited (default: the index's).")
 @json_option
 @quiet_option
-def search(model, image, text, captions, feats, index_path, minus, plus, rerank, k, weights,
-           crops, device, candidates, nprobe, as_json, quiet):
+def search(model, image, image_features, row, text, captions, feats, index_path, minus, plus,
+           rerank, k, weights, crops, device, candidates, nprobe, as_json, quiet):
     """Captions for a photo, or photos for a sentence (or for photo − word + word)."""
     from uvs import demo, tools
 
     given = {"captions": captions, "images": feats, "index": index_path}
     collections = {name: path for name, path in given.items() if path}
-    _check_search(image, text, collections, minus, plus)
+    if image and image_features:
+        raise click.UsageError("give --image or --image-features, not both")
+    image_query = image or image_features
+    _check_search(image_query, text, collections, minus, plus)
     m = tools.load_model(model)
-    query = _embed_query(m, image, text, weights, crops, device, minus, plus)
+    query = _embed_query(m, image, image_features, row, text, weights, crops, device, minus,
+                         plus)
     if index_path:
         kind, names, rows, sims, hits, cache = _search_index(
-            m, index_path, query, image, minus, plus, k, candidates, nprobe)
+            m, index_path, query, image_query, minus, plus, k, candidates, nprobe)
     elif captions:
         kind = "captions"
         names, vecs, cache = demo.caption_collection(m, captions, not quiet)
@@ -186,7 +199,9 @@ def search(model, image, text, captions, feats, index_path, minus, plus, rerank,
         print_json({
             "model": model, "method": method,
             "score": "negative order error" if method == "order" else "cosine similarity",
-            "query": {"image": image, "text": text, "minus": list(minus), "plus": list(plus)},
+            "query": {"image": image, "image_features": image_features,
+                      "row": row if image_features else None, "text": text,
+                      "minus": list(minus), "plus": list(plus)},
             "collection": {"kind": kind, "path": next(iter(collections.values())),
                            "count": len(names), "cache": cache},
             "results": results})

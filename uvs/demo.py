@@ -562,6 +562,17 @@ def read_image_features(path: str, dim_image: int | None = None) -> tuple[np.nda
     return feats, names
 
 
+def feature_row(model: dict, path: str, row: int) -> np.ndarray:
+    """Row `row` of FEATS.npy as a (1, dim_image) float32 query, checked."""
+    feats, _ = read_image_features(path, model["options"]["dim_image"])
+    if not 0 <= row < len(feats):
+        raise UVSError(path, f"row {row} is out of range: the file has {len(feats)} rows")
+    block = np.asarray(feats[row:row + 1], dtype=np.float32)
+    if not np.isfinite(block).all():
+        raise UVSError(path, f"row {row} holds NaN or Inf")
+    return block
+
+
 def embed_feature_file(model: dict, feats: np.ndarray, path: str = "",
                        chunk: int = 65536,
                        on_progress: Callable[[int], None] | None = None) -> np.ndarray:

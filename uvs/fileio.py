@@ -28,8 +28,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     except OSError as err:
         raise UVSError(path, f"cannot write: {err.strerror}") from None
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private; give it a normal file's mode
         os.replace(tmp, path)
     except OSError as err:
         raise UVSError(path, f"cannot write: {err.strerror}") from None

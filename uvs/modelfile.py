@@ -139,7 +139,8 @@ def validate(mf: ModelFile) -> None:
         if name not in p:
             raise UVSError(mf.path, f"parameter {name} is missing")
         got = _shape(p, name)
-        if len(got) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got)):
+        if len(got) != len(shape) or any(
+                s is not None and s != g for s, g in zip(shape, got, strict=True)):
             raise UVSError(mf.path, f"parameter {name} has shape {got}, options say "
                            f"{tuple('?' if s is None else s for s in shape)}")
         if not np.issubdtype(p[name].dtype, np.floating):

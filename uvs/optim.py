@@ -20,7 +20,7 @@ def _shared_like(p, name):
 
 def _grad_shared(tparams, grads, inps, cost):
     gshared = [_shared_like(p, f"{k}_grad") for k, p in tparams.items()]
-    f_grad_shared = backend.function(inps, cost, updates=list(zip(gshared, grads)),
+    f_grad_shared = backend.function(inps, cost, updates=list(zip(gshared, grads, strict=True)),
                                      name="f_grad_shared")
     return gshared, f_grad_shared
 
@@ -37,7 +37,7 @@ def _adam(lr, tparams, grads, inps, cost, b1, b2, e, released):
         fix1 = 1.0 - (1.0 - b1) ** i_t
         fix2 = 1.0 - (1.0 - b2) ** i_t
     lr_t = lr * tensor.sqrt(fix2) / fix1
-    for (k, p), g in zip(tparams.items(), gshared):
+    for (k, p), g in zip(tparams.items(), gshared, strict=True):
         m = _shared_like(p, f"{k}_adam_m")
         v = _shared_like(p, f"{k}_adam_v")
         m_t = (b1 * g) + ((1.0 - b1) * m)

@@ -17,8 +17,13 @@ from uvs.datasets import Split, load_split
 from uvs.errors import UVSError
 from uvs.evaluation import rank_embeddings
 from uvs.homogeneous_data import epoch_rng, homogeneous_batches, prepare_data, random_batches
-from uvs.model import build_image_encoder, build_model, build_sentence_encoder, init_params
-from uvs.model import order_lineage
+from uvs.model import (
+    build_image_encoder,
+    build_model,
+    build_sentence_encoder,
+    init_params,
+    order_lineage,
+)
 from uvs.modelfile import read_model, write_model
 from uvs.optim import OPTIMIZERS, clip_each_norm, clip_global_norm
 from uvs.tools import encode_images, encode_sentences
