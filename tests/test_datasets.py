@@ -93,6 +93,6 @@ def test_sample_is_generated_deterministically(tmp_path):
     a = datasets.load_split("sample", "dev", tmp_path / "a")
     b = datasets.load_split("sample", "dev", tmp_path / "b")
     assert a.caps == b.caps and np.array_equal(a.ims, b.ims)
-    assert len(a.caps) == 500 and a.ims.shape == (500, 4096)
+    assert len(a.caps) == 2500 and a.ims.shape == (2500, 4096)
     np.testing.assert_allclose(np.linalg.norm(a.ims, axis=1), 1, atol=1e-5)
     assert "SYNTHETIC" in (tmp_path / "a" / "sample" / "README.txt").read_text()

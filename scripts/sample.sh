@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# End to end on the synthetic sample data set: install, train, evaluate, retrieve.
+source "$(dirname "$0")/env.sh"
+export UVS_DATA=${UVS_DATA:-data}
+uvs train --data sample --dim 256 --dim-word 128 --max-epochs 3 --valid-freq 50 \
+    --saveto models/sample.npz
+uvs evalrank models/sample.npz --split test
+echo "captions retrieved for test image 0 ($(head -1 "$UVS_DATA/sample/sample_test_photos.paths.txt")):"
+uvs search models/sample.npz --image-features "$UVS_DATA/sample/sample_test_photos.npy" --row 0 \
+    --captions "$UVS_DATA/sample/sample_test_caps.txt" -k 5
+echo "images retrieved for a caption:"
+uvs search models/sample.npz --text "a brown dog runs on the beach ." \
+    --images "$UVS_DATA/sample/sample_test_photos.npy" -k 5
