@@ -83,12 +83,25 @@ def encode_images(model, features, output, quiet):
 
 
 @click.command()
-@click.argument("model", type=click.Path())
+@click.argument("model", type=click.Path(), required=False)
+@click.option("--backend", is_flag=True, help="Show PyTensor's mode and BLAS instead.")
 @json_option
-def info(model, as_json):
+def info(model, backend, as_json):
     """Show MODEL's layout, options, vocabulary size and parameter shapes."""
     from uvs.modelfile import read_model
 
+    if backend:
+        from uvs.backend import describe
+
+        found = describe()
+        if as_json:
+            print_json(found)
+        else:
+            for k, v in found.items():
+                click.echo(f"{k:<9} {v}")
+        return
+    if model is None:
+        raise click.UsageError("give a MODEL (or --backend)")
     mf = read_model(model)
     summary = {"path": mf.path, "layout": mf.layout, "options": mf.options,
                "vocabulary": len(mf.worddict),
