@@ -172,3 +172,11 @@ def test_bad_input(tmp_path, kind):
     assert_one_line_error(result, *fragments)
     assert not (tmp_path / "pwned").exists()
     assert set(os.listdir(tmp_path)) == before  # no partial output
+
+
+def test_info_backend():
+    result = run("info", "--backend", "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert found["floatX"] == "float32" and found["mode"] and found["blas"]
+    assert run("info").exit_code != 0
