@@ -106,7 +106,9 @@ def ranks(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Both directions' 0-based ranks from one chunked pass over the score matrix.
 
-    images: (N, d), one row per image; captions: (5N, d), captions 5i..5i+4 of image i.
+    images: (N, d) float32, one row per image; captions: (5N, d) float32, captions
+    5i..5i+4 belong to image i (other dtypes go to `score` as given, or become float32
+    for the default).
     score: ``score(im_chunk (c, d), captions (5N, d)) -> (c, 5N)``; default the float32
     dot product. Set ``higher_is_better=False`` for errors (order-embedding).
     ties: "last" or "first" (see the module docstring); default "last" for scores and
@@ -236,8 +238,9 @@ def i2t(
     Other keywords go to `ranks`.
     """
     ims = _per_image(images, captions)
+    k = _npts(npts, len(ims))
     r, _ = ranks(ims, captions, **kw)
-    return _metrics_tuple(r[: _npts(npts, len(ims))])
+    return _metrics_tuple(r[:k])
 
 
 def t2i(
@@ -250,5 +253,6 @@ def t2i(
     Other keywords go to `ranks`.
     """
     ims = _per_image(images, captions)
+    k = _npts(npts, len(ims))
     _, r = ranks(ims, captions, **kw)
-    return _metrics_tuple(r[: 5 * _npts(npts, len(ims))])
+    return _metrics_tuple(r[: 5 * k])
