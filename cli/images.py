@@ -56,14 +56,14 @@ def _photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
 def features(photos, list_file, root, output, weights, crops, device, batch_size, strict,
              as_json, quiet):
     """VGG-19 fc7 features (after ReLU, rows of unit norm) of PHOTOS into FEATS.npy."""
-    from uvs import demo
+    from uvs import demo, vgg
     from uvs.fileio import save_npy, write_text
 
     paths = _photo_paths(photos, list_file)
-    net = demo.build_convnet(weights, device=device)
+    net = vgg.build_convnet(weights, device=device)
     with _bar(len(paths), "photos", quiet) as bar:
-        run = demo.features_from_files(net, paths, crops=int(crops), batch_size=batch_size,
-                                       strict=strict, root=root, on_progress=bar.update)
+        run = vgg.features_from_files(net, paths, crops=int(crops), batch_size=batch_size,
+                                      strict=strict, root=root, on_progress=bar.update)
     if not run.paths:
         raise UVSError(list_file or paths[0], f"none of the {len(paths)} images could be read")
     save_npy(output, run.features)
@@ -99,7 +99,7 @@ def _check_search(image, text, collections, minus, plus):
 
 
 def _embed_query(model, image, image_features, row, text, weights, crops, device, minus, plus):
-    from uvs import demo
+    from uvs import demo, vgg
     from uvs.tools import encode_images
 
     if text is not None:
@@ -107,12 +107,12 @@ def _embed_query(model, image, image_features, row, text, weights, crops, device
     if image_features is not None:
         feats = demo.feature_row(model, image_features, row)
     else:
-        net = demo.build_convnet(weights, device=device)
+        net = vgg.build_convnet(weights, device=device)
         dim_image = model["options"]["dim_image"]
         if net.dim != dim_image:
             raise UVSError(net.weights, f"these VGG weights give {net.dim}-d features; the "
                            f"model expects {dim_image}-d")
-        feats = demo.compute_features(net, [image], crops=int(crops))
+        feats = vgg.compute_features(net, [image], crops=int(crops))
     vec = encode_images(model, feats)[0]
     return demo.arithmetic(model, vec, minus, plus) if (minus or plus) else vec
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from models import write_tiny_model
 from vggfixtures import DENSE, awkward_images, write_lasagne_vgg
 
-from uvs import demo, tools
+from uvs import demo, tools, vgg
 from uvs.cli.main import main
 
 pytest.importorskip("torchvision")
@@ -62,8 +62,8 @@ def test_features_from_a_list_write_rows_and_paths(work):
     assert names == ["rgb.png", "grey.png", "rgba.png", "cmyk.jpg", "exif.jpg"]
     assert feats.shape == (5, DENSE[1]) and feats.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1, rtol=1e-5)
-    net = demo.build_convnet(work["vgg"], device="cpu")
-    np.testing.assert_allclose(feats[0], demo.compute_features(net, [root / "rgb.png"])[0],
+    net = vgg.build_convnet(work["vgg"], device="cpu")
+    np.testing.assert_allclose(feats[0], vgg.compute_features(net, [root / "rgb.png"])[0],
                                rtol=1e-5, atol=1e-6)
 
 

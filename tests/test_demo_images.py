@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from vggfixtures import awkward_images, photo, write_lasagne_vgg
 
-from uvs import demo
+from uvs import photos, vgg
 from uvs.errors import UVSError
 
 pytest.importorskip("PIL")
@@ -23,46 +23,46 @@ def close(a, b, tol):
 def test_lossless_kinds_decode_exactly(files):
     rgb = photo()
     for name in ("rgb", "rgb16"):
-        np.testing.assert_array_equal(demo.load_image(files[name]), rgb)
+        np.testing.assert_array_equal(photos.load_image(files[name]), rgb)
     for name in ("grey", "grey16"):
-        np.testing.assert_array_equal(demo.load_image(files[name]),
+        np.testing.assert_array_equal(photos.load_image(files[name]),
                                       np.repeat(rgb[:, :, 1:2], 3, axis=2))
 
 
 def test_alpha_is_composited_over_white(files):
     want = np.rint(photo() * (200 / 255) + 255 * (55 / 255)).astype(np.uint8)
-    close(demo.load_image(files["rgba"]), want, 1.0)
-    pal = demo.load_image(files["palette"])
+    close(photos.load_image(files["rgba"]), want, 1.0)
+    pal = photos.load_image(files["palette"])
     assert pal.shape == (40, 60, 3) and pal.dtype == np.uint8
 
 
 def test_cmyk_and_jpeg_decode_to_rgb(files):
-    close(demo.load_image(files["jpeg"]), photo(), 3)
-    close(demo.load_image(files["cmyk"]), photo(), 3)
+    close(photos.load_image(files["jpeg"]), photo(), 3)
+    close(photos.load_image(files["cmyk"]), photo(), 3)
 
 
 def test_exif_orientation_is_applied(files):
-    got = demo.load_image(files["exif"])
+    got = photos.load_image(files["exif"])
     close(got, np.rot90(photo(), -1), 3)
 
 
 def test_truncated_file_decodes_as_far_as_it_goes(files):
-    got = demo.load_image(files["truncated"])
+    got = photos.load_image(files["truncated"])
     assert got.shape == (160, 240, 3)
-    close(got[:40], demo.load_image(files["large"])[:40], 1)
+    close(got[:40], photos.load_image(files["large"])[:40], 1)
 
 
 @pytest.mark.parametrize("name, problem", [("broken", "not an image"),
                                            ("empty", "not an image")])
 def test_unreadable_files_name_the_path(files, name, problem):
     with pytest.raises(UVSError) as err:
-        demo.load_image(files[name])
+        photos.load_image(files[name])
     assert str(err.value).startswith(files[name]) and problem in str(err.value)
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(UVSError, match="cannot read"):
-        demo.load_image(tmp_path / "nope.jpg")
+        photos.load_image(tmp_path / "nope.jpg")
 
 
 @pytest.fixture(scope="module")
@@ -70,40 +70,40 @@ def net(tmp_path_factory):
     pytest.importorskip("torchvision")
     path = tmp_path_factory.mktemp("vgg") / "vgg19.pkl"
     write_lasagne_vgg(path)
-    return demo.build_convnet(path, device="cpu")
+    return vgg.build_convnet(path, device="cpu")
 
 
 def test_features_skip_unreadable_and_warn_on_truncated(files, net):
     names = ["rgb", "broken", "grey16", "truncated", "empty", "exif"]
     seen = []
-    run = demo.features_from_files(net, [files[n] for n in names], batch_size=2,
+    run = vgg.features_from_files(net, [files[n] for n in names], batch_size=2,
                                    on_progress=seen.append)
     assert run.paths == [files[n] for n in ("rgb", "grey16", "truncated", "exif")]
     assert [s["path"] for s in run.skipped] == [files["broken"], files["empty"]]
     assert [w["path"] for w in run.warnings] == [files["truncated"]]
     assert run.features.shape == (4, net.dim) and sum(seen) == len(names)
-    np.testing.assert_allclose(run.features[0], demo.compute_features(net, [photo()])[0],
+    np.testing.assert_allclose(run.features[0], vgg.compute_features(net, [photo()])[0],
                                rtol=1e-5, atol=1e-6)
 
 
 def test_strict_fails_on_the_first_bad_file(files, net):
     with pytest.raises(UVSError, match="broken.jpg"):
-        demo.features_from_files(net, [files["rgb"], files["broken"]], strict=True)
+        vgg.features_from_files(net, [files["rgb"], files["broken"]], strict=True)
     with pytest.raises(UVSError, match="truncated"):
-        demo.features_from_files(net, [files["truncated"]], strict=True)
+        vgg.features_from_files(net, [files["truncated"]], strict=True)
 
 
 def test_root_joins_relative_paths_but_reports_them_as_given(files, net, tmp_path):
     import os
 
     folder, name = os.path.split(files["rgb"])
-    run = demo.features_from_files(net, [name], root=folder)
+    run = vgg.features_from_files(net, [name], root=folder)
     assert run.paths == [name] and not run.skipped
 
 
 def test_crops_must_be_1_or_10(net):
     with pytest.raises(UVSError, match="1 or 10"):
-        demo.compute_features(net, [photo()], crops=5)
+        vgg.compute_features(net, [photo()], crops=5)
 
 
 def test_extremely_thin_pictures_are_refused(tmp_path):
@@ -112,4 +112,4 @@ def test_extremely_thin_pictures_are_refused(tmp_path):
     path = tmp_path / "thin.png"
     Image.fromarray(np.zeros((2, 100, 3), np.uint8)).save(path)
     with pytest.raises(UVSError, match="too elongated"):
-        demo.load_image(path)
+        photos.load_image(path)

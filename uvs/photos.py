@@ -1,0 +1,104 @@
+"""Photos from disk as (H, W, 3) uint8 RGB, whatever their mode, orientation or damage.
+
+Pillow (the `[images]` extra) is imported only when a photo is read; `need` does that for
+`uvs.vgg` too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+
+from uvs.errors import UVSError
+
+MAX_ASPECT = 32  # a thinner picture would be resized to millions of pixels along one side
+
+_EXTRA = "pip install 'uvs[images]' (torch, torchvision, Pillow)"
+
+
+def need(module: str):
+    """Import an optional dependency, or say which extra provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        top = module.split(".")[0]
+        name = "Pillow" if top == "PIL" else top
+        raise UVSError(None, f"{name} is not installed: {_EXTRA}") from None
+
+
+def one_line(err: Exception, limit: int = 200) -> str:
+    """An exception's message on one line, cut at `limit` characters."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# --- decoding -------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _truncated_ok(allow: bool):
+    ImageFile = need("PIL.ImageFile")
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = allow
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
+
+
+def _open(path: str, allow_truncated: bool):
+    Image = need("PIL.Image")
+    with _truncated_ok(allow_truncated):
+        try:
+            with Image.open(path) as img:
+                img.load()
+                return img.copy()
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
+            raise UVSError(path, f"cannot read: {err.strerror}") from None
+        except Image.UnidentifiedImageError:
+            raise UVSError(path, "not an image Pillow can read") from None
+        except Image.DecompressionBombError as err:
+            raise UVSError(path, f"too large to decode safely ({one_line(err)})") from None
+        except (OSError, SyntaxError, ValueError) as err:
+            raise UVSError(path, f"damaged image ({one_line(err)})") from None
+
+
+def _to_rgb(img) -> np.ndarray:
+    """Any Pillow mode as (H, W, 3) uint8 RGB: 16-bit scaled, alpha over white, CMYK converted."""
+    ImageOps = need("PIL.ImageOps")
+    Image = need("PIL.Image")
+    with contextlib.suppress(Exception):  # a broken EXIF block leaves the photo unrotated
+        img = ImageOps.exif_transpose(img)
+    if img.mode.startswith("I") or img.mode == "F":
+        grey = np.asarray(img).astype(np.float64)
+        if img.mode != "F":  # 16-bit integer samples
+            grey = grey / 257.0
+        grey = np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return np.array(img.convert("RGB"), dtype=np.uint8)
+
+
+def decode(path: str) -> tuple[np.ndarray, bool]:
+    """(pixels, truncated): a truncated file is decoded as far as it goes."""
+    try:
+        pixels, truncated = _to_rgb(_open(path, allow_truncated=False)), False
+    except UVSError as err:
+        if "truncated" not in err.problem and "broken data stream" not in err.problem:
+            raise
+        pixels, truncated = _to_rgb(_open(path, allow_truncated=True)), True
+    h, w = pixels.shape[:2]
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise UVSError(path, f"{w} x {h} pixels: too elongated for 224 x 224 crops")
+    return pixels, truncated
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """A photo as (H, W, 3) uint8 RGB, EXIF-rotated; greyscale, alpha, CMYK, 16-bit handled."""
+    return decode(os.fspath(path))[0]
