@@ -219,3 +219,28 @@ def test_recipes_and_released_options():
     assert not order_lineage(tiny_options())
     assert order_lineage(tiny_options(method="cosine"))
     assert WORDS
+
+
+@pytest.mark.parametrize("recipe, layout", [("order", "order"), ("symmetric", "vse"),
+                                            ("vse", "order")])
+def test_recipes_train_on_either_layout(tmp_path, recipe, layout):
+    from models import write_tiny_dataset
+
+    from uvs import tools
+
+    write_tiny_dataset(tmp_path / "data", layout=layout, n_images=12)
+    saveto = tmp_path / "m.npz"
+    result = CliRunner().invoke(main, [str(a) for a in [
+        "train", "--recipe", recipe, "--data", "tiny", "--data-dir", tmp_path / "data",
+        "--dim", "8", "--dim-word", "6", "--dim-image", "10", "--batch-size", "4",
+        "--max-epochs", "2", "--valid-freq", "3", "--saveto", saveto, "-q", "--json"]])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    model = tools.load_model(saveto)
+    assert model["options"]["recipe"] == recipe
+    assert model["options"]["method"] == ("order" if recipe == "order" else "cosine")
+    assert order_lineage(model["options"]) == (recipe != "vse")
+    # order-embedding batches: 12 images // 4 = 3 full batches an epoch; vse: by length
+    if recipe != "vse":
+        assert out["updates"] == 6
+    assert out["best_rsum"] >= 0
