@@ -5,28 +5,11 @@ import os
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from clirun import one_line_error, run
 from models import write_tiny_dataset, write_tiny_model
 from py2pickle import py2_reduce_payload
 
 from uvs import tools
-from uvs.cli.main import main
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code != 0, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    err = result.stderr.strip()
-    assert "Traceback" not in result.output
-    assert len(err.splitlines()) == 1, err
-    for fragment in fragments:
-        assert fragment in err, err
-    assert result.stdout == ""
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +152,7 @@ def test_bad_input(tmp_path, kind):
     argv, fragments = _break(kind, tmp_path)
     before = set(os.listdir(tmp_path))
     result = run(*argv, "-q") if argv[0] in ("evalrank", "encode") else run(*argv)
-    assert_one_line_error(result, *fragments)
+    one_line_error(result, *fragments)
     assert not (tmp_path / "pwned").exists()
     assert set(os.listdir(tmp_path)) == before  # no partial output
 

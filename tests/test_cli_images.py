@@ -5,35 +5,16 @@ import os
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from clirun import ok, one_line_error, run
 from models import write_tiny_model
 from vggfixtures import DENSE, awkward_images, write_lasagne_vgg
 
 from uvs import demo, tools, vgg
-from uvs.cli.main import main
 
 pytest.importorskip("torchvision")
 pytest.importorskip("PIL")
 
 CAPTIONS = "a dog runs on the beach\na red car\na blue car\na cat sits\nthe sky\n"
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def ok(result):
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code == 1, result.output
-    err = result.stderr.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in result.output, err
-    for fragment in fragments:
-        assert fragment in err, err
-    assert result.stdout == ""
 
 
 @pytest.fixture(scope="module")
