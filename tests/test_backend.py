@@ -1,0 +1,143 @@
+"""uvs.backend: float32, a linked BLAS for the C backend, the mode and its override."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import uvs  # noqa: F401  (configures PyTensor)
+from uvs import backend
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh interpreter that imports this checkout's uvs.
+
+    The `blas__ldflags` this process's uvs put into `PYTENSOR_FLAGS` are dropped,
+    or the child would take them for the user's own.
+    """
+    flags = backend._parse_flags(os.environ.get("PYTENSOR_FLAGS", ""))
+    flags.pop("blas__ldflags", None)
+    inherited = ",".join(f'{k}="{v}"' for k, v in flags.items())
+    environ = {**os.environ, "PYTENSOR_FLAGS": inherited, **env, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_floatx_is_float32() -> None:
+    import pytensor
+
+    assert pytensor.config.floatX == "float32"
+
+
+def test_describe_keys() -> None:
+    info = backend.describe()
+    assert set(info) == {"pytensor", "mode", "floatX", "blas"}
+    assert info["floatX"] == "float32"
+    assert info["mode"] in backend.MODES
+    assert isinstance(info["blas"], str) and info["blas"]
+
+
+def test_cvm_dot_uses_blas() -> None:
+    import pytensor.tensor as pt
+    from pytensor.tensor.blas import GemmRelated
+
+    x, y = pt.matrix("x"), pt.matrix("y")
+    f = backend.function([x, y], pt.dot(x, y), mode="CVM")
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((64, 48)).astype("float32")
+    b = rng.standard_normal((48, 32)).astype("float32")
+    out = f(a, b)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, a @ b, rtol=1e-4, atol=1e-4)
+
+    blas = backend.blas()
+    if blas.source == "none":
+        pytest.skip("no BLAS configured for PyTensor's C backend")
+    nodes = zip(f.vm.nodes, f.vm.thunks, strict=True)
+    gemms = [(n, t) for n, t in nodes if isinstance(n.op, GemmRelated)]
+    assert gemms, [n.op for n in f.vm.nodes]
+    assert all(hasattr(t, "cthunk") for _, t in gemms), "BLAS op fell back to Python"
+    maps = Path("/proc/self/maps")
+    if blas.library and maps.exists():
+        assert str(Path(blas.library).resolve()) in maps.read_text()
+
+
+def test_wheel_flags_rename_blas_symbols() -> None:
+    wheel = backend._wheel_blas()
+    if wheel is None:
+        pytest.skip("scipy-openblas32 not installed")
+    assert "-Dsgemm_=scipy_sgemm_" in wheel.ldflags
+    assert "-Dddot_=scipy_ddot_" in wheel.ldflags
+    assert Path(wheel.library).exists()
+
+
+def test_mode_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UVS_MODE", "numba")
+    assert backend.mode() == "NUMBA"
+    assert backend.describe()["mode"] == "NUMBA"
+    monkeypatch.setenv("UVS_MODE", "cvm")
+    assert backend.mode() == "CVM"
+    monkeypatch.delenv("UVS_MODE")
+    assert backend.mode() in backend.MODES
+
+
+def test_bad_mode_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UVS_MODE", "gpu")
+    with pytest.raises(ValueError, match="UVS_MODE='GPU'.*CVM"):
+        backend.mode()
+
+
+def test_bad_blas_choice_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UVS_BLAS", "mkl")
+    with pytest.raises(ValueError, match="UVS_BLAS='mkl'"):
+        backend._choose(None)
+
+
+def test_user_ldflags_are_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTENSORRC", str(tmp_path / "missing"))
+    assert backend._user_ldflags('floatX=float32,blas__ldflags="-lblas -lm"') == "-lblas -lm"
+    assert backend._user_ldflags("floatX=float32") is None
+    rc = tmp_path / "pytensorrc"
+    rc.write_text("[blas]\nldflags = -lmyblas\n")
+    monkeypatch.setenv("PYTENSORRC", str(rc))
+    assert backend._user_ldflags("") == "-lmyblas"
+    assert backend._choose("-lmyblas") == backend.Blas("user", "-lmyblas")
+
+
+def test_user_ldflags_left_alone() -> None:
+    code = (
+        "import os, uvs, pytensor; from uvs import backend;"
+        "print(pytensor.config.blas__ldflags); print(backend.describe()['blas'])"
+    )
+    res = run_python(code, PYTENSOR_FLAGS="blas__ldflags=-lopenblas")
+    assert res.returncode == 0, res.stderr
+    ldflags, text = res.stdout.splitlines()[-2:]
+    assert ldflags == "-lopenblas"
+    assert text.startswith("user")
+
+
+def test_import_prints_no_blas_warning() -> None:
+    res = run_python("import uvs, pytensor; print(bool(pytensor.config.blas__ldflags))")
+    assert res.returncode == 0, res.stderr
+    assert "could not link to a BLAS" not in res.stderr
+
+
+def test_no_blas_falls_back_with_one_warning() -> None:
+    code = (
+        "import uvs; from uvs import backend;"
+        "print(backend.mode(), backend.mode()); print(backend.describe()['blas'])"
+    )
+    res = run_python(code, UVS_BLAS="none", UVS_MODE="")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0] == f"{backend.FALLBACK_MODE} {backend.FALLBACK_MODE}"
+    assert res.stdout.splitlines()[1].startswith("none")
+    assert res.stderr.count("uvs: no BLAS") == 1
+    assert "could not link to a BLAS" not in res.stderr
