@@ -6,6 +6,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as tensor
 
+from uvs.gru_op import gru_fused, gru_impl
 from uvs.utils import _p, norm_weight, ortho_weight, xavier_weight
 
 # layer name -> (parameter initialiser, forward function)
@@ -72,6 +73,9 @@ def gru_layer(tparams, state_below, init_state, options, prefix="gru", mask=None
 
     state_below_ = tensor.dot(state_below, tparams[_p(prefix, "W")]) + tparams[_p(prefix, "b")]
     state_belowx = tensor.dot(state_below, tparams[_p(prefix, "Wx")]) + tparams[_p(prefix, "bx")]
+    if gru_impl() == "fused":  # one Op for the loop and one for its gradient (uvs/gru_op.py)
+        return [gru_fused(state_below_, state_belowx, mask, init_state,
+                          tparams[_p(prefix, "U")], tparams[_p(prefix, "Ux")])]
 
     def _step_slice(m_, x_, xx_, h_, U, Ux):
         preact = tensor.dot(h_, U)
