@@ -97,13 +97,13 @@ def test_textbook_adam_differs_from_released():
 @pytest.fixture(scope="module")
 def small_sample(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    sample.make_sample(str(root), dim=32)
+    sample.make_sample(str(root))
     return root
 
 
 def _train_args(data_dir, saveto, *extra):
     return ["train", "--data", "sample", "--data-dir", data_dir, "--dim", "16",
-            "--dim-word", "12", "--dim-image", "32", "--batch-size", "32",
+            "--dim-word", "12", "--dim-image", "4096", "--batch-size", "32",
             "--saveto", saveto, "--seed", "7", *extra]
 
 
@@ -112,7 +112,8 @@ def test_training_improves_dev_recall(small_sample, tmp_path):
 
     saveto = tmp_path / "m.npz"
     result = CliRunner().invoke(main, [str(a) for a in _train_args(
-        small_sample, saveto, "--max-epochs", "2", "--valid-freq", "50", "--json", "-q")])
+        small_sample, saveto, "--max-epochs", "2", "--valid-freq", "50", "--lrate", "0.002",
+        "--json", "-q")])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     trained = evaluation.evalrank(tools.load_model(saveto), "sample", "dev", small_sample)
