@@ -245,3 +245,15 @@ def test_recipes_train_on_either_layout(tmp_path, recipe, layout):
     if recipe != "vse":
         assert out["updates"] == 6
     assert out["best_rsum"] >= 0
+
+
+def test_full_disk_is_reported_first(small_sample, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    result = CliRunner().invoke(main, [str(a) for a in _train_args(small_sample,
+                                                                   tmp_path / "m.npz")])
+    assert result.exit_code != 0 and "not enough disk space" in result.stderr
+    assert "compiling" not in result.stderr and not (tmp_path / "m.npz").exists()
