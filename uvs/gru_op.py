@@ -13,6 +13,7 @@ product over all T·B rows (dU = H_prevᵀ·dPre) instead of T small ones.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,9 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.c.op import COp
 from pytensor.scalar import upcast
+
+# Under the Numba backend the Ops run their NumPy `perform` (still faster than Numba's scan).
+warnings.filterwarnings("ignore", message="Numba will use object mode to run GRU(Forward|Backward)")
 
 IMPLEMENTATIONS = ("fused", "scan")
 DEFAULT = "fused"

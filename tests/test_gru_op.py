@@ -1,0 +1,172 @@
+"""The fused GRU (uvs/gru_op.py) against the `scan` GRU it replaces: values, gradients, updates."""
+
+from collections import OrderedDict
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+from models import tiny_options, tiny_worddict
+from pytensor.compile.mode import Mode
+from pytensor.scan.op import Scan
+
+from uvs import backend, gru_op
+from uvs.homogeneous_data import prepare_data
+from uvs.layers import gru_layer, param_init_gru
+from uvs.model import build_sentence_encoder, init_params
+from uvs.train import compile_update
+from uvs.utils import init_tparams
+
+NIN, DIM = 5, 4
+WEIGHTS = ("W", "U", "b", "Wx", "Ux", "bx")
+# (T, B, steps kept per column): padded steps (mask 0) at the end and in the middle
+SHAPES = [(1, 1, [1]), (1, 3, [1, 1, 0]), (4, 1, [3]), (5, 3, [5, 2, 1]), (3, 2, [3, 3])]
+PY = Mode(linker="py", optimizer="fast_run")  # runs the Ops' NumPy `perform`
+
+
+def _params(dtype="float32"):
+    rng = np.random.RandomState(0)
+    params = param_init_gru({}, OrderedDict(), prefix="enc", nin=NIN, dim=DIM, rng=rng)
+    return OrderedDict((k, (v + rng.uniform(-0.3, 0.3, v.shape)).astype(dtype))
+                       for k, v in params.items())
+
+
+def _inputs(T, B, kept, dtype="float32"):
+    rng = np.random.RandomState(T * 10 + B)
+    x = rng.randn(T, B, NIN).astype(dtype)
+    mask = np.zeros((T, B), dtype=dtype)
+    for j, k in enumerate(kept):
+        mask[:k, j] = 1
+    if T > 2 and B > 1:
+        mask[1, -1] = 0  # a gap in the middle: the state is carried over
+    h0 = (0.5 * rng.randn(B, DIM)).astype(dtype)
+    weights = rng.randn(T, B, DIM).astype(dtype)
+    return x, mask, h0, weights
+
+
+def _build(impl, monkeypatch, with_h0, mode=None, dtype="float32"):
+    """f(x, mask, h0, C) -> [h, d cost / d (x, mask, h0, W, U, b, Wx, Ux, bx)]."""
+    monkeypatch.setenv("UVS_GRU", impl)
+    tparams = init_tparams(_params(dtype))
+    x = pt.tensor3("x", dtype=dtype)
+    mask = pt.matrix("mask", dtype=dtype)
+    h0 = pt.matrix("h0", dtype=dtype)
+    weights = pt.tensor3("C", dtype=dtype)
+    h = gru_layer(tparams, x, h0 if with_h0 else None, {}, prefix="enc", mask=mask)[0]
+    cost = (h * weights).sum() + (h[-1] ** 2).sum()
+    wrt = [x, mask] + ([h0] if with_h0 else []) + [tparams[f"enc_{w}"] for w in WEIGHTS]
+    f = backend.function([x, mask, h0, weights], [h, *pt.grad(cost, wrt)],
+                         on_unused_input="ignore", mode=mode or backend.mode())
+    return f
+
+
+def _ops(f):
+    return {type(node.op) for node in f.maker.fgraph.apply_nodes}
+
+
+@pytest.mark.parametrize("with_h0", [False, True], ids=["h0=0", "h0 given"])
+@pytest.mark.parametrize("mode", [None, PY], ids=["C", "numpy"])
+def test_fused_matches_scan(monkeypatch, with_h0, mode):
+    reference = _build("scan", monkeypatch, with_h0)
+    fused = _build("fused", monkeypatch, with_h0, mode=mode)
+    assert Scan in _ops(reference) and Scan not in _ops(fused)
+    assert gru_op.GRUForward in _ops(fused) and gru_op.GRUBackward in _ops(fused)
+    names = ["h", "x", "mask"] + (["h0"] if with_h0 else []) + list(WEIGHTS)
+    for T, B, kept in SHAPES:
+        args = _inputs(T, B, kept)
+        for name, want, got in zip(names, reference(*args), fused(*args), strict=True):
+            assert got.shape == want.shape, (name, T, B)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5,
+                                       err_msg=f"{name}, T={T}, B={B}")
+
+
+def test_fused_float64(monkeypatch):
+    reference = _build("scan", monkeypatch, True, dtype="float64")
+    fused = _build("fused", monkeypatch, True, dtype="float64")
+    args = _inputs(4, 3, [4, 2, 1], dtype="float64")
+    for want, got in zip(reference(*args), fused(*args), strict=True):
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_mask_defaults_to_ones(monkeypatch):
+    outs = []
+    for impl in ("scan", "fused"):
+        monkeypatch.setenv("UVS_GRU", impl)
+        tparams = init_tparams(_params())
+        x = pt.tensor3("x", dtype="float32")
+        outs.append(backend.function([x], gru_layer(tparams, x, None, {}, prefix="enc")[0]))
+    x = np.random.RandomState(1).randn(3, 2, NIN).astype("float32")
+    np.testing.assert_allclose(outs[1](x), outs[0](x), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_shapes_are_refused(monkeypatch):
+    f = _build("fused", monkeypatch, True)
+    x, mask, h0, weights = _inputs(3, 2, [3, 3])
+    with pytest.raises(ValueError):
+        f(x, mask, h0[:1], weights)
+
+
+def test_switch(monkeypatch):
+    monkeypatch.delenv("UVS_GRU", raising=False)
+    monkeypatch.delenv("UVS_MODE", raising=False)
+    assert gru_op.gru_impl() == gru_op.DEFAULT == "fused"
+    monkeypatch.setenv("UVS_GRU", "Scan")
+    assert gru_op.gru_impl() == "scan"
+    monkeypatch.setenv("UVS_GRU", "cudnn")
+    with pytest.raises(ValueError, match="UVS_GRU"):
+        gru_op.gru_impl()
+    monkeypatch.delenv("UVS_GRU")
+    monkeypatch.setenv("UVS_MODE", "JAX")
+    assert gru_op.gru_impl() == "scan"
+
+
+def _update(monkeypatch, impl, options, params, batch):
+    """Costs, gradients and parameters over two compile_update steps."""
+    monkeypatch.setenv("UVS_GRU", impl)
+    tparams = init_tparams(OrderedDict((k, v.copy()) for k, v in params.items()))
+    f_grad_shared, f_update = compile_update(tparams, options)
+    gshared = [v for v in f_grad_shared.get_shared() if v.name.endswith("_grad")]
+    out = []
+    for _ in range(2):
+        cost = float(f_grad_shared(*batch))
+        grads = {g.name: g.get_value().copy() for g in gshared}
+        f_update(1e-3)
+        out.append((cost, grads, {k: v.get_value() for k, v in tparams.items()}))
+    graph = {type(n.op) for n in f_grad_shared.maker.fgraph.apply_nodes}
+    return out, graph
+
+
+def test_compile_update_same_with_fused(monkeypatch):
+    options = tiny_options()
+    worddict = tiny_worddict()
+    options["n_words"] = len(worddict) + 2
+    params = init_params(options, rng=np.random.RandomState(3))
+    rng = np.random.RandomState(4)
+    caps = ["a dog runs on the beach", "red car", "the cat sits", "blue grass"]
+    batch = prepare_data(caps, rng.rand(4, options["dim_image"]), worddict,
+                         n_words=options["n_words"])
+    assert (batch[1] == 0).any()  # padded steps
+    scan, scan_graph = _update(monkeypatch, "scan", options, params, batch)
+    fused, fused_graph = _update(monkeypatch, "fused", options, params, batch)
+    assert Scan in scan_graph and Scan not in fused_graph
+    for (c_ref, g_ref, p_ref), (c, g, p) in zip(scan, fused, strict=True):
+        assert c == pytest.approx(c_ref, rel=1e-5)
+        for k in g_ref:
+            np.testing.assert_allclose(g[k], g_ref[k], rtol=1e-4, atol=1e-6, err_msg=k)
+        for k in p_ref:
+            np.testing.assert_allclose(p[k], p_ref[k], atol=1e-5, err_msg=k)
+
+
+def test_sentence_encoder_same_with_fused(monkeypatch):
+    options = tiny_options()
+    options["n_words"] = 18
+    params = init_params(options, rng=np.random.RandomState(5))
+    x, mask, _ = prepare_data(["a dog runs", "red car on the beach", ""], np.zeros((3, 10)),
+                              tiny_worddict(), n_words=18)
+    out = []
+    for impl in ("scan", "fused"):
+        monkeypatch.setenv("UVS_GRU", impl)
+        inputs, sents = build_sentence_encoder(init_tparams(params), options)
+        out.append(pytensor.function(inputs, sents, mode=backend.mode())(x, mask))
+    np.testing.assert_allclose(out[1], out[0], rtol=1e-5, atol=1e-6)
