@@ -327,13 +327,14 @@ def main() -> None:
         t = time.perf_counter()
         f_grad_shared, f_update = compile_update(tparams, options)
         inputs, sents = build_sentence_encoder(tparams, options)
-        encoders[impl] = backend.function(inputs, sents, name="f_senc")
+        encoders[f"uvs ({impl})"] = backend.function(inputs, sents, name="f_senc")
         print(f"uvs ({impl}): compiled in this process in {time.perf_counter() - t:.1f} s")
         gshared = {v.name[:-5]: v for v in f_grad_shared.get_shared() if v.name.endswith("_grad")}
-        costs[impl] = [float(f_grad_shared(x, mask, im))]
-        grads[impl] = {k: v.get_value().copy() for k, v in gshared.items()}
+        name = f"uvs ({impl})"
+        costs[name] = [float(f_grad_shared(x, mask, im))]
+        grads[name] = {k: v.get_value().copy() for k, v in gshared.items()}
         f_update(lr)
-        costs[impl].append(float(f_grad_shared(x, mask, im)))
+        costs[name].append(float(f_grad_shared(x, mask, im)))
         f_update(lr)
 
         def run(f_grad_shared=f_grad_shared, f_update=f_update) -> float:
@@ -341,7 +342,7 @@ def main() -> None:
             f_update(lr)
             return float(cost)
 
-        runners[f"uvs ({impl})"] = run
+        runners[name] = run
     if saved is None:
         os.environ.pop("UVS_GRU", None)
     else:
@@ -354,35 +355,69 @@ def main() -> None:
         cost = tmodel.cost(tx, tmask, tim)
         cost.backward()
         g2 = sum(float((q.grad.double() ** 2).sum()) for q in tmodel.p.values())
-        cost = cost.item()
         scale = min(1.0, options["grad_clip"] / g2 ** 0.5)
         grads["torch"] = {k: q.grad.numpy() * scale for k, q in tmodel.p.items()}
         costs["torch"] = [tmodel.update(tx, tmask, tim, float(lr))]
         costs["torch"].append(tmodel.update(tx, tmask, tim, float(lr)))
         runners["torch"] = lambda: tmodel.update(tx, tmask, tim, float(lr))
+    report_agreement(grads, costs)
 
-    ref = next(iter(grads))
-    scale = max(float(np.abs(g).max()) for g in grads[ref].values())
-    print(f"agreement (same parameters and batch; gradients after clipping, vs uvs ({ref})):")
-    for name in grads:
-        worst = max(float(np.abs(grads[name][k] - g).max()) for k, g in grads[ref].items())
-        worst /= scale
-        print(f"  {name if name == 'torch' else 'uvs (' + name + ')':<13} cost {costs[name][0]:.5f}"
-              f" -> {costs[name][1]:.5f} after one update; max |Δgrad|/max|grad| {worst:.1e}")
-
-    for _ in range(max(0, a.warmup - 1)):
-        for fn in runners.values():
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in runners}
-    for _ in range(a.updates):
-        for name, fn in runners.items():
-            times[name].append(timed(fn))
+    times = time_updates(runners, a.updates, a.warmup)
     again = matmul_peak(torch)
     peak = max(*peaks.values(), *again.values())
     print("float32 matmul peak again, after the updates: "
           + ", ".join(f"{k} {v:.0f}" for k, v in again.items()) + f" GFLOP/s; peak {peak:.0f}")
+    report_updates(times, gflop, peak, a.updates)
+
+    worddict = {f"w{i}": i for i in range(2, a.n_words)}
+    X = sentences_for(a, worddict)
+    print(f"\nencode_sentences: {len(X)} sentences of 6-16 words, batches of 128 by length "
+          "(best of 2):")
+    encode: dict[str, Callable[[list[str]], Any]] = {}
+    for name, f_senc in encoders.items():
+        model = {"options": options, "worddict": worddict, "f_senc": f_senc}
+        encode[name] = lambda X, model=model: encode_sentences(model, X)
+    if tmodel is not None:
+        encode["torch"] = lambda X: torch_encode(tmodel, X, worddict)
+    for fn in encode.values():
+        fn(X[:200])
+    best = {name: float("inf") for name in encode}
+    for _ in range(2):
+        for name, fn in encode.items():
+            best[name] = min(best[name], timed(lambda fn=fn: fn(X)))
+    for name, t in best.items():
+        print(f"  {name:<13} {len(X) / t:8.0f} sentences/s")
+
+
+def report_agreement(grads: dict[str, dict], costs: dict[str, list[float]]) -> None:
+    """Cost before and after one update, and gradient differences, against the first one."""
+    import numpy as np
+
+    ref = next(iter(grads))
+    scale = max(float(np.abs(g).max()) for g in grads[ref].values())
+    print(f"agreement (same parameters and batch; gradients after clipping, vs {ref}):")
+    for name in grads:
+        worst = max(float(np.abs(grads[name][k] - g).max()) for k, g in grads[ref].items())
+        print(f"  {name:<13} cost {costs[name][0]:.5f} -> {costs[name][1]:.5f} after one "
+              f"update; max |Δgrad| / max |grad| {worst / scale:.1e}")
+
+
+def time_updates(runners: dict[str, Callable[[], float]], n: int,
+                 warmup: int) -> dict[str, list[float]]:
+    """Seconds of each update, the implementations taking turns."""
+    for _ in range(max(0, warmup - 1)):  # each has already made two updates
+        for fn in runners.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(n):
+        for name, fn in runners.items():
+            times[name].append(timed(fn))
+    return times
+
+
+def report_updates(times: dict[str, list[float]], gflop: float, peak: float, n: int) -> None:
     base = statistics.median(times["torch"]) if "torch" in times else None
-    print(f"\nseconds per update (median of {a.updates}, implementations taking turns; "
+    print(f"\nseconds per update (median of {n}, implementations taking turns; "
           f"load average now {load_text()}):")
     print(f"  {'':<13} {'median':>8} {'min':>8} {'GFLOP/s':>8} {'of peak':>8} {'x torch':>8}")
     for name, ts in times.items():
@@ -390,19 +425,9 @@ def main() -> None:
         ratio = f"{med / base:8.2f}" if base else f"{'-':>8}"
         print(f"  {name:<13} {med:8.3f} {min(ts):8.3f} {gflop / med:8.1f} "
               f"{gflop / med / peak:8.0%} {ratio}")
-
-    worddict = {f"w{i}": i for i in range(2, a.n_words)}
-    X = sentences_for(a, worddict)
-    print(f"\nencode_sentences: {len(X)} sentences of 6-16 words, batches of 128 by length:")
-    for impl, f_senc in encoders.items():
-        model = {"options": options, "worddict": worddict, "f_senc": f_senc}
-        encode_sentences(model, X[:200])
-        t = timed(lambda model=model: encode_sentences(model, X))
-        print(f"  uvs ({impl}){'':<{6 - len(impl)}} {len(X) / t:8.0f} sentences/s")
-    if tmodel is not None:
-        torch_encode(tmodel, X[:200], worddict)
-        t = timed(lambda: torch_encode(tmodel, X, worddict))
-        print(f"  torch       {len(X) / t:8.0f} sentences/s")
+    if "uvs (fused)" in times and "uvs (scan)" in times:
+        gain = statistics.median(times["uvs (scan)"]) / statistics.median(times["uvs (fused)"])
+        print(f"  fused GRU vs scan GRU: {gain:.2f}x faster")
 
 
 if __name__ == "__main__":
