@@ -21,15 +21,17 @@ import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType, grad_not_implemented
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
+from pytensor.graph.rewriting.basic import node_rewriter
 from pytensor.link.c.op import COp
 from pytensor.scalar import upcast
+from pytensor.tensor.rewriting.basic import register_specialize
 
 # Under the Numba backend the Ops run their NumPy `perform` (still faster than Numba's scan).
 warnings.filterwarnings("ignore", message="Numba will use object mode to run GRU(Forward|Backward)")
 
 IMPLEMENTATIONS = ("fused", "scan")
 DEFAULT = "fused"
-_CACHE_VERSION = 5
+_CACHE_VERSION = 6
 
 
 def gru_impl() -> str:
@@ -104,8 +106,14 @@ class GRUForward(_BlasCOp):
     """(x_, xx_, mask, h0, U, Ux) -> (h, gates): every state h (T, B, d) and the gates.
 
     x_ = x·W + b: (T, B, 2d); xx_ = x·Wx + bx: (T, B, d); mask: (T, B); h0: (B, d);
-    U: (d, 2d); Ux: (d, d). gates (T, B, 4d) hold r | u | h̃ | h·Ux for the gradient.
+    U: (d, 2d); Ux: (d, d). gates (T, B, 4d) hold r | u | h̃ | h·Ux for the gradient; with
+    `gates=False` (put in by a rewrite where nothing uses them, e.g. when encoding) only h.
     """
+
+    __props__ = ("gates",)
+
+    def __init__(self, gates: bool = True):
+        self.gates = gates
 
     def make_node(self, x_, xx_, mask, h0, U, Ux) -> Apply:
         inputs = [pt.as_tensor_variable(v) for v in (x_, xx_, mask, h0, U, Ux)]
@@ -118,24 +126,23 @@ class GRUForward(_BlasCOp):
         inputs = [pt.cast(v, dtype) for v in inputs]
         x_, mask = inputs[0], inputs[2]
         inputs[2] = pt.broadcast_to(mask, (x_.shape[0], x_.shape[1]))
-        h = pt.tensor(dtype=dtype, shape=(None, None, None))
-        gates = pt.tensor(dtype=dtype, shape=(None, None, None))
-        return Apply(self, inputs, [h, gates])
+        outputs = [pt.tensor(dtype=dtype, shape=(None, None, None)) for _ in range(1 + self.gates)]
+        return Apply(self, inputs, outputs)
 
     def infer_shape(self, fgraph, node, shapes):
         (T, B, _), d = shapes[0], shapes[5][0]
-        return [(T, B, d), (T, B, 4 * d)]
+        return [(T, B, d), (T, B, 4 * d)][:1 + self.gates]
 
     def perform(self, node, inputs, outputs) -> None:
         x_, xx_, mask, h0, U, Ux = inputs
         _check_shapes(x_, xx_, mask, h0, U, Ux)
         T, B, d = x_.shape[0], x_.shape[1], Ux.shape[0]
         h = np.empty((T, B, d), dtype=x_.dtype)
-        gates = np.empty((T, B, 4 * d), dtype=x_.dtype)
+        gates = np.empty((T if self.gates else 1, B, 4 * d), dtype=x_.dtype)
         one = x_.dtype.type(1)
         hp = h0
         for t in range(T):
-            g = gates[t]
+            g = gates[t if self.gates else 0]
             if hp.any():
                 g[:, :2 * d] = hp @ U
                 g[:, 3 * d:] = hp @ Ux
@@ -151,19 +158,34 @@ class GRUForward(_BlasCOp):
             h[t] = m * hn + (one - m) * hp
             hp = h[t]
         outputs[0][0] = h
-        outputs[1][0] = gates
+        if self.gates:
+            outputs[1][0] = gates
 
     def c_code(self, node, name, inp, out, sub) -> str:
         self._check_c(node)
-        x_, xx_, mask, h0, U, Ux = inp
-        h, gates = out
+        args = ", ".join(inp)
+        h = out[0]
+        if self.gates:
+            return f"""
+            if (uvs_gru_forward({args}, &{h}, &{out[1]}, 1) != 0) {{
+                {sub["fail"]}
+            }}
+            """
         return f"""
-        if (uvs_gru_forward({x_}, {xx_}, {mask}, {h0}, {U}, {Ux}, &{h}, &{gates}) != 0) {{
-            {sub["fail"]}
+        {{
+            PyArrayObject* scratch = NULL;
+            int rc = uvs_gru_forward({args}, &{h}, &scratch, 0);
+            Py_XDECREF(scratch);
+            if (rc != 0) {{
+                {sub["fail"]}
+            }}
         }}
         """
 
     def pullback(self, inputs, outputs, output_grads):
+        if not self.gates:
+            return [grad_not_implemented(self, i, v, "GRUForward(gates=False)")
+                    for i, v in enumerate(inputs)]
         x_, xx_, mask, h0, U, Ux = inputs
         h, gates = outputs
         dh, dgates = output_grads
@@ -250,6 +272,16 @@ def _check_shapes(x_, xx_, mask, h0, U, Ux) -> None:
         if v.shape != shape:
             raise ValueError(f"GRU: {k} has shape {v.shape}, expected {shape}")
 
+
+@node_rewriter([GRUForward])
+def local_gru_forward_without_gates(fgraph, node):
+    """Drop the gates output (T·B·4d values) where nothing uses it, e.g. when only encoding."""
+    if node.op.gates and not fgraph.clients[node.outputs[1]]:
+        return {node.outputs[0]: GRUForward(gates=False)(*node.inputs)}
+    return None
+
+
+register_specialize(local_gru_forward_without_gates)
 
 if not hasattr(Op, "pullback"):  # PyTensor before `pullback` called `L_op`
     GRUForward.L_op = GRUForward.pullback
@@ -380,13 +412,14 @@ static void uvs_fwd_row(int d, T* __restrict g, const T* __restrict xb,
     }
 }
 
+/* gates: (T, B, 4d) kept for the gradient, or (1, B, 4d) reused at every step. */
 template <typename T>
 static void uvs_gru_fwd(int Tn, int B, int d, const T* x_, const T* xx, const T* mask,
-                        const T* h0, const T* U, const T* Ux, T* h, T* gates) {
+                        const T* h0, const T* U, const T* Ux, T* h, T* gates, int keep) {
     const npy_intp Bd = (npy_intp)B * d;
     for (int t = 0; t < Tn; t++) {
         const T* hp = t ? h + (t - 1) * Bd : h0;
-        T* g = gates + (npy_intp)t * 4 * Bd;
+        T* g = gates + (keep ? (npy_intp)t * 4 * Bd : 0);
         if (uvs_all_zero(hp, Bd)) {
             for (int b = 0; b < B; b++) {
                 memset(g + (npy_intp)b * 4 * d, 0, 2 * d * sizeof(T));
@@ -464,7 +497,7 @@ static void uvs_gru_bwd(int Tn, int B, int d, const T* mask, const T* h0, const 
 
 static int uvs_gru_forward(PyArrayObject* x_in, PyArrayObject* xx_in, PyArrayObject* m_in,
                            PyArrayObject* h0_in, PyArrayObject* U_in, PyArrayObject* Ux_in,
-                           PyArrayObject** h_out, PyArrayObject** g_out) {
+                           PyArrayObject** h_out, PyArrayObject** g_out, int keep) {
     const int tn = PyArray_TYPE(x_in);
     PyArrayObject* in[6] = {x_in, xx_in, m_in, h0_in, U_in, Ux_in};
     PyArrayObject* a[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
@@ -484,20 +517,20 @@ static int uvs_gru_forward(PyArrayObject* x_in, PyArrayObject* xx_in, PyArrayObj
         npy_intp* su = PyArray_DIMS(a[4]);
         if (su[0] != d || su[1] != 2 * d) { rc = uvs_shape_error("U"); goto done; }
         if (PyArray_DIMS(a[5])[1] != d) { rc = uvs_shape_error("Ux"); goto done; }
-        npy_intp hd[3] = {Tn, B, d}, gd[3] = {Tn, B, 4 * d};
+        npy_intp hd[3] = {Tn, B, d}, gd[3] = {keep ? Tn : 1, B, 4 * d};
         if (uvs_output(h_out, 3, hd, tn) || uvs_output(g_out, 3, gd, tn)) goto done;
         Py_BEGIN_ALLOW_THREADS
         if (tn == NPY_FLOAT32)
             uvs_gru_fwd<float>(Tn, B, d, (float*)PyArray_DATA(a[0]), (float*)PyArray_DATA(a[1]),
                 (float*)PyArray_DATA(a[2]), (float*)PyArray_DATA(a[3]),
                 (float*)PyArray_DATA(a[4]), (float*)PyArray_DATA(a[5]),
-                (float*)PyArray_DATA(*h_out), (float*)PyArray_DATA(*g_out));
+                (float*)PyArray_DATA(*h_out), (float*)PyArray_DATA(*g_out), keep);
         else
             uvs_gru_fwd<double>(Tn, B, d, (double*)PyArray_DATA(a[0]),
                 (double*)PyArray_DATA(a[1]), (double*)PyArray_DATA(a[2]),
                 (double*)PyArray_DATA(a[3]), (double*)PyArray_DATA(a[4]),
                 (double*)PyArray_DATA(a[5]), (double*)PyArray_DATA(*h_out),
-                (double*)PyArray_DATA(*g_out));
+                (double*)PyArray_DATA(*g_out), keep);
         Py_END_ALLOW_THREADS
         rc = 0;
     }
