@@ -31,7 +31,7 @@ warnings.filterwarnings("ignore", message="Numba will use object mode to run GRU
 
 IMPLEMENTATIONS = ("fused", "scan")
 DEFAULT = "fused"
-_CACHE_VERSION = 6
+_CACHE_VERSION = 7
 
 
 def gru_impl() -> str:
@@ -486,12 +486,19 @@ static void uvs_gru_bwd(int Tn, int B, int d, const T* mask, const T* h0, const 
         uvs_mm<T>(B, d, d, dhux + (npy_intp)t * Bd, d, false, Ux, d, true, (T)1, carry, d);
     }
     /* dU = H_prev^T . dPre over all T.B rows; H_prev = h0, h[0], ..., h[T-2] */
-    uvs_mm<T>(d, 2 * d, B, h0, d, true, dx_, 2 * d, false, (T)0, dU, 2 * d);
-    uvs_mm<T>(d, d, B, h0, d, true, dhux, d, false, (T)0, dUx, d);
+    const bool h0_zero = uvs_all_zero(h0, Bd);
+    if (h0_zero) {
+        memset(dU, 0, (npy_intp)d * 2 * d * sizeof(T));
+        memset(dUx, 0, (npy_intp)d * d * sizeof(T));
+    } else {
+        uvs_mm<T>(d, 2 * d, B, h0, d, true, dx_, 2 * d, false, (T)0, dU, 2 * d);
+        uvs_mm<T>(d, d, B, h0, d, true, dhux, d, false, (T)0, dUx, d);
+    }
     if (Tn > 1) {
         const int n = (Tn - 1) * B;
-        uvs_mm<T>(d, 2 * d, n, h, d, true, dx_ + 2 * Bd, 2 * d, false, (T)1, dU, 2 * d);
-        uvs_mm<T>(d, d, n, h, d, true, dhux + Bd, d, false, (T)1, dUx, d);
+        const T beta = h0_zero ? (T)0 : (T)1;
+        uvs_mm<T>(d, 2 * d, n, h, d, true, dx_ + 2 * Bd, 2 * d, false, beta, dU, 2 * d);
+        uvs_mm<T>(d, d, n, h, d, true, dhux + Bd, d, false, beta, dUx, d);
     }
 }
 
