@@ -31,7 +31,7 @@ warnings.filterwarnings("ignore", message="Numba will use object mode to run GRU
 
 IMPLEMENTATIONS = ("fused", "scan")
 DEFAULT = "fused"
-_CACHE_VERSION = 7
+_CACHE_VERSION = 9
 
 
 def gru_impl() -> str:
@@ -67,7 +67,7 @@ class _BlasCOp(COp):
         return blas_header_text() + _SUPPORT_CODE
 
     def c_headers(self, **kwargs: Any) -> list[str]:
-        return ["<math.h>", "<string.h>"]
+        return ["<math.h>", "<stdlib.h>", "<string.h>"]
 
     def c_libraries(self, **kwargs: Any) -> list[str]:
         from pytensor.tensor.blas import ldflags
@@ -103,11 +103,12 @@ class _BlasCOp(COp):
 
 
 class GRUForward(_BlasCOp):
-    """(x_, xx_, mask, h0, U, Ux) -> (h, gates): every state h (T, B, d) and the gates.
+    """(x, mask, h0, W, b, U, Wx, bx, Ux) -> (h, gates): every state h (T, B, d) and the gates.
 
-    x_ = x·W + b: (T, B, 2d); xx_ = x·Wx + bx: (T, B, d); mask: (T, B); h0: (B, d);
-    U: (d, 2d); Ux: (d, d). gates (T, B, 4d) hold r | u | h̃ | h·Ux for the gradient; with
-    `gates=False` (put in by a rewrite where nothing uses them, e.g. when encoding) only h.
+    x: (T, B, nin); mask: (T, B); h0: (B, d); W: (nin, 2d), b: (2d,), U: (d, 2d) for the r|u
+    gates; Wx: (nin, d), bx: (d,), Ux: (d, d) for the candidate. gates (T, B, 4d) hold
+    r | u | h̃ | h·Ux for the gradient; with `gates=False` (put in by a rewrite where nothing
+    uses them, e.g. when encoding) only h.
     """
 
     __props__ = ("gates",)
@@ -115,43 +116,41 @@ class GRUForward(_BlasCOp):
     def __init__(self, gates: bool = True):
         self.gates = gates
 
-    def make_node(self, x_, xx_, mask, h0, U, Ux) -> Apply:
-        inputs = [pt.as_tensor_variable(v) for v in (x_, xx_, mask, h0, U, Ux)]
-        for v, nd in zip(inputs, (3, 3, 2, 2, 2, 2), strict=True):
+    def make_node(self, x, mask, h0, W, b, U, Wx, bx, Ux) -> Apply:
+        inputs = [pt.as_tensor_variable(v) for v in (x, mask, h0, W, b, U, Wx, bx, Ux)]
+        for v, nd in zip(inputs, (3, 2, 2, 2, 1, 2, 2, 1, 2), strict=True):
             if v.ndim != nd:
                 raise TypeError(f"GRUForward: {v} has {v.ndim} dimensions, expected {nd}")
-        dtype = upcast(*(v.dtype for v in inputs if v is not inputs[2]))
+        dtype = upcast(*(v.dtype for i, v in enumerate(inputs) if i != 1))
         if dtype not in ("float32", "float64"):
             raise TypeError(f"GRUForward: float inputs expected, got {dtype}")
         inputs = [pt.cast(v, dtype) for v in inputs]
-        x_, mask = inputs[0], inputs[2]
-        inputs[2] = pt.broadcast_to(mask, (x_.shape[0], x_.shape[1]))
+        x = inputs[0]
+        inputs[1] = pt.broadcast_to(inputs[1], (x.shape[0], x.shape[1]))
         outputs = [pt.tensor(dtype=dtype, shape=(None, None, None)) for _ in range(1 + self.gates)]
         return Apply(self, inputs, outputs)
 
     def infer_shape(self, fgraph, node, shapes):
-        (T, B, _), d = shapes[0], shapes[5][0]
+        (T, B, _), d = shapes[0], shapes[8][0]
         return [(T, B, d), (T, B, 4 * d)][:1 + self.gates]
 
     def perform(self, node, inputs, outputs) -> None:
-        x_, xx_, mask, h0, U, Ux = inputs
-        _check_shapes(x_, xx_, mask, h0, U, Ux)
-        T, B, d = x_.shape[0], x_.shape[1], Ux.shape[0]
-        h = np.empty((T, B, d), dtype=x_.dtype)
-        gates = np.empty((T if self.gates else 1, B, 4 * d), dtype=x_.dtype)
-        one = x_.dtype.type(1)
+        x, mask, h0, W, b, U, Wx, bx, Ux = inputs
+        _check_shapes(inputs)
+        (T, B, nin), d = x.shape, Ux.shape[0]
+        one = x.dtype.type(1)
+        xw = (x.reshape(T * B, nin) @ W).reshape(T, B, 2 * d) + b
+        xwx = (x.reshape(T * B, nin) @ Wx).reshape(T, B, d) + bx
+        h = np.empty((T, B, d), dtype=x.dtype)
+        gates = np.empty((T if self.gates else 1, B, 4 * d), dtype=x.dtype)
         hp = h0
         for t in range(T):
             g = gates[t if self.gates else 0]
-            if hp.any():
-                g[:, :2 * d] = hp @ U
-                g[:, 3 * d:] = hp @ Ux
-            else:
-                g[:, :2 * d] = 0
-                g[:, 3 * d:] = 0
-            g[:, :2 * d] = _sigmoid(g[:, :2 * d] + x_[t])
+            zero = not hp.any()
+            g[:, :2 * d] = _sigmoid(xw[t] if zero else xw[t] + hp @ U)
+            g[:, 3 * d:] = 0 if zero else hp @ Ux
             r, u, hux = g[:, :d], g[:, d:2 * d], g[:, 3 * d:]
-            ht = np.tanh(r * hux + xx_[t])
+            ht = np.tanh(r * hux + xwx[t])
             g[:, 2 * d:3 * d] = ht
             hn = u * hp + (one - u) * ht
             m = mask[t][:, None]
@@ -163,18 +162,12 @@ class GRUForward(_BlasCOp):
 
     def c_code(self, node, name, inp, out, sub) -> str:
         self._check_c(node)
-        args = ", ".join(inp)
-        h = out[0]
-        if self.gates:
-            return f"""
-            if (uvs_gru_forward({args}, &{h}, &{out[1]}, 1) != 0) {{
-                {sub["fail"]}
-            }}
-            """
+        gates = f"&{out[1]}" if self.gates else "&scratch"
         return f"""
         {{
+            PyArrayObject* in[9] = {{{", ".join(inp)}}};
             PyArrayObject* scratch = NULL;
-            int rc = uvs_gru_forward({args}, &{h}, &scratch, 0);
+            int rc = uvs_gru_forward(in, &{out[0]}, {gates});
             Py_XDECREF(scratch);
             if (rc != 0) {{
                 {sub["fail"]}
@@ -186,43 +179,40 @@ class GRUForward(_BlasCOp):
         if not self.gates:
             return [grad_not_implemented(self, i, v, "GRUForward(gates=False)")
                     for i, v in enumerate(inputs)]
-        x_, xx_, mask, h0, U, Ux = inputs
+        x, mask, h0, W, b, U, Wx, bx, Ux = inputs
         h, gates = outputs
         dh, dgates = output_grads
         if not isinstance(dgates.type, DisconnectedType):
             raise NotImplementedError("GRUForward: the gates output is not differentiable")
         if isinstance(dh.type, DisconnectedType):
             dh = pt.zeros_like(h)
-        grads = GRUBackward()(mask, h0, U, Ux, h, gates, pt.cast(dh, h.dtype))
-        dx_, dxx, dmask, dh0, dU, dUx = grads
-        return [dx_, dxx, dmask, dh0, dU, dUx]
+        return GRUBackward()(x, mask, h0, W, U, Wx, Ux, h, gates, pt.cast(dh, h.dtype))
 
 
 class GRUBackward(_BlasCOp):
-    """(mask, h0, U, Ux, h, gates, dh) -> gradients of (x_, xx_, mask, h0, U, Ux).
+    """(x, mask, h0, W, U, Wx, Ux, h, gates, dh) -> gradients of GRUForward's nine inputs.
 
-    dh: (T, B, d), the cost's gradient w.r.t. every state h (zeros where h is unused).
+    dh: (T, B, d), the cost's gradient w.r.t. every state h (zeros where h is unused). The
+    weight gradients are products over all T·B rows at once, e.g. dU = H_prevᵀ·dPre.
     """
 
-    def make_node(self, mask, h0, U, Ux, h, gates, dh) -> Apply:
-        inputs = [pt.as_tensor_variable(v) for v in (mask, h0, U, Ux, h, gates, dh)]
-        dtype = h.dtype
+    def make_node(self, x, mask, h0, W, U, Wx, Ux, h, gates, dh) -> Apply:
+        inputs = [pt.as_tensor_variable(v) for v in (x, mask, h0, W, U, Wx, Ux, h, gates, dh)]
+        dtype = inputs[7].dtype
         inputs = [pt.cast(v, dtype) for v in inputs]
-        out = [pt.tensor(dtype=dtype, shape=(None,) * nd) for nd in (3, 3, 2, 2, 2, 2)]
+        out = [pt.tensor(dtype=dtype, shape=(None,) * nd) for nd in (3, 2, 2, 2, 1, 2, 2, 1, 2)]
         return Apply(self, inputs, out)
 
     def infer_shape(self, fgraph, node, shapes):
-        mask, h0, U, Ux, h, _, _ = shapes
-        T, B = mask
-        d = Ux[0]
-        return [(T, B, 2 * d), (T, B, d), (T, B), h0, U, Ux]
+        x, mask, h0, W, U, Wx, Ux = shapes[:7]
+        return [x, mask, h0, W, (W[1],), U, Wx, (Wx[1],), Ux]
 
     def perform(self, node, inputs, outputs) -> None:
-        mask, h0, U, Ux, h, gates, dh = inputs
-        T, B, d = h.shape
+        x, mask, h0, W, U, Wx, Ux, h, gates, dh = inputs
+        (T, B, nin), d = x.shape, Ux.shape[0]
         dtype = h.dtype
         one = dtype.type(1)
-        dx_ = np.empty((T, B, 2 * d), dtype=dtype)
+        dpre = np.empty((T, B, 2 * d), dtype=dtype)
         dxx = np.empty((T, B, d), dtype=dtype)
         dhux = np.empty((T, B, d), dtype=dtype)
         dmask = np.empty((T, B), dtype=dtype)
@@ -239,23 +229,27 @@ class GRUBackward(_BlasCOp):
             dpx = gn * (one - u) * (one - ht * ht)
             dxx[t] = dpx
             dhux[t] = dpx * r
-            dx_[t, :, :d] = dpx * hux * r * (one - r)
-            dx_[t, :, d:] = gn * (hp - ht) * u * (one - u)
-            carry = (one - m) * g + gn * u + dx_[t] @ U.T + dhux[t] @ Ux.T
-        hprev = np.concatenate([h0[None], h[:-1]]).reshape(T * B, d)
-        outputs[0][0] = dx_
-        outputs[1][0] = dxx
-        outputs[2][0] = dmask
-        outputs[3][0] = carry.astype(dtype, copy=False)
-        outputs[4][0] = hprev.T @ dx_.reshape(T * B, 2 * d)
-        outputs[5][0] = hprev.T @ dhux.reshape(T * B, d)
+            dpre[t, :, :d] = dpx * hux * r * (one - r)
+            dpre[t, :, d:] = gn * (hp - ht) * u * (one - u)
+            carry = (one - m) * g + gn * u + dpre[t] @ U.T + dhux[t] @ Ux.T
+        n = T * B
+        hprev = np.concatenate([h0[None], h[:-1]]).reshape(n, d)
+        x2, dpre2, dxx2 = x.reshape(n, nin), dpre.reshape(n, 2 * d), dxx.reshape(n, d)
+        grads = [(dpre2 @ W.T + dxx2 @ Wx.T).reshape(T, B, nin), dmask, carry,
+                 x2.T @ dpre2, dpre2.sum(axis=0), hprev.T @ dpre2,
+                 x2.T @ dxx2, dxx2.sum(axis=0), hprev.T @ dhux.reshape(n, d)]
+        for o, g in zip(outputs, grads, strict=True):
+            o[0] = np.asarray(g, dtype=dtype)
 
     def c_code(self, node, name, inp, out, sub) -> str:
         self._check_c(node)
-        args = ", ".join(inp) + ", " + ", ".join(f"&{o}" for o in out)
         return f"""
-        if (uvs_gru_backward({args}) != 0) {{
-            {sub["fail"]}
+        {{
+            PyArrayObject* in[10] = {{{", ".join(inp)}}};
+            PyArrayObject** out[9] = {{{", ".join(f"&{o}" for o in out)}}};
+            if (uvs_gru_backward(in, out) != 0) {{
+                {sub["fail"]}
+            }}
         }}
         """
 
@@ -264,13 +258,14 @@ class GRUBackward(_BlasCOp):
                 for i, v in enumerate(inputs)]
 
 
-def _check_shapes(x_, xx_, mask, h0, U, Ux) -> None:
-    T, B, d = x_.shape[0], x_.shape[1], Ux.shape[0]
-    want = {"x_": (T, B, 2 * d), "xx_": (T, B, d), "mask": (T, B), "h0": (B, d),
-            "U": (d, 2 * d), "Ux": (d, d)}
-    for (k, shape), v in zip(want.items(), (x_, xx_, mask, h0, U, Ux), strict=True):
+def _check_shapes(inputs) -> None:
+    x, mask, h0, W, b, U, Wx, bx, Ux = inputs
+    (T, B, nin), d = x.shape, Ux.shape[0]
+    want = {"mask": (T, B), "h0": (B, d), "W": (nin, 2 * d), "b": (2 * d,), "U": (d, 2 * d),
+            "Wx": (nin, d), "bx": (d,), "Ux": (d, d)}
+    for (k, shape), v in zip(want.items(), inputs[1:], strict=True):
         if v.shape != shape:
-            raise ValueError(f"GRU: {k} has shape {v.shape}, expected {shape}")
+            raise ValueError(f"fused GRU: {k} has shape {v.shape}, expected {shape}")
 
 
 @node_rewriter([GRUForward])
@@ -290,12 +285,12 @@ if not hasattr(Op, "pullback"):  # PyTensor before `pullback` called `L_op`
 gru_forward = GRUForward()
 
 
-def gru_fused(state_below_, state_belowx, mask, init_state, U, Ux):
-    """All states h: (T, B, d) of the GRU, as `uvs.layers.gru_layer`'s scan computes them.
+def gru_fused(state_below, mask, init_state, W, b, U, Wx, bx, Ux):
+    """All states h: (T, B, d) of the GRU over state_below (T, B, nin), as the scan computes them.
 
-    state_below_ = x·W + b: (T, B, 2d); state_belowx = x·Wx + bx: (T, B, d); mask (T, B).
+    The input projections x·W + b and x·Wx + bx are part of the Op (and of its gradient).
     """
-    return gru_forward(state_below_, state_belowx, mask, init_state, U, Ux)[0]
+    return gru_forward(state_below, mask, init_state, W, b, U, Wx, bx, Ux)[0]
 
 
 # C for both Ops; C++ templates give the float32 and float64 versions.
@@ -389,21 +384,33 @@ static bool uvs_all_zero(const T* a, npy_intp n) {
     return true;
 }
 
-/* One row of the forward step: g holds h·U (r|u pre-activations) and h·Ux in its last d. */
+/* a has shape (s0[, s1[, s2]]); else a ValueError naming it. */
+static int uvs_expect(PyArrayObject* a, const char* name, int nd, npy_intp s0, npy_intp s1,
+                      npy_intp s2) {
+    const npy_intp want[3] = {s0, s1, s2};
+    bool ok = PyArray_NDIM(a) == nd;
+    for (int i = 0; ok && i < nd; i++) ok = PyArray_DIMS(a)[i] == want[i];
+    if (ok) return 0;
+    PyErr_Format(PyExc_ValueError, "fused GRU: %s has the wrong shape", name);
+    return -1;
+}
+
+/* One row of the forward step. g: x.W + h.U (r|u, 2d) | x.Wx (d) | h.Ux (d), biases not yet
+   added; becomes r | u | h~ | h.Ux. */
 template <typename T>
-static void uvs_fwd_row(int d, T* __restrict g, const T* __restrict xb,
-                        const T* __restrict xxb, const T* __restrict hpb, T* __restrict hb,
+static void uvs_fwd_row(int d, T* __restrict g, const T* __restrict b,
+                        const T* __restrict bx, const T* __restrict hpb, T* __restrict hb,
                         const T m) {
     T* __restrict gr = g;
     T* __restrict gu = g + d;
     T* __restrict gt = g + 2 * d;
     const T* __restrict gx = g + 3 * d;
-    const T* __restrict xu = xb + d;
+    const T* __restrict bu = b + d;
 #pragma omp simd
     for (int j = 0; j < d; j++) {
-        const T r = uvs_sigmoid(gr[j] + xb[j]);
-        const T u = uvs_sigmoid(gu[j] + xu[j]);
-        const T ht = uvs_tanh(r * gx[j] + xxb[j]);
+        const T r = uvs_sigmoid(gr[j] + b[j]);
+        const T u = uvs_sigmoid(gu[j] + bu[j]);
+        const T ht = uvs_tanh(r * gx[j] + (gt[j] + bx[j]));
         const T hn = u * hpb[j] + ((T)1 - u) * ht;
         gr[j] = r;
         gu[j] = u;
@@ -412,40 +419,43 @@ static void uvs_fwd_row(int d, T* __restrict g, const T* __restrict xb,
     }
 }
 
-/* gates: (T, B, 4d) kept for the gradient, or (1, B, 4d) reused at every step. */
+/* gates: (T, B, 4d). */
 template <typename T>
-static void uvs_gru_fwd(int Tn, int B, int d, const T* x_, const T* xx, const T* mask,
-                        const T* h0, const T* U, const T* Ux, T* h, T* gates, int keep) {
+static void uvs_gru_fwd(int Tn, int B, int nin, int d, const T* x, const T* mask, const T* h0,
+                        const T* W, const T* b, const T* U, const T* Wx, const T* bx,
+                        const T* Ux, T* h, T* gates) {
     const npy_intp Bd = (npy_intp)B * d;
+    /* the input projections of all steps at once */
+    uvs_mm<T>(Tn * B, 2 * d, nin, x, nin, false, W, 2 * d, false, (T)0, gates, 4 * d);
+    uvs_mm<T>(Tn * B, d, nin, x, nin, false, Wx, d, false, (T)0, gates + 2 * d, 4 * d);
     for (int t = 0; t < Tn; t++) {
         const T* hp = t ? h + (t - 1) * Bd : h0;
-        T* g = gates + (keep ? (npy_intp)t * 4 * Bd : 0);
+        T* g = gates + (npy_intp)t * 4 * Bd;
         if (uvs_all_zero(hp, Bd)) {
-            for (int b = 0; b < B; b++) {
-                memset(g + (npy_intp)b * 4 * d, 0, 2 * d * sizeof(T));
-                memset(g + (npy_intp)b * 4 * d + 3 * d, 0, d * sizeof(T));
-            }
+            for (int r = 0; r < B; r++) memset(g + (npy_intp)r * 4 * d + 3 * d, 0, d * sizeof(T));
         } else {
-            uvs_mm<T>(B, 2 * d, d, hp, d, false, U, 2 * d, false, (T)0, g, 4 * d);
+            uvs_mm<T>(B, 2 * d, d, hp, d, false, U, 2 * d, false, (T)1, g, 4 * d);
             uvs_mm<T>(B, d, d, hp, d, false, Ux, d, false, (T)0, g + 3 * d, 4 * d);
         }
-        for (int b = 0; b < B; b++)
-            uvs_fwd_row<T>(d, g + (npy_intp)b * 4 * d, x_ + ((npy_intp)t * B + b) * 2 * d,
-                           xx + (npy_intp)t * Bd + (npy_intp)b * d, hp + (npy_intp)b * d,
-                           h + (npy_intp)t * Bd + (npy_intp)b * d, mask[(npy_intp)t * B + b]);
+        for (int r = 0; r < B; r++)
+            uvs_fwd_row<T>(d, g + (npy_intp)r * 4 * d, b, bx, hp + (npy_intp)r * d,
+                           h + (npy_intp)t * Bd + (npy_intp)r * d, mask[(npy_intp)t * B + r]);
     }
 }
 
-/* One row of the backward step; returns this row's gradient w.r.t. its mask value. */
+/* One row of the backward step: D gets dPre (2d) | dxx (d) | dhux (d); the carried gradient
+   w.r.t. the previous state is updated but for its matrix products; returns d cost / d mask. */
 template <typename T>
 static T uvs_bwd_row(int d, const T* __restrict g, const T* __restrict hpb,
-                     const T* __restrict dhb, T* __restrict cb, T* __restrict dxb,
-                     T* __restrict dxxb, T* __restrict dhuxb, const T m) {
+                     const T* __restrict dhb, T* __restrict cb, T* __restrict D, const T m) {
     const T* __restrict gr = g;
     const T* __restrict gu = g + d;
     const T* __restrict gt = g + 2 * d;
     const T* __restrict gx = g + 3 * d;
-    T* __restrict dxu = dxb + d;
+    T* __restrict dr = D;
+    T* __restrict du = D + d;
+    T* __restrict dxx = D + 2 * d;
+    T* __restrict dhux = D + 3 * d;
     T acc = 0;
 #pragma omp simd reduction(+ : acc)
     for (int j = 0; j < d; j++) {
@@ -456,34 +466,34 @@ static T uvs_bwd_row(int d, const T* __restrict g, const T* __restrict hpb,
         acc += gh * (hn - hpv);
         const T gn = m * gh;
         const T dpx = gn * ((T)1 - u) * ((T)1 - ht * ht);
-        dxxb[j] = dpx;
-        dhuxb[j] = dpx * r;
-        dxb[j] = dpx * hux * r * ((T)1 - r);
-        dxu[j] = gn * (hpv - ht) * u * ((T)1 - u);
+        dxx[j] = dpx;
+        dhux[j] = dpx * r;
+        dr[j] = dpx * hux * r * ((T)1 - r);
+        du[j] = gn * (hpv - ht) * u * ((T)1 - u);
         cb[j] = ((T)1 - m) * gh + gn * u;
     }
     return acc;
 }
 
+/* D: (T.B, 4d) scratch. */
 template <typename T>
-static void uvs_gru_bwd(int Tn, int B, int d, const T* mask, const T* h0, const T* U,
-                        const T* Ux, const T* h, const T* gates, const T* dh, T* dx_, T* dxx,
-                        T* dmask, T* carry, T* dU, T* dUx, T* dhux) {
-    const npy_intp Bd = (npy_intp)B * d;
+static void uvs_gru_bwd(int Tn, int B, int nin, int d, const T* x, const T* mask, const T* h0,
+                        const T* W, const T* U, const T* Wx, const T* Ux, const T* h,
+                        const T* gates, const T* dh, T* dx, T* dmask, T* carry, T* dW, T* db,
+                        T* dU, T* dWx, T* dbx, T* dUx, T* D) {
+    const npy_intp Bd = (npy_intp)B * d, n = (npy_intp)Tn * B, ld = 4 * d;
     memset(carry, 0, Bd * sizeof(T));
     for (int t = Tn - 1; t >= 0; t--) {
         const T* hp = t ? h + (t - 1) * Bd : h0;
-        for (int b = 0; b < B; b++) {
-            const npy_intp row = (npy_intp)t * B + b;
-            dmask[row] = uvs_bwd_row<T>(d, gates + row * 4 * d, hp + (npy_intp)b * d,
-                                        dh + row * d, carry + (npy_intp)b * d,
-                                        dx_ + row * 2 * d, dxx + row * d, dhux + row * d,
-                                        mask[row]);
+        T* Dt = D + (npy_intp)t * B * ld;
+        for (int r = 0; r < B; r++) {
+            const npy_intp row = (npy_intp)t * B + r;
+            dmask[row] = uvs_bwd_row<T>(d, gates + row * ld, hp + (npy_intp)r * d, dh + row * d,
+                                        carry + (npy_intp)r * d, D + row * ld, mask[row]);
         }
         /* carry += dPre_t . U^T + dhux_t . Ux^T */
-        uvs_mm<T>(B, d, 2 * d, dx_ + (npy_intp)t * 2 * Bd, 2 * d, false, U, 2 * d, true,
-                  (T)1, carry, d);
-        uvs_mm<T>(B, d, d, dhux + (npy_intp)t * Bd, d, false, Ux, d, true, (T)1, carry, d);
+        uvs_mm<T>(B, d, 2 * d, Dt, ld, false, U, 2 * d, true, (T)1, carry, d);
+        uvs_mm<T>(B, d, d, Dt + 3 * d, ld, false, Ux, d, true, (T)1, carry, d);
     }
     /* dU = H_prev^T . dPre over all T.B rows; H_prev = h0, h[0], ..., h[T-2] */
     const bool h0_zero = uvs_all_zero(h0, Bd);
@@ -491,118 +501,121 @@ static void uvs_gru_bwd(int Tn, int B, int d, const T* mask, const T* h0, const 
         memset(dU, 0, (npy_intp)d * 2 * d * sizeof(T));
         memset(dUx, 0, (npy_intp)d * d * sizeof(T));
     } else {
-        uvs_mm<T>(d, 2 * d, B, h0, d, true, dx_, 2 * d, false, (T)0, dU, 2 * d);
-        uvs_mm<T>(d, d, B, h0, d, true, dhux, d, false, (T)0, dUx, d);
+        uvs_mm<T>(d, 2 * d, B, h0, d, true, D, ld, false, (T)0, dU, 2 * d);
+        uvs_mm<T>(d, d, B, h0, d, true, D + 3 * d, ld, false, (T)0, dUx, d);
     }
     if (Tn > 1) {
-        const int n = (Tn - 1) * B;
+        const int rows = (Tn - 1) * B;
         const T beta = h0_zero ? (T)0 : (T)1;
-        uvs_mm<T>(d, 2 * d, n, h, d, true, dx_ + 2 * Bd, 2 * d, false, beta, dU, 2 * d);
-        uvs_mm<T>(d, d, n, h, d, true, dhux + Bd, d, false, beta, dUx, d);
+        const T* D1 = D + (npy_intp)B * ld;
+        uvs_mm<T>(d, 2 * d, rows, h, d, true, D1, ld, false, beta, dU, 2 * d);
+        uvs_mm<T>(d, d, rows, h, d, true, D1 + 3 * d, ld, false, beta, dUx, d);
+    }
+    /* the input projections: dW = x^T . dPre, dWx = x^T . dxx, dx = dPre . W^T + dxx . Wx^T */
+    uvs_mm<T>(nin, 2 * d, n, x, nin, true, D, ld, false, (T)0, dW, 2 * d);
+    uvs_mm<T>(nin, d, n, x, nin, true, D + 2 * d, ld, false, (T)0, dWx, d);
+    uvs_mm<T>(n, nin, 2 * d, D, ld, false, W, 2 * d, true, (T)0, dx, nin);
+    uvs_mm<T>(n, nin, d, D + 2 * d, ld, false, Wx, d, true, (T)1, dx, nin);
+    /* db, dbx: column sums of dPre and dxx, accumulated in double */
+    double* acc = (double*)calloc(3 * d, sizeof(double));
+    if (acc) {
+        for (npy_intp row = 0; row < n; row++) {
+            const T* __restrict Dr = D + row * ld;
+#pragma omp simd
+            for (int j = 0; j < 3 * d; j++) acc[j] += Dr[j];
+        }
+        for (int j = 0; j < 2 * d; j++) db[j] = (T)acc[j];
+        for (int j = 0; j < d; j++) dbx[j] = (T)acc[2 * d + j];
+        free(acc);
+    } else {  /* out of memory for 3d doubles: sum in T */
+        memset(db, 0, 2 * d * sizeof(T));
+        memset(dbx, 0, d * sizeof(T));
+        for (npy_intp row = 0; row < n; row++) {
+            for (int j = 0; j < 2 * d; j++) db[j] += D[row * ld + j];
+            for (int j = 0; j < d; j++) dbx[j] += D[row * ld + 2 * d + j];
+        }
     }
 }
 
-static int uvs_gru_forward(PyArrayObject* x_in, PyArrayObject* xx_in, PyArrayObject* m_in,
-                           PyArrayObject* h0_in, PyArrayObject* U_in, PyArrayObject* Ux_in,
-                           PyArrayObject** h_out, PyArrayObject** g_out, int keep) {
-    const int tn = PyArray_TYPE(x_in);
-    PyArrayObject* in[6] = {x_in, xx_in, m_in, h0_in, U_in, Ux_in};
-    PyArrayObject* a[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
+#define UVS_P(T, a) ((T*)PyArray_DATA(a))
+
+/* in: x, mask, h0, W, b, U, Wx, bx, Ux. */
+static int uvs_gru_forward(PyArrayObject** in, PyArrayObject** h_out, PyArrayObject** g_out) {
+    const int tn = PyArray_TYPE(in[0]);
+    PyArrayObject* a[9] = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     int rc = -1;
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 9; i++)
         if (!(a[i] = uvs_contig(in[i], tn))) goto done;
+    if (PyArray_NDIM(a[0]) != 3 || PyArray_NDIM(a[8]) != 2) {
+        uvs_shape_error("x or Ux");
+        goto done;
+    }
     {
-        npy_intp* s = PyArray_DIMS(a[0]);
-        const npy_intp Tn = s[0], B = s[1], d = PyArray_DIMS(a[5])[0];
-        if (s[2] != 2 * d) { rc = uvs_shape_error("x_"); goto done; }
-        npy_intp* sx = PyArray_DIMS(a[1]);
-        if (sx[0] != Tn || sx[1] != B || sx[2] != d) { rc = uvs_shape_error("xx_"); goto done; }
-        npy_intp* sm = PyArray_DIMS(a[2]);
-        if (sm[0] != Tn || sm[1] != B) { rc = uvs_shape_error("mask"); goto done; }
-        npy_intp* sh = PyArray_DIMS(a[3]);
-        if (sh[0] != B || sh[1] != d) { rc = uvs_shape_error("h0"); goto done; }
-        npy_intp* su = PyArray_DIMS(a[4]);
-        if (su[0] != d || su[1] != 2 * d) { rc = uvs_shape_error("U"); goto done; }
-        if (PyArray_DIMS(a[5])[1] != d) { rc = uvs_shape_error("Ux"); goto done; }
-        npy_intp hd[3] = {Tn, B, d}, gd[3] = {keep ? Tn : 1, B, 4 * d};
+        const npy_intp Tn = PyArray_DIMS(a[0])[0], B = PyArray_DIMS(a[0])[1];
+        const npy_intp nin = PyArray_DIMS(a[0])[2], d = PyArray_DIMS(a[8])[0];
+        if (uvs_expect(a[1], "mask", 2, Tn, B, 0) || uvs_expect(a[2], "h0", 2, B, d, 0)
+            || uvs_expect(a[3], "W", 2, nin, 2 * d, 0) || uvs_expect(a[4], "b", 1, 2 * d, 0, 0)
+            || uvs_expect(a[5], "U", 2, d, 2 * d, 0) || uvs_expect(a[6], "Wx", 2, nin, d, 0)
+            || uvs_expect(a[7], "bx", 1, d, 0, 0) || uvs_expect(a[8], "Ux", 2, d, d, 0))
+            goto done;
+        npy_intp hd[3] = {Tn, B, d}, gd[3] = {Tn, B, 4 * d};
         if (uvs_output(h_out, 3, hd, tn) || uvs_output(g_out, 3, gd, tn)) goto done;
         Py_BEGIN_ALLOW_THREADS
-        if (tn == NPY_FLOAT32)
-            uvs_gru_fwd<float>(Tn, B, d, (float*)PyArray_DATA(a[0]), (float*)PyArray_DATA(a[1]),
-                (float*)PyArray_DATA(a[2]), (float*)PyArray_DATA(a[3]),
-                (float*)PyArray_DATA(a[4]), (float*)PyArray_DATA(a[5]),
-                (float*)PyArray_DATA(*h_out), (float*)PyArray_DATA(*g_out), keep);
-        else
-            uvs_gru_fwd<double>(Tn, B, d, (double*)PyArray_DATA(a[0]),
-                (double*)PyArray_DATA(a[1]), (double*)PyArray_DATA(a[2]),
-                (double*)PyArray_DATA(a[3]), (double*)PyArray_DATA(a[4]),
-                (double*)PyArray_DATA(a[5]), (double*)PyArray_DATA(*h_out),
-                (double*)PyArray_DATA(*g_out), keep);
+#define UVS_FWD(T) uvs_gru_fwd<T>(Tn, B, nin, d, UVS_P(T, a[0]), UVS_P(T, a[1]), UVS_P(T, a[2]), \
+    UVS_P(T, a[3]), UVS_P(T, a[4]), UVS_P(T, a[5]), UVS_P(T, a[6]), UVS_P(T, a[7]), \
+    UVS_P(T, a[8]), UVS_P(T, *h_out), UVS_P(T, *g_out))
+        if (tn == NPY_FLOAT32) UVS_FWD(float); else UVS_FWD(double);
+#undef UVS_FWD
         Py_END_ALLOW_THREADS
         rc = 0;
     }
 done:
-    for (int i = 0; i < 6; i++) Py_XDECREF(a[i]);
+    for (int i = 0; i < 9; i++) Py_XDECREF(a[i]);
     return rc;
 }
 
-static int uvs_gru_backward(PyArrayObject* m_in, PyArrayObject* h0_in, PyArrayObject* U_in,
-                            PyArrayObject* Ux_in, PyArrayObject* h_in, PyArrayObject* g_in,
-                            PyArrayObject* dh_in, PyArrayObject** dx_out,
-                            PyArrayObject** dxx_out, PyArrayObject** dm_out,
-                            PyArrayObject** dh0_out, PyArrayObject** dU_out,
-                            PyArrayObject** dUx_out) {
-    const int tn = PyArray_TYPE(h_in);
-    PyArrayObject* in[7] = {m_in, h0_in, U_in, Ux_in, h_in, g_in, dh_in};
-    PyArrayObject* a[7] = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
-    PyArrayObject* dhux = NULL;
+/* in: x, mask, h0, W, U, Wx, Ux, h, gates, dh; out: the gradients of GRUForward's inputs. */
+static int uvs_gru_backward(PyArrayObject** in, PyArrayObject*** out) {
+    const int tn = PyArray_TYPE(in[7]);
+    PyArrayObject* a[10] = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    PyArrayObject* D = NULL;
     int rc = -1;
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 10; i++)
         if (!(a[i] = uvs_contig(in[i], tn))) goto done;
+    if (PyArray_NDIM(a[0]) != 3 || PyArray_NDIM(a[6]) != 2) {
+        uvs_shape_error("x or Ux");
+        goto done;
+    }
     {
-        npy_intp* s = PyArray_DIMS(a[4]);
-        const npy_intp Tn = s[0], B = s[1], d = s[2];
-        npy_intp* sm = PyArray_DIMS(a[0]);
-        if (sm[0] != Tn || sm[1] != B) { rc = uvs_shape_error("mask"); goto done; }
-        if (PyArray_DIMS(a[1])[0] != B || PyArray_DIMS(a[1])[1] != d) {
-            rc = uvs_shape_error("h0"); goto done; }
-        if (PyArray_DIMS(a[2])[0] != d || PyArray_DIMS(a[2])[1] != 2 * d) {
-            rc = uvs_shape_error("U"); goto done; }
-        if (PyArray_DIMS(a[3])[0] != d || PyArray_DIMS(a[3])[1] != d) {
-            rc = uvs_shape_error("Ux"); goto done; }
-        npy_intp* sg = PyArray_DIMS(a[5]);
-        if (sg[0] != Tn || sg[1] != B || sg[2] != 4 * d) {
-            rc = uvs_shape_error("gates"); goto done; }
-        npy_intp* sd = PyArray_DIMS(a[6]);
-        if (sd[0] != Tn || sd[1] != B || sd[2] != d) { rc = uvs_shape_error("dh"); goto done; }
-        npy_intp dxd[3] = {Tn, B, 2 * d}, dxxd[3] = {Tn, B, d}, dmd[2] = {Tn, B};
-        npy_intp dh0d[2] = {B, d}, dUd[2] = {d, 2 * d}, dUxd[2] = {d, d};
-        if (uvs_output(dx_out, 3, dxd, tn) || uvs_output(dxx_out, 3, dxxd, tn)
-            || uvs_output(dm_out, 2, dmd, tn) || uvs_output(dh0_out, 2, dh0d, tn)
-            || uvs_output(dU_out, 2, dUd, tn) || uvs_output(dUx_out, 2, dUxd, tn))
+        const npy_intp Tn = PyArray_DIMS(a[0])[0], B = PyArray_DIMS(a[0])[1];
+        const npy_intp nin = PyArray_DIMS(a[0])[2], d = PyArray_DIMS(a[6])[0];
+        if (uvs_expect(a[1], "mask", 2, Tn, B, 0) || uvs_expect(a[2], "h0", 2, B, d, 0)
+            || uvs_expect(a[3], "W", 2, nin, 2 * d, 0) || uvs_expect(a[4], "U", 2, d, 2 * d, 0)
+            || uvs_expect(a[5], "Wx", 2, nin, d, 0) || uvs_expect(a[6], "Ux", 2, d, d, 0)
+            || uvs_expect(a[7], "h", 3, Tn, B, d) || uvs_expect(a[8], "gates", 3, Tn, B, 4 * d)
+            || uvs_expect(a[9], "dh", 3, Tn, B, d))
             goto done;
-        if (!(dhux = (PyArrayObject*)PyArray_EMPTY(3, dxxd, tn, 0))) goto done;
-#define UVS_P(T, x) ((T*)PyArray_DATA(x))
+        npy_intp shapes[9][3] = {{Tn, B, nin}, {Tn, B}, {B, d}, {nin, 2 * d}, {2 * d},
+                                 {d, 2 * d}, {nin, d}, {d}, {d, d}};
+        const int nds[9] = {3, 2, 2, 2, 1, 2, 2, 1, 2};
+        for (int i = 0; i < 9; i++)
+            if (uvs_output(out[i], nds[i], shapes[i], tn)) goto done;
+        npy_intp dd[2] = {Tn * B, 4 * d};
+        if (!(D = (PyArrayObject*)PyArray_EMPTY(2, dd, tn, 0))) goto done;
         Py_BEGIN_ALLOW_THREADS
-        if (tn == NPY_FLOAT32)
-            uvs_gru_bwd<float>(Tn, B, d, UVS_P(float, a[0]), UVS_P(float, a[1]),
-                UVS_P(float, a[2]), UVS_P(float, a[3]), UVS_P(float, a[4]), UVS_P(float, a[5]),
-                UVS_P(float, a[6]), UVS_P(float, *dx_out), UVS_P(float, *dxx_out),
-                UVS_P(float, *dm_out), UVS_P(float, *dh0_out), UVS_P(float, *dU_out),
-                UVS_P(float, *dUx_out), UVS_P(float, dhux));
-        else
-            uvs_gru_bwd<double>(Tn, B, d, UVS_P(double, a[0]), UVS_P(double, a[1]),
-                UVS_P(double, a[2]), UVS_P(double, a[3]), UVS_P(double, a[4]),
-                UVS_P(double, a[5]), UVS_P(double, a[6]), UVS_P(double, *dx_out),
-                UVS_P(double, *dxx_out), UVS_P(double, *dm_out), UVS_P(double, *dh0_out),
-                UVS_P(double, *dU_out), UVS_P(double, *dUx_out), UVS_P(double, dhux));
+#define UVS_BWD(T) uvs_gru_bwd<T>(Tn, B, nin, d, UVS_P(T, a[0]), UVS_P(T, a[1]), UVS_P(T, a[2]), \
+    UVS_P(T, a[3]), UVS_P(T, a[4]), UVS_P(T, a[5]), UVS_P(T, a[6]), UVS_P(T, a[7]), \
+    UVS_P(T, a[8]), UVS_P(T, a[9]), UVS_P(T, *out[0]), UVS_P(T, *out[1]), UVS_P(T, *out[2]), \
+    UVS_P(T, *out[3]), UVS_P(T, *out[4]), UVS_P(T, *out[5]), UVS_P(T, *out[6]), \
+    UVS_P(T, *out[7]), UVS_P(T, *out[8]), UVS_P(T, D))
+        if (tn == NPY_FLOAT32) UVS_BWD(float); else UVS_BWD(double);
+#undef UVS_BWD
         Py_END_ALLOW_THREADS
-#undef UVS_P
         rc = 0;
     }
 done:
-    for (int i = 0; i < 7; i++) Py_XDECREF(a[i]);
-    Py_XDECREF(dhux);
+    for (int i = 0; i < 10; i++) Py_XDECREF(a[i]);
+    Py_XDECREF(D);
     return rc;
 }
 """

@@ -71,11 +71,12 @@ def gru_layer(tparams, state_below, init_state, options, prefix="gru", mask=None
             return _x[:, :, n * dim:(n + 1) * dim]
         return _x[:, n * dim:(n + 1) * dim]
 
+    if gru_impl() == "fused":  # one Op for the layer and one for its gradient (uvs/gru_op.py)
+        return [gru_fused(state_below, mask, init_state,
+                          *(tparams[_p(prefix, k)] for k in ("W", "b", "U", "Wx", "bx", "Ux")))]
+
     state_below_ = tensor.dot(state_below, tparams[_p(prefix, "W")]) + tparams[_p(prefix, "b")]
     state_belowx = tensor.dot(state_below, tparams[_p(prefix, "Wx")]) + tparams[_p(prefix, "bx")]
-    if gru_impl() == "fused":  # one Op for the loop and one for its gradient (uvs/gru_op.py)
-        return [gru_fused(state_below_, state_belowx, mask, init_state,
-                          tparams[_p(prefix, "U")], tparams[_p(prefix, "Ux")])]
 
     def _step_slice(m_, x_, xx_, h_, U, Ux):
         preact = tensor.dot(h_, U)
