@@ -1,10 +1,10 @@
-"""A fused GRU for PyTensor: the whole recurrence, and its gradient, as one Op each.
+"""A fused GRU layer for PyTensor: the layer, and its gradient, as one Op each.
 
 The `scan` GRU in `uvs.layers` is the reference; this computes the same thing
-(DESIGN.md, "GRU") without a `scan`: the forward loop over time and the backward
-loop run in C (NumPy in `perform` where C is not used), calling the BLAS the rest of
-the graph links. The backward pass accumulates the weight gradients as one large
-product over all T·B rows (dU = H_prevᵀ·dPre) instead of T small ones.
+(DESIGN.md, "GRU") without a `scan`: the input projections of all steps at once, the
+loop over time and the backward loop run in C (NumPy in `perform` where C is not used),
+calling the BLAS the rest of the graph links. The backward pass accumulates the weight
+gradients as one large product over all T·B rows (dU = H_prevᵀ·dPre) instead of T small ones.
 
 `UVS_GRU=scan|fused` chooses the implementation; `fused` is the default (see
 `benchmarks/train_bench.py`), except under the JAX backend, which cannot run it.
@@ -21,17 +21,15 @@ import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType, grad_not_implemented
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
-from pytensor.graph.rewriting.basic import node_rewriter
 from pytensor.link.c.op import COp
 from pytensor.scalar import upcast
-from pytensor.tensor.rewriting.basic import register_specialize
 
 # Under the Numba backend the Ops run their NumPy `perform` (still faster than Numba's scan).
 warnings.filterwarnings("ignore", message="Numba will use object mode to run GRU(Forward|Backward)")
 
 IMPLEMENTATIONS = ("fused", "scan")
 DEFAULT = "fused"
-_CACHE_VERSION = 9
+_CACHE_VERSION = 10
 
 
 def gru_impl() -> str:
@@ -107,14 +105,8 @@ class GRUForward(_BlasCOp):
 
     x: (T, B, nin); mask: (T, B); h0: (B, d); W: (nin, 2d), b: (2d,), U: (d, 2d) for the r|u
     gates; Wx: (nin, d), bx: (d,), Ux: (d, d) for the candidate. gates (T, B, 4d) hold
-    r | u | h̃ | h·Ux for the gradient; with `gates=False` (put in by a rewrite where nothing
-    uses them, e.g. when encoding) only h.
+    r | u | h̃ | h·Ux for the gradient.
     """
-
-    __props__ = ("gates",)
-
-    def __init__(self, gates: bool = True):
-        self.gates = gates
 
     def make_node(self, x, mask, h0, W, b, U, Wx, bx, Ux) -> Apply:
         inputs = [pt.as_tensor_variable(v) for v in (x, mask, h0, W, b, U, Wx, bx, Ux)]
@@ -127,12 +119,12 @@ class GRUForward(_BlasCOp):
         inputs = [pt.cast(v, dtype) for v in inputs]
         x = inputs[0]
         inputs[1] = pt.broadcast_to(inputs[1], (x.shape[0], x.shape[1]))
-        outputs = [pt.tensor(dtype=dtype, shape=(None, None, None)) for _ in range(1 + self.gates)]
+        outputs = [pt.tensor(dtype=dtype, shape=(None, None, None)) for _ in range(2)]
         return Apply(self, inputs, outputs)
 
     def infer_shape(self, fgraph, node, shapes):
         (T, B, _), d = shapes[0], shapes[8][0]
-        return [(T, B, d), (T, B, 4 * d)][:1 + self.gates]
+        return [(T, B, d), (T, B, 4 * d)]
 
     def perform(self, node, inputs, outputs) -> None:
         x, mask, h0, W, b, U, Wx, bx, Ux = inputs
@@ -142,10 +134,10 @@ class GRUForward(_BlasCOp):
         xw = (x.reshape(T * B, nin) @ W).reshape(T, B, 2 * d) + b
         xwx = (x.reshape(T * B, nin) @ Wx).reshape(T, B, d) + bx
         h = np.empty((T, B, d), dtype=x.dtype)
-        gates = np.empty((T if self.gates else 1, B, 4 * d), dtype=x.dtype)
+        gates = np.empty((T, B, 4 * d), dtype=x.dtype)
         hp = h0
         for t in range(T):
-            g = gates[t if self.gates else 0]
+            g = gates[t]
             zero = not hp.any()
             g[:, :2 * d] = _sigmoid(xw[t] if zero else xw[t] + hp @ U)
             g[:, 3 * d:] = 0 if zero else hp @ Ux
@@ -157,28 +149,20 @@ class GRUForward(_BlasCOp):
             h[t] = m * hn + (one - m) * hp
             hp = h[t]
         outputs[0][0] = h
-        if self.gates:
-            outputs[1][0] = gates
+        outputs[1][0] = gates
 
     def c_code(self, node, name, inp, out, sub) -> str:
         self._check_c(node)
-        gates = f"&{out[1]}" if self.gates else "&scratch"
         return f"""
         {{
             PyArrayObject* in[9] = {{{", ".join(inp)}}};
-            PyArrayObject* scratch = NULL;
-            int rc = uvs_gru_forward(in, &{out[0]}, {gates});
-            Py_XDECREF(scratch);
-            if (rc != 0) {{
+            if (uvs_gru_forward(in, &{out[0]}, &{out[1]}) != 0) {{
                 {sub["fail"]}
             }}
         }}
         """
 
     def pullback(self, inputs, outputs, output_grads):
-        if not self.gates:
-            return [grad_not_implemented(self, i, v, "GRUForward(gates=False)")
-                    for i, v in enumerate(inputs)]
         x, mask, h0, W, b, U, Wx, bx, Ux = inputs
         h, gates = outputs
         dh, dgates = output_grads
@@ -267,16 +251,6 @@ def _check_shapes(inputs) -> None:
         if v.shape != shape:
             raise ValueError(f"fused GRU: {k} has shape {v.shape}, expected {shape}")
 
-
-@node_rewriter([GRUForward])
-def local_gru_forward_without_gates(fgraph, node):
-    """Drop the gates output (T·B·4d values) where nothing uses it, e.g. when only encoding."""
-    if node.op.gates and not fgraph.clients[node.outputs[1]]:
-        return {node.outputs[0]: GRUForward(gates=False)(*node.inputs)}
-    return None
-
-
-register_specialize(local_gru_forward_without_gates)
 
 if not hasattr(Op, "pullback"):  # PyTensor before `pullback` called `L_op`
     GRUForward.L_op = GRUForward.pullback
