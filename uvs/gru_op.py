@@ -21,6 +21,7 @@ import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType, grad_not_implemented
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
+from pytensor.graph.utils import MethodNotDefined
 from pytensor.link.c.op import COp
 from pytensor.scalar import upcast
 
@@ -95,9 +96,9 @@ class _BlasCOp(COp):
 
     def _check_c(self, node: Apply) -> None:
         if not _blas_ldflags():
-            raise NotImplementedError("no BLAS linked: the NumPy implementation runs instead")
+            raise MethodNotDefined("no BLAS linked: the NumPy implementation runs instead")
         if node.outputs[0].dtype not in ("float32", "float64"):
-            raise NotImplementedError(node.outputs[0].dtype)
+            raise MethodNotDefined(f"no C code for {node.outputs[0].dtype}")
 
 
 class GRUForward(_BlasCOp):
@@ -167,7 +168,7 @@ class GRUForward(_BlasCOp):
         h, gates = outputs
         dh, dgates = output_grads
         if not isinstance(dgates.type, DisconnectedType):
-            raise NotImplementedError("GRUForward: the gates output is not differentiable")
+            raise TypeError("GRUForward: the gates output is not differentiable")
         if isinstance(dh.type, DisconnectedType):
             dh = pt.zeros_like(h)
         return GRUBackward()(x, mask, h0, W, U, Wx, Ux, h, gates, pt.cast(dh, h.dtype))
