@@ -111,3 +111,13 @@ def test_encode_images_rejects_bad_features(tmp_path):
     bad[1, 3] = np.nan
     with pytest.raises(UVSError, match="NaN"):
         tools.encode_images(model, bad)
+
+
+def test_repeated_sentences_get_identical_vectors(tmp_path):
+    model = tools.load_model(write_tiny_model(tmp_path, "uvs")[0])
+    X = ["a dog runs", "the cat sits", "a dog runs", "red car", "a dog runs", "the cat sits"]
+    v = tools.encode_sentences(model, X, batch_size=2)
+    assert np.array_equal(v[0], v[2]) and np.array_equal(v[0], v[4])
+    assert np.array_equal(v[1], v[5])
+    np.testing.assert_allclose(v[:4], tools.encode_sentences(model, X[:2] + X[3:4] + X[2:3])[
+        [0, 1, 3, 2]], atol=1e-6)

@@ -12,19 +12,47 @@ from uvs.tools import compute_errors, encode_images, encode_sentences
 __all__ = ["i2t", "t2i", "evalrank", "ranking_eval_5fold", "rank_embeddings"]
 
 
+def _cosine_scores(s_emb: np.ndarray):
+    """score(im, s) = im·sᵀ summed in float64, then rounded to float32.
+
+    A float32 matrix product can round the same pair differently at different positions in
+    the matrix, so identical captions (frequent in COCO and Flickr) would not tie exactly;
+    rounded float64 sums do, and ties are then broken by the originals' rule.
+    """
+    s64 = s_emb.astype(np.float64)
+
+    def score(im: np.ndarray, s: np.ndarray) -> np.ndarray:
+        c = s64 if s is s_emb else s.astype(np.float64)
+        return (im.astype(np.float64) @ c.T).astype(np.float32)
+
+    return score
+
+
 def rank_embeddings(model: dict, im_emb: np.ndarray, s_emb: np.ndarray,
                     ties: str = "last") -> dict:
     """Metrics for image embeddings (N, dim) against their 5N caption embeddings (5N, dim).
 
     Cosine models score by im·s, order models by order error; `ties` is the original
-    evaluation's tie order ('last' for visual-semantic-embedding, 'first' for order-embedding).
+    evaluation's tie order ('last' for visual-semantic-embedding, whose scores it sorted in
+    descending order, 'first' for order-embedding, which sorted errors in ascending order).
     """
-    if model["options"].get("method", "cosine") == "order":
-        i2t_ranks, t2i_ranks = ranks(
-            im_emb, s_emb, score=lambda im, s: compute_errors(model, s, im).T,
-            higher_is_better=False, ties=ties)
+    order = model["options"].get("method", "cosine") == "order"
+    if order:
+        def errors(im, s):
+            return compute_errors(model, s, im).T
     else:
-        i2t_ranks, t2i_ranks = ranks(im_emb, s_emb, ties=ties)
+        cosine = _cosine_scores(s_emb)
+
+        def errors(im, s):
+            return -cosine(im, s)
+    if ties == "first":
+        i2t_ranks, t2i_ranks = ranks(im_emb, s_emb, score=errors, higher_is_better=False,
+                                     ties=ties)
+    elif order:
+        i2t_ranks, t2i_ranks = ranks(im_emb, s_emb, score=lambda im, s: -errors(im, s),
+                                     ties=ties)
+    else:
+        i2t_ranks, t2i_ranks = ranks(im_emb, s_emb, score=cosine, ties=ties)
     out = {"i2t": recall_metrics(i2t_ranks), "t2i": recall_metrics(t2i_ranks)}
     out["rsum"] = sum(out[d][k] for d in ("i2t", "t2i") for k in ("r1", "r5", "r10"))
     return out

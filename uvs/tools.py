@@ -56,8 +56,15 @@ def encode_sentences(model: dict, X: list[str], verbose: bool = False,
     """Embed sentences: (len(X), dim) float32, rows of unit norm.
 
     Sentences of equal length are encoded together in strided batches as the original did;
-    k tokens make k + 1 steps, the last the `<eos>` index 0, all unmasked.
+    k tokens make k + 1 steps, the last the `<eos>` index 0, all unmasked. A sentence that
+    occurs several times is encoded once, so its copies get the very same vector (a batch
+    product could otherwise round them differently, and identical captions would not tie).
     """
+    unique = list(dict.fromkeys(X))
+    if len(unique) < len(X):
+        row = {s: i for i, s in enumerate(unique)}
+        vectors = encode_sentences(model, unique, verbose, batch_size)
+        return vectors[[row[s] for s in X]]
     options = model["options"]
     features = np.zeros((len(X), options["dim"]), dtype="float32")
     captions = [tokenize(s) for s in X]
