@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from vggfixtures import awkward_images, photo, write_lasagne_vgg
+from vggfixtures import awkward_images, photo
 
 from uvs import photos, vgg
 from uvs.errors import UVSError
@@ -63,14 +63,6 @@ def test_unreadable_files_name_the_path(files, name, problem):
 def test_missing_file(tmp_path):
     with pytest.raises(UVSError, match="cannot read"):
         photos.load_image(tmp_path / "nope.jpg")
-
-
-@pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    pytest.importorskip("torchvision")
-    path = tmp_path_factory.mktemp("vgg") / "vgg19.pkl"
-    write_lasagne_vgg(path)
-    return vgg.build_convnet(path, device="cpu")
 
 
 def test_features_skip_unreadable_and_warn_on_truncated(files, net):

@@ -66,16 +66,6 @@ def test_arithmetic_is_normalised_and_nonnegative_for_abs_models(model):
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    pytest.importorskip("torchvision")
-    from vggfixtures import write_lasagne_vgg
-
-    path = tmp_path_factory.mktemp("vgg") / "vgg19.pkl"
-    write_lasagne_vgg(path)
-    return demo.build_convnet(path, device="cpu")
-
-
-@pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     PIL = pytest.importorskip("PIL.Image")
     folder = tmp_path_factory.mktemp("photos")
