@@ -71,10 +71,10 @@ def encode_sentences(model, textfile, output, batch_size, quiet):
 def encode_images(model, features, output, quiet):
     """Embed FEATURES (.npy, one row of CNN features per image) into OUTPUT."""
     from uvs import tools
-    from uvs.datasets import read_features
+    from uvs.datasets import open_features
     from uvs.fileio import save_npy
 
-    ims = read_features(features)
+    ims = open_features(features)
     m = tools.load_model(model)
     vectors = tools.encode_images(m, tools.check_features(m, ims, features))
     save_npy(output, vectors)

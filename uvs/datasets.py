@@ -78,10 +78,10 @@ def read_captions(path: str) -> list[str]:
     return caps
 
 
-def read_features(path: str) -> np.ndarray:
-    """A 2-D float `.npy` of image features, finite, as float32."""
+def open_features(path: str, mmap: bool = False) -> np.ndarray:
+    """A 2-D float `.npy` of image features, as stored (memory-mapped if `mmap`)."""
     try:
-        ims = np.load(path, allow_pickle=False)
+        ims = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileNotFoundError:
         raise UVSError(path, "feature file not found") from None
     except (ValueError, OSError, EOFError) as err:
@@ -90,6 +90,12 @@ def read_features(path: str) -> np.ndarray:
         raise UVSError(path, f"expected a 2-D array of features, got shape {np.shape(ims)}")
     if not np.issubdtype(ims.dtype, np.floating):
         raise UVSError(path, f"features are {ims.dtype}, not floating point")
+    return ims
+
+
+def read_features(path: str) -> np.ndarray:
+    """A 2-D float `.npy` of image features, finite, as float32."""
+    ims = open_features(path)
     bad = ~np.isfinite(ims).all(axis=1)
     if bad.any():
         raise UVSError(path, f"row {int(np.argmax(bad))} holds NaN or Inf "

@@ -203,15 +203,9 @@ def paths_file(features_path: str | os.PathLike) -> str:
 
 def read_image_features(path: str, dim_image: int | None = None) -> tuple[np.ndarray, list[str]]:
     """FEATS.npy (memory-mapped) and its row names from `FEATS.paths.txt` (else `#row`)."""
-    try:
-        feats = np.load(path, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise UVSError(path, "feature file not found") from None
-    except (ValueError, OSError, EOFError) as err:
-        raise UVSError(path, f"not a readable .npy array ({err})") from None
-    if feats.ndim != 2 or not np.issubdtype(feats.dtype, np.floating):
-        raise UVSError(path, f"expected a 2-D float array of features, got {feats.dtype} "
-                       f"{feats.shape}")
+    from uvs.datasets import open_features
+
+    feats = open_features(path, mmap=True)
     if dim_image is not None and feats.shape[1] != dim_image:
         raise UVSError(path, f"features are {feats.shape[1]}-d; the model expects {dim_image}")
     listing = paths_file(path)
