@@ -151,3 +151,28 @@ def load_pickle(path: str | os.PathLike, allow_numpy: bool = False) -> object:
         return _to_text(loaded, {})
     except RecursionError:
         raise UVSError(where, "not a readable pickle (nested too deeply)") from None
+
+
+def load_pickles(path: str | os.PathLike, count: int, what: str) -> list:
+    """`count` Python-2 pickles written one after another in one file (safely, as load_pickle).
+
+    `what` names them for the error when the file holds fewer, e.g. "worddict then wordcount".
+    """
+    where = os.fspath(path)
+    first = load_pickle(where)  # checks the file and reads the first one
+    out = [first]
+    with open(where, "rb") as fh:
+        unpickler = _RestrictedUnpickler(fh, where, False)
+        try:
+            unpickler.load()
+            for n in range(1, count):
+                if not fh.peek(1):
+                    raise UVSError(where, f"holds {n} pickle{'s' if n > 1 else ''}, expected "
+                                   f"{count} in a row ({what})")
+                out.append(_to_text(unpickler.load(), {}))
+        except UVSError:
+            raise
+        except _UNREADABLE as err:
+            detail = " ".join(str(err).split())[:200] or type(err).__name__
+            raise UVSError(where, f"not a readable pickle ({ascii(detail)[1:-1]})") from None
+    return out

@@ -151,17 +151,36 @@ def validate(mf: ModelFile) -> None:
                        f"{_shape(p, 'Wemb')[0]} rows")
 
 
+def kind_of(options: dict, extra: dict) -> str:
+    """'decoder' for a generator (uvs `kind`, or skip-thoughts' `dimctx` option), else 'vse'."""
+    if "kind" in extra:
+        return str(extra["kind"])
+    return "decoder" if isinstance(options, dict) and "dimctx" in options else "vse"
+
+
+def not_a_vse_model(path: str, kind: str) -> UVSError:
+    return UVSError(path, f"this is a {kind} model, not a visual-semantic embedding model"
+                    + (" (use `uvs caption` / `uvs evalcap` with it)" if kind == "decoder"
+                       else ""))
+
+
 def read_model(path: str | os.PathLike) -> ModelFile:
     """Read any supported model file (path as `X`, `X.npz` or `X.pkl`), validated."""
     layout, npz, pkl = locate(path)
     arrays = _load_arrays(npz)
     extra: dict = {}
     if layout == "vse":
+        from uvs.legacy import load_pickle
+
+        if kind_of(load_pickle(pkl), {}) != "vse":
+            raise not_a_vse_model(npz, "decoder")
         options, worddict = _load_vse(npz, pkl)
     elif layout == "order":
         options, worddict = _load_order(pkl)
     else:
         options, worddict, extra = _load_meta(npz, arrays)
+        if kind_of(options, extra) != "vse":
+            raise not_a_vse_model(npz, kind_of(options, extra))
     if not isinstance(options, dict):
         raise UVSError(pkl or npz, "model options are not a dictionary")
     params = OrderedDict((k, np.asarray(v, dtype="float32")) for k, v in arrays.items())
