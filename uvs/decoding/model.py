@@ -154,8 +154,11 @@ def build_sampler(tparams, options, trng):
     next_state = proj[0]
     logit = _logit(tparams, next_state, options)
     next_probs = tensor.special.softmax(logit, axis=-1)
-    next_rng, draws = trng.multinomial(1, next_probs)
-    next_sample = draws.argmax(1)
+    # a draw by inverse CDF, as Theano's MRG multinomial did (float32 probabilities whose sum
+    # rounds above 1 are fine): the first word whose cumulative probability reaches u
+    next_rng, u = trng.uniform(0.0, 1.0, size=(next_probs.shape[0],))
+    below = tensor.lt(tensor.cumsum(next_probs, axis=1), u.astype("float32")[:, None])
+    next_sample = tensor.minimum(below.sum(axis=1), next_probs.shape[1] - 1).astype("int64")
     if inject(options) == "bias":
         next_state = tensor.concatenate([next_state, state[:, dim:]], axis=1)
     f_next = backend.function([y, state], [next_probs, next_sample, next_state],
