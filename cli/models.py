@@ -82,13 +82,30 @@ def encode_images(model, features, output, quiet):
         click.echo(f"wrote {output}: {vectors.shape[0]} x {vectors.shape[1]}", err=True)
 
 
+def _read_any(path, dictionary=None):
+    """A VSE model, or a decoder when the file holds one."""
+    from uvs.modelfile import WrongKind, read_model
+
+    try:
+        return read_model(path)
+    except WrongKind as err:
+        if err.kind != "decoder":
+            raise
+        from uvs.decoding.files import read_decoder
+
+        return read_decoder(path, dictionary)
+
+
+def _kind(mf) -> str:
+    return "decoder" if "dimctx" in mf.options else mf.extra.get("kind", "vse")
+
+
 @click.command()
 @click.argument("model", type=click.Path(), required=False)
 @click.option("--backend", is_flag=True, help="Show PyTensor's mode and BLAS instead.")
 @json_option
 def info(model, backend, as_json):
     """Show MODEL's layout, options, vocabulary size and parameter shapes."""
-    from uvs.modelfile import read_model
 
     if backend:
         from uvs.backend import describe
@@ -102,14 +119,14 @@ def info(model, backend, as_json):
         return
     if model is None:
         raise click.UsageError("give a MODEL (or --backend)")
-    mf = read_model(model)
-    summary = {"path": mf.path, "layout": mf.layout, "options": mf.options,
+    mf = _read_any(model)
+    summary = {"path": mf.path, "layout": mf.layout, "kind": _kind(mf), "options": mf.options,
                "vocabulary": len(mf.worddict),
                "parameters": {k: list(v.shape) for k, v in mf.params.items()}}
     if as_json:
         print_json(summary)
         return
-    click.echo(f"{mf.path}  ({mf.layout} layout, {len(mf.worddict)} words)")
+    click.echo(f"{mf.path}  ({_kind(mf)}, {mf.layout} layout, {len(mf.worddict)} words)")
     click.echo("options:")
     for k, v in mf.options.items():
         click.echo(f"  {k:<14} {v!r}")
@@ -122,12 +139,19 @@ def info(model, backend, as_json):
 @click.argument("model", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="The new model file (.npz, uvs format).")
-def convert(model, output):
+@click.option("--dictionary", type=click.Path(dir_okay=False),
+              help="Dictionary file of a released skip-thoughts decoder.")
+def convert(model, output, dictionary):
     """Rewrite MODEL in the uvs format (one .npz, no pickle)."""
-    from uvs.modelfile import read_model, write_model
+    from uvs.modelfile import write_model
 
-    mf = read_model(model)
-    write_model(output, mf.params, mf.options, mf.worddict)
+    mf = _read_any(model, dictionary)
+    if _kind(mf) == "decoder":
+        from uvs.decoding.files import write_decoder
+
+        write_decoder(output, mf.params, mf.options, mf.worddict)
+    else:
+        write_model(output, mf.params, mf.options, mf.worddict)
     click.echo(f"wrote {output} ({mf.layout} layout -> uvs)", err=True)
 
 

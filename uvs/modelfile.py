@@ -158,10 +158,18 @@ def kind_of(options: dict, extra: dict) -> str:
     return "decoder" if isinstance(options, dict) and "dimctx" in options else "vse"
 
 
-def not_a_vse_model(path: str, kind: str) -> UVSError:
-    return UVSError(path, f"this is a {kind} model, not a visual-semantic embedding model"
+class WrongKind(UVSError):
+    """A model file of another kind (`.kind`, e.g. 'decoder') where a VSE model was expected."""
+
+    def __init__(self, path: str, problem: str, kind: str):
+        super().__init__(path, problem)
+        self.kind = kind
+
+
+def not_a_vse_model(path: str, kind: str) -> WrongKind:
+    return WrongKind(path, f"this is a {kind} model, not a visual-semantic embedding model"
                     + (" (use `uvs caption` / `uvs evalcap` with it)" if kind == "decoder"
-                       else ""))
+                       else ""), kind)
 
 
 def read_model(path: str | os.PathLike) -> ModelFile:

@@ -84,3 +84,62 @@ def generate(dec: dict, C, beam_width: int = 1, use_unk: bool = False, maxlen: i
                               for w in (sample[i][:-1] if sample[i][-1] == 0 else sample[i])),
                      float(score[i])) for i in order])
     return out
+
+
+def load_encoder(dec: dict, model: str | os.PathLike | None = None) -> dict | None:
+    """The uvs model whose joint space an `embedding` decoder decodes (None for `features`).
+
+    `model` wins over the path the decoder was trained with; its width must be dimctx.
+    """
+    if dec["options"].get("condition", "embedding") == "features":
+        return None
+    path = model or dec["options"].get("model")
+    if not path:
+        raise UVSError(dec["path"], "this decoder decodes a joint space: give the uvs model "
+                       "with --model")
+    from uvs.tools import load_model as load_vse
+
+    vse = load_vse(path)
+    if vse["options"]["dim"] != dec["options"]["dimctx"]:
+        raise UVSError(vse["path"], f"its joint space is {vse['options']['dim']}-d; the decoder "
+                       f"{dec['path']} is conditioned on {dec['options']['dimctx']}-d vectors")
+    return vse
+
+
+def context(dec: dict, vse: dict | None, features: np.ndarray | None = None,
+            text: str | None = None, minus=(), plus=(), where: str | None = None) -> np.ndarray:
+    """ctx (1, dimctx) for image features (1, dim_image) or a sentence, with arithmetic.
+
+    `embedding` decoders: the features' or sentence's vector in the joint space, then
+    − Σ minus + Σ plus, renormalised; `features` decoders: the feature row itself.
+    """
+    from uvs import demo
+    from uvs.tools import check_features, encode_images
+
+    if vse is None:
+        if text is not None or minus or plus:
+            raise UVSError(dec["path"], "this decoder is conditioned on CNN features: "
+                           "--text, --minus and --plus need an embedding decoder")
+        return check_context(dec, features, where)
+    if text is not None:
+        vec = demo.embed_text(vse, text)
+    else:
+        vec = encode_images(vse, check_features(vse, features, where))[0]
+    if minus or plus:
+        vec = demo.arithmetic(vse, vec, minus, plus)
+    return check_context(dec, vec, where)
+
+
+def sample_sentences(dec: dict, c, n: int = 1, maxlen: int = 30, use_unk: bool = False
+                     ) -> list[tuple[str, float]]:
+    """n sentences drawn from the decoder given c (the original's stochastic mode); the
+    score is the original's sum of the drawn words' probabilities."""
+    c = check_context(dec, c)
+    out = []
+    for _ in range(n):
+        sample, score = gen_sample(dec["tparams"], dec["f_init"], dec["f_next"], c,
+                                   dec["options"], trng=dec["trng"], k=1, maxlen=maxlen,
+                                   stochastic=True, use_unk=use_unk)
+        body = sample[:-1] if sample and sample[-1] == 0 else sample
+        out.append((" ".join(dec["word_idict"].get(int(w), "UNK") for w in body), float(score)))
+    return out

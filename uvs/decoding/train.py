@@ -44,8 +44,8 @@ DEFAULTS = OrderedDict(
     reload_=False, validFreq=None, lrate=0.0002, seed=1234, overwrite=False,
 )
 # Small enough for two CPU cores in a minute or two; explicit options win.
-SAMPLE_PRESET = {"dim_word": 64, "dim": 128, "batch_size": 64, "max_epochs": 3,
-                 "dispFreq": 20, "sampleFreq": 200}
+SAMPLE_PRESET = {"dim_word": 64, "dim": 128, "batch_size": 64, "max_epochs": 8,
+                 "dispFreq": 20, "sampleFreq": 200, "lrate": 0.002}
 # May change on --reload (the rest fix shapes or data and are refused if different).
 SCHEDULE = ("max_epochs", "dispFreq", "saveFreq", "sampleFreq", "validFreq", "lrate",
             "data_dir", "saveto")
