@@ -235,7 +235,7 @@ class Run:
         free = shutil.disk_usage(folder).free
         if free < need_bytes:
             raise UVSError(p.best, f"not enough disk space: replacing the checkpoints needs "
-                           f"about {need_bytes / 2**20:.0f} MiB, {free / 2**20:.0f} MiB free")
+                           f"{size(need_bytes)}, {size(free)} free")
         if not self.resuming:
             for path in p.existing():
                 os.unlink(path)
@@ -366,3 +366,12 @@ def duration(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def size(n: float) -> str:
+    """Bytes for people: 512 B, 3.1 KiB, 12.0 MiB, 1.5 GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
