@@ -11,6 +11,7 @@ from models import write_tiny_dataset
 
 from uvs import runs
 from uvs.errors import UVSError
+from uvs.optim import OPTIMIZERS
 from uvs.options import SCHEDULE, SHAPE, Option, OptionTable
 from uvs.train import OPTIONS, resolve_options
 
@@ -178,6 +179,7 @@ def test_option_table_is_the_one_declaration():
     assert OPTIONS["dispFreq"].flag == "--disp-freq" and OPTIONS["reload_"].flag == "--reload"
     assert OPTIONS["dim"].kind == SHAPE and OPTIONS["max_epochs"].kind == SCHEDULE
     assert OPTIONS.recipes_changing("margin") == {"order": 0.05}
+    assert set(OPTIONS["optimizer"].choices) == set(OPTIMIZERS)
     with pytest.raises(UVSError, match="dim must be of type int"):
         resolve_options(dim=2.5)
     with pytest.raises(UVSError, match="unknown option"):
