@@ -217,3 +217,21 @@ def test_import_uvs_imports_no_click():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+@pytest.mark.parametrize("state, message", [
+    (None, "not a training checkpoint"),
+    ({"epoch": 0, "batch": -5, "uidx": 3, "best": 1.0, "best_metrics": None}, "bad train_state"),
+    ({"epoch": 0, "batch": 1, "uidx": 3, "best": 1.0, "best_metrics": None, "x": 1},
+     "not a training checkpoint"),
+])
+def test_damaged_checkpoint_is_one_line(tiny_data, tmp_path, state, message):
+    from uvs.modelfile import read_model, write_model
+
+    saveto = tmp_path / "m.npz"
+    ok(run(*_args(tiny_data, saveto)))
+    last = read_model(tmp_path / "m.last.npz")
+    write_model(tmp_path / "m.last.npz", last.params, last.options, last.worddict,
+                extra_meta=None if state is None else {"train_state": state},
+                extra_arrays=last.extra["arrays"])
+    one_line_error(run(*_args(tiny_data, saveto, "--reload")), "m.last.npz", message)

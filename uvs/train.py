@@ -124,8 +124,7 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
         run.preflight(runs.checkpoint_bytes(sum(p.nbytes for p in params.values())))
         c = compile_run(params, options, worddict)
         if run.resuming:
-            for name, var in c.opt_state.items():
-                var.set_value(ckpt.extra["arrays"][name])
+            run.restore(c.opt_state, ckpt)
         run.event("start", resume=run.resuming, options=_plain(options),
                   n_train=len(train.caps), n_words=options["n_words"])
         try:
