@@ -33,90 +33,13 @@ from uvs.model import (
 )
 from uvs.modelfile import ModelFile, read_model
 from uvs.optim import OPTIMIZERS, clip_each_norm, clip_global_norm
-from uvs.options import (
-    NON_NEGATIVE,
-    POSITIVE,
-    POSITIVE_NUMBER,
-    SCHEDULE,
-    SHAPE,
-    Check,
-    Option,
-    OptionTable,
-    bad,
-)
 from uvs.runs import TrainState, optimizer_state
 from uvs.tools import encode_images, encode_sentences
+from uvs.train_options import OPTIONS, RECIPES, resolve_options  # noqa: F401 (re-exported)
 from uvs.utils import init_tparams, itemlist, unzip
 from uvs.vocab import build_dictionary
 
 log = logging.getLogger("uvs.train")
-
-# The presets of the two original trainers; options given explicitly win over them.
-RECIPES = {
-    "vse": {"method": "cosine", "abs": False, "margin": 0.2, "lrate": 0.0002},
-    "order": {"method": "order", "abs": True, "margin": 0.05, "lrate": 0.001,
-              "cnn": "10crop"},
-    "symmetric": {"method": "cosine", "abs": False, "margin": 0.2, "lrate": 0.001,
-                  "cnn": "10crop"},
-}
-
-
-def _check_options(o: dict) -> None:
-    """What involves several options at once."""
-    if o["encoder"] == "bow" and o["dim"] != o["dim_word"]:
-        bad(f"the bow encoder needs dim == dim_word (got {o['dim']} and {o['dim_word']})")
-    if o["saveto"] is not None and not str(o["saveto"]).endswith(".npz"):
-        bad(f"saveto must name a .npz file (got {o['saveto']!r})")
-
-
-# The options of the original trainers, under their names there, each declared once.
-OPTIONS = OptionTable([
-    Option("recipe", str, "vse", "Preset of an original trainer; explicit options win.",
-           choices=tuple(RECIPES)),
-    Option("data", str, "f8k", "Data set name: f8k, f30k, coco, sample, ...", SHAPE),
-    Option("data_dir", str, None, "Folder holding the data sets (default: $UVS_DATA, "
-           "else ./data).", SCHEDULE, path="dir"),
-    Option("margin", float, 0.2, "Ranking-loss margin.", check=NON_NEGATIVE),
-    Option("dim", int, 1024, "Embedding (and GRU state) size.", SHAPE, check=POSITIVE),
-    Option("dim_image", int, 4096, "Image feature width.", SHAPE, check=POSITIVE),
-    Option("dim_word", int, 300, "Word vector size.", SHAPE, check=POSITIVE),
-    Option("encoder", str, "gru", "Sentence encoder: a GRU or a bag of words.", SHAPE,
-           choices=("gru", "bow")),
-    Option("max_epochs", int, 15, "Epochs to train for.", SCHEDULE, check=POSITIVE),
-    Option("dispFreq", int, 10, "Updates between progress lines.", SCHEDULE,
-           check=POSITIVE),
-    Option("decay_c", float, 0.0, "Weight decay (L2 on every parameter).",
-           check=NON_NEGATIVE),
-    Option("grad_clip", float, 2.0, "Gradient norm limit: global for vse, per tensor for "
-           "the order-embedding recipes.", check=NON_NEGATIVE),
-    Option("maxlen_w", int, 100, "Drop captions this many words long or longer.",
-           check=POSITIVE),
-    Option("optimizer", str, "adam", "adam: as released (its bias correction included); "
-           "adam_textbook: Kingma & Ba.", choices=tuple(OPTIMIZERS)),
-    Option("batch_size", int, 128, "Captions per update.",
-           check=Check(lambda v: v >= 2, "at least 2 for a contrastive loss")),
-    Option("saveto", str, None, "Best model path (.npz); default models/DATA.npz.",
-           SCHEDULE, path="file"),
-    Option("validFreq", int, 100, "Updates between dev evaluations.", SCHEDULE,
-           check=POSITIVE),
-    Option("lrate", float, 0.0002, "Learning rate.", SCHEDULE, check=POSITIVE_NUMBER),
-    Option("reload_", bool, False, "Resume from SAVETO's last checkpoint.", SCHEDULE),
-    Option("method", str, "cosine", "Similarity: cosine, or the order-embedding penalty.",
-           choices=("cosine", "order")),
-    Option("abs", bool, False, "Absolute values of the embeddings."),
-    Option("max_violation", bool, False, "Hardest negative only (VSE++)."),
-    Option("seed", int, 1234, "Random seed (initialisation and batch order)."),
-    Option("cnn", str, None, "Image features: the 1-crop files, or '10crop'.", cli=False),
-], RECIPES, check=_check_options)
-
-
-def resolve_options(**kw) -> OrderedDict:
-    """Defaults, then the recipe's preset, then the options given (None = not given); checked."""
-    options = OPTIONS.resolve(kw)
-    if options["saveto"] is None:
-        options["saveto"] = os.path.join("models", f"{options['data']}.npz")
-    return options
-
 
 def compile_update(tparams: dict, options: dict):
     """(f_grad_shared(x, mask, im) -> cost, f_update(lr)) for the model's loss.
@@ -201,8 +124,7 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
         run.preflight(runs.checkpoint_bytes(sum(p.nbytes for p in params.values())))
         c = compile_run(params, options, worddict)
         if run.resuming:
-            for name, var in c.opt_state.items():
-                var.set_value(ckpt.extra["arrays"][name])
+            run.restore(c.opt_state, ckpt)
         run.event("start", resume=run.resuming, options=_plain(options),
                   n_train=len(train.caps), n_words=options["n_words"])
         try:
