@@ -23,6 +23,7 @@ from uvs import backend, runs
 from uvs.datasets import Split, load_split
 from uvs.errors import UVSError
 from uvs.evaluation import rank_embeddings
+from uvs.gru_op import gru_impl
 from uvs.homogeneous_data import epoch_rng, homogeneous_batches, prepare_data, random_batches
 from uvs.model import (
     build_image_encoder,
@@ -41,14 +42,16 @@ from uvs.vocab import build_dictionary
 
 log = logging.getLogger("uvs.train")
 
-def compile_update(tparams: dict, options: dict):
+def compile_update(tparams: dict, options: dict, mode: str | None = None,
+                   gru: str | None = None):
     """(f_grad_shared(x, mask, im) -> cost, f_update(lr)) for the model's loss.
 
     Adds weight decay when decay_c > 0, clips gradients (global norm for the
     visual-semantic-embedding recipe, each tensor for order-embedding) and applies the
-    optimizer named in options ('adam' as released by default).
+    optimizer named in options ('adam' as released by default). mode: the PyTensor mode;
+    gru: 'scan' or 'fused' (defaults: `uvs.backend.mode()`, `uvs.gru_op.gru_impl()`).
     """
-    inps, cost = build_model(tparams, options)
+    inps, cost = build_model(tparams, options, gru_impl(gru, mode))
     decay_c = float(options.get("decay_c", 0.0))
     if decay_c > 0.0:
         weight_decay = sum((vv ** 2).sum() for vv in tparams.values())
@@ -59,7 +62,7 @@ def compile_update(tparams: dict, options: dict):
         clip = clip_each_norm if order_lineage(options) else clip_global_norm
         grads = clip(grads, np.float32(grad_clip))
     lr = tensor.scalar(name="lr", dtype="float32")
-    return OPTIMIZERS[options.get("optimizer", "adam")](lr, tparams, grads, inps, cost)
+    return OPTIMIZERS[options.get("optimizer", "adam")](lr, tparams, grads, inps, cost, mode=mode)
 
 
 def _feature_row(split: Split, caption: np.ndarray) -> np.ndarray:
