@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from uvs.cli.common import (
@@ -31,14 +29,12 @@ def train(overwrite, mode, as_json, quiet, **options):
 
     Ctrl-C or SIGTERM writes the last checkpoint and prints the command that resumes it.
     """
-    if mode:
-        os.environ["UVS_MODE"] = mode.upper()
     from uvs import runs
     from uvs.train import trainer
 
     with progress_lines(quiet):
         try:
-            result = trainer(overwrite=overwrite, **options)
+            result = trainer(overwrite=overwrite, mode=mode and mode.upper(), **options)
         except runs.Interrupted as stop:
             exit_interrupted(stop, ["uvs", "train", "--saveto", stop.saveto, "--reload"]
                              + (["--mode", mode.upper()] if mode else []))

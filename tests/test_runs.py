@@ -235,3 +235,21 @@ def test_damaged_checkpoint_is_one_line(tiny_data, tmp_path, state, message):
                 extra_meta=None if state is None else {"train_state": state},
                 extra_arrays=last.extra["arrays"])
     one_line_error(run(*_args(tiny_data, saveto, "--reload")), "m.last.npz", message)
+
+
+def test_mode_is_passed_not_written_to_the_environment(tiny_data, tmp_path, monkeypatch):
+    from uvs import backend
+
+    monkeypatch.delenv("UVS_MODE", raising=False)
+    seen = []
+    compile_ = backend.function
+
+    def function(*args, mode=None, **kwargs):
+        seen.append(mode)
+        return compile_(*args, mode=mode, **kwargs)
+
+    monkeypatch.setattr(backend, "function", function)
+    result = ok(run(*[a for a in _args(tiny_data, tmp_path / "m.npz") if a != "-q"],
+                    "--mode", "cvm"))
+    assert "(CVM mode;" in result.stderr
+    assert seen and set(seen) == {"CVM"} and "UVS_MODE" not in os.environ

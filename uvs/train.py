@@ -42,6 +42,7 @@ from uvs.vocab import build_dictionary
 
 log = logging.getLogger("uvs.train")
 
+
 def compile_update(tparams: dict, options: dict, mode: str | None = None,
                    gru: str | None = None):
     """(f_grad_shared(x, mask, im) -> cost, f_update(lr)) for the model's loss.
@@ -103,7 +104,7 @@ class Compiled:
 
 
 def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = False,
-            **kw) -> dict:
+            mode: str | None = None, gru: str | None = None, **kw) -> dict:
     """Train a model as the original `train.trainer` did; returns the best dev metrics.
 
     Options: see `OPTIONS` (names as in the originals, e.g. dispFreq, validFreq, reload_).
@@ -111,7 +112,8 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
     in the uvs format, a `last` checkpoint for `reload_`, and a JSON-lines log. `progress`
     receives each log record; human-readable lines go to the `uvs.train` logger. Refuses to
     replace another run's files unless `overwrite`; SIGINT/SIGTERM raise `runs.Interrupted`
-    after writing the checkpoint.
+    after writing the checkpoint. mode, gru: the PyTensor mode and GRU implementation
+    (defaults: `uvs.backend.mode()`, `uvs.gru_op.gru_impl()`).
     """
     options = resolve_options(**kw)
     with runs.Run(options["saveto"], reload=options["reload_"], overwrite=overwrite,
@@ -125,7 +127,7 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
         if not run.resuming:
             worddict, params, state = initialise(options, train, dev)
         run.preflight(runs.checkpoint_bytes(sum(p.nbytes for p in params.values())))
-        c = compile_run(params, options, worddict)
+        c = compile_run(params, options, worddict, mode, gru)
         if run.resuming:
             run.restore(c.opt_state, ckpt)
         run.event("start", resume=run.resuming, options=_plain(options),
@@ -193,18 +195,19 @@ def initialise(options: dict, train: Split, dev: Split) -> tuple[OrderedDict, di
     return worddict, params, TrainState()
 
 
-def compile_run(params: dict, options: dict, worddict: dict) -> Compiled:
+def compile_run(params: dict, options: dict, worddict: dict, mode: str | None = None,
+                gru: str | None = None) -> Compiled:
     """Shared parameters, the update functions and the two encoders, compiled."""
-    log.info(f"compiling the training graph ({backend.mode()} mode; the first time takes "
+    log.info(f"compiling the training graph ({backend.mode(mode)} mode; the first time takes "
              "a minute or more, later starts use the compile cache)")
     t0 = time.time()
     tparams = init_tparams(params)
-    f_grad_shared, f_update = compile_update(tparams, options)
-    [x_, m_], sents = build_sentence_encoder(tparams, options)
+    f_grad_shared, f_update = compile_update(tparams, options, mode, gru)
+    [x_, m_], sents = build_sentence_encoder(tparams, options, gru_impl(gru, mode))
     [im_], images = build_image_encoder(tparams, options)
     model = {"options": options, "worddict": worddict,
-             "f_senc": backend.function([x_, m_], sents, name="f_senc"),
-             "f_ienc": backend.function([im_], images, name="f_ienc")}
+             "f_senc": backend.function([x_, m_], sents, mode=mode, name="f_senc"),
+             "f_ienc": backend.function([im_], images, mode=mode, name="f_ienc")}
     log.info(f"compiled in {time.time() - t0:.1f} s")
     return Compiled(tparams, f_grad_shared, f_update, optimizer_state(f_update, tparams), model)
 
