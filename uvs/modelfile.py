@@ -66,6 +66,9 @@ def shown(name: object) -> str:
 
 # --- schemas: options and the kinds of model ---------------------------------------------
 
+Shape = tuple  # of int (exact) or None (any size)
+
+
 @dataclass(frozen=True)
 class Option:
     """One option a kind needs: its type, and the range or choices it must lie in."""
@@ -92,12 +95,15 @@ class Option:
         return None
 
 
+def _fmt_shape(shape: Shape) -> str:
+    """(?, 300): a shape with the sizes left open shown as ?."""
+    sizes = ["?" if s is None else str(s) for s in shape]
+    return f"({', '.join(sizes)}{',' if len(sizes) == 1 else ''})"
+
+
 def _brief(value: object) -> str:
     text = shown(repr(value))
     return text if len(text) <= 40 else text[:40] + "..."
-
-
-Shape = tuple  # of int (exact) or None (any size)
 
 
 @dataclass(frozen=True)
@@ -185,11 +191,11 @@ def check_options(where: str, kind: ModelKind, options: object) -> dict:
     for name, spec in kind.options.items():
         if name not in options:
             if spec.required:
-                raise UVSError(where, f"options lack {name!r} (a {kind.name} model needs it)")
+                raise UVSError(where, f"options lack '{name}' (a {kind.name} model needs it)")
             continue
         problem = spec.problem(options[name])
         if problem:
-            raise UVSError(where, f"option {name!r} {problem}")
+            raise UVSError(where, f"option '{name}' {problem}")
     options = dict(options)
     problem = kind.check(options) if kind.check else None
     if problem:
@@ -266,19 +272,19 @@ class Archive:
             key = name[:-4] if name.endswith(".npy") else None
             if (not key or not key.isprintable() or "/" in key or "\\" in key
                     or key.startswith(".")):
-                raise UVSError(self.path, f"member {shown(name)!r} is not a plain .npy array "
+                raise UVSError(self.path, f"member '{shown(name)}' is not a plain .npy array "
                                "name")
             if key in out:
-                raise UVSError(self.path, f"member {shown(name)!r} appears twice")
+                raise UVSError(self.path, f"member '{shown(name)}' appears twice")
             if info.flag_bits & 0x1:
-                raise UVSError(self.path, f"member {shown(name)!r} is encrypted")
+                raise UVSError(self.path, f"member '{shown(name)}' is encrypted")
             if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                raise UVSError(self.path, f"member {shown(name)!r} uses compression method "
+                raise UVSError(self.path, f"member '{shown(name)}' uses compression method "
                                f"{info.compress_type} (only stored and deflate are read)")
             cap = (info.compress_size if info.compress_type == zipfile.ZIP_STORED
                    else DEFLATE_RATIO * info.compress_size + 1024)
             if info.header_offset + info.compress_size > size or info.file_size > cap:
-                raise UVSError(self.path, f"member {shown(name)!r} declares {info.file_size} "
+                raise UVSError(self.path, f"member '{shown(name)}' declares {info.file_size} "
                                f"bytes from {info.compress_size} compressed (damaged or forged)")
             out[key] = self._header(info)
         return out
@@ -288,7 +294,7 @@ class Archive:
             return self.zip.open(info)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError,
                 NotImplementedError, zlib.error) as err:
-            raise UVSError(self.path, f"damaged .npz archive (member {shown(info.filename)!r}: "
+            raise UVSError(self.path, f"damaged .npz archive (member '{shown(info.filename)}': "
                            f"{shown(err)})") from None
 
     def _header(self, info: zipfile.ZipInfo) -> Member:
@@ -306,14 +312,14 @@ class Archive:
                 offset = f.tell()
             except (ValueError, TypeError, SyntaxError, EOFError, OSError, zlib.error,
                     zipfile.BadZipFile, KeyError, OverflowError, RecursionError) as err:
-                raise UVSError(self.path, f"member {name!r} is not a readable .npy array "
+                raise UVSError(self.path, f"member '{name}' is not a readable .npy array "
                                f"({shown(' '.join(str(err).split()))[:200]})") from None
         if len(shape) > MAX_DIMS or dtype.hasobject or dtype.itemsize == 0:
-            raise UVSError(self.path, f"member {name!r} is not a plain array ({dtype}, "
+            raise UVSError(self.path, f"member '{name}' is not a plain array ({dtype}, "
                            f"{len(shape)} dimensions)")
         nbytes = math.prod(shape) * dtype.itemsize
         if offset + nbytes != info.file_size:
-            raise UVSError(self.path, f"member {name!r} declares shape {shape} of {dtype} "
+            raise UVSError(self.path, f"member '{name}' declares shape {shape} of {dtype} "
                            f"({nbytes} bytes) in {info.file_size - offset} bytes (damaged "
                            "or forged)")
         return Member(info, tuple(shape), dtype, bool(fortran), offset)
@@ -336,7 +342,7 @@ class Archive:
                     raise ValueError("data after the array")
             except (EOFError, ValueError, OSError, zlib.error, zipfile.BadZipFile) as err:
                 raise UVSError(self.path, f"damaged .npz archive (member "
-                               f"{shown(m.info.filename)!r}: {shown(err)})") from None
+                               f"'{shown(m.info.filename)}': {shown(err)})") from None
         return out.reshape(m.shape, order="F" if m.fortran else "C")
 
 
@@ -357,7 +363,7 @@ def _check_member(path: str, key: str, m: Member, shape: Shape, kinds: str) -> N
     if len(m.shape) != len(shape) or any(s is not None and s != g
                                          for s, g in zip(shape, m.shape, strict=True)):
         raise UVSError(path, f"{key} has shape {m.shape}, expected "
-                       f"{tuple('?' if s is None else s for s in shape)}")
+                       f"{_fmt_shape(shape)}")
     if m.dtype.kind not in kinds or m.dtype.names is not None or m.dtype.subdtype is not None:
         what = {"f": "floating point", "u": "unsigned integers", "U": "text"}.get(kinds, kinds)
         raise UVSError(path, f"{key} is {m.dtype}, not {what}")
@@ -511,7 +517,7 @@ def read_model(path: str | os.PathLike, kind: str | None = None) -> ModelFile:
         if kind is not None and own != kind:
             raise UVSError(npz, f"this is a {shown(own)} model, not a {kind} model")
         if own not in KINDS:
-            raise UVSError(npz, f"unknown kind of model {shown(own)!r} (this uvs reads "
+            raise UVSError(npz, f"unknown kind of model '{shown(own)}' (this uvs reads "
                            f"{', '.join(KINDS)})")
         spec = KINDS[own]
         options = check_options(where, spec, options)
@@ -540,14 +546,14 @@ def _check_arrays(z: Archive, spec: ModelKind, options: dict) -> dict[str, tuple
         if len(m.shape) != len(shape) or any(
                 s is not None and s != g for s, g in zip(shape, m.shape, strict=True)):
             raise UVSError(z.path, f"parameter {name} has shape {m.shape}, options say "
-                           f"{tuple('?' if s is None else s for s in shape)}")
+                           f"{_fmt_shape(shape)}")
         _check_member(z.path, f"parameter {name}", m, shape, "f")
         shapes[name] = m.shape
     for key, m in z.members.items():
         if key in expected or key == META_KEY or key in spec.released_extras:
             continue
         if not key.startswith(EXTRA_PREFIX):
-            raise UVSError(z.path, f"member {shown(key)!r} is not a parameter of a "
+            raise UVSError(z.path, f"member '{shown(key)}' is not a parameter of a "
                            f"{spec.name} model")
         _check_member(z.path, f"optimizer array {shown(key)}", m,
                       _optim_shape(key[len(EXTRA_PREFIX):], shapes), "f")
@@ -576,7 +582,7 @@ def read_checkpoint(path: str | os.PathLike, kind: str | None = None) -> ModelFi
         raise UVSError(mf.path, "not a training checkpoint (no train_state)")
     for name, spec in TRAIN_STATE.items():
         if name not in state:
-            raise UVSError(mf.path, f"train_state lacks {name!r}")
+            raise UVSError(mf.path, f"train_state lacks '{name}'")
         problem = spec.problem(state[name])
         if problem:
             raise UVSError(mf.path, f"train_state.{name} {problem}")
@@ -602,7 +608,7 @@ def validate(mf: ModelFile) -> None:
         if len(got) != len(shape) or any(
                 s is not None and s != g for s, g in zip(shape, got, strict=True)):
             raise UVSError(mf.path, f"parameter {name} has shape {got}, options say "
-                           f"{tuple('?' if s is None else s for s in shape)}")
+                           f"{_fmt_shape(shape)}")
         if not np.issubdtype(mf.params[name].dtype, np.floating):
             raise UVSError(mf.path, f"parameter {name} is {mf.params[name].dtype}, not "
                            "floating point")
