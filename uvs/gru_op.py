@@ -13,7 +13,6 @@ gradients as one large product over all T·B rows (dU = H_prevᵀ·dPre) instead
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 import numpy as np
@@ -25,24 +24,25 @@ from pytensor.graph.utils import MethodNotDefined
 from pytensor.link.c.op import COp
 from pytensor.scalar import upcast
 
-# Under the Numba backend the Ops run their NumPy `perform` (still faster than Numba's scan).
-warnings.filterwarnings("ignore", message="Numba will use object mode to run GRU(Forward|Backward)")
-
 IMPLEMENTATIONS = ("fused", "scan")
 DEFAULT = "fused"
 _CACHE_VERSION = 10
 
 
-def gru_impl() -> str:
-    """The GRU implementation to build: `$UVS_GRU`, else `fused` (`scan` under JAX)."""
-    name = os.environ.get("UVS_GRU", "").strip().lower()
+def gru_impl(name: str | None = None, mode: str | None = None) -> str:
+    """The GRU implementation to build: `name` if given, else `$UVS_GRU`, else `fused`
+    (`scan` when compiling for JAX: `mode`, else uvs's default mode)."""
+    source = "gru"
+    if name is None:
+        name, source = os.environ.get("UVS_GRU", ""), "UVS_GRU"
+    name = name.strip().lower()
     if name and name not in IMPLEMENTATIONS:
-        raise ValueError(f"UVS_GRU={name!r}: expected one of {', '.join(IMPLEMENTATIONS)}")
+        raise ValueError(f"{source}={name!r}: expected one of {', '.join(IMPLEMENTATIONS)}")
     if name:
         return name
     from uvs import backend
 
-    return "scan" if backend.mode() == "JAX" else DEFAULT
+    return "scan" if backend.mode(mode) == "JAX" else DEFAULT
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

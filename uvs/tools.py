@@ -9,6 +9,7 @@ import numpy as np
 
 from uvs import backend
 from uvs.errors import UVSError
+from uvs.gru_op import gru_impl
 from uvs.kernels import order_errors
 from uvs.model import build_errors, build_image_encoder, build_sentence_encoder
 from uvs.modelfile import read_model, write_model
@@ -17,11 +18,13 @@ from uvs.utils import init_tparams
 from uvs.vocab import tokenize, word_ids
 
 
-def load_model(path: str | os.PathLike) -> dict:
+def load_model(path: str | os.PathLike, mode: str | None = None,
+               gru: str | None = None) -> dict:
     """Load a released or uvs model and compile its encoders.
 
-    Returns a dict with 'options', 'worddict', 'word_idict', 'f_senc', 'f_ienc',
-    'params' (NumPy), 'tparams' (shared variables), 'layout' and 'path'.
+    mode: the PyTensor mode (default `uvs.backend.mode()`); gru: 'scan' or 'fused' (default
+    `uvs.gru_op.gru_impl()`). Returns a dict with 'options', 'worddict', 'word_idict',
+    'f_senc', 'f_ienc', 'params' (NumPy), 'tparams' (shared variables), 'layout' and 'path'.
     """
     mf = read_model(path)
     params = mf.params
@@ -29,10 +32,11 @@ def load_model(path: str | os.PathLike) -> dict:
     word_idict = {vv: kk for kk, vv in mf.worddict.items()}
     word_idict[0] = "<eos>"
     word_idict[1] = "UNK"
-    [x, x_mask], sentences = build_sentence_encoder(tparams, mf.options)
-    f_senc = backend.function([x, x_mask], sentences, name="f_senc")
+    [x, x_mask], sentences = build_sentence_encoder(tparams, mf.options,
+                                                    gru_impl(gru, mode))
+    f_senc = backend.function([x, x_mask], sentences, mode=mode, name="f_senc")
     [im], images = build_image_encoder(tparams, mf.options)
-    f_ienc = backend.function([im], images, name="f_ienc")
+    f_ienc = backend.function([im], images, mode=mode, name="f_ienc")
     return {
         "options": mf.options,
         "worddict": mf.worddict,

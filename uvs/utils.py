@@ -32,7 +32,13 @@ def itemlist(tparams: dict) -> list:
 
 
 def init_tparams(params: dict) -> OrderedDict:
-    """One PyTensor shared variable per parameter, under the same name."""
+    """One PyTensor shared variable per parameter, under the same name.
+
+    The graphs of a model start here, so PyTensor is configured here (`uvs.backend.configure`).
+    """
+    from uvs import backend
+
+    backend.configure()
     return OrderedDict((kk, pytensor.shared(pp, name=kk)) for kk, pp in params.items())
 
 
@@ -73,6 +79,16 @@ def xavier_weight(nin: int, nout: int | None = None, rng=np.random) -> np.ndarra
     r = np.sqrt(6.0) / np.sqrt(nin + nout)
     W = rng.rand(nin, nout) * 2 * r - r
     return W.astype("float32")
+
+
+def tanh(x):
+    """The feed-forward layer's default activation, as the original's."""
+    return tensor.tanh(x)
+
+
+def linear(x):
+    """No activation: what the image map uses."""
+    return x
 
 
 def l2norm(X):
