@@ -159,11 +159,6 @@ register_kind(ModelKind(
              "max_violation": Option(bool, required=False)},
     shapes=_vse_shapes, check=_vse_check))
 
-# `train_state` of a checkpoint (`read_checkpoint`).
-TRAIN_STATE = {"epoch": Option(int, low=0, high=2**53), "batch": Option(int, low=0, high=2**53),
-               "uidx": Option(int, low=0, high=2**53), "best": Option(float, low=-1.0)}
-
-
 def _check_plain(where: str, what: str, value: object, depth: int = 0) -> None:
     """Options must be plain JSON-like data (what `info` prints and `convert` writes)."""
     if depth > MAX_META_DEPTH:
@@ -485,10 +480,10 @@ def _read_meta(z: Archive) -> dict:
     return parse_meta(z.path, z.read(META_KEY))
 
 
-def _optim_shape(name: str, shapes: dict[str, tuple]) -> tuple:
-    """An optimizer array is shaped like the parameter its name starts with, else a scalar."""
+def _optim_shape(name: str, shapes: dict[str, tuple], ndim: int) -> Shape:
+    """An optimizer array named after a parameter (`NAME_adam_m`) is shaped like it."""
     owners = [p for p in shapes if name.startswith(p + "_")]
-    return shapes[max(owners, key=len)] if owners else ()
+    return shapes[max(owners, key=len)] if owners else (None,) * ndim
 
 
 def read_model(path: str | os.PathLike, kind: str | None = None) -> ModelFile:
@@ -556,7 +551,7 @@ def _check_arrays(z: Archive, spec: ModelKind, options: dict) -> dict[str, tuple
             raise UVSError(z.path, f"member '{shown(key)}' is not a parameter of a "
                            f"{spec.name} model")
         _check_member(z.path, f"optimizer array {shown(key)}", m,
-                      _optim_shape(key[len(EXTRA_PREFIX):], shapes), "f")
+                      _optim_shape(key[len(EXTRA_PREFIX):], shapes, len(m.shape)), "f")
     if spec.vocabulary:
         rows = shapes[spec.vocabulary][0]
         options.setdefault("n_words", rows)
@@ -571,29 +566,6 @@ def _finite(z: Archive, key: str) -> np.ndarray:
     if not np.isfinite(array).all():
         raise UVSError(z.path, f"{shown(key)} holds NaN or Inf")
     return array
-
-
-def read_checkpoint(path: str | os.PathLike, kind: str | None = None) -> ModelFile:
-    """A training checkpoint (`NAME.last.npz`): a uvs model whose header has a valid
-    `train_state` (`TRAIN_STATE`; best_metrics null or an object) and optimizer arrays."""
-    mf = read_model(path, kind)
-    state = mf.extra.get("train_state")
-    if mf.layout != "uvs" or not isinstance(state, dict):
-        raise UVSError(mf.path, "not a training checkpoint (no train_state)")
-    for name, spec in TRAIN_STATE.items():
-        if name not in state:
-            raise UVSError(mf.path, f"train_state lacks '{name}'")
-        problem = spec.problem(state[name])
-        if problem:
-            raise UVSError(mf.path, f"train_state.{name} {problem}")
-    if not isinstance(state.get("best_metrics"), (dict, type(None))):
-        raise UVSError(mf.path, "train_state.best_metrics is neither null nor an object")
-    unknown = set(state) - set(TRAIN_STATE) - {"best_metrics"}
-    if unknown:
-        raise UVSError(mf.path, f"train_state has unknown entries {sorted(map(shown, unknown))}")
-    if not mf.extra["arrays"]:
-        raise UVSError(mf.path, "not a training checkpoint (no optimizer state)")
-    return mf
 
 
 def validate(mf: ModelFile) -> None:
