@@ -173,19 +173,26 @@ def cache_path(source: str, model_hash: str) -> str:
 
 
 def cached_embeddings(source: str, model: dict, compute: Callable[[], np.ndarray],
-                      model_hash: str | None = None) -> tuple[np.ndarray, str]:
+                      model_hash: str | None = None,
+                      rows: int | None = None) -> tuple[np.ndarray, str]:
     """Embeddings of the file `source`, reused while neither it nor the model changed.
 
-    Returns (vectors, status), status 'hit', 'stored' or 'unwritable' (computed, not saved).
+    A cache whose key matches but whose content is not (rows, dim) finite floats is ignored
+    and replaced. Returns (vectors, status), status 'hit', 'stored' or 'unwritable'
+    (computed, not saved).
     """
+    from uvs.modelfile import read_npz
+
     model_hash = model_hash or model_fingerprint(model)
     key = f"v{CACHE_VERSION}:{model_hash}:{file_sha256(source)}"
     path = cache_path(source, model_hash)
     if os.path.isfile(path):
-        with contextlib.suppress(OSError, ValueError, KeyError, EOFError):
-            with np.load(path, allow_pickle=False) as z:
-                if str(z["key"]) == key:
-                    return z["vectors"], "hit"
+        with contextlib.suppress(UVSError):
+            cached = read_npz(path, {"vectors": ((rows, model["options"]["dim"]), "f"),
+                                     "key": ((), "U")})
+            vectors = cached["vectors"].astype(np.float32, copy=False)
+            if str(cached["key"]) == key and np.isfinite(vectors).all():
+                return vectors, "hit"
     vectors = compute()
     try:
         with atomic_path(path, suffix=".npz") as tmp:
@@ -256,7 +263,8 @@ def caption_collection(model: dict, path: str, show_progress: bool = False,
 
     captions = read_lines(path)
     vecs, status = cached_embeddings(
-        path, model, lambda: encode_sentences(model, captions, verbose=show_progress), model_hash)
+        path, model, lambda: encode_sentences(model, captions, verbose=show_progress), model_hash,
+        rows=len(captions))
     return captions, vecs, status
 
 
@@ -271,5 +279,5 @@ def image_collection(model: dict, path: str, show_progress: bool = False,
         with progress(len(feats), "embedding images", show_progress) as bar:
             return embed_feature_file(model, feats, path, on_progress=bar.update)
 
-    vecs, status = cached_embeddings(path, model, compute, model_hash)
+    vecs, status = cached_embeddings(path, model, compute, model_hash, rows=len(feats))
     return names, vecs, status
