@@ -7,7 +7,7 @@ import io
 import os
 import pickle
 
-from uvs.errors import UVSError
+from uvs.errors import UVSError, one_line
 
 # The only globals a released options/dictionary pickle names (dict, list, tuple, str, int,
 # float, bool and None have opcodes of their own and never go through find_class).
@@ -139,12 +139,7 @@ def load_pickle(path: str | os.PathLike, allow_numpy: bool = False) -> object:
         except UVSError:
             raise
         except _UNREADABLE as err:
-            detail = " ".join(str(err).split()) or type(err).__name__
-            if not detail.isprintable():
-                detail = ascii(detail)
-            if len(detail) > 200:
-                detail = detail[:200] + "..."
-            raise UVSError(where, f"not a readable pickle ({detail})") from None
+            raise UVSError(where, f"not a readable pickle ({one_line(err)})") from None
         except OSError as err:
             raise UVSError(where, f"cannot read ({err.strerror or err})") from None
     try:
