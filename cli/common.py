@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 import click
 
@@ -42,7 +40,3 @@ def json_option(f):
 
 def quiet_option(f):
     return click.option("-q", "--quiet", is_flag=True, help="No progress output.")(f)
-
-
-def stderr_is_tty() -> bool:
-    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"

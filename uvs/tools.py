@@ -1,4 +1,4 @@
-"""Using a model: load it, embed sentences and images, score them, save it."""
+"""Using a model: load it, embed sentences and images, score them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from uvs.errors import UVSError
 from uvs.gru_op import gru_impl
 from uvs.kernels import errors
 from uvs.model import build_errors, build_image_encoder, build_sentence_encoder
-from uvs.modelfile import read_model, write_model
+from uvs.modelfile import read_model
 from uvs.progress import progress
 from uvs.utils import init_tparams
 from uvs.vocab import tokenize, word_ids
@@ -49,11 +49,6 @@ def load_model(path: str | os.PathLike, mode: str | None = None,
         "layout": mf.layout,
         "path": mf.path,
     }
-
-
-def save_model(path: str | os.PathLike, params: dict, options: dict, worddict: dict) -> None:
-    """Write a model in the uvs format (one `.npz`, no pickle), atomically."""
-    write_model(path, params, options, worddict)
 
 
 def encode_sentences(model: dict, X: list[str], verbose: bool = False,
