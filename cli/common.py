@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import shlex
+import sys
+from collections.abc import Iterator
 
 import click
 
@@ -40,3 +45,60 @@ def json_option(f):
 
 def quiet_option(f):
     return click.option("-q", "--quiet", is_flag=True, help="No progress output.")(f)
+
+
+def table_options(table, skip: tuple = ()):
+    """Click options derived from a `uvs.options.OptionTable`, each under its table name.
+
+    Defaults are None (not given) so the library can layer recipe presets; --help shows the
+    table's default and what each recipe changes it to. Booleans a recipe changes get
+    `--x/--no-x`, the others a plain flag.
+    """
+    def decorate(f):
+        for o in reversed([o for o in table if o.cli and o.name not in skip]):
+            flag = o.flag
+            if o.type is bool and table.recipes_changing(o.name):
+                flag = f"{flag}/--no-{flag[2:]}"
+            shown = o.default is not None or table.recipes_changing(o.name)
+            kwargs = {"default": None, "help": o.help + (
+                f" [default: {table.describe_default(o.name)}]" if shown else "")}
+            if o.type is bool and "/" not in flag:
+                kwargs["is_flag"] = True
+            elif o.choices is not None:
+                kwargs["type"] = click.Choice([str(c) for c in o.choices])
+            elif o.path:
+                kwargs["type"] = click.Path(dir_okay=o.path == "dir", file_okay=o.path == "file")
+            elif o.type is not bool:
+                kwargs["type"] = o.type
+            f = click.option(flag, o.name, **kwargs)(f)
+        return f
+    return decorate
+
+
+def overwrite_option(f):
+    return click.option("--overwrite", is_flag=True,
+                        help="Replace another run's model, checkpoint and log at SAVETO.")(f)
+
+
+@contextlib.contextmanager
+def progress_lines(quiet: bool) -> Iterator[None]:
+    """Lines logged by the library (`uvs.*` loggers, INFO and up) on stderr, unless quiet."""
+    handler = logging.StreamHandler(click.get_text_stream("stderr"))
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger = logging.getLogger("uvs")
+    level = logger.level
+    logger.addHandler(handler)
+    if level == logging.NOTSET or level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def exit_interrupted(stop, resume: list[str]):
+    """One line for a run stopped by a signal (`uvs.runs.Interrupted`), then exit 130/143."""
+    click.echo(f"{stop}; resume with: {shlex.join(resume)}", err=True)
+    sys.exit(stop.exit_status)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import reference
 from click.testing import CliRunner
+from clirun import one_line_error, run
 from models import tiny_options, tiny_worddict
 
 from uvs import sample
@@ -148,38 +150,97 @@ def _cli(*args):
     return [sys.executable, "-c", "from uvs.cli.main import main; main()", *map(str, args)]
 
 
-@pytest.mark.slow
-def test_kill_and_resume_is_exact(small_sample, tmp_path):
-    args = ["--max-epochs", "3", "--valid-freq", "10", "--disp-freq", "5", "-q"]
-    full = tmp_path / "full.npz"
-    subprocess.run(_cli(*_train_args(small_sample, full, *args)), check=True, timeout=600)
+RUN = ["--max-epochs", "3", "--valid-freq", "10", "--disp-freq", "5", "-q"]
 
-    killed = tmp_path / "killed.npz"
-    proc = subprocess.Popen(_cli(*_train_args(small_sample, killed, *args)))
-    log = tmp_path / "killed.log.jsonl"
+
+@pytest.fixture(scope="module")
+def full_run(small_sample, tmp_path_factory):
+    """An uninterrupted run: what every interrupted and resumed run must end as, bit for bit."""
+    full = tmp_path_factory.mktemp("full") / "full.npz"
+    subprocess.run(_cli(*_train_args(small_sample, full, *RUN)), check=True, timeout=600)
+    return full
+
+
+def _wait_for(proc, log, event, count):
+    """Until `log` holds `count` events of kind `event`, while `proc` trains."""
     deadline = time.time() + 300
     while time.time() < deadline:
-        if log.exists() and sum('"valid"' in line for line in open(log)) >= 3:
-            break
-        assert proc.poll() is None, "training ended before it could be killed"
+        if log.exists() and sum(f'"event": "{event}"' in x for x in open(log)) >= count:
+            return
+        assert proc.poll() is None, "training ended before it could be stopped"
         time.sleep(0.02)
-    assert proc.poll() is None
+    raise AssertionError(f"no {count} {event} events in {log}")
+
+
+def _assert_same_run(a, b):
+    """Same best model, same last checkpoint (state, parameters, optimizer), bit for bit."""
+    last_a, last_b = (read_model(str(p)[:-4] + ".last.npz") for p in (a, b))
+    assert last_a.extra["train_state"] == last_b.extra["train_state"]
+    for k in last_a.params:
+        np.testing.assert_array_equal(last_a.params[k], last_b.params[k], err_msg=k)
+    for k in last_a.extra["arrays"]:
+        np.testing.assert_array_equal(last_a.extra["arrays"][k], last_b.extra["arrays"][k],
+                                      err_msg=k)
+    for k, v in read_model(a).params.items():
+        np.testing.assert_array_equal(v, read_model(b).params[k], err_msg=k)
+
+
+@pytest.mark.slow
+def test_kill_and_resume_is_exact(small_sample, full_run, tmp_path):
+    killed = tmp_path / "killed.npz"
+    proc = subprocess.Popen(_cli(*_train_args(small_sample, killed, *RUN)))
+    log = tmp_path / "killed.log.jsonl"
+    _wait_for(proc, log, "valid", 3)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done = [json.loads(x) for x in open(log)]
     assert not any(e["event"] == "end" for e in done)
-    subprocess.run(_cli(*_train_args(small_sample, killed, *args, "--reload")), check=True,
+    # the dead run's lock does not block its resume
+    subprocess.run(_cli(*_train_args(small_sample, killed, *RUN, "--reload")), check=True,
                    timeout=600)
+    _assert_same_run(full_run, killed)
 
-    a = read_model(tmp_path / "full.last.npz")
-    b = read_model(tmp_path / "killed.last.npz")
-    assert a.extra["train_state"] == b.extra["train_state"]
-    for k in a.params:
-        np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
-    for k in a.extra["arrays"]:
-        np.testing.assert_array_equal(a.extra["arrays"][k], b.extra["arrays"][k], err_msg=k)
-    for k, v in read_model(full).params.items():
-        np.testing.assert_array_equal(v, read_model(killed).params[k], err_msg=k)
+
+def _stop(proc, signum, status, checkpoint):
+    """Send `signum`; the run exits `status` with one line: checkpoint and resume command."""
+    os.kill(proc.pid, signum)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == status, err
+    assert out == "" and len(err.strip().splitlines()) == 1, err
+    name = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}[signum]
+    update = read_model(checkpoint).extra["train_state"]["uidx"]
+    assert err.startswith(f"interrupted by {name} at update {update} "), err
+    assert f"checkpoint {checkpoint};" in err
+    command = shlex.split(err.split("resume with: ")[1])
+    assert command[:2] == ["uvs", "train"] and "--reload" in command
+    return update, _cli(*command[1:])
+
+
+@pytest.mark.slow
+def test_sigint_and_sigterm_checkpoint_and_say_how_to_resume(small_sample, full_run, tmp_path):
+    saveto = tmp_path / "m.npz"
+    log = tmp_path / "m.log.jsonl"
+    popen = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_cli(*_train_args(small_sample, saveto, *RUN)), **popen)
+    _wait_for(proc, log, "update", 2)
+    # a second training on the same model while this one runs is refused
+    one_line_error(run(*_train_args(small_sample, saveto, *RUN, "--reload")),
+                   "another training", f"pid {proc.pid}")
+    first, resume = _stop(proc, signal.SIGINT, 130, tmp_path / "m.last.npz")
+    assert first >= 10
+
+    proc = subprocess.Popen(resume + ["-q"], **popen)   # the printed command, as printed
+    _wait_for(proc, log, "start", 2)
+    _wait_for(proc, log, "update", sum('"update"' in x for x in open(log)) + 2)
+    second, resume = _stop(proc, signal.SIGTERM, 143, tmp_path / "m.last.npz")
+    assert second > first
+    events = [json.loads(x) for x in open(log)]
+    stops = [e for e in events if e["event"] == "interrupted"]
+    assert [(e["signal"], e["update"]) for e in stops] == [("SIGINT", first), ("SIGTERM", second)]
+    assert not (tmp_path / "m.lock").exists()
+
+    subprocess.run(resume, check=True, timeout=600, capture_output=True)
+    _assert_same_run(full_run, saveto)
 
 
 @pytest.mark.slow
