@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shlex
 import sys
 from collections.abc import Iterator
@@ -46,10 +45,6 @@ def json_option(f):
 
 def quiet_option(f):
     return click.option("-q", "--quiet", is_flag=True, help="No progress output.")(f)
-
-
-def stderr_is_tty() -> bool:
-    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
 
 
 def table_options(table, skip: tuple = ()):

@@ -1,5 +1,6 @@
 """The fused GRU (uvs/gru_op.py) against the `scan` GRU it replaces: values, gradients, updates."""
 
+import os
 from collections import OrderedDict
 
 import numpy as np
@@ -184,3 +185,36 @@ def test_sentence_encoder_same_with_fused():
         out.append(f(x, mask))
     for got in out[1:]:
         np.testing.assert_allclose(got, out[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_installed_wheel_finds_the_c_source(tmp_path):
+    """An installed wheel ships gru_op.c, and the fused GRU compiles from it."""
+    import subprocess
+    import sys
+    import zipfile
+
+    from test_packaging import build_wheel
+
+    wheel = build_wheel(tmp_path)
+    assert "uvs/gru_op.c" in zipfile.ZipFile(wheel).namelist()
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)  # what installing a pure-Python wheel does
+    code = (
+        "import numpy as np, pytensor.tensor as pt, uvs.gru_op as g, uvs.backend as b;"
+        "from collections import OrderedDict; from uvs.layers import gru_layer, param_init_gru;"
+        "from uvs.utils import init_tparams;"
+        "p = param_init_gru({}, OrderedDict(), prefix='e', nin=3, dim=2);"
+        "x = pt.tensor3('x', dtype='float32');"
+        "f = b.function([x], gru_layer(init_tparams(p), x, None, {}, prefix='e', impl='fused')[0],"
+        " mode='CVM');"
+        "print(g.__file__); print(f(np.ones((2, 1, 3), np.float32)).shape);"
+        "print(any(hasattr(t, 'cthunk') for t in f.vm.thunks))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    where, shape, compiled = out.stdout.split("\n")[:3]
+    assert where.startswith(str(site)) and shape == "(2, 1, 2)"
+    assert compiled == "True" or backend.blas().source == "none"

@@ -386,7 +386,8 @@ def test_read_npz_takes_exactly_what_is_expected(tmp_path):
 
 @pytest.mark.parametrize("bad", ["shape", "nan", "dtype", "huge", "garbage"])
 def test_stale_search_cache_with_a_matching_key(tmp_path, bad):
-    from uvs import demo, tools
+    from uvs import corpus as demo
+    from uvs import tools
 
     model_path, *_ = write_tiny_model(tmp_path, "uvs")
     model = tools.load_model(model_path)
