@@ -6,6 +6,11 @@ import click
 
 from uvs.cli.common import data_dir_option, json_option, print_json, quiet_option
 
+dictionary_option = click.option(
+    "--dictionary", type=click.Path(dir_okay=False),
+    help="Word dictionary of a released model (default: MODEL.npz.dictionary.pkl).")
+
+
 
 def _table(results: dict) -> str:
     rows = ["         R@1    R@5   R@10   medr   meanr"]
@@ -82,30 +87,14 @@ def encode_images(model, features, output, quiet):
         click.echo(f"wrote {output}: {vectors.shape[0]} x {vectors.shape[1]}", err=True)
 
 
-def _read_any(path, dictionary=None):
-    """A VSE model, or a decoder when the file holds one."""
-    from uvs.modelfile import WrongKind, read_model
-
-    try:
-        return read_model(path)
-    except WrongKind as err:
-        if err.kind != "decoder":
-            raise
-        from uvs.decoding.files import read_decoder
-
-        return read_decoder(path, dictionary)
-
-
-def _kind(mf) -> str:
-    return "decoder" if "dimctx" in mf.options else mf.extra.get("kind", "vse")
-
-
 @click.command()
 @click.argument("model", type=click.Path(), required=False)
 @click.option("--backend", is_flag=True, help="Show PyTensor's mode and BLAS instead.")
+@dictionary_option
 @json_option
-def info(model, backend, as_json):
-    """Show MODEL's layout, options, vocabulary size and parameter shapes."""
+def info(model, backend, dictionary, as_json):
+    """Show MODEL's kind, layout, options, vocabulary size and parameter shapes."""
+    from uvs.modelfile import read_model, shown
 
     if backend:
         from uvs.backend import describe
@@ -119,17 +108,17 @@ def info(model, backend, as_json):
         return
     if model is None:
         raise click.UsageError("give a MODEL (or --backend)")
-    mf = _read_any(model)
-    summary = {"path": mf.path, "layout": mf.layout, "kind": _kind(mf), "options": mf.options,
+    mf = read_model(model, dictionary=dictionary)
+    summary = {"path": mf.path, "layout": mf.layout, "kind": mf.kind, "options": mf.options,
                "vocabulary": len(mf.worddict),
                "parameters": {k: list(v.shape) for k, v in mf.params.items()}}
     if as_json:
         print_json(summary)
         return
-    click.echo(f"{mf.path}  ({_kind(mf)}, {mf.layout} layout, {len(mf.worddict)} words)")
+    click.echo(f"{mf.path}  ({mf.kind}, {mf.layout} layout, {len(mf.worddict)} words)")
     click.echo("options:")
     for k, v in mf.options.items():
-        click.echo(f"  {k:<14} {v!r}")
+        click.echo(f"  {shown(k):<14} {v!r}")
     click.echo("parameters:")
     for k, v in mf.params.items():
         click.echo(f"  {k:<14} {' x '.join(map(str, v.shape))}")
@@ -139,19 +128,14 @@ def info(model, backend, as_json):
 @click.argument("model", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="The new model file (.npz, uvs format).")
-@click.option("--dictionary", type=click.Path(dir_okay=False),
-              help="Dictionary file of a released skip-thoughts decoder.")
+@dictionary_option
 def convert(model, output, dictionary):
-    """Rewrite MODEL in the uvs format (one .npz, no pickle)."""
-    from uvs.modelfile import write_model
+    """Rewrite MODEL in the uvs format (one .npz, no pickle), keeping its kind."""
+    from uvs.modelfile import read_model, write_model
 
-    mf = _read_any(model, dictionary)
-    if _kind(mf) == "decoder":
-        from uvs.decoding.files import write_decoder
-
-        write_decoder(output, mf.params, mf.options, mf.worddict)
-    else:
-        write_model(output, mf.params, mf.options, mf.worddict)
+    mf = read_model(model, dictionary=dictionary)
+    write_model(output, mf.params, mf.options, mf.worddict,
+                extra_meta=None if mf.kind == "vse" else {"kind": mf.kind})
     click.echo(f"wrote {output} ({mf.layout} layout -> uvs)", err=True)
 
 

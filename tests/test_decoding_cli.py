@@ -49,7 +49,7 @@ def test_caption_bad_inputs(trained, tmp_path):
 def test_decoder_given_to_evalrank(trained):
     root, data, saveto, _ = trained
     one_line_error(run("evalrank", saveto, "--data", "sample", "--data-dir", data),
-                   str(saveto), "decoder model, not a visual-semantic embedding model")
+                   str(saveto), "this is a decoder model, not a vse model")
 
 
 def test_vse_model_given_as_decoder(tmp_path):
@@ -59,7 +59,7 @@ def test_vse_model_given_as_decoder(tmp_path):
     o = {"dim": 4, "dim_word": 3, "dim_image": 6, "encoder": "gru", "n_words": 5}
     write_model(tmp_path / "vse.npz", init_params(o), o, {"a": 2})
     one_line_error(run("caption", tmp_path / "vse.npz", "--text", "a"),
-                   "visual-semantic embedding model, not a decoder")
+                   "this is a vse model, not a decoder model")
 
 
 def test_released_decoder_info_convert(tmp_path):

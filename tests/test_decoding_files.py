@@ -99,19 +99,22 @@ def test_vse_model_given_as_decoder(tmp_path):
 
     o = {"dim": 4, "dim_word": 3, "dim_image": 6, "encoder": "gru", "n_words": 5}
     write_model(tmp_path / "vse.npz", vse_init(o), o, {"a": 2})
-    with pytest.raises(UVSError, match="visual-semantic embedding model, not a decoder"):
+    with pytest.raises(UVSError, match="this is a vse model, not a decoder model .a visual-sem"):
         read_decoder(tmp_path / "vse.npz")
+
+
+DECODER_AS_VSE = "this is a decoder model, not a vse model .a generator: use it with"
 
 
 def test_decoder_given_as_vse_model(released, tmp_path):
     from uvs.modelfile import read_model
 
     npz, dictionary, params, dec = released
-    with pytest.raises(UVSError, match="decoder model, not a visual-semantic"):
-        read_model(npz)
+    with pytest.raises(UVSError, match=DECODER_AS_VSE):
+        read_model(npz, kind="vse")
     write_decoder(tmp_path / "d.npz", dec["params"], dec["options"], dec["worddict"])
-    with pytest.raises(UVSError, match="decoder model, not a visual-semantic"):
-        read_model(tmp_path / "d.npz")
+    with pytest.raises(UVSError, match=DECODER_AS_VSE):
+        read_model(tmp_path / "d.npz", kind="vse")
 
 
 def test_shape_mismatch_is_named(tmp_path):
@@ -120,3 +123,13 @@ def test_shape_mismatch_is_named(tmp_path):
     np.savez(npz, history_errs=[], **params)
     with pytest.raises(UVSError, match=r"ff_state_W has shape \(5, 5\), options say \(6, 5\)"):
         read_decoder(npz, dictionary)
+
+
+def test_dictionary_goes_through_the_restricted_unpickler(tmp_path, monkeypatch):
+    npz, dictionary, _ = write_released(tmp_path, dictionary_pickles=1)
+    monkeypatch.chdir(tmp_path)
+    dictionary.write_bytes(dictionary.read_bytes() + b"cos\nsystem\n(S'touch pwned'\ntR.")
+    with pytest.raises(UVSError, match="refusing to load os.system") as err:
+        read_decoder(npz, dictionary)
+    assert str(err.value).startswith(str(dictionary)) and "\n" not in str(err.value)
+    assert not (tmp_path / "pwned").exists()
