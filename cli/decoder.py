@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import click
 
-from uvs.cli.common import data_dir_option, json_option, print_json, quiet_option
+from uvs.cli.common import (
+    data_dir_option,
+    exit_interrupted,
+    json_option,
+    mode_option,
+    overwrite_option,
+    print_json,
+    progress_lines,
+    quiet_option,
+    table_options,
+)
+from uvs.decoding.options import OPTIONS
 
 
 @click.group()
@@ -12,63 +23,27 @@ def decoder():
     """Decoders: language models that turn a vector into a sentence."""
 
 
-@decoder.command("train")
-@click.option("--model", "vse_model", type=click.Path(dir_okay=False),
-              help="uvs model whose joint space to decode (--condition embedding).")
-@click.option("--data", default=None, help="Data set name: f8k, f30k, coco, sample, ...")
-@data_dir_option
-@click.option("--condition", type=click.Choice(["embedding", "features"]), default=None,
-              help="ctx: the image's joint-space vector (default) or its CNN feature row.")
-@click.option("--inject", type=click.Choice(["init", "bias"]), default=None,
-              help="init: h0 = tanh(W·ctx + b) (default, Kiros); bias: first step only "
-                   "(Karpathy & Fei-Fei).")
-@click.option("--dim-word", type=int, default=None, help="Word vector size (620).")
-@click.option("--dim", type=int, default=None, help="GRU state size (1600).")
-@click.option("--doutput/--no-doutput", default=None, help="Deep output layer.")
-@click.option("--max-epochs", type=int, default=None)
-@click.option("--disp-freq", type=int, default=None, help="Updates between progress lines.")
-@click.option("--decay-c", type=float, default=None, help="Weight decay.")
-@click.option("--grad-clip", type=float, default=None, help="Global gradient norm limit (5).")
-@click.option("--n-words", type=int, default=None, help="Vocabulary size limit (40000).")
-@click.option("--maxlen-w", type=int, default=None, help="Drop captions this long or longer.")
-@click.option("--optimizer", type=click.Choice(["adam", "adam_textbook"]), default=None)
-@click.option("--batch-size", type=int, default=None)
-@click.option("--saveto", type=click.Path(dir_okay=False), default=None,
-              help="Best decoder (.npz); default models/DATA.decoder.npz.")
-@click.option("--dictionary", type=click.Path(dir_okay=False), default=None,
-              help="A skip-thoughts dictionary file (worddict, wordcount pickles) to use.")
-@click.option("--embeddings", type=click.Path(dir_okay=False), default=None,
-              help="Pickle of {word: vector} to initialise Wemb.")
-@click.option("--save-freq", type=int, default=None, help="Updates between checkpoints.")
-@click.option("--sample-freq", type=int, default=None,
-              help="Updates between Truth/Sample pairs.")
-@click.option("--valid-freq", type=int, default=None,
-              help="Updates between dev scores (default: each epoch).")
-@click.option("--lrate", type=float, default=None, help="Learning rate (0.0002).")
-@click.option("--reload", "reload_", is_flag=True, help="Resume from SAVETO's last checkpoint.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing decoder at SAVETO.")
-@click.option("--seed", type=int, default=None)
+@decoder.command("train", context_settings={"max_content_width": 100})
+@table_options(OPTIONS)
+@overwrite_option
+@mode_option
 @json_option
 @quiet_option
-def train(vse_model, data, data_dir, condition, inject, dim_word, dim, doutput, max_epochs,
-          disp_freq, decay_c, grad_clip, n_words, maxlen_w, optimizer, batch_size, saveto,
-          dictionary, embeddings, save_freq, sample_freq, valid_freq, lrate, reload_, overwrite,
-          seed, as_json, quiet):
-    """Train a decoder on a data set's captions; the best on dev is saved at SAVETO."""
-    from uvs.decoding.train import Interrupted, trainer
+def train(overwrite, mode, as_json, quiet, **options):
+    """Train a decoder on a data set's captions; the best on dev is saved at SAVETO, with a
+    last checkpoint and log.
 
-    try:
-        result = trainer(
-            quiet=quiet, model=vse_model, data=data, data_dir=data_dir, condition=condition,
-            inject=inject, dim_word=dim_word, dim=dim, doutput=doutput, max_epochs=max_epochs,
-            dispFreq=disp_freq, decay_c=decay_c, grad_clip=grad_clip, n_words=n_words,
-            maxlen_w=maxlen_w, optimizer=optimizer, batch_size=batch_size, saveto=saveto,
-            dictionary=dictionary, embeddings=embeddings, saveFreq=save_freq,
-            sampleFreq=sample_freq, validFreq=valid_freq, lrate=lrate, reload_=reload_ or None,
-            overwrite=overwrite or None, seed=seed)
-    except Interrupted as err:
-        click.echo(str(err), err=True)
-        raise SystemExit(130) from None
+    Ctrl-C or SIGTERM writes the last checkpoint and prints the command that resumes it.
+    """
+    from uvs import runs
+    from uvs.decoding.train import trainer
+
+    with progress_lines(quiet):
+        try:
+            result = trainer(overwrite=overwrite, mode=mode, **options)
+        except runs.Interrupted as stop:
+            exit_interrupted(stop, ["uvs", "decoder", "train", "--saveto", stop.saveto,
+                                    "--reload"] + (["--mode", mode] if mode else []))
     if as_json:
         print_json(result)
     else:
@@ -131,10 +106,10 @@ def caption(decoder_path, vse_model, dictionary, image, image_features, row, tex
     if image is not None:
         feats, where = _vgg_features(dec, vse, image, weights, crops, device), image
     elif image_features is not None:
-        from uvs import demo
+        from uvs.features import read_image_features
 
         want = vse["options"]["dim_image"] if vse is not None else dec["options"]["dimctx"]
-        feats, _ = demo.read_image_features(image_features, want)
+        feats, _ = read_image_features(image_features, want)
         if row >= len(feats):
             from uvs.errors import UVSError
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 
+from uvs.decoding.options import CONDITIONS, INJECTIONS
 from uvs.errors import UVSError
 from uvs.modelfile import ModelFile, ModelKind, Option, read_model, register_kind, write_model
 
 KIND = "decoder"
-CONDITIONS = ("embedding", "features")
-INJECTIONS = ("init", "bias")
 
 
 def expected_shapes(o: dict) -> dict:

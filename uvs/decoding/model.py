@@ -24,8 +24,6 @@ from uvs import backend
 from uvs.layers import fflayer, get_layer
 from uvs.utils import _p, norm_weight
 
-INJECTIONS = ("init", "bias")
-
 
 def linear(x):
     return x
@@ -83,11 +81,12 @@ def _logit(tparams, state, options):
     return fflayer(tparams, state, options, prefix="ff_logit", activ=linear)
 
 
-def build_model(tparams, options):
+def build_model(tparams, options, impl: str | None = None):
     """The training loss: returns (trng, [x, mask, ctx], cost).
 
     x: (T, B) int64, mask: (T, B) float32, ctx: (B, dimctx) float32. cost is the summed
     masked negative log-likelihood Σ −log(p(x_t | x_<t, ctx) + 1e-8), as the original.
+    impl: the GRU implementation, 'scan' or 'fused' (default `uvs.gru_op.gru_impl()`).
     """
     trng = shared_rng(seed=1234, name="trng")
     x = tensor.matrix("x", dtype="int64")
@@ -108,7 +107,7 @@ def build_model(tparams, options):
                                                    activ=linear))
 
     proj = get_layer(options["decoder"])[1](tparams, emb, init_state, options,
-                                            prefix="decoder", mask=mask)
+                                            prefix="decoder", mask=mask, impl=impl)
     logit = _logit(tparams, proj[0], options)
     logit_shp = logit.shape
     probs = tensor.special.softmax(
@@ -123,13 +122,14 @@ def build_model(tparams, options):
     return trng, [x, mask, ctx], cost
 
 
-def build_sampler(tparams, options, trng):
+def build_sampler(tparams, options, trng, mode: str | None = None):
     """(f_init(ctx) -> state, f_next(y, state) -> (probs, sample, state)).
 
     y: (n,) int64, a negative entry meaning "first word"; state: (n, dim) for `init`.
     For `bias` the state is (n, dim + dim_word): the GRU state, then v = ctx·W + b carried
     along, which a negative y feeds in place of the zero word vector.
     sample is a draw from probs (trng is a shared NumPy Generator, advanced by each call).
+    mode: the PyTensor mode to compile in (default `uvs.backend.mode()`).
     """
     dim, dim_word = options["dim"], options["dim_word"]
     ctx = tensor.matrix("ctx", dtype="float32")
@@ -139,7 +139,7 @@ def build_sampler(tparams, options, trng):
         v = fflayer(tparams, ctx, options, prefix="ff_state", activ=linear)
         init_state = tensor.concatenate([tensor.zeros((ctx.shape[0], dim), dtype="float32"), v],
                                         axis=1)
-    f_init = backend.function([ctx], init_state, name="f_init")
+    f_init = backend.function([ctx], init_state, mode=mode, name="f_init")
 
     y = tensor.vector("y_sampler", dtype="int64")
     state = tensor.matrix("init_state", dtype="float32")
@@ -162,5 +162,5 @@ def build_sampler(tparams, options, trng):
     if inject(options) == "bias":
         next_state = tensor.concatenate([next_state, state[:, dim:]], axis=1)
     f_next = backend.function([y, state], [next_probs, next_sample, next_state],
-                              updates={trng: next_rng}, name="f_next")
+                              updates={trng: next_rng}, mode=mode, name="f_next")
     return f_init, f_next

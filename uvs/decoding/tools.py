@@ -15,8 +15,10 @@ from uvs.utils import init_tparams
 
 
 def load_model(path_to_model: str | os.PathLike,
-               path_to_dictionary: str | os.PathLike | None = None, seed: int = 1234) -> dict:
-    """Load a trained decoder and compile its sampler.
+               path_to_dictionary: str | os.PathLike | None = None, seed: int = 1234,
+               mode: str | None = None) -> dict:
+    """Load a trained decoder and compile its sampler (in PyTensor `mode`, default
+    `uvs.backend.mode()`; `seed` seeds the sampler's draws).
 
     Returns a dict with 'options', 'trng', 'worddict', 'word_idict', 'tparams', 'f_init',
     'f_next' (as the original), plus 'params', 'layout', 'path' and 'extra'.
@@ -27,7 +29,7 @@ def load_model(path_to_model: str | os.PathLike,
     word_idict[1] = "UNK"
     tparams = init_tparams(mf.params)
     trng = shared_rng(seed=seed, name="trng")
-    f_init, f_next = build_sampler(tparams, mf.options, trng)
+    f_init, f_next = build_sampler(tparams, mf.options, trng, mode)
     return {"options": mf.options, "trng": trng, "worddict": mf.worddict,
             "word_idict": word_idict, "tparams": tparams, "f_init": f_init, "f_next": f_next,
             "params": mf.params, "layout": mf.layout, "path": mf.path, "extra": mf.extra}
@@ -113,7 +115,7 @@ def context(dec: dict, vse: dict | None, features: np.ndarray | None = None,
     `embedding` decoders: the features' or sentence's vector in the joint space, then
     − Σ minus + Σ plus, renormalised; `features` decoders: the feature row itself.
     """
-    from uvs import demo
+    from uvs import retrieval
     from uvs.tools import check_features, encode_images
 
     if vse is None:
@@ -122,11 +124,11 @@ def context(dec: dict, vse: dict | None, features: np.ndarray | None = None,
                            "--text, --minus and --plus need an embedding decoder")
         return check_context(dec, features, where)
     if text is not None:
-        vec = demo.embed_text(vse, text)
+        vec = retrieval.embed_text(vse, text)
     else:
         vec = encode_images(vse, check_features(vse, features, where))[0]
     if minus or plus:
-        vec = demo.arithmetic(vse, vec, minus, plus)
+        vec = retrieval.arithmetic(vse, vec, minus, plus)
     return check_context(dec, vec, where)
 
 
