@@ -86,3 +86,43 @@ def test_evalcap(trained):
     out = json.loads(res.stdout)
     assert out["images"] == 500 and out["perplexity"] > 1
     assert {"bleu1", "bleu4", "rouge_l", "cider"} <= set(out["metrics"])
+
+
+def test_released_decoder_info_with_its_dictionary_elsewhere(tmp_path):
+    npz, dictionary, _ = write_released(tmp_path)  # not beside it as toydec.npz.dictionary.pkl
+    one_line_error(run("info", npz), "toydec.npz.dictionary.pkl", "with --dictionary")
+    info = json.loads(ok(run("info", npz, "--dictionary", dictionary, "--json")).stdout)
+    assert info["kind"] == "decoder" and info["layout"] == "skip-thoughts"
+    assert info["vocabulary"] == 8 and info["parameters"]["Wemb"] == [9, 4]
+    text = ok(run("info", npz, "--dictionary", dictionary)).stdout
+    assert "(decoder, skip-thoughts layout, 8 words)" in text
+
+
+def test_caption_a_photo(tmp_path):
+    """`uvs caption --image` on a features decoder: the photo's VGG row, narrow VGG fixture."""
+    pytest.importorskip("torchvision")
+    pytest.importorskip("PIL")
+    from vggfixtures import DENSE, awkward_images, write_lasagne_vgg
+
+    from uvs import vgg
+    from uvs.decoding import tools
+    from uvs.decoding.files import write_decoder
+    from uvs.decoding.model import init_params
+
+    photo = awkward_images(tmp_path)["rgb"]
+    weights = tmp_path / "vgg19.pkl"
+    write_lasagne_vgg(weights)
+    words = ["a", "dog", "runs", "on", "the", "beach", "."]
+    o = {"dimctx": DENSE[1], "dim_word": 4, "dim": 5, "n_words": 9, "decoder": "gru",
+         "doutput": False, "condition": "features", "inject": "init"}
+    write_decoder(tmp_path / "dec.npz", init_params(o, rng=np.random.RandomState(0)), o,
+                  {w: i + 2 for i, w in enumerate(words)})
+    res = ok(run("caption", tmp_path / "dec.npz", "--image", photo, "--weights", weights,
+                 "--device", "cpu", "--beam", 3, "-n", 2, "--maxlen", 6, "--json"))
+    out = json.loads(res.stdout)
+    feats = vgg.compute_features(vgg.build_convnet(weights, device="cpu"), [photo])
+    expected = tools.generate(tools.load_model(tmp_path / "dec.npz"), feats, beam_width=3,
+                              maxlen=6, n=2)[0]
+    assert [(s["text"], s["score"]) for s in out["sentences"]] == expected
+    one_line_error(run("caption", tmp_path / "dec.npz", "--image", tmp_path / "missing.jpg",
+                       "--weights", weights), "missing.jpg")
