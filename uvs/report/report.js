@@ -97,7 +97,10 @@
       top.forEach(function (i, j) {
         tiles.appendChild(imageTile(i, {pos: j + 1, score: scores[j], gt: isGt(i)}));
       });
-      if (d.gt && !shown) tiles.appendChild(imageTile(gt, {pos: d.rank[q] + 1, gt: true}));
+      if (d.gt && !shown) {
+        tiles.appendChild(el("div", "gap", "⋯"));
+        tiles.appendChild(imageTile(gt, {pos: d.rank[q] + 1, gt: true}));
+      }
       body.appendChild(tiles);
     }
     box.appendChild(body);
