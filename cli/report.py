@@ -23,6 +23,7 @@ def report(runs, output, title, as_json):
         return
     for run in summary["runs"]:
         best = run["best"]
-        best = f"best {best['value']:.1f} at update {best['at']}" if best else "no dev score yet"
+        best = (f"best {best['metric']} {best['value']:.4g} at update {best['at']}" if best
+                else "no dev score yet")
         click.echo(f"{run['label']}: {run['updates']} updates, {best} ({run['status']})")
     click.echo(f"wrote {output}")

@@ -43,6 +43,7 @@ def training_report(runs: Sequence[str], output: str, title: str | None = None) 
         if real in seen:
             raise UVSError(os.fspath(given), f"the same run as {seen[real]}: give each run once")
         seen[real] = os.fspath(given)
+    page.check_output(output, tuple(r.log for r in found))  # before the slow part
     names = logs.labels(found)
     keys = logs.metric_order(found)
     figures = [{"title": plots.metric_title(source, metric), "id": f"{source}.{metric}",
@@ -55,7 +56,8 @@ def training_report(runs: Sequence[str], output: str, title: str | None = None) 
         best = logs.best_point(run.curves.get(summary, {}), summary[1]) if summary else None
         rows.append({"colour": plots.colour(i), "label": label, "name": run.name,
                      "log": run.log, "updates": run.updates, "status": _status(run),
-                     "best": None if best is None else {"at": best[0], "value": best[1]}})
+                     "best": None if best is None else {"metric": summary[1], "at": best[0],
+                                                         "value": best[1]}})
     differing = set(logs.differing_options(found))
     option_names: list[str] = []
     for run in found:
@@ -88,6 +90,7 @@ def retrieval_report(output: str, results: dict, queries: QueryResults, split: S
     on_progress(n): called as images are named and their thumbnails made.
     """
     check_installed()
+    page.check_output(output, (model_path, split.caps_path, split.ims_path, *inputs))
     n = len(queries.i2t_ranks)
     names_file = names_file or gallery.split_names_file(split.ims_path, data, split_name)
     names = gallery.read_names(names_file, n) if names_file else None
@@ -125,6 +128,7 @@ def search_report(output: str, *, model_path: str, method: str, query: dict, kin
     they are files relative to `names_folder`).
     """
     check_installed()
+    page.check_output(output, (model_path, *inputs))
     images = gallery.Images()
     captions: list[str] = []
     change = "".join(f" − {w}" for w in query.get("minus", ())) + \

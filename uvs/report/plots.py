@@ -31,11 +31,18 @@ def metric_title(source: str, metric: str) -> str:
     return ("training " if source == "update" else "dev ") + " ".join(parts)
 
 
-def _figure(width: float = 5.0, height: float = 3.1):
+def _figure(width: float = 5.0, height: float = 3.1, below: float = 0.0):
+    """A figure with one axes and fixed margins in inches (`below`: extra room underneath).
+
+    Fixed margins, not a layout engine: measuring every text box takes longer than drawing.
+    """
     need("matplotlib")
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), layout="constrained")
+    height += below
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(left=0.72 / width, right=1 - 0.12 / width, top=1 - 0.36 / height,
+                        bottom=(0.62 + below) / height)
     return fig, fig.add_subplot()
 
 
@@ -63,6 +70,7 @@ def to_svg(fig, salt: str) -> str:
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     svg = buf.getvalue()
     svg = svg[svg.index("<svg"):]  # no XML prolog or DOCTYPE inside HTML
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)  # RDF boilerplate
     head_end = svg.index(">")
     head = re.sub(r'\s(width|height)="[^"]*"', "", svg[:head_end])
     return head + ' class="plot" role="img"' + svg[head_end:]
@@ -74,7 +82,7 @@ def training_plot(runs: list[Run], source: str, metric: str, salt: str,
 
     legend: the runs' labels, drawn under the plot when given.
     """
-    fig, ax = _figure(height=3.1 + (0.2 * len(runs) if legend else 0))
+    fig, ax = _figure(below=0.18 * len(runs) + 0.1 if legend else 0.0)
     lower = lower_is_better(metric)
     for i, run in enumerate(runs):
         curve = run.curves.get((source, metric))
@@ -98,7 +106,8 @@ def training_plot(runs: list[Run], source: str, metric: str, salt: str,
         if values and max(values) > 20 * min(values):
             ax.set_yscale("log")
     if legend:
-        fig.legend(loc="outside lower left", fontsize=8, frameon=False)
+        fig.legend(loc="lower left", bbox_to_anchor=(0.02, 0.0), fontsize=8, frameon=False,
+                   borderaxespad=0.2, handlelength=1.5, labelspacing=0.3)
     return to_svg(fig, salt)
 
 
@@ -115,7 +124,7 @@ def recall_plot(i2t_curve: np.ndarray, t2i_curve: np.ndarray, salt: str) -> str:
     ticks = [k for k in (1, 2, 5, 10, 20, 50, 100) if k <= max(len(i2t_curve), len(t2i_curve))]
     ax.set_xticks(ticks, [str(k) for k in ticks])
     ax.set_ylim(0, 100)
-    _style(ax, "recall@K", "K", "% of queries with the ground truth in the top K")
+    _style(ax, "recall@K", "K", "% found in the top K")
     ax.legend(fontsize=8, frameon=False, loc="lower right")
     return to_svg(fig, salt)
 
@@ -134,7 +143,7 @@ def rank_bins(n_candidates: int) -> list[tuple[int, int]]:
 def rank_histogram(i2t_ranks: np.ndarray, t2i_ranks: np.ndarray, n_captions: int,
                    n_images: int, salt: str) -> str:
     """Share of queries whose ground truth came at each (binned) rank, both directions."""
-    fig, ax = _figure()
+    fig, ax = _figure(below=0.25)
     bins = rank_bins(max(n_captions, n_images))
     width = 0.4
     for j, (key, r) in enumerate((("i2t", i2t_ranks), ("t2i", t2i_ranks))):

@@ -34,7 +34,6 @@
       var img = el("img", "thumb");
       img.src = data.thumbs[item.thumb];
       img.alt = item.label;
-      img.loading = "lazy";
       fig.appendChild(img);
     } else {
       fig.appendChild(el("div", "noimg", item.label));
