@@ -3,7 +3,6 @@ checked as files and, when Chromium is installed, rendered in headless Chromium.
 
 import io
 import json
-import os
 import pathlib
 import re
 
