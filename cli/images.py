@@ -167,6 +167,7 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
            rerank, k, weights, crops, device, candidates, nprobe, report_path, as_json, quiet):
     """Captions for a photo, or photos for a sentence (or for photo − word + word)."""
     from uvs import demo, tools
+    from uvs.vocab import unknown_words
 
     if report_path:
         from uvs.report import check_installed, page
@@ -181,6 +182,11 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
     image_query = image or image_features
     _check_search(image_query, text, collections, minus, plus)
     m = tools.load_model(model)
+    unknown = unknown_words([text] if text else [*minus, *plus], m["worddict"],
+                            m["options"]["n_words"])
+    if unknown:
+        click.echo(f"note: {model} does not know {', '.join(map(repr, unknown))} "
+                   "(read as UNK)", err=True)
     query = _embed_query(m, image, image_features, row, text, weights, crops, device, minus,
                          plus)
     if index_path:
@@ -213,7 +219,7 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
             "score": "negative order error" if method == "order" else "cosine similarity",
             "query": {"image": image, "image_features": image_features,
                       "row": row if image_features else None, "text": text,
-                      "minus": list(minus), "plus": list(plus)},
+                      "minus": list(minus), "plus": list(plus), "unknown_words": unknown},
             "collection": {"kind": kind, "path": next(iter(collections.values())),
                            "count": len(names), "cache": cache},
             "results": results, **({"report": report_path} if report_path else {})})
