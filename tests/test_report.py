@@ -101,6 +101,7 @@ def test_training_report_plots_every_curve_of_both_runs(trained, runs_page):
         assert r["best"] == {"metric": "rsum", "at": best["update"], "value": best["rsum"]}
         assert r["updates"] == max(e["update"] for e in events if "update" in e)
     assert set(PLOTS) <= set(summary["plots"])
+    assert not [p for p in summary["plots"] if "seconds" in p or "epoch" in p]  # not scores
     html = out.read_text(encoding="utf-8")
     assert html.count('<svg') == len(summary["plots"])
     assert "http://" not in html.replace("http://www.w3.org/", "")

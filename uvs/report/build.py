@@ -22,6 +22,8 @@ def _status(run: logs.Run) -> str:
         state = f"diverged at update {run.diverged[-1].get('update', '?')}"
     elif run.finished:
         state = "finished"
+    elif run.interrupted:
+        state = f"interrupted at update {run.interrupted[-1].get('update', '?')}"
     else:
         state = "running or stopped"
     return state + (f", resumed {run.resumed}×" if run.resumed else "")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from uvs.errors import UVSError
 
 LOG_SUFFIX = ".log.jsonl"
-NOT_METRICS = {"update", "epoch", "seconds_per_update", "uidx", "time"}
+NOT_METRICS = {"update", "epoch", "max_epochs", "uidx", "time"}  # and timings (`*seconds*`)
 PATH_OPTIONS = {"saveto", "data_dir", "reload_"}  # differ between runs without meaning much
 LOWER_IS_BETTER = ("cost", "loss", "medr", "meanr", "perplexity", "ppl", "error", "err")
 
@@ -31,6 +31,7 @@ class Run:
     options: dict = field(default_factory=dict)
     curves: dict = field(default_factory=dict)
     diverged: list = field(default_factory=list)
+    interrupted: list = field(default_factory=list)
     finished: bool = False
     resumed: int = 0
 
@@ -107,11 +108,13 @@ def _add_event(run: Run, event: dict) -> None:
     elif kind in ("update", "valid") and isinstance(event.get("update"), (int, float)):
         update = int(event["update"])
         for metric, value in _numbers(event).items():
-            if metric not in NOT_METRICS:
+            if metric not in NOT_METRICS and "seconds" not in metric:
                 # a resumed run repeats updates after its checkpoint: the later value wins
                 run.curves.setdefault((kind, metric), {})[update] = value
     elif kind == "diverged":
         run.diverged.append(event)
+    elif kind == "interrupted":
+        run.interrupted.append(event)
     elif kind == "end":
         run.finished = True
 
