@@ -69,7 +69,7 @@ def training_report(runs: Sequence[str], output: str, title: str | None = None) 
                for k in option_names]
     html = page.render(title or "uvs: training runs", training={
         "runs": rows, "figures": figures, "options": options,
-        "summary": plots.metric_title(*summary) if summary else None})
+        "summary": f"dev {summary[1]}" if summary else None})
     page.write(output, html, inputs=tuple(r.log for r in found))
     return {"output": output, "plots": [f["id"] for f in figures],
             "runs": [{"log": r["log"], "label": r["label"], "updates": r["updates"],
