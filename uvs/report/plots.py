@@ -144,7 +144,8 @@ def rank_histogram(i2t_ranks: np.ndarray, t2i_ranks: np.ndarray, n_captions: int
                    n_images: int, salt: str) -> str:
     """Share of queries whose ground truth came at each (binned) rank, both directions."""
     fig, ax = _figure(below=0.25)
-    bins = rank_bins(max(n_captions, n_images))
+    worst = int(max(np.max(i2t_ranks), np.max(t2i_ranks))) + 1
+    bins = rank_bins(min(max(n_captions, n_images), max(100, worst)))  # no empty tail
     width = 0.4
     for j, (key, r) in enumerate((("i2t", i2t_ranks), ("t2i", t2i_ranks))):
         label, c = DIRECTIONS[key]
