@@ -24,6 +24,7 @@ CHROMIUM = find_chromium()
 needs_browser = pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium is not installed: apt-get install chromium "
     "(scripts/test.sh installs it when run as root)")
+trains = pytest.mark.slow  # the `trained` fixture runs two (short) training runs
 PLOTS = ["update.cost", "valid.rsum", "valid.i2t.r1", "valid.i2t.r5", "valid.i2t.r10",
          "valid.t2i.r1", "valid.t2i.r5", "valid.t2i.r10"]
 COLOURS = {"black": (30, 30, 30), "white": (235, 235, 235), "brown": (120, 80, 40),
@@ -90,6 +91,7 @@ def gallery_data(path):
 
 # --- the files -----------------------------------------------------------------------------
 
+@trains
 def test_training_report_plots_every_curve_of_both_runs(trained, runs_page):
     out, summary = runs_page
     assert [r["label"] for r in summary["runs"]] == ["margin=0.2 lrate=0.002",
@@ -158,6 +160,7 @@ def test_rank_bins_cover_every_rank():
     assert all(b[0] == a[1] + 1 for a, b in zip(bins, bins[1:], strict=False))
 
 
+@trains
 def test_bad_runs_are_one_line_errors(tmp_path, trained):
     one_line_error(run("report", tmp_path / "none.npz", "-o", tmp_path / "r.html"),
                    "none.npz", "no training log", "none.log.jsonl")
@@ -173,6 +176,7 @@ def test_bad_runs_are_one_line_errors(tmp_path, trained):
     assert not (tmp_path / "r.html").exists()
 
 
+@trains
 def test_no_overwrite_of_what_is_not_a_report(tmp_path, trained, runs_page):
     precious = tmp_path / "notes.html"
     precious.write_text("<html>my notes</html>")
@@ -192,6 +196,7 @@ def test_no_overwrite_of_what_is_not_a_report(tmp_path, trained, runs_page):
     assert "two.log.jsonl" in again.read_text() and "one.log" not in again.read_text()
 
 
+@trains
 def test_missing_extra_is_named(tmp_path, trained, monkeypatch):
     import sys
 
@@ -203,6 +208,7 @@ def test_missing_extra_is_named(tmp_path, trained, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
+@trains
 def test_evalrank_report_holds_every_query(trained, eval_page):
     out, results = eval_page
     plain = json.loads(ok(run("evalrank", trained / "a.npz", "--data-dir", trained / "data",
@@ -220,6 +226,7 @@ def test_evalrank_report_holds_every_query(trained, eval_page):
     assert html.count("<svg") == 2 and "recall@K" in html
 
 
+@trains
 def test_evalrank_report_names_images_without_photos(trained, tmp_path):
     """Without --photos the sample's scene names (its .paths.txt) stand for the images."""
     out = tmp_path / "names.html"
@@ -235,6 +242,7 @@ def test_evalrank_report_names_images_without_photos(trained, tmp_path):
                    "short.txt", "2 names for 500 images")
 
 
+@trains
 def test_search_report(trained, tmp_path):
     feats = tmp_path / "mine.npy"
     np.save(feats, np.load(trained / "data" / "sample" / "sample_dev_photos.npy")[:50])
@@ -291,6 +299,7 @@ def loaded_cleanly(b: Browser, url: str) -> None:
 
 
 @needs_browser
+@trains
 def test_training_report_renders(browser, runs_page):
     out, summary = runs_page
     url = out.as_uri()
@@ -306,6 +315,7 @@ def test_training_report_renders(browser, runs_page):
 
 
 @needs_browser
+@trains
 def test_evalrank_report_renders_and_pages(browser, eval_page):
     out, _ = eval_page
     data = gallery_data(out)
@@ -343,6 +353,7 @@ def test_evalrank_report_renders_and_pages(browser, eval_page):
 
 
 @needs_browser
+@trains
 def test_reports_fit_a_phone(browser, eval_page, runs_page):
     for out in (eval_page[0], runs_page[0]):
         browser.open(out.as_uri(), 390, 844, mobile=True)
