@@ -46,3 +46,31 @@ def quiet_option(f):
 
 def stderr_is_tty() -> bool:
     return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def table_options(table, skip: tuple = ()):
+    """Click options derived from a `uvs.options.OptionTable`, each under its table name.
+
+    Defaults are None (not given) so the library can layer recipe presets; --help shows the
+    table's default and what each recipe changes it to. Booleans a recipe changes get
+    `--x/--no-x`, the others a plain flag.
+    """
+    def decorate(f):
+        for o in reversed([o for o in table if o.cli and o.name not in skip]):
+            flag = o.flag
+            if o.type is bool and table.recipes_changing(o.name):
+                flag = f"{flag}/--no-{flag[2:]}"
+            shown = o.default is not None or table.recipes_changing(o.name)
+            kwargs = {"default": None, "help": o.help + (
+                f" [default: {table.describe_default(o.name)}]" if shown else "")}
+            if o.type is bool and "/" not in flag:
+                kwargs["is_flag"] = True
+            elif o.choices is not None:
+                kwargs["type"] = click.Choice([str(c) for c in o.choices])
+            elif o.path:
+                kwargs["type"] = click.Path(dir_okay=o.path == "dir", file_okay=o.path == "file")
+            elif o.type is not bool:
+                kwargs["type"] = o.type
+            f = click.option(flag, o.name, **kwargs)(f)
+        return f
+    return decorate

@@ -165,6 +165,7 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
            rerank, k, weights, crops, device, candidates, nprobe, as_json, quiet):
     """Captions for a photo, or photos for a sentence (or for photo − word + word)."""
     from uvs import demo, tools
+    from uvs.vocab import unknown_words
 
     given = {"captions": captions, "images": feats, "index": index_path}
     collections = {name: path for name, path in given.items() if path}
@@ -173,6 +174,11 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
     image_query = image or image_features
     _check_search(image_query, text, collections, minus, plus)
     m = tools.load_model(model)
+    unknown = unknown_words([text] if text else [*minus, *plus], m["worddict"],
+                            m["options"]["n_words"])
+    if unknown:
+        click.echo(f"note: {model} does not know {', '.join(map(repr, unknown))} "
+                   "(read as UNK)", err=True)
     query = _embed_query(m, image, image_features, row, text, weights, crops, device, minus,
                          plus)
     if index_path:
@@ -201,7 +207,7 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
             "score": "negative order error" if method == "order" else "cosine similarity",
             "query": {"image": image, "image_features": image_features,
                       "row": row if image_features else None, "text": text,
-                      "minus": list(minus), "plus": list(plus)},
+                      "minus": list(minus), "plus": list(plus), "unknown_words": unknown},
             "collection": {"kind": kind, "path": next(iter(collections.values())),
                            "count": len(names), "cache": cache},
             "results": results})

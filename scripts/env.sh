@@ -5,5 +5,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 extras="test${UVS_EXTRAS:+,$UVS_EXTRAS}"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
+# --use-pep517: an editable install that maps uvs.cli to cli/ (the legacy `setup.py develop`
+# that pip picks once `wheel` is installed would put the checkout on sys.path instead).
+.venv/bin/python -m pip install -q --disable-pip-version-check --use-pep517 -e ".[$extras]"
 export PATH="$PWD/.venv/bin:$PATH"

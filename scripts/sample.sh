@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # End to end on the synthetic sample data set: install, train, evaluate, retrieve.
+# The sample is generated on first use in $UVS_DATA (an existing folder) or ./data.
 source "$(dirname "$0")/env.sh"
-export UVS_DATA=${UVS_DATA:-data}
+data=${UVS_DATA:-data}
 uvs train --data sample --dim 256 --dim-word 128 --max-epochs 3 --valid-freq 50 \
     --saveto models/sample.npz
 uvs evalrank models/sample.npz --split test
-echo "captions retrieved for test image 0 ($(head -1 "$UVS_DATA/sample/sample_test_photos.paths.txt")):"
-uvs search models/sample.npz --image-features "$UVS_DATA/sample/sample_test_photos.npy" --row 0 \
-    --captions "$UVS_DATA/sample/sample_test_caps.txt" -k 5
+echo "captions retrieved for test image 0 ($(head -1 "$data/sample/sample_test_photos.paths.txt")):"
+uvs search models/sample.npz --image-features "$data/sample/sample_test_photos.npy" --row 0 \
+    --captions "$data/sample/sample_test_caps.txt" -k 5
 echo "images retrieved for a caption:"
 uvs search models/sample.npz --text "a brown dog runs on the beach ." \
-    --images "$UVS_DATA/sample/sample_test_photos.npy" -k 5
+    --images "$data/sample/sample_test_photos.npy" -k 5

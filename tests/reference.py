@@ -77,8 +77,8 @@ def contrastive_loss(params: dict, options: dict, sentences: list[list[int]], im
     images = np.asarray(im, dtype=np.float64) @ p["ff_image_W"] + p["ff_image_b"]
     if order_lineage:
         images = l2norm(images)
-        if options.get("abs"):
-            images, s = np.abs(images), np.abs(s)
+    if options.get("abs"):
+        images, s = np.abs(images), np.abs(s)
     if options.get("method", "cosine") == "order":
         errors = order_errors(s, images)          # [sentence, image]
     else:

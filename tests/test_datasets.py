@@ -90,6 +90,8 @@ def test_bad_data_named_in_one_line(tmp_path, problem, match):
 
 
 def test_sample_is_generated_deterministically(tmp_path):
+    os.makedirs(tmp_path / "a")
+    os.makedirs(tmp_path / "b")
     a = datasets.load_split("sample", "dev", tmp_path / "a")
     b = datasets.load_split("sample", "dev", tmp_path / "b")
     assert a.caps == b.caps and np.array_equal(a.ims, b.ims)

@@ -1,18 +1,36 @@
 """The built wheel installs `uvs` and `uvs.cli`, and no generic top-level `cli` module."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# what a checkout holds besides the sources: never copied into the build
+NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "data",
+                                     "models", "__pycache__", ".*_cache")
+
+
+def build_wheel(out: Path) -> Path:
+    """Build a wheel with the standard front-end (`python -m build`, from the test extras).
+
+    It builds a copy of the sources, so that no stale `build/` folder of the checkout can
+    leak into it; a failure shows the front-end's output.
+    """
+    src = out / "src"
+    shutil.copytree(ROOT, src, ignore=NOT_SOURCES)
+    cmd = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir",
+           str(out / "dist"), str(src)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (f"{' '.join(cmd)} failed ({proc.returncode}):\n"
+                                  f"{proc.stdout}\n{proc.stderr}")
+    (wheel,) = (out / "dist").glob("uvs-*.whl")
+    return wheel
 
 
 def test_wheel_has_no_top_level_cli(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path), str(ROOT)], check=True, timeout=300,
-                   capture_output=True)
-    (wheel,) = tmp_path.glob("uvs-*.whl")
+    wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"uvs"}

@@ -49,18 +49,39 @@ class Split(tuple):
         return self[1][::5] if self.per_caption else self[1]
 
 
+DEFAULT_ROOT = "data"
+BOM = b"\xef\xbb\xbf"
+
+
 def data_root(data_dir: str | os.PathLike | None = None) -> str:
-    """`data_dir`, else `$UVS_DATA`, else `./data`."""
-    return os.fspath(data_dir or os.environ.get("UVS_DATA") or "data")
+    """`data_dir`, else `$UVS_DATA`, else `./data`; an explicit folder must exist.
+
+    Only the default `./data` may be absent (the sample is generated there on first use).
+    """
+    if data_dir:
+        root, origin = os.fspath(data_dir), "data folder"
+    elif os.environ.get("UVS_DATA"):
+        root, origin = os.environ["UVS_DATA"], "data folder ($UVS_DATA)"
+    else:
+        return DEFAULT_ROOT
+    if not os.path.isdir(root):
+        problem = "is not a folder" if os.path.exists(root) else "does not exist"
+        raise UVSError(root, f"{origin} {problem}")
+    return root
 
 
 def read_captions(path: str) -> list[str]:
-    """One caption per line, stripped of ASCII whitespace as the originals did; none empty."""
+    """One caption per line, stripped of ASCII whitespace as the originals did; none empty.
+
+    A UTF-8 byte-order mark at the start is dropped; a final newline ends the last caption.
+    """
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
         raise UVSError(path, "caption file not found") from None
+    if raw.startswith(BOM):
+        raw = raw[len(BOM):]
     lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
@@ -116,10 +137,8 @@ def check_split(caps: list[str], ims: np.ndarray, caps_path: str, ims_path: str)
 
 
 def layout(name: str, data_dir: str | os.PathLike | None = None) -> str:
-    """'vse' or 'order', by which files the data set's folder holds."""
+    """'vse' or 'order', by which files the data set's folder holds (it only looks)."""
     loc = os.path.join(data_root(data_dir), name)
-    if name == sample.NAME:
-        sample.ensure_sample(data_root(data_dir))
     if not os.path.isdir(loc):
         raise UVSError(loc, f"data set {name!r} not found (set --data-dir or $UVS_DATA)")
     if any(os.path.exists(os.path.join(loc, f"{name}_{s}_caps.txt")) for s in SPLITS):
@@ -146,7 +165,9 @@ def split_paths(name: str, split: str, data_dir=None, cnn: str | None = None) ->
 
 
 def load_split(name: str, split: str, data_dir=None, cnn: str | None = None) -> Split:
-    """Captions and features of one split, checked."""
+    """Captions and features of one split, checked; the sample is generated on first use."""
+    if name == sample.NAME:
+        sample.ensure_sample(data_root(data_dir))
     caps_path, ims_path = split_paths(name, split, data_dir, cnn)
     return check_split(read_captions(caps_path), read_features(ims_path), caps_path, ims_path)
 

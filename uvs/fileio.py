@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 
@@ -12,10 +13,27 @@ import numpy as np
 from uvs.errors import UVSError
 
 
+def normal_mode(bits: int = 0o666) -> int:
+    """`bits` less the process's umask: the mode `open()` (or `mkdir()` with 0o777) gives."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return bits & ~umask
+
+
+def _mode_for(path: str) -> int:
+    """The permissions of the regular file `path` replaces, else a new file's normal mode."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return normal_mode()
+    return stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else normal_mode()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
+    The result keeps the permissions of the file it replaces, or gets a new file's normal mode.
     `suffix` keeps an extension that a writer insists on (``np.save`` appends ``.npy``).
     """
     path = os.fspath(path)
@@ -28,11 +46,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     except OSError as err:
         raise UVSError(path, f"cannot write: {err.strerror}") from None
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private; give it a normal file's mode
+        os.chmod(tmp, _mode_for(path))  # mkstemp made it private
         os.replace(tmp, path)
     except OSError as err:
         raise UVSError(path, f"cannot write: {err.strerror}") from None
@@ -54,13 +70,20 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def read_lines(path: str | os.PathLike) -> list[str]:
-    """UTF-8 lines exactly as written, minus their newline; an empty line is an error."""
+    """UTF-8 lines exactly as written, minus their newline; an empty line or file is an error.
+
+    A UTF-8 byte-order mark at the start is dropped; a final newline ends the last line.
+    """
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
         raise UVSError(path, "file not found") from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    if not raw:
+        raise UVSError(path, "the file is empty")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -3,14 +3,15 @@
 Image ``i`` owns captions ``5i .. 5i+4``. Image-to-text (i2t) ranks all captions for
 each image and keeps the best rank among its five; text-to-image (t2i) ranks all
 images for each caption. A rank is 0-based: the number of candidates placed ahead
-of the ground truth. Ties are broken exactly as the originals' stable argsorts did:
+of the ground truth. Ties are broken as a stable argsort would
+(the originals called NumPy's default quicksort, whose order among exact ties is arbitrary):
 
 - ``ties="last"`` (visual-semantic-embedding, ``argsort(d)[::-1]``): among equal
   scores the higher index comes first;
 - ``ties="first"`` (order-embedding, ``argsort(errors)``): the lower index comes first.
 
 The (N, 5N) score matrix is computed in chunks of image rows and never held whole;
-one pass gives both directions.
+one pass gives both directions, every score (ground truths included) from that matrix.
 """
 
 from __future__ import annotations
@@ -96,6 +97,17 @@ def default_chunk(n_captions: int, itemsize: int = 4) -> int:
     return max(1, CHUNK_BYTES // max(1, n_captions * itemsize))
 
 
+def _band(gt: np.ndarray) -> np.ndarray:
+    """Half-widths of intervals around provisional ground-truth scores (from another product
+    of the same vectors) that should hold the score matrix's own values: (5N,)."""
+    mag = np.abs(gt)
+    scale = mag.max() if mag.size else 0
+    return np.maximum(scale * gt.dtype.type(2.0**-16), 16 * np.spacing(mag)).astype(gt.dtype)
+
+
+BAND_BUDGET = 1 << 22  # band entries kept before falling back to a second pass
+
+
 def ranks(
     images: np.ndarray,
     captions: np.ndarray,
@@ -109,16 +121,20 @@ def ranks(
     images: (N, d) float32, one row per image; captions: (5N, d) float32, captions
     5i..5i+4 belong to image i (other dtypes go to `score` as given, or become float32
     for the default).
-    score: ``score(im_chunk (c, d), captions (5N, d)) -> (c, 5N)``; default the float32
-    dot product. Set ``higher_is_better=False`` for errors (order-embedding).
+    score: ``score(im_chunk (c, d), captions (5N, d)) -> (c, 5N)``, a deterministic
+    function; default the float32 dot product. Set ``higher_is_better=False`` for errors
+    (order-embedding).
     ties: "last" or "first" (see the module docstring); default "last" for scores and
     "first" for errors, the rule of the original that used each.
     chunk: image rows per chunk; default about 64 MB of scores.
     Returns i2t: (N,) int64, the best rank of each image's captions among all 5N, and
     t2i: (5N,) int64, the rank of each caption's image among all N.
 
-    The ground-truth scores are computed once (`score` on blocks of a few images) and
-    written into every chunk, so both directions rank within one consistent matrix.
+    Every score, the ground truths included, is the matrix's own entry: two products of
+    the same vectors can differ in the last bits. Columns whose ground truth lies in a
+    later chunk are first compared against a provisional value (from a product of a few
+    images); entries near it are kept and settled once the matrix's value is known, and
+    any column the provisional value misjudged is counted again in a second pass.
     """
     images, captions = _check(images, captions)
     if ties is None:
@@ -132,8 +148,8 @@ def ranks(
             raise ValueError("images or captions hold NaN or infinite values")
     n, m = len(images), len(captions)
 
-    gt = _gt_scores(score or _dot, images, captions)  # (N, 5)
-    dtype = gt.dtype
+    provisional = _gt_scores(score or _dot, images, captions).reshape(-1)  # (5N,)
+    dtype = provisional.dtype
     if chunk is None:
         chunk = default_chunk(m, dtype.itemsize)
     if int(chunk) != chunk or chunk < 1:
@@ -149,51 +165,108 @@ def ranks(
     toward = dtype.type(np.inf if higher_is_better else -np.inf)
     last = ties == "last"
 
-    # i2t: each image's best ground truth (the one ranked first among its five) decides.
-    extreme = gt.max(axis=1) if higher_is_better else gt.min(axis=1)  # (N,)
-    hit = gt == extreme[:, None]
-    t = 4 - np.argmax(hit[:, ::-1], axis=1) if last else np.argmax(hit, axis=1)
-    best = 5 * np.arange(n) + t  # (N,) caption index
-    v_strict = np.nextafter(extreme, toward)
-    # "last": captions up to the best (itself included, never counted) must beat it
-    # strictly, later ones may tie; "first": earlier captions may tie, the rest must beat.
-    i2t_split = best + 1 if last else best
-    i2t_before, i2t_after = (v_strict, extreme) if last else (extreme, v_strict)
     # t2i: caption c's own image c // 5; for image row i, captions of earlier images
-    # (c < 5i) have their image before i, those from 5i + 5 on after it.
-    s = gt.reshape(-1)  # (5N,)
-    s_strict = np.nextafter(s, toward)
+    # (c < 5i) have their image before i, those from 5i + 5 on after it. Thresholds of
+    # columns whose ground truth is not yet known: beyond the band, surely ahead.
     t2i_split = 5 * np.arange(n) + (0 if last else 5)
-    t2i_before, t2i_after = (s, s_strict) if last else (s_strict, s)
+    delta = _band(provisional)
+    lo, hi = provisional - delta, provisional + delta
+    gt = np.empty(m, dtype)  # the matrix's own ground-truth scores
+    t2i_before = np.empty(m, dtype)  # set for a column once its image's chunk is scored
+    t2i_after = np.nextafter(hi if higher_is_better else lo, toward)
+    band: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (image, caption, score)
+    kept = 0
 
     i2t = np.empty(n, np.int64)
     t2i = np.zeros(m, np.int64)
     buf = np.empty((chunk, m), dtype) if score is None else None
     mask = np.empty((chunk, m), bool)  # t2i: image row r ahead for caption c
     ahead = np.empty(m, bool)  # i2t: caption ahead for the current image
+    for a, b, sc in _chunks(score, images, captions, chunk, dtype, buf):
+        c = b - a
+        own = sc[np.repeat(np.arange(c), 5), np.arange(5 * a, 5 * b)]  # (5c,)
+        if not np.isfinite(own).all():
+            raise ValueError("the score of an image with one of its own captions is not finite")
+        gt[5 * a : 5 * b] = own
+        strict = np.nextafter(own, toward)
+        t2i_before[5 * a : 5 * b], t2i_after[5 * a : 5 * b] = (own, strict) if last else (
+            strict, own)
+        # i2t: each image's best ground truth (the one ranked first among its five) decides;
+        # "last": captions up to the best (itself included, never counted) must beat it
+        # strictly, later ones may tie; "first": earlier captions may tie, the rest must beat.
+        own = own.reshape(c, 5)
+        extreme = own.max(axis=1) if higher_is_better else own.min(axis=1)
+        hit = own == extreme[:, None]
+        t = 4 - np.argmax(hit[:, ::-1], axis=1) if last else np.argmax(hit, axis=1)
+        i2t_split = 5 * np.arange(a, b) + t + (1 if last else 0)
+        v_strict = np.nextafter(extreme, toward)
+        i2t_before, i2t_after = (v_strict, extreme) if last else (extreme, v_strict)
+        for r, i in enumerate(range(a, b)):
+            row = sc[r]
+            k = i2t_split[r]
+            geq(row[:k], i2t_before[r], out=ahead[:k])
+            geq(row[k:], i2t_after[r], out=ahead[k:])
+            i2t[i] = np.count_nonzero(ahead)
+            k = t2i_split[i]
+            geq(row[:k], t2i_before[:k], out=mask[r, :k])
+            geq(row[k:], t2i_after[k:], out=mask[r, k:])
+        t2i += _count_columns(mask[:c])
+        if 5 * b < m and kept <= BAND_BUDGET:
+            later = sc[:, 5 * b :]
+            near = (later >= lo[5 * b :]) & (later <= hi[5 * b :])
+            rows, cols = np.nonzero(near)
+            band.append((a + rows, 5 * b + cols, later[rows, cols]))
+            kept += len(rows)
+
+    # Settle the kept entries against the matrix's ground truths. Their image comes before
+    # the caption's own, so a tie puts it ahead only under "first".
+    provisional_cols = np.arange(m) >= 5 * chunk
+    if kept <= BAND_BUDGET:
+        recount = provisional_cols & ~((lo <= gt) & (gt <= hi))
+        if band:
+            _, col, x = (np.concatenate(z) for z in zip(*band, strict=True))
+            g = gt[col]
+            win = (x > g) if higher_is_better else (x < g)
+            if not last:
+                win |= x == g
+            t2i += np.bincount(col[win & ~recount[col]], minlength=m)
+    else:
+        recount = provisional_cols
+    if recount.any():
+        cols = np.flatnonzero(recount)
+        t2i[cols] = _recount_t2i(score, images, captions, chunk, dtype, buf, cols, gt,
+                                 t2i_split, t2i_before, t2i_after, geq)
+    return i2t, t2i
+
+
+def _chunks(score, images, captions, chunk, dtype, buf):
+    """(a, b, scores of images a..b-1 against all captions: (b - a, 5N)), chunk by chunk."""
+    n = len(images)
     for a in range(0, n, chunk):
         b = min(n, a + chunk)
-        c = b - a
         if score is None:
-            sc = np.matmul(images[a:b], captions.T, out=buf[:c])
+            sc = np.matmul(images[a:b], captions.T, out=buf[: b - a])
         else:
             sc = _scores(score, images[a:b], captions, dtype)
             if np.isnan(sc).any():
                 raise ValueError(f"score returned NaN for images {a}..{b - 1}")
             if not (sc.flags.writeable and sc.flags.owndata):
                 sc = sc.copy()
-        sc[np.repeat(np.arange(c), 5), np.arange(5 * a, 5 * b)] = gt[a:b].reshape(-1)
-        for r, i in enumerate(range(a, b)):
-            row = sc[r]
-            k = i2t_split[i]
-            geq(row[:k], i2t_before[i], out=ahead[:k])
-            geq(row[k:], i2t_after[i], out=ahead[k:])
-            i2t[i] = np.count_nonzero(ahead)
-            k = t2i_split[i]
-            geq(row[:k], t2i_before[:k], out=mask[r, :k])
-            geq(row[k:], t2i_after[k:], out=mask[r, k:])
-        t2i += _count_columns(mask[:c])
-    return i2t, t2i
+        yield a, b, sc
+
+
+def _recount_t2i(score, images, captions, chunk, dtype, buf, cols, gt, split, before, after,
+                 geq) -> np.ndarray:
+    """t2i ranks of the captions `cols`, counted in a second pass over the same chunks."""
+    counts = np.zeros(len(cols), np.int64)
+    for a, b, sc in _chunks(score, images, captions, chunk, dtype, buf):
+        own = sc[np.repeat(np.arange(b - a), 5), np.arange(5 * a, 5 * b)]
+        if not np.array_equal(own, gt[5 * a : 5 * b]):
+            raise ValueError("score gave different values for the same images and captions")
+        first = cols[None, :] < split[a:b, None]  # (c, len(cols)): column before the split
+        thresholds = np.where(first, before[cols], after[cols])
+        counts += np.count_nonzero(geq(sc[:, cols], thresholds), axis=0)
+    return counts
 
 
 def recall_metrics(ranks: np.ndarray) -> dict[str, float]:

@@ -86,7 +86,8 @@ def build_model(tparams, options):
 
     x: (T, B) int64 word indices, mask: (T, B) float32, im: (B, dim_image) float32.
     The visual-semantic-embedding recipe leaves the image side unnormalised in the loss;
-    order-embedding (`method` given) normalises both sides and applies `abs` if asked.
+    order-embedding (`method` given) normalises both sides. `abs`, if asked, applies to both
+    sides under every recipe, as the encoders apply it at evaluation.
     """
     x = tensor.matrix("x", dtype="int64")
     mask = tensor.matrix("mask", dtype="float32")
@@ -95,9 +96,9 @@ def build_model(tparams, options):
     images = _encode_images(tparams, im, options)
     if order_lineage(options):
         images = l2norm(images)
-        if options.get("abs", False):
-            images = abs(images)
-            sents = abs(sents)
+    if options.get("abs", False):
+        images = abs(images)
+        sents = abs(sents)
     cost = contrastive_loss(sents, images, options)
     return [x, mask, im], cost
 

@@ -1,4 +1,4 @@
-"""Progress bars on stderr, shown only when asked for."""
+"""Progress bars on stderr (tqdm), shown only when asked for."""
 
 from __future__ import annotations
 
@@ -6,20 +6,12 @@ import contextlib
 import sys
 from collections.abc import Iterator
 
-import click
-
-
-class _Silent:
-    def update(self, n: int) -> None:
-        pass
+from tqdm import tqdm
 
 
 @contextlib.contextmanager
 def progress(total: int, label: str, show: bool) -> Iterator:
     """A bar with `.update(n)`, drawn on stderr when `show`, else a no-op."""
-    if not show:
-        yield _Silent()
-        return
-    with click.progressbar(length=total, label=label, file=sys.stderr,
-                           show_pos=True, show_eta=True) as bar:
+    with tqdm(total=total, desc=label, file=sys.stderr, disable=not show, unit="item",
+              leave=True, dynamic_ncols=True) as bar:
         yield bar

@@ -1,4 +1,4 @@
-"""A small synthetic data set in the visual-semantic-embedding layout, made on first use.
+"""A small synthetic data set in the visual-semantic-embedding layout, made when first loaded.
 
 Each image is a scene (subject, colour, action, place); its "CNN features" are a noisy
 ReLU mix of one random prototype per attribute value, unit norm like VGG fc7 rows; its five
@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 
 import numpy as np
 
 from uvs.errors import UVSError
+from uvs.fileio import normal_mode
 
 NAME = "sample"
 SUBJECTS = ["dog", "cat", "man", "woman", "boy", "girl", "horse", "bird", "cyclist", "surfer"]
@@ -61,9 +63,15 @@ def _features(rng, prototypes, scenes, dim, noise=NOISE):
 
 
 def make_sample(data_dir: str, seed: int = 1234, dim: int = 4096) -> str:
-    """Write DIR/sample/ (captions, per-caption features, a README); returns the folder."""
+    """Write DIR/sample/ (captions, per-caption features, a README); returns the folder.
+
+    DIR is created if absent; the folders get a normal mode (0o777 less the umask).
+    """
     target = os.path.join(data_dir, NAME)
-    os.makedirs(data_dir, exist_ok=True)
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+    except OSError as err:
+        raise UVSError(data_dir, f"cannot create the data folder: {err.strerror}") from None
     rng = np.random.RandomState(seed)
     sizes = [len(SUBJECTS), len(COLOURS), len(ACTIONS), len(PLACES)]
     prototypes = [rng.randn(n, dim) * (1.0 / np.sqrt(4)) for n in sizes]
@@ -84,6 +92,7 @@ def make_sample(data_dir: str, seed: int = 1234, dim: int = 4096) -> str:
                              for i, sc in enumerate(scenes))
         with open(os.path.join(tmp, "README.txt"), "w", encoding="utf-8") as f:
             f.write(README.format(seed=seed, dim=dim))
+        os.chmod(tmp, normal_mode(0o777))  # mkdtemp made it private
         os.replace(tmp, target)
     except OSError as err:
         raise UVSError(target, f"cannot write the sample data set: {err.strerror}") from None
@@ -93,8 +102,10 @@ def make_sample(data_dir: str, seed: int = 1234, dim: int = 4096) -> str:
 
 
 def ensure_sample(data_dir: str) -> str:
-    """The sample data set's folder, generated first if absent."""
+    """The sample data set's folder, generated first if absent (saying so on stderr)."""
     target = os.path.join(data_dir, NAME)
     if not os.path.isdir(target):
+        print(f"uvs: generating the synthetic sample data set in {target} (first use)",
+              file=sys.stderr, flush=True)
         make_sample(data_dir)
     return target

@@ -37,3 +37,13 @@ def word_ids(tokens: list[str], worddict: dict, n_words: int) -> list[int]:
         i = worddict.get(w, 1)
         ids.append(i if i < n_words else 1)
     return ids
+
+
+def unknown_words(sentences: Iterable[str], worddict: dict, n_words: int) -> list[str]:
+    """The distinct tokens of `sentences` that `word_ids` reads as UNK, in order of appearance."""
+    seen: dict[str, None] = {}
+    for s in sentences:
+        for w in tokenize(s):
+            if word_ids([w], worddict, n_words) == [1]:
+                seen.setdefault(w, None)
+    return list(seen)
