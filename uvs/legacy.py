@@ -1,4 +1,11 @@
-"""Reading the released files: safe unpickling of Python-2.7 (cPickle) pickles."""
+"""Reading the released files: safe unpickling of Python-2.7 (cPickle) pickles.
+
+The unpickler runs opcode by opcode (the standard library's Python unpickler) with every
+operation that could run code, allocate without bound or recurse replaced by a checked one:
+only allow-listed globals, only plain containers mutated, NumPy arrays only as
+`_reconstruct` + `BUILD` of plain numeric data whose size is checked before it is built, and
+limits on nesting, object count and decoded size (`LIMITS`, in the README).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,20 @@ import collections
 import io
 import os
 import pickle
+import re
+import struct
 
 from uvs.errors import UVSError
+
+# The limits, generous for every released file: dictionaries of 10k-30k words take ~200k
+# operations and ~1 MB of text; Lasagne's vgg19.pkl is ~550 MB of float32 arrays.
+MAX_DEPTH = 100  # containers inside containers (and MARKs open at once)
+MAX_OBJECTS = 4_000_000  # operations read, and objects in the value counting each reference
+MAX_TEXT = 64 * 2**20  # characters/bytes of strings in the value, counting each reference
+MAX_ARRAY_BYTES = 2 * 2**30  # data of all NumPy arrays together
+MAX_INT_BITS = 1024
+LIMITS = {"depth": MAX_DEPTH, "objects": MAX_OBJECTS, "text_bytes": MAX_TEXT,
+          "array_bytes": MAX_ARRAY_BYTES, "int_bits": MAX_INT_BITS}
 
 # The only globals a released options/dictionary pickle names (dict, list, tuple, str, int,
 # float, bool and None have opcodes of their own and never go through find_class).
@@ -42,7 +61,24 @@ _UNREADABLE = (
     MemoryError,
     RecursionError,
     UnicodeDecodeError,
+    LookupError,
+    struct.error,
 )
+
+_IN_MEMORY = 64 * 2**20  # pickles up to this size are read into memory first
+_NUMERIC_CODE = re.compile(r"[biufc][0-9]{1,2}")  # a plain dtype as NumPy pickles it: 'f4'
+_REFUSED_OPCODES = {
+    pickle.PERSID: "a persistent id", pickle.BINPERSID: "a persistent id",
+    pickle.OBJ: "an object constructor", pickle.NEWOBJ: "an object constructor",
+    pickle.NEWOBJ_EX: "an object constructor", pickle.EXT1: "an extension code",
+    pickle.EXT2: "an extension code", pickle.EXT4: "an extension code",
+    pickle.NEXT_BUFFER: "an out-of-band buffer", pickle.READONLY_BUFFER: "an out-of-band buffer",
+    pickle.BYTEARRAY8: "a bytearray",
+}
+
+
+class _Refused(Exception):
+    """A pickle uvs will not read (beyond a limit, or asking for something not plain data)."""
 
 
 def _numpy_global(which: str) -> object:
@@ -57,14 +93,93 @@ def _numpy_global(which: str) -> object:
     return getattr(multiarray, which)
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """An Unpickler that resolves only allow-listed globals and never imports anything else."""
+class _BoundedFile:
+    """A file's read/readline that never asks for more bytes than the file has left (a
+    length read from the file is never allocated before it is seen to be there)."""
+
+    def __init__(self, fh: io.BufferedIOBase, left: int | None):
+        self._fh = fh
+        self._left = left
+
+    def read(self, n: int = -1) -> bytes:
+        if self._left is not None:
+            n = self._left if n < 0 else min(n, self._left)
+        data = self._fh.read(n)
+        if self._left is not None:
+            self._left -= len(data)
+        return data
+
+    def readline(self) -> bytes:
+        line = self._fh.readline()
+        if self._left is not None:
+            self._left -= len(line)
+        return line
+
+
+def _reader(fh: io.BufferedIOBase) -> io.BytesIO | _BoundedFile:
+    """What the unpickler reads: small files from memory (fast), large ones bounded."""
+    try:
+        left = os.fstat(fh.fileno()).st_size - fh.tell()
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        return _BoundedFile(fh, None)
+    if left <= _IN_MEMORY:
+        return io.BytesIO(fh.read())
+    return _BoundedFile(fh, left)
+
+
+def _plain_dtype(dt) -> bool:
+    import numpy
+
+    return (isinstance(dt, numpy.dtype) and dt.kind in "biufc" and dt.names is None
+            and dt.subdtype is None and not dt.hasobject and dt.itemsize > 0)
+
+
+class _RestrictedUnpickler(pickle._Unpickler):
+    """An Unpickler that resolves only allow-listed globals, calls them only with checked
+    arguments, mutates only plain containers and stops at the limits above."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, file: io.BufferedIOBase, path: str, allow_numpy: bool):
-        super().__init__(file, encoding="bytes")
+        self._source = _reader(file)
+        super().__init__(self._source, encoding="bytes")
         self._path = path
         self._allow_numpy = allow_numpy
+        self._ops = 0
+        self._array_bytes = 0
+        self._depth: dict[int, int] = {}  # id -> nesting of each tuple/frozenset made
+        self._fresh: dict[int, object] = {}  # arrays/dtypes made by a reduce, not yet built
 
+    def at_end(self) -> bool:
+        """Whether the file holds nothing after what was loaded."""
+        if isinstance(self._source, io.BytesIO):
+            return self._source.tell() >= len(self._source.getbuffer())
+        return self._source._left == 0 or not self._source._fh.peek(1)
+
+    # the loop: the standard one, counting operations ------------------------------------
+    def load(self) -> object:
+        self._unframer = pickle._Unframer(self._file_read, self._file_readline)
+        self.read = self._unframer.read
+        self.readinto = self._unframer.readinto
+        self.readline = self._unframer.readline
+        self.metastack = []
+        self.stack = []
+        self.append = self.stack.append
+        self.proto = 0
+        read, dispatch = self.read, self.dispatch
+        try:
+            while True:
+                key = read(1)
+                if not key:
+                    raise EOFError("it ends before its STOP")
+                self._ops += 1
+                if self._ops > MAX_OBJECTS:
+                    raise _Refused(f"it holds more than {MAX_OBJECTS} objects")
+                dispatch[key[0]](self)
+        except pickle._Stop as stop:
+            return stop.value
+
+    # globals ----------------------------------------------------------------------------
     def find_class(self, module: str, name: str) -> object:
         if (module, name) in _PLAIN_GLOBALS:
             return collections.OrderedDict
@@ -80,8 +195,255 @@ class _RestrictedUnpickler(pickle.Unpickler):
             f"refusing to load {what} from an untrusted pickle (only {allowed} are allowed)",
         )
 
-    def persistent_load(self, pid: object) -> object:
-        raise pickle.UnpicklingError("it holds a persistent id, which plain data never does")
+    # nesting ----------------------------------------------------------------------------
+    def _nested(self, items) -> int:
+        depth = 1 + max((self._depth.get(id(x), 1) for x in items
+                         if type(x) in (tuple, frozenset)), default=0)
+        if depth > MAX_DEPTH:
+            raise _Refused(f"it nests deeper than {MAX_DEPTH} levels")
+        return depth
+
+    def _push_tuple(self, items) -> None:
+        depth = self._nested(items)
+        value = tuple(items)
+        self._depth[id(value)] = depth
+        self.append(value)
+
+    def load_mark(self) -> None:
+        if len(self.metastack) >= MAX_DEPTH:
+            raise _Refused(f"it nests deeper than {MAX_DEPTH} levels")
+        super().load_mark()
+
+    def load_tuple(self) -> None:
+        self._push_tuple(self.pop_mark())
+
+    def load_tuple_n(self, n: int) -> None:
+        items = self.stack[-n:]
+        if len(items) != n:
+            raise pickle.UnpicklingError("a tuple opcode with too few items on the stack")
+        del self.stack[-n:]
+        self._push_tuple(items)
+
+    def load_frozenset(self) -> None:
+        items = self.pop_mark()
+        depth = self._nested(items)
+        value = frozenset(items)
+        self._depth[id(value)] = depth
+        self.append(value)
+
+    # containers are mutated only when they are the plain kind the opcode is for --------
+    def _target(self, kinds: tuple, what: str):
+        if not self.stack or type(self.stack[-1]) not in kinds:
+            raise _Refused(f"it {what} something that is not a plain container")
+        return self.stack[-1]
+
+    def load_append(self) -> None:
+        value = self.stack.pop()
+        if not self.stack or type(self.stack[-1]) is not list:
+            raise _Refused("it appends to something that is not a plain container")
+        self.stack[-1].append(value)
+
+    def load_appends(self) -> None:
+        items = self.pop_mark()
+        self._target((list,), "appends to").extend(items)
+
+    def load_setitem(self) -> None:
+        value = self.stack.pop()
+        key = self.stack.pop()
+        self._target((dict, collections.OrderedDict), "sets an item of")[key] = value
+
+    def load_setitems(self) -> None:
+        items = self.pop_mark()
+        target = self._target((dict, collections.OrderedDict), "sets an item of")
+        for i in range(0, len(items) - 1, 2):
+            target[items[i]] = items[i + 1]
+
+    def load_additems(self) -> None:
+        items = self.pop_mark()
+        self._target((set,), "adds to").update(items)
+
+    # calls: only the allow-listed callables, with arguments checked first ---------------
+    def load_reduce(self) -> None:
+        args = self.stack.pop()
+        func = self.stack[-1]
+        if type(args) is not tuple:
+            raise _Refused("a call's arguments are not a tuple")
+        self.stack[-1] = self._call(func, args)
+
+    def load_inst(self) -> None:
+        module = self.readline()[:-1].decode("ascii")
+        name = self.readline()[:-1].decode("ascii")
+        func = self.find_class(module, name)
+        self.append(self._call(func, tuple(self.pop_mark())))
+
+    def _call(self, func, args: tuple) -> object:
+        if func is collections.OrderedDict:
+            if len(args) > 1 or (args and type(args[0]) not in (list, tuple)):
+                raise _Refused("OrderedDict is called with other than a list of pairs")
+            return collections.OrderedDict(*args)
+        if self._allow_numpy:
+            name = next((n for n in ("_reconstruct", "scalar", "dtype")
+                         if func is _numpy_global(n)), None)
+            if name is not None:
+                return getattr(self, "_numpy_" + name)(args)
+        what = getattr(func, "__qualname__", type(func).__name__)
+        raise _Refused(f"it calls {what}, which plain data never does")
+
+    def _numpy__reconstruct(self, args: tuple) -> object:
+        import numpy
+
+        if (len(args) != 3 or args[0] is not numpy.ndarray or args[1] != (0,)
+                or args[2] not in (b"b", "b")):
+            raise _Refused("numpy _reconstruct is called with other than (ndarray, (0,), 'b')")
+        array = _numpy_global("_reconstruct")(*args)
+        self._fresh[id(array)] = array
+        return array
+
+    def _numpy_dtype(self, args: tuple) -> object:
+        import numpy
+
+        code = args[0] if args else None
+        if isinstance(code, bytes):
+            code = code.decode("ascii", "replace")
+        if (len(args) != 3 or not isinstance(code, str) or not _NUMERIC_CODE.fullmatch(code)
+                or args[2] not in (1, True)):
+            raise _Refused(f"numpy dtype {code!r} is not a plain numeric type")
+        dt = numpy.dtype(code, False, True)  # a copy: BUILD must not touch NumPy's own
+        if not _plain_dtype(dt):
+            raise _Refused(f"numpy dtype {code!r} is not a plain numeric type")
+        self._fresh[id(dt)] = dt
+        return dt
+
+    def _numpy_scalar(self, args: tuple) -> object:
+        if (len(args) != 2 or not _plain_dtype(args[0]) or id(args[0]) in self._fresh
+                or type(args[1]) is not bytes or len(args[1]) != args[0].itemsize):
+            raise _Refused("a numpy scalar that is not plain numeric data")
+        return _numpy_global("scalar")(*args)
+
+    def load_build(self) -> None:
+        state = self.stack.pop()
+        inst = self.stack[-1] if self.stack else None
+        if self._fresh.pop(id(inst), None) is not inst or inst is None:
+            raise _Refused("it sets the state of an object, which plain data never does")
+        import numpy
+
+        if isinstance(inst, numpy.dtype):
+            self._build_dtype(inst, state)
+        else:
+            self._build_array(inst, state)
+
+    def _build_dtype(self, dt, state) -> None:
+        endian = state[1] if type(state) is tuple and len(state) == 8 else None
+        if isinstance(endian, bytes):
+            endian = endian.decode("ascii", "replace")
+        if (type(state) is not tuple or len(state) != 8 or state[0] != 3
+                or endian not in ("<", ">", "|", "=")
+                or state[2:] != (None, None, None, -1, -1, 0)):
+            raise _Refused("a numpy dtype state that is not a plain numeric type")
+        dt.__setstate__((3, endian, None, None, None, -1, -1, 0))
+
+    def _build_array(self, array, state) -> None:
+        if type(state) is not tuple or len(state) not in (4, 5):
+            raise _Refused("a numpy array state that is not (version, shape, dtype, order, data)")
+        if len(state) == 5 and state[0] not in (0, 1):
+            raise _Refused(f"numpy array state version {state[0]!r}")
+        shape, dt, fortran, data = state[-4:]
+        if (type(shape) is not tuple or len(shape) > 32
+                or not all(type(n) is int and n >= 0 for n in shape)):
+            raise _Refused("a numpy array whose shape is not a tuple of sizes")
+        if not _plain_dtype(dt) or id(dt) in self._fresh:
+            raise _Refused(f"a numpy array of dtype {dt!r}: only plain numeric arrays are "
+                           "allowed (no object, structured or string arrays)")
+        if type(fortran) not in (bool, int) or fortran not in (0, 1):
+            raise _Refused("a numpy array whose order flag is not a boolean")
+        count = 1
+        for n in shape:
+            count *= n
+        nbytes = count * dt.itemsize
+        if self._array_bytes + nbytes > MAX_ARRAY_BYTES:
+            raise _Refused(f"its arrays hold more than {MAX_ARRAY_BYTES} bytes")
+        if type(data) is not bytes or len(data) != nbytes:
+            raise _Refused(f"a numpy array of shape {shape} whose data is not {nbytes} bytes")
+        self._array_bytes += nbytes
+        array.__setstate__((1, shape, dt, bool(fortran), data))
+
+
+for _code, _name in (("TUPLE", "load_tuple"), ("FROZENSET", "load_frozenset"),
+                     ("MARK", "load_mark"), ("APPEND", "load_append"),
+                     ("APPENDS", "load_appends"), ("SETITEM", "load_setitem"),
+                     ("SETITEMS", "load_setitems"), ("ADDITEMS", "load_additems"),
+                     ("REDUCE", "load_reduce"), ("INST", "load_inst"), ("BUILD", "load_build")):
+    _RestrictedUnpickler.dispatch[getattr(pickle, _code)[0]] = getattr(_RestrictedUnpickler, _name)
+for _n, _code in ((1, pickle.TUPLE1), (2, pickle.TUPLE2), (3, pickle.TUPLE3)):
+    _RestrictedUnpickler.dispatch[_code[0]] = (
+        lambda self, n=_n: _RestrictedUnpickler.load_tuple_n(self, n))
+
+
+def _refuser(what: str):
+    def refuse(self) -> None:
+        raise pickle.UnpicklingError(f"it holds {what}, which plain data never does")
+    return refuse
+
+
+for _code, _what in _REFUSED_OPCODES.items():
+    _RestrictedUnpickler.dispatch[_code[0]] = _refuser(_what)
+
+
+def _children(obj) -> list | None:
+    kind = type(obj)
+    if kind in (list, tuple, set, frozenset):
+        return list(obj)
+    if kind is dict or kind is collections.OrderedDict:
+        return [x for kv in obj.items() for x in kv]
+    return None
+
+
+def _leaf(obj: object) -> tuple[int, int]:
+    """(objects, text bytes) of a value that holds no other."""
+    if isinstance(obj, (str, bytes)):
+        return 1, len(obj)
+    if type(obj) is int and obj.bit_length() > MAX_INT_BITS:
+        raise _Refused(f"it holds an integer of more than {MAX_INT_BITS} bits")
+    return 1, 0
+
+
+def _measure(value: object) -> None:
+    """Refuse a loaded value beyond the limits, counting a shared object at every place it
+    appears (what printing or converting it would produce), in time linear in its size."""
+    if _children(value) is None:
+        _leaf(value)
+        return
+    done: dict[int, tuple[int, int]] = {}  # id -> (objects, text) of the expanded subtree
+    on_path: set[int] = set()
+    todo: list[tuple[object, list | None]] = [(value, None)]
+    while todo:
+        obj, children = todo.pop()
+        oid = id(obj)
+        if children is not None:  # every child done: sum them up
+            on_path.discard(oid)
+            objects, text = 1, 0
+            for child in children:
+                o, t = done.get(id(child)) or _leaf(child)
+                objects += o
+                text += t
+            if objects > MAX_OBJECTS:
+                raise _Refused(f"it expands to more than {MAX_OBJECTS} objects")
+            if text > MAX_TEXT:
+                raise _Refused(f"its strings expand to more than {MAX_TEXT} bytes")
+            done[oid] = (objects, text)
+            continue
+        if oid in done:
+            continue
+        if oid in on_path:
+            raise _Refused("it contains itself")
+        on_path.add(oid)
+        if len(on_path) > MAX_DEPTH:
+            raise _Refused(f"it nests deeper than {MAX_DEPTH} levels")
+        children = _children(obj)
+        todo.append((obj, children))
+        for child in children:
+            if id(child) not in done and _children(child) is not None:
+                todo.append((child, None))
 
 
 def _text(data: bytes) -> str:
@@ -93,14 +455,18 @@ def _text(data: bytes) -> str:
 
 
 def _to_text(obj: object, seen: dict[int, object]) -> object:
-    """Every bytes inside `obj` (keys, values, items) as str; containers keep type and order."""
+    """Every bytes inside `obj` (keys, values, items) as str; containers keep type and order.
+
+    Shared objects (strings included) are converted once and stay shared.
+    """
+    if id(obj) in seen:
+        return seen[id(obj)]
     if isinstance(obj, bytes):
-        return _text(obj)
+        seen[id(obj)] = converted_text = _text(obj)
+        return converted_text
     kind = type(obj)
     if kind not in (dict, collections.OrderedDict, list, tuple, set, frozenset):
         return obj  # numbers, None, str, NumPy arrays and dtypes: as loaded
-    if id(obj) in seen:
-        return seen[id(obj)]
     if kind is list:
         out_list: list = []
         seen[id(obj)] = out_list
@@ -117,37 +483,76 @@ def _to_text(obj: object, seen: dict[int, object]) -> object:
     return converted
 
 
-def load_pickle(path: str | os.PathLike, allow_numpy: bool = False) -> object:
-    """Load a Python-2 pickle safely; byte strings come back as str (UTF-8, else Latin-1)."""
-    where = os.fspath(path)
+def _check_start(fh: io.BufferedIOBase, where: str) -> None:
+    head = fh.read(8)
+    if not head:
+        raise UVSError(where, "not a readable pickle (the file is empty)")
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            raise UVSError(where, f"not a readable pickle ({what})")
+    fh.seek(0)
+
+
+def _unreadable(where: str, err: Exception) -> UVSError:
+    if isinstance(err, _Refused):
+        return UVSError(where, f"refusing the pickle: {err}")
+    detail = " ".join(str(err).split()) or type(err).__name__
+    if not detail.isprintable():
+        detail = ascii(detail)
+    if len(detail) > 200:
+        detail = detail[:200] + "..."
+    return UVSError(where, f"not a readable pickle ({detail})")
+
+
+def _load_one(unpickler: _RestrictedUnpickler, where: str) -> object:
     try:
-        fh = open(where, "rb")
+        loaded = unpickler.load()
+        _measure(loaded)
+        return _to_text(loaded, {})
+    except UVSError:
+        raise
+    except (_Refused, *_UNREADABLE) as err:
+        raise _unreadable(where, err) from None
+    except OSError as err:
+        raise UVSError(where, f"cannot read ({err.strerror or err})") from None
+
+
+def _open(where: str) -> io.BufferedReader:
+    try:
+        return open(where, "rb")
     except FileNotFoundError:
         raise UVSError(where, "file not found") from None
     except OSError as err:
         raise UVSError(where, f"cannot read ({err.strerror or err})") from None
-    with fh:
+
+
+def load_pickle(path: str | os.PathLike, allow_numpy: bool = False) -> object:
+    """Load a Python-2 pickle safely; byte strings come back as str (UTF-8, else Latin-1)."""
+    where = os.fspath(path)
+    with _open(where) as fh:
         try:
-            head = fh.read(8)
-            if not head:
-                raise UVSError(where, "not a readable pickle (the file is empty)")
-            for magic, what in _MAGIC:
-                if head.startswith(magic):
-                    raise UVSError(where, f"not a readable pickle ({what})")
-            fh.seek(0)
-            loaded = _RestrictedUnpickler(fh, where, allow_numpy).load()
-        except UVSError:
-            raise
-        except _UNREADABLE as err:
-            detail = " ".join(str(err).split()) or type(err).__name__
-            if not detail.isprintable():
-                detail = ascii(detail)
-            if len(detail) > 200:
-                detail = detail[:200] + "..."
-            raise UVSError(where, f"not a readable pickle ({detail})") from None
+            _check_start(fh, where)
         except OSError as err:
             raise UVSError(where, f"cannot read ({err.strerror or err})") from None
-    try:
-        return _to_text(loaded, {})
-    except RecursionError:
-        raise UVSError(where, "not a readable pickle (nested too deeply)") from None
+        return _load_one(_RestrictedUnpickler(fh, where, allow_numpy), where)
+
+
+def load_pickles(path: str | os.PathLike, count: int, what: str) -> list:
+    """`count` Python-2 pickles written one after another in one file (safely, as load_pickle).
+
+    `what` names them for the error when the file holds fewer, e.g. "worddict then wordcount".
+    """
+    where = os.fspath(path)
+    out = []
+    with _open(where) as fh:
+        try:
+            _check_start(fh, where)
+        except OSError as err:
+            raise UVSError(where, f"cannot read ({err.strerror or err})") from None
+        unpickler = _RestrictedUnpickler(fh, where, False)
+        for n in range(count):
+            if n and unpickler.at_end():
+                raise UVSError(where, f"holds {n} pickle{'s' if n > 1 else ''}, expected "
+                               f"{count} in a row ({what})")
+            out.append(_load_one(unpickler, where))
+    return out

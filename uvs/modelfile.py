@@ -3,15 +3,25 @@
 - visual-semantic-embedding: `X.npz` + `X.npz.pkl` (options) + `X.npz.dictionary.pkl`;
 - order-embedding: `X.npz` + `X.pkl` holding `{'options': ..., 'worddict': ...}`;
 - uvs: one `X.npz` whose `__uvs__` entry is UTF-8 JSON (format, version, options, worddict).
+
+Nothing is trusted: the archive is checked member by member (no encryption, stored or deflate
+only, unique plain names, `.npy` headers read before any data and capped by the compressed
+size), the JSON header against a schema, and the options, dictionary and every array against
+the model's *kind* (`KINDS`: the options it needs and the parameter shapes they imply) before
+a byte of parameter data is allocated.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import time
 import zipfile
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +35,15 @@ META_KEY = "__uvs__"
 EXTRA_PREFIX = "optim:"  # arrays that are not parameters: optimizer state in checkpoints
 ENCODERS = ("gru", "bow")
 
+# Limits on what a model archive may declare (README, "Hostile files").
+MAX_MEMBERS = 10_000
+MAX_META_BYTES = 64 * 2**20  # the JSON header
+MAX_META_DEPTH = 32  # nesting of the JSON header
+MAX_NUMBER_CHARS = 40  # a JSON number written longer than this is refused
+MAX_DIMS = 32
+DEFLATE_RATIO = 1032  # the most deflate can expand: a member may declare no more than this
+STALE_TEMP_SECONDS = 600  # a temporary of write_model untouched this long is a dead run's
+
 
 @dataclass
 class ModelFile:
@@ -36,7 +55,379 @@ class ModelFile:
     options: dict
     worddict: OrderedDict
     extra: dict = field(default_factory=dict)  # uvs checkpoints: training state, optimizer
+    kind: str = "vse"
 
+
+def shown(name: object) -> str:
+    """A name from a file, safe to print: control characters and escapes spelled out."""
+    text = str(name)
+    return text if text.isprintable() else ascii(text)[1:-1]
+
+
+# --- schemas: options and the kinds of model ---------------------------------------------
+
+@dataclass(frozen=True)
+class Option:
+    """One option a kind needs: its type, and the range or choices it must lie in."""
+
+    type: type  # int, float, bool or str
+    required: bool = True
+    low: float | None = None
+    high: float | None = None
+    choices: tuple = ()
+
+    def problem(self, value: object) -> str | None:
+        """Why `value` does not fit, or None."""
+        kinds = (int, float) if self.type is float else (self.type,)
+        if isinstance(value, bool) and self.type is not bool or not isinstance(value, kinds):
+            return f"is {type(value).__name__} {_brief(value)}, not {self.type.__name__}"
+        if self.type is float and not math.isfinite(value):
+            return f"is {value}"
+        if self.low is not None and value < self.low:
+            return f"is {value}, below {self.low}"
+        if self.high is not None and value > self.high:
+            return f"is {value}, above {self.high}"
+        if self.choices and value not in self.choices:
+            return f"is {_brief(value)}, not one of {', '.join(map(str, self.choices))}"
+        return None
+
+
+def _brief(value: object) -> str:
+    text = shown(repr(value))
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+Shape = tuple  # of int (exact) or None (any size)
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """A kind of model: the options it needs and the parameters (name -> shape) they imply.
+
+    `shapes(options)` gets options already checked against `options`; `check(options)` returns
+    a problem with options taken together (or None). `vocabulary` names the parameter whose
+    rows are the words: `n_words` defaults to them and may not exceed them. `released_extras`
+    are arrays that released files of this kind carry besides the parameters (ignored).
+    """
+
+    name: str
+    options: dict[str, Option]
+    shapes: Callable[[dict], dict[str, Shape]]
+    check: Callable[[dict], str | None] | None = None
+    vocabulary: str | None = "Wemb"
+    released_extras: tuple[str, ...] = ()
+
+
+KINDS: dict[str, ModelKind] = {}
+
+
+def register_kind(kind: ModelKind) -> None:
+    """Make a kind of model readable by `read_model(path, kind=...)` (and its uvs header)."""
+    KINDS[kind.name] = kind
+
+
+def _vse_shapes(o: dict) -> dict[str, Shape]:
+    dim, dw, di = o["dim"], o["dim_word"], o["dim_image"]
+    shapes = {"Wemb": (None, dw), "ff_image_W": (di, dim), "ff_image_b": (dim,)}
+    if o["encoder"] == "gru":
+        shapes.update({"encoder_W": (dw, 2 * dim), "encoder_b": (2 * dim,),
+                       "encoder_U": (dim, 2 * dim), "encoder_Wx": (dw, dim),
+                       "encoder_Ux": (dim, dim), "encoder_bx": (dim,)})
+    return shapes
+
+
+def _vse_check(o: dict) -> str | None:
+    if o["encoder"] == "bow" and o["dim"] != o["dim_word"]:
+        return f"a bag-of-words model needs dim == dim_word ({o['dim']} != {o['dim_word']})"
+    return None
+
+
+_DIM = 2**16
+register_kind(ModelKind(
+    name="vse",
+    options={"dim": Option(int, low=1, high=_DIM), "dim_word": Option(int, low=1, high=_DIM),
+             "dim_image": Option(int, low=1, high=2**20), "encoder": Option(str, choices=ENCODERS),
+             "n_words": Option(int, required=False, low=1, high=2**26),
+             "method": Option(str, required=False, choices=("cosine", "order")),
+             "abs": Option(bool, required=False),
+             "max_violation": Option(bool, required=False)},
+    shapes=_vse_shapes, check=_vse_check))
+
+# `train_state` of a checkpoint (`read_checkpoint`).
+TRAIN_STATE = {"epoch": Option(int, low=0, high=2**53), "batch": Option(int, low=0, high=2**53),
+               "uidx": Option(int, low=0, high=2**53), "best": Option(float, low=-1.0)}
+
+
+def _check_plain(where: str, what: str, value: object, depth: int = 0) -> None:
+    """Options must be plain JSON-like data (what `info` prints and `convert` writes)."""
+    if depth > MAX_META_DEPTH:
+        raise UVSError(where, f"{what} nests deeper than {MAX_META_DEPTH} levels")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check_plain(where, what, item, depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise UVSError(where, f"{what} has a key that is not text ({_brief(key)})")
+            _check_plain(where, what, item, depth + 1)
+        return
+    raise UVSError(where, f"{what} holds a {type(value).__name__}, which is not plain data")
+
+
+def check_options(where: str, kind: ModelKind, options: object) -> dict:
+    """`options` checked against `kind` (types, ranges, choices); a copy; UVSError if not."""
+    if not isinstance(options, dict):
+        raise UVSError(where, f"model options are not a dictionary but {type(options).__name__}")
+    _check_plain(where, "model options", options)
+    for name, spec in kind.options.items():
+        if name not in options:
+            if spec.required:
+                raise UVSError(where, f"options lack {name!r} (a {kind.name} model needs it)")
+            continue
+        problem = spec.problem(options[name])
+        if problem:
+            raise UVSError(where, f"option {name!r} {problem}")
+    options = dict(options)
+    problem = kind.check(options) if kind.check else None
+    if problem:
+        raise UVSError(where, problem)
+    return options
+
+
+def check_worddict(where: str, worddict: object, n_words: int) -> OrderedDict:
+    """word -> index, every index in 0 ≤ i < max(n_words, len + 2) (released VSE files number
+    their words 2..len+1 with n_words = len); UVSError if not."""
+    if not isinstance(worddict, dict):
+        raise UVSError(where, "word dictionary is not a mapping of words to indices")
+    limit = max(n_words, len(worddict) + 2)
+    for word, index in worddict.items():
+        if not isinstance(word, str) or isinstance(index, bool) or not isinstance(index, int):
+            raise UVSError(where, f"word dictionary is not a mapping of words to indices "
+                           f"({_brief(word)}: {_brief(index)})")
+        if not 0 <= index < limit:
+            raise UVSError(where, f"word {_brief(word)} has index {index}, outside 0..{limit - 1}")
+    return OrderedDict(worddict)
+
+
+# --- the archive -------------------------------------------------------------------------
+
+@dataclass
+class Member:
+    """One `.npy` member of an archive, its header read and checked."""
+
+    info: zipfile.ZipInfo
+    shape: tuple
+    dtype: np.dtype
+    fortran: bool
+    offset: int  # where the data starts in the member
+
+
+class Archive:
+    """A `.npz` opened for checked reading: `members` (name -> Member) before any data."""
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4)
+                size = os.fstat(f.fileno()).st_size
+        except OSError as err:
+            raise UVSError(path, f"cannot read ({err.strerror or err})") from None
+        if head not in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise UVSError(path, "not a model file (not a .npz archive, and no companion .pkl "
+                           "of a released model beside it)")
+        try:
+            self.zip = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as err:
+            raise UVSError(path, f"damaged .npz archive ({shown(err)})") from None
+        try:
+            self.members = self._members(size)
+        except BaseException:
+            self.zip.close()
+            raise
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.zip.close()
+
+    def _members(self, size: int) -> OrderedDict:
+        infos = self.zip.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise UVSError(self.path, f"the archive holds {len(infos)} members (at most "
+                           f"{MAX_MEMBERS} are read)")
+        out: OrderedDict = OrderedDict()
+        for info in infos:
+            name = info.filename
+            key = name[:-4] if name.endswith(".npy") else None
+            if (not key or not key.isprintable() or "/" in key or "\\" in key
+                    or key.startswith(".")):
+                raise UVSError(self.path, f"member {shown(name)!r} is not a plain .npy array "
+                               "name")
+            if key in out:
+                raise UVSError(self.path, f"member {shown(name)!r} appears twice")
+            if info.flag_bits & 0x1:
+                raise UVSError(self.path, f"member {shown(name)!r} is encrypted")
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise UVSError(self.path, f"member {shown(name)!r} uses compression method "
+                               f"{info.compress_type} (only stored and deflate are read)")
+            cap = (info.compress_size if info.compress_type == zipfile.ZIP_STORED
+                   else DEFLATE_RATIO * info.compress_size + 1024)
+            if info.header_offset + info.compress_size > size or info.file_size > cap:
+                raise UVSError(self.path, f"member {shown(name)!r} declares {info.file_size} "
+                               f"bytes from {info.compress_size} compressed (damaged or forged)")
+            out[key] = self._header(info)
+        return out
+
+    def _open(self, info: zipfile.ZipInfo):
+        try:
+            return self.zip.open(info)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError,
+                NotImplementedError, zlib.error) as err:
+            raise UVSError(self.path, f"damaged .npz archive (member {shown(info.filename)!r}: "
+                           f"{shown(err)})") from None
+
+    def _header(self, info: zipfile.ZipInfo) -> Member:
+        fmt = np.lib.format
+        name = shown(info.filename)
+        with self._open(info) as f:
+            try:
+                version = fmt.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = fmt.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, fortran, dtype = fmt.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f".npy format version {version}")
+                offset = f.tell()
+            except (ValueError, TypeError, SyntaxError, EOFError, OSError, zlib.error,
+                    zipfile.BadZipFile, KeyError, OverflowError, RecursionError) as err:
+                raise UVSError(self.path, f"member {name!r} is not a readable .npy array "
+                               f"({shown(' '.join(str(err).split()))[:200]})") from None
+        if len(shape) > MAX_DIMS or dtype.hasobject or dtype.itemsize == 0:
+            raise UVSError(self.path, f"member {name!r} is not a plain array ({dtype}, "
+                           f"{len(shape)} dimensions)")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if offset + nbytes != info.file_size:
+            raise UVSError(self.path, f"member {name!r} declares shape {shape} of {dtype} "
+                           f"({nbytes} bytes) in {info.file_size - offset} bytes (damaged "
+                           "or forged)")
+        return Member(info, tuple(shape), dtype, bool(fortran), offset)
+
+    def read(self, key: str) -> np.ndarray:
+        """The data of member `key`, read into an array of exactly the declared size."""
+        m = self.members[key]
+        out = np.empty(math.prod(m.shape), dtype=m.dtype)
+        view = memoryview(out).cast("B")
+        with self._open(m.info) as f:
+            try:
+                f.read(m.offset)
+                done = 0
+                while done < len(view):
+                    n = f.readinto(view[done:])
+                    if not n:
+                        raise EOFError("the data ends early")
+                    done += n
+                if f.read(1):
+                    raise ValueError("data after the array")
+            except (EOFError, ValueError, OSError, zlib.error, zipfile.BadZipFile) as err:
+                raise UVSError(self.path, f"damaged .npz archive (member "
+                               f"{shown(m.info.filename)!r}: {shown(err)})") from None
+        return out.reshape(m.shape, order="F" if m.fortran else "C")
+
+
+def read_npz(path: str | os.PathLike, expected: dict[str, tuple[Shape, str]]) -> OrderedDict:
+    """Exactly the arrays `expected` (name -> (shape, dtype kinds such as 'f' or 'U')) from a
+    `.npz`, each checked before it is read; UVSError if the file holds anything else."""
+    path = os.fspath(path)
+    with Archive(path) as z:
+        if set(z.members) != set(expected):
+            raise UVSError(path, f"holds {', '.join(map(shown, z.members))}, expected "
+                           f"{', '.join(expected)}")
+        for key, (shape, kinds) in expected.items():
+            _check_member(path, key, z.members[key], shape, kinds)
+        return OrderedDict((key, z.read(key)) for key in expected)
+
+
+def _check_member(path: str, key: str, m: Member, shape: Shape, kinds: str) -> None:
+    if len(m.shape) != len(shape) or any(s is not None and s != g
+                                         for s, g in zip(shape, m.shape, strict=True)):
+        raise UVSError(path, f"{key} has shape {m.shape}, expected "
+                       f"{tuple('?' if s is None else s for s in shape)}")
+    if m.dtype.kind not in kinds or m.dtype.names is not None or m.dtype.subdtype is not None:
+        what = {"f": "floating point", "u": "unsigned integers", "U": "text"}.get(kinds, kinds)
+        raise UVSError(path, f"{key} is {m.dtype}, not {what}")
+
+
+# --- the JSON header ---------------------------------------------------------------------
+
+def _json_pairs(pairs: list) -> OrderedDict:
+    out = OrderedDict()
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {_brief(key)} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def _json_number(kind: type) -> Callable[[str], object]:
+    def parse(text: str) -> object:
+        if len(text) > MAX_NUMBER_CHARS:
+            raise ValueError(f"a number of {len(text)} characters")
+        return kind(text)
+    return parse
+
+
+def _depth(value: object) -> int:
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        obj, d = todo.pop()
+        if isinstance(obj, dict):
+            obj = list(obj.values())
+        if isinstance(obj, list):
+            deepest = max(deepest, d)
+            if d > MAX_META_DEPTH:
+                break
+            todo.extend((x, d + 1) for x in obj)
+    return deepest
+
+
+def parse_meta(path: str, raw: np.ndarray) -> dict:
+    """The `__uvs__` header (uint8 UTF-8 JSON) checked against the schema: an object with
+    format, version, options and worddict of the right types; UVSError if not."""
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"), object_pairs_hook=_json_pairs,
+                          parse_int=_json_number(int), parse_float=_json_number(float))
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        detail = "nested too deeply" if isinstance(err, RecursionError) else shown(err)
+        raise UVSError(path, f"unreadable uvs metadata ({detail[:200]})") from None
+    if not isinstance(meta, dict):
+        raise UVSError(path, f"unreadable uvs metadata (a JSON {type(meta).__name__}, not an "
+                       "object)")
+    if _depth(meta) > MAX_META_DEPTH:
+        raise UVSError(path, f"unreadable uvs metadata (nested deeper than {MAX_META_DEPTH})")
+    version = meta.get("version")
+    if meta.get("format") != FORMAT or isinstance(version, bool) or not isinstance(version, int):
+        raise UVSError(path, "unreadable uvs metadata (no format/version)")
+    if version < 1:
+        raise UVSError(path, f"unreadable uvs metadata (version {version})")
+    if version > VERSION:
+        raise UVSError(path, f"uvs model format version {version} is newer than this "
+                       f"uvs reads ({VERSION}); upgrade uvs")
+    for key in ("options", "worddict"):
+        if not isinstance(meta.get(key), dict):
+            raise UVSError(path, f"unreadable uvs metadata ({key!r} is missing or not an "
+                           "object)")
+    if not isinstance(meta.get("kind", "vse"), str):
+        raise UVSError(path, "unreadable uvs metadata ('kind' is not text)")
+    return meta
+
+
+# --- reading -----------------------------------------------------------------------------
 
 def _exists(path: str) -> bool:
     return os.path.isfile(path)
@@ -58,21 +449,6 @@ def locate(path: str | os.PathLike) -> tuple[str, str, str | None]:
     return "uvs", path, None
 
 
-def _load_arrays(path: str) -> OrderedDict:
-    errors = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except errors as err:
-        raise UVSError(path, f"not a readable NumPy .npz model archive ({err})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise UVSError(path, "not a .npz model archive (it holds a single array)")
-    try:
-        with archive:
-            return OrderedDict((k, archive[k]) for k in archive.files)
-    except errors as err:
-        raise UVSError(path, f"damaged .npz model archive ({err})") from None
-
-
 def _load_vse(npz: str, pkl: str) -> tuple[dict, OrderedDict]:
     from uvs.legacy import load_pickle
 
@@ -91,20 +467,170 @@ def _load_order(pkl: str) -> tuple[dict, OrderedDict]:
     return blob["options"], blob["worddict"]
 
 
+def _read_meta(z: Archive) -> dict:
+    if META_KEY not in z.members:
+        raise UVSError(z.path, "not a model file: no uvs metadata and no companion .pkl "
+                       "(expected X.npz.pkl + X.npz.dictionary.pkl, or X.pkl)")
+    m = z.members[META_KEY]
+    _check_member(z.path, "the uvs metadata", m, (None,), "u")
+    if m.dtype.itemsize != 1 or m.shape[0] > MAX_META_BYTES:
+        raise UVSError(z.path, f"the uvs metadata is {m.shape[0]} x {m.dtype} (at most "
+                       f"{MAX_META_BYTES} bytes)")
+    return parse_meta(z.path, z.read(META_KEY))
+
+
+def _optim_shape(name: str, shapes: dict[str, tuple]) -> tuple:
+    """An optimizer array is shaped like the parameter its name starts with, else a scalar."""
+    owners = [p for p in shapes if name.startswith(p + "_")]
+    return shapes[max(owners, key=len)] if owners else ()
+
+
+def read_model(path: str | os.PathLike, kind: str | None = None) -> ModelFile:
+    """Read any supported model file (path as `X`, `X.npz` or `X.pkl`), validated.
+
+    `kind` (a name in KINDS) is what the caller needs; a uvs file says its own kind and
+    is refused if it differs. Options, dictionary and every array are checked against the
+    kind before any parameter data is read; parameters come back as finite float32.
+    """
+    layout, npz, pkl = locate(path)
+    with Archive(npz) as z:
+        extra: dict = {}
+        if layout == "vse":
+            options, worddict = _load_vse(npz, pkl)
+            where, words_where = pkl, npz + ".dictionary.pkl"
+        elif layout == "order":
+            options, worddict = _load_order(pkl)
+            where = words_where = pkl
+        else:
+            meta = _read_meta(z)
+            options, worddict = meta["options"], meta["worddict"]
+            where = words_where = npz
+            extra = {k: v for k, v in meta.items()
+                     if k not in ("format", "version", "options", "worddict")}
+        own = extra.get("kind", "vse")
+        if kind is not None and own != kind:
+            raise UVSError(npz, f"this is a {shown(own)} model, not a {kind} model")
+        if own not in KINDS:
+            raise UVSError(npz, f"unknown kind of model {shown(own)!r} (this uvs reads "
+                           f"{', '.join(KINDS)})")
+        spec = KINDS[own]
+        options = check_options(where, spec, options)
+        shapes = _check_arrays(z, spec, options)
+        worddict = check_worddict(words_where, worddict, options.get("n_words", 0))
+        params = OrderedDict()
+        arrays = OrderedDict()
+        for key in z.members:
+            if key in shapes:
+                params[key] = _finite(z, key)
+            elif key.startswith(EXTRA_PREFIX):
+                arrays[key[len(EXTRA_PREFIX):]] = _finite(z, key)
+    if layout == "uvs":
+        extra["arrays"] = arrays
+    return ModelFile(npz, layout, params, options, worddict, extra, own)
+
+
+def _check_arrays(z: Archive, spec: ModelKind, options: dict) -> dict[str, tuple]:
+    """Every member against the kind's shapes (float data only); n_words from the vocabulary."""
+    expected = spec.shapes(options)
+    shapes = {}
+    for name, shape in expected.items():
+        if name not in z.members:
+            raise UVSError(z.path, f"parameter {name} is missing")
+        m = z.members[name]
+        if len(m.shape) != len(shape) or any(
+                s is not None and s != g for s, g in zip(shape, m.shape, strict=True)):
+            raise UVSError(z.path, f"parameter {name} has shape {m.shape}, options say "
+                           f"{tuple('?' if s is None else s for s in shape)}")
+        _check_member(z.path, f"parameter {name}", m, shape, "f")
+        shapes[name] = m.shape
+    for key, m in z.members.items():
+        if key in expected or key == META_KEY or key in spec.released_extras:
+            continue
+        if not key.startswith(EXTRA_PREFIX):
+            raise UVSError(z.path, f"member {shown(key)!r} is not a parameter of a "
+                           f"{spec.name} model")
+        _check_member(z.path, f"optimizer array {shown(key)}", m,
+                      _optim_shape(key[len(EXTRA_PREFIX):], shapes), "f")
+    if spec.vocabulary:
+        rows = shapes[spec.vocabulary][0]
+        options.setdefault("n_words", rows)
+        if options["n_words"] > rows:
+            raise UVSError(z.path, f"n_words = {options['n_words']} but {spec.vocabulary} "
+                           f"has {rows} rows")
+    return shapes
+
+
+def _finite(z: Archive, key: str) -> np.ndarray:
+    array = z.read(key).astype(np.float32, copy=False)
+    if not np.isfinite(array).all():
+        raise UVSError(z.path, f"{shown(key)} holds NaN or Inf")
+    return array
+
+
+def read_checkpoint(path: str | os.PathLike, kind: str | None = None) -> ModelFile:
+    """A training checkpoint (`NAME.last.npz`): a uvs model whose header has a valid
+    `train_state` (`TRAIN_STATE`; best_metrics null or an object) and optimizer arrays."""
+    mf = read_model(path, kind)
+    state = mf.extra.get("train_state")
+    if mf.layout != "uvs" or not isinstance(state, dict):
+        raise UVSError(mf.path, "not a training checkpoint (no train_state)")
+    for name, spec in TRAIN_STATE.items():
+        if name not in state:
+            raise UVSError(mf.path, f"train_state lacks {name!r}")
+        problem = spec.problem(state[name])
+        if problem:
+            raise UVSError(mf.path, f"train_state.{name} {problem}")
+    if not isinstance(state.get("best_metrics"), (dict, type(None))):
+        raise UVSError(mf.path, "train_state.best_metrics is neither null nor an object")
+    unknown = set(state) - set(TRAIN_STATE) - {"best_metrics"}
+    if unknown:
+        raise UVSError(mf.path, f"train_state has unknown entries {sorted(map(shown, unknown))}")
+    if not mf.extra["arrays"]:
+        raise UVSError(mf.path, "not a training checkpoint (no optimizer state)")
+    return mf
+
+
+def validate(mf: ModelFile) -> None:
+    """Check that options, dictionary and parameter shapes agree (for a ModelFile built in
+    memory); raise UVSError if not."""
+    spec = KINDS[mf.kind]
+    options = check_options(mf.path, spec, mf.options)
+    for name, shape in spec.shapes(options).items():
+        if name not in mf.params:
+            raise UVSError(mf.path, f"parameter {name} is missing")
+        got = tuple(mf.params[name].shape)
+        if len(got) != len(shape) or any(
+                s is not None and s != g for s, g in zip(shape, got, strict=True)):
+            raise UVSError(mf.path, f"parameter {name} has shape {got}, options say "
+                           f"{tuple('?' if s is None else s for s in shape)}")
+        if not np.issubdtype(mf.params[name].dtype, np.floating):
+            raise UVSError(mf.path, f"parameter {name} is {mf.params[name].dtype}, not "
+                           "floating point")
+    if spec.vocabulary:
+        options.setdefault("n_words", mf.params[spec.vocabulary].shape[0])
+    mf.options.update(options)
+    check_worddict(mf.path, mf.worddict, mf.options.get("n_words", 0))
+
+
+def _shape(arrays: OrderedDict, name: str) -> tuple:
+    return tuple(arrays[name].shape)
+
+
+def _load_arrays(path: str) -> OrderedDict:
+    """Every array of a `.npz`, each checked (plain, size within what the archive holds)."""
+    with Archive(path) as z:
+        return OrderedDict((key, z.read(key)) for key in z.members)
+
+
 def _load_meta(path: str, arrays: OrderedDict) -> tuple[dict, OrderedDict, dict]:
+    """(options, worddict, extra) from the `__uvs__` entry of `arrays` (popped), checked."""
     if META_KEY not in arrays:
         raise UVSError(path, "not a model file: no uvs metadata and no companion .pkl "
                        "(expected X.npz.pkl + X.npz.dictionary.pkl, or X.pkl)")
-    try:
-        meta = json.loads(arrays.pop(META_KEY).tobytes().decode("utf-8"),
-                          object_pairs_hook=OrderedDict)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise UVSError(path, f"unreadable uvs metadata ({err})") from None
-    if meta.get("format") != FORMAT or not isinstance(meta.get("version"), int):
-        raise UVSError(path, "unreadable uvs metadata (no format/version)")
-    if meta["version"] > VERSION:
-        raise UVSError(path, f"uvs model format version {meta['version']} is newer than this "
-                       f"uvs reads ({VERSION}); upgrade uvs")
+    raw = arrays.pop(META_KEY)
+    if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size > MAX_META_BYTES:
+        raise UVSError(path, f"the uvs metadata is {raw.shape} {raw.dtype}, not UTF-8 bytes")
+    meta = parse_meta(path, raw)
     extra = {k: v for k, v in meta.items()
              if k not in ("format", "version", "options", "worddict")}
     extra["arrays"] = OrderedDict((k[len(EXTRA_PREFIX):], arrays.pop(k))
@@ -112,63 +638,7 @@ def _load_meta(path: str, arrays: OrderedDict) -> tuple[dict, OrderedDict, dict]
     return dict(meta["options"]), OrderedDict(meta["worddict"]), extra
 
 
-def _shape(arrays: OrderedDict, name: str) -> tuple:
-    return tuple(arrays[name].shape)
-
-
-def validate(mf: ModelFile) -> None:
-    """Check that options, dictionary and parameter shapes agree; raise UVSError if not."""
-    o, p = mf.options, mf.params
-    for key in ("dim", "dim_word", "dim_image", "encoder"):
-        if key not in o:
-            raise UVSError(mf.path, f"options lack {key!r}")
-    if o["encoder"] not in ENCODERS:
-        raise UVSError(mf.path, f"unknown encoder {o['encoder']!r} (expected gru or bow)")
-    if not isinstance(mf.worddict, dict) or not all(
-            isinstance(k, str) and isinstance(v, int) for k, v in mf.worddict.items()):
-        raise UVSError(mf.path, "word dictionary is not a mapping of words to indices")
-    dim, dw, di = o["dim"], o["dim_word"], o["dim_image"]
-    expected = {"Wemb": (None, dw), "ff_image_W": (di, dim), "ff_image_b": (dim,)}
-    if o["encoder"] == "gru":
-        expected.update({"encoder_W": (dw, 2 * dim), "encoder_b": (2 * dim,),
-                         "encoder_U": (dim, 2 * dim), "encoder_Wx": (dw, dim),
-                         "encoder_Ux": (dim, dim), "encoder_bx": (dim,)})
-    elif dim != dw:
-        raise UVSError(mf.path, f"a bag-of-words model needs dim == dim_word ({dim} != {dw})")
-    for name, shape in expected.items():
-        if name not in p:
-            raise UVSError(mf.path, f"parameter {name} is missing")
-        got = _shape(p, name)
-        if len(got) != len(shape) or any(
-                s is not None and s != g for s, g in zip(shape, got, strict=True)):
-            raise UVSError(mf.path, f"parameter {name} has shape {got}, options say "
-                           f"{tuple('?' if s is None else s for s in shape)}")
-        if not np.issubdtype(p[name].dtype, np.floating):
-            raise UVSError(mf.path, f"parameter {name} is {p[name].dtype}, not floating point")
-    o.setdefault("n_words", _shape(p, "Wemb")[0])
-    if o["n_words"] > _shape(p, "Wemb")[0]:
-        raise UVSError(mf.path, f"n_words = {o['n_words']} but Wemb has "
-                       f"{_shape(p, 'Wemb')[0]} rows")
-
-
-def read_model(path: str | os.PathLike) -> ModelFile:
-    """Read any supported model file (path as `X`, `X.npz` or `X.pkl`), validated."""
-    layout, npz, pkl = locate(path)
-    arrays = _load_arrays(npz)
-    extra: dict = {}
-    if layout == "vse":
-        options, worddict = _load_vse(npz, pkl)
-    elif layout == "order":
-        options, worddict = _load_order(pkl)
-    else:
-        options, worddict, extra = _load_meta(npz, arrays)
-    if not isinstance(options, dict):
-        raise UVSError(pkl or npz, "model options are not a dictionary")
-    params = OrderedDict((k, np.asarray(v, dtype="float32")) for k, v in arrays.items())
-    mf = ModelFile(npz, layout, params, dict(options), worddict, extra)
-    validate(mf)
-    return mf
-
+# --- writing -----------------------------------------------------------------------------
 
 def _jsonable(value):
     """Options as JSON: NumPy scalars become Python numbers."""
@@ -181,11 +651,38 @@ def _jsonable(value):
     return value
 
 
+def remove_stale_temporaries(path: str | os.PathLike, age: float = STALE_TEMP_SECONDS) -> list:
+    """Delete what killed writes of `path` left: uvs's own temporaries of exactly this target
+    (`.NAME.XXXXXXXX.tmp.npz`), regular files (never a link) untouched for `age` seconds."""
+    path = os.path.abspath(os.fspath(path))
+    folder, base = os.path.split(path)
+    pattern = re.compile(r"\." + re.escape(base) + r"\.[a-z0-9_]{8}\.tmp\.npz")
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if (entry.is_file(follow_symlinks=False) and st.st_uid == os.getuid()
+                    and now - st.st_mtime > age):
+                os.unlink(entry.path)
+                removed.append(entry.path)
+        except OSError:
+            continue
+    return removed
+
+
 def write_model(path: str | os.PathLike, params: dict, options: dict, worddict: dict,
                 extra_meta: dict | None = None, extra_arrays: dict | None = None) -> None:
     """Write the uvs format: one `.npz`, parameters plus JSON metadata, atomically.
 
-    Checkpoints add `extra_meta` (JSON) and `extra_arrays` (optimizer state).
+    Checkpoints add `extra_meta` (JSON) and `extra_arrays` (optimizer state). Temporaries
+    that killed writes of the same file left behind are removed first.
     """
     meta = {"format": FORMAT, "version": VERSION, "options": _jsonable(options),
             "worddict": {str(k): int(v) for k, v in worddict.items()},
@@ -193,5 +690,6 @@ def write_model(path: str | os.PathLike, params: dict, options: dict, worddict: 
     blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
     arrays = {k: np.asarray(v) for k, v in params.items()}
     arrays.update({EXTRA_PREFIX + k: np.asarray(v) for k, v in (extra_arrays or {}).items()})
+    remove_stale_temporaries(path)
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, **arrays, **{META_KEY: blob})
