@@ -114,7 +114,7 @@ def test_regions_file_checks_and_matching(tmp_path):
     with pytest.raises(UVSError, match="3 photos, but the test split has 4"):
         match_split(r, 4, None, "the test split")
     with pytest.raises(UVSError, match="'w' of dev is not in the regions file"):
-        match_split(r, 2, ["x", "w"], "dev")
+        match_split(r, 3, ["x", "w", "y"], "dev")  # names decide, not the count
     write_regions(path, f, np.array([0, 0, 2, 2, 2]), np.zeros((5, 4)), ["x", "y", "z"])
     with pytest.raises(UVSError, match=r"photo 1 \(y\) has no region"):
         read_regions(path)

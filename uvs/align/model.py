@@ -50,18 +50,6 @@ def init_params(options: dict, rng=np.random) -> OrderedDict:
     return params
 
 
-def param_shapes(options: dict) -> dict:
-    """The shape of each parameter that options imply (None: any length)."""
-    dw, dim, di = options["dim_word"], options["dim"], options["dim_image"]
-    shapes = {"Wemb": (None, dw), "brnn_We": (dw, dim), "brnn_be": (dim,),
-              "brnn_Wd": (dim, dim), "brnn_bd": (dim,), "region_W": (di, dim),
-              "region_b": (dim,)}
-    for d in ("f", "b"):
-        shapes[f"brnn_W{d}"] = (dim, dim)
-        shapes[f"brnn_b{d}"] = (dim,)
-    return shapes
-
-
 def _recurrence(tparams, e, mask, direction):
     """h_t = f(e_t + h_{t∓1}·W + b) over time; where mask is 0 the state is carried over.
 

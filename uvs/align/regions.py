@@ -170,19 +170,21 @@ def match_split(regions: Regions, n_images: int, names: list[str] | None,
                 what: str) -> Regions:
     """The regions of a split's `n_images` photos, in the split's order.
 
-    By path when the split names its photos (`names`) and every name is in the file, else
-    by row order when the counts agree; otherwise a one-line error.
+    By path (or file name) when the split names its photos (`names`): every one must be in
+    the file. By row order when it does not: the counts must agree. Otherwise a one-line error.
     """
-    if names is not None and len(names) == n_images:
+    if names is not None:
+        if len(names) != n_images:
+            raise UVSError(regions.path, f"{what} names {len(names)} photos for {n_images} "
+                           "images")
         index = {p: k for k, p in enumerate(regions.paths)}
         base = {os.path.basename(p): k for k, p in enumerate(regions.paths)}
         found = [index.get(p, base.get(os.path.basename(p))) for p in names]
-        if all(k is not None for k in found):
-            return regions.subset(np.array(found))
-        missing = names[found.index(None)]
-        if len(regions) != n_images:
+        if None in found:
+            missing = names[found.index(None)]
             raise UVSError(regions.path, f"photo {missing!r} of {what} is not in the regions "
-                           f"file ({len(regions)} photos, {n_images} in {what})")
+                           f"file ({found.count(None)} of {n_images} missing)")
+        return regions.subset(np.array(found))
     if len(regions) != n_images:
         raise UVSError(regions.path, f"{len(regions)} photos, but {what} has {n_images}: "
                        "regions are matched by path or row order")
