@@ -121,13 +121,13 @@ def info(model, backend, as_json):
     if model is None:
         raise click.UsageError("give a MODEL (or --backend)")
     mf = read_model(model)
-    summary = {"path": mf.path, "layout": mf.layout, "options": mf.options,
+    summary = {"path": mf.path, "layout": mf.layout, "kind": mf.kind, "options": mf.options,
                "vocabulary": len(mf.worddict),
                "parameters": {k: list(v.shape) for k, v in mf.params.items()}}
     if as_json:
         print_json(summary)
         return
-    click.echo(f"{mf.path}  ({mf.layout} layout, {len(mf.worddict)} words)")
+    click.echo(f"{mf.path}  ({mf.kind} model, {mf.layout} layout, {len(mf.worddict)} words)")
     click.echo("options:")
     for k, v in mf.options.items():
         click.echo(f"  {k:<14} {v!r}")
