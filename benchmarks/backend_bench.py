@@ -2,7 +2,7 @@
 
     python benchmarks/backend_bench.py [--modes CVM,NUMBA,JAX] [--repeat 10] [--cold]
 
-The encoder is the DESIGN.md GRU (word embeddings looked up in `Wemb`, `scan`
+The encoder is the GRU of uvs/layers.py (word embeddings looked up in `Wemb`, `scan`
 over time, last state L2-normalised) at the paper's sizes; the gradient is taken
 w.r.t. all seven weights, as in training. `--cold` compiles into a fresh
 temporary `base_compiledir` to show first-compile times ("compile" includes

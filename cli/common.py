@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
+import logging
+import shlex
 import sys
+from collections.abc import Iterator
 
 import click
 
@@ -44,10 +47,6 @@ def quiet_option(f):
     return click.option("-q", "--quiet", is_flag=True, help="No progress output.")(f)
 
 
-def stderr_is_tty() -> bool:
-    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
-
-
 def table_options(table, skip: tuple = ()):
     """Click options derived from a `uvs.options.OptionTable`, each under its table name.
 
@@ -74,3 +73,32 @@ def table_options(table, skip: tuple = ()):
             f = click.option(flag, o.name, **kwargs)(f)
         return f
     return decorate
+
+
+def overwrite_option(f):
+    return click.option("--overwrite", is_flag=True,
+                        help="Replace another run's model, checkpoint and log at SAVETO.")(f)
+
+
+@contextlib.contextmanager
+def progress_lines(quiet: bool) -> Iterator[None]:
+    """Lines logged by the library (`uvs.*` loggers, INFO and up) on stderr, unless quiet."""
+    handler = logging.StreamHandler(click.get_text_stream("stderr"))
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger = logging.getLogger("uvs")
+    level = logger.level
+    logger.addHandler(handler)
+    if level == logging.NOTSET or level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def exit_interrupted(stop, resume: list[str]):
+    """One line for a run stopped by a signal (`uvs.runs.Interrupted`), then exit 130/143."""
+    click.echo(f"{stop}; resume with: {shlex.join(resume)}", err=True)
+    sys.exit(stop.exit_status)

@@ -61,7 +61,8 @@ def _photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
 def features(photos, list_file, root, output, weights, crops, device, batch_size, strict,
              boxes, max_regions, as_json, quiet):
     """VGG-19 fc7 features (after ReLU, rows of unit norm) of PHOTOS into FEATS.npy."""
-    from uvs import demo, vgg
+    from uvs import vgg
+    from uvs.features import paths_file
     from uvs.fileio import save_npy, write_text
 
     if boxes is not None:
@@ -77,7 +78,7 @@ def features(photos, list_file, root, output, weights, crops, device, batch_size
     if not run.paths:
         raise UVSError(list_file or paths[0], f"none of the {len(paths)} images could be read")
     save_npy(output, run.features)
-    listing = demo.paths_file(output)
+    listing = paths_file(output)
     write_text(listing, "".join(p + "\n" for p in run.paths))
     summary = {"output": output, "paths": listing, "rows": len(run.paths), "dim": net.dim,
                "crops": int(crops), "weights": net.weights, "preprocessing": net.preprocessing,
@@ -106,43 +107,6 @@ def _check_search(image, text, collections, minus, plus):
     if text and "captions" in collections:
         raise click.UsageError("--text finds photos: give --images FEATS.npy or an index of "
                                "images")
-
-
-def _embed_query(model, image, image_features, row, text, weights, crops, device, minus, plus):
-    from uvs import demo, vgg
-    from uvs.tools import encode_images
-
-    if text is not None:
-        return demo.embed_text(model, text)
-    if image_features is not None:
-        feats = demo.feature_row(model, image_features, row)
-    else:
-        net = vgg.build_convnet(weights, device=device)
-        dim_image = model["options"]["dim_image"]
-        if net.dim != dim_image:
-            raise UVSError(net.weights, f"these VGG weights give {net.dim}-d features; the "
-                           f"model expects {dim_image}-d")
-        feats = vgg.compute_features(net, [image], crops=int(crops))
-    vec = encode_images(model, feats)[0]
-    return demo.arithmetic(model, vec, minus, plus) if (minus or plus) else vec
-
-
-def _search_index(model, path, query, image, minus, plus, k, candidates, nprobe):
-    from uvs import demo
-    from uvs import index as uindex
-
-    idx = uindex.load(path)
-    if idx.meta.get("model") != demo.model_fingerprint(model):
-        raise UVSError(path, "this index was built with another model; rebuild it with "
-                       "`uvs index build` for this one")
-    kind = idx.meta["kind"]
-    if kind == "captions" and (not image or minus or plus):
-        raise UVSError(path, "an index of captions answers a plain --image query")
-    if kind == "images" and image and not (minus or plus):
-        raise UVSError(path, "an index of images answers --text (or --image with "
-                       "--minus/--plus)")
-    rows, sims = uindex.search(idx, query, k, candidates=candidates, nprobe=nprobe)
-    return kind, idx.names, rows, sims, idx.index.reconstruct_batch(rows), "index"
 
 
 @click.command()
@@ -174,7 +138,9 @@ def _search_index(model, path, query, image, minus, plus, k, candidates, nprobe)
 def search(model, image, image_features, row, text, captions, feats, index_path, minus, plus,
            rerank, k, weights, crops, device, candidates, nprobe, as_json, quiet):
     """Captions for a photo, or photos for a sentence (or for photo − word + word)."""
-    from uvs import demo, tools
+    from uvs import search as usearch
+    from uvs import tools
+    from uvs.retrieval import model_method
     from uvs.vocab import unknown_words
 
     given = {"captions": captions, "images": feats, "index": index_path}
@@ -189,29 +155,19 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
     if unknown:
         click.echo(f"note: {model} does not know {', '.join(map(repr, unknown))} "
                    "(read as UNK)", err=True)
-    query = _embed_query(m, image, image_features, row, text, weights, crops, device, minus,
-                         plus)
-    if index_path:
-        kind, names, rows, sims, hits, cache = _search_index(
-            m, index_path, query, image_query, minus, plus, k, candidates, nprobe)
-    elif captions:
-        kind = "captions"
-        names, vecs, cache = demo.caption_collection(m, captions, not quiet)
-        rows, sims = demo.rank_captions(m, query, vecs, k)
-        hits = vecs[rows]
-    else:
-        kind = "images"
-        names, vecs, cache = demo.image_collection(m, feats, not quiet)
-        rows, sims = demo.rank_images(m, query, vecs, k)
-        hits = vecs[rows]
-    if rerank and kind == "images":
-        order = demo.rerank_by_mean(hits)
-        rows, sims = rows[order], sims[order]
+    query = usearch.embed_query(m, text=text, photo=image, features=image_features, row=row,
+                                weights=weights, crops=int(crops), device=device, minus=minus,
+                                plus=plus)
+    hits = usearch.search(m, query, usearch.finds(bool(image_query), minus, plus),
+                          captions=captions, images=feats, index=index_path, k=k,
+                          rerank=rerank, candidates=candidates, nprobe=nprobe,
+                          show_progress=not quiet)
+    kind, names, rows, sims = hits.kind, hits.names, hits.rows, hits.scores
     item = "caption" if kind == "captions" else "image"
     results = [{"rank": r + 1, "row": int(i), "score": float(s), item: names[i]}
                for r, (i, s) in enumerate(zip(rows, sims, strict=True))]
     if as_json:
-        method = demo.model_method(m)
+        method = model_method(m)
         print_json({
             "model": model, "method": method,
             "score": "negative order error" if method == "order" else "cosine similarity",
@@ -219,7 +175,7 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
                       "row": row if image_features else None, "text": text,
                       "minus": list(minus), "plus": list(plus), "unknown_words": unknown},
             "collection": {"kind": kind, "path": next(iter(collections.values())),
-                           "count": len(names), "cache": cache},
+                           "count": len(names), "cache": hits.cache},
             "results": results})
         return
     for r in results:
@@ -250,29 +206,22 @@ def index():
 @quiet_option
 def build(model, captions, feats, output, index_type, nlist, nprobe, as_json, quiet):
     """Embed a caption file or FEATS.npy with MODEL and index it in OUTPUT."""
-    from uvs import demo, tools
     from uvs import index as uindex
+    from uvs import tools
 
     if bool(captions) == bool(feats):
         raise click.UsageError("index one collection: --captions FILE or --images FEATS.npy")
-    m = tools.load_model(model)
-    fingerprint = demo.model_fingerprint(m)
-    source = captions or feats
-    collect = demo.caption_collection if captions else demo.image_collection
-    names, vecs, cache = collect(m, source, not quiet, model_hash=fingerprint)
-    meta = {"kind": "captions" if captions else "images", "method": demo.model_method(m),
-            "model": fingerprint, "model_path": model, "source": source,
-            "source_sha256": demo.file_sha256(source)}
-    with _bar(len(vecs), "indexing", quiet) as bar:
-        built = uindex.build(vecs, names, meta, index_type=index_type, nlist=nlist,
-                             nprobe=nprobe, on_progress=bar.update)
+    built, cache = uindex.build_collection(tools.load_model(model), captions=captions,
+                                           images=feats, model_path=model,
+                                           index_type=index_type, nlist=nlist, nprobe=nprobe,
+                                           show_progress=not quiet)
     uindex.save(built, output)
     if as_json:
         print_json({"index": output, **built.meta, "cache": cache})
         return
     how = "exact" if built.meta["type"] == "flat" else \
         f"approximate, nlist {built.meta['nlist']}, nprobe {built.meta['nprobe']}"
-    click.echo(f"indexed {len(names)} {built.meta['kind']} in {output} "
+    click.echo(f"indexed {len(built.names)} {built.meta['kind']} in {output} "
                f"({built.meta['type']}: {how})")
 
 
@@ -283,12 +232,7 @@ def info(path, as_json):
     """What an index holds: kind, model, count, type."""
     from uvs import index as uindex
 
-    try:
-        f = open(path, "rb")
-    except OSError as err:
-        raise UVSError(path, f"cannot read: {err.strerror}") from None
-    with f:
-        meta = uindex.read_meta(f, path)
+    meta = uindex.read_info(path)
     if as_json:
         print_json({"index": path, **meta})
         return

@@ -106,7 +106,7 @@ def encode_images(model, features, output, quiet):
 @json_option
 def info(model, backend, as_json):
     """Show MODEL's layout, options, vocabulary size and parameter shapes."""
-    from uvs.modelfile import read_model
+    from uvs.modelfile import read_model, shown
 
     if backend:
         from uvs.backend import describe
@@ -130,7 +130,7 @@ def info(model, backend, as_json):
     click.echo(f"{mf.path}  ({mf.kind} model, {mf.layout} layout, {len(mf.worddict)} words)")
     click.echo("options:")
     for k, v in mf.options.items():
-        click.echo(f"  {k:<14} {v!r}")
+        click.echo(f"  {shown(k):<14} {v!r}")
     click.echo("parameters:")
     for k, v in mf.params.items():
         click.echo(f"  {k:<14} {' x '.join(map(str, v.shape))}")

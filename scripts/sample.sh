@@ -4,7 +4,7 @@
 source "$(dirname "$0")/env.sh"
 data=${UVS_DATA:-data}
 uvs train --data sample --dim 256 --dim-word 128 --max-epochs 3 --valid-freq 50 \
-    --saveto models/sample.npz
+    --saveto models/sample.npz --overwrite
 uvs evalrank models/sample.npz --split test
 echo "captions retrieved for test image 0 ($(head -1 "$data/sample/sample_test_photos.paths.txt")):"
 uvs search models/sample.npz --image-features "$data/sample/sample_test_photos.npy" --row 0 \

@@ -10,22 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import uvs  # noqa: F401  (configures PyTensor)
 from uvs import backend
 
+backend.configure()
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
-    """Run `code` in a fresh interpreter that imports this checkout's uvs.
-
-    The `blas__ldflags` this process's uvs put into `PYTENSOR_FLAGS` are dropped,
-    or the child would take them for the user's own.
-    """
-    flags = backend._parse_flags(os.environ.get("PYTENSOR_FLAGS", ""))
-    flags.pop("blas__ldflags", None)
-    inherited = ",".join(f'{k}="{v}"' for k, v in flags.items())
-    environ = {**os.environ, "PYTENSOR_FLAGS": inherited, **env, "PYTHONPATH": str(ROOT)}
+    """Run `code` in a fresh interpreter that imports this checkout's uvs."""
+    environ = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=300
     )
@@ -83,10 +76,25 @@ def test_mode_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UVS_MODE", "numba")
     assert backend.mode() == "NUMBA"
     assert backend.describe()["mode"] == "NUMBA"
+    assert backend.mode("cvm") == "CVM"  # an argument wins over the environment
+    assert backend.describe("cvm")["mode"] == "CVM"
     monkeypatch.setenv("UVS_MODE", "cvm")
     assert backend.mode() == "CVM"
     monkeypatch.delenv("UVS_MODE")
     assert backend.mode() in backend.MODES
+    with pytest.raises(ValueError, match="mode='GPU'"):
+        backend.mode("gpu")
+
+
+def test_function_takes_the_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pytensor.tensor as pt
+    from pytensor.link.numba.linker import NumbaLinker
+
+    monkeypatch.setenv("UVS_MODE", "cvm")
+    x = pt.vector("x")
+    f = backend.function([x], 2 * x, mode="numba")
+    assert isinstance(f.maker.linker, NumbaLinker)
+    np.testing.assert_allclose(f(np.ones(3, dtype="float32")), 2)
 
 
 def test_bad_mode_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,8 +132,23 @@ def test_user_ldflags_left_alone() -> None:
     assert text.startswith("user")
 
 
-def test_import_prints_no_blas_warning() -> None:
-    res = run_python("import uvs, pytensor; print(bool(pytensor.config.blas__ldflags))")
+def test_import_changes_nothing() -> None:
+    code = (
+        "import os, warnings, numpy, scipy, numba, click, pytensor.tensor, pytensor.scan;"
+        "before = (os.environ.get('PYTENSOR_FLAGS'), list(warnings.filters));"
+        "import uvs, uvs.tools, uvs.train, uvs.gru_op;"
+        "print(before == (os.environ.get('PYTENSOR_FLAGS'), list(warnings.filters)));"
+        "print(pytensor.config.floatX); uvs.backend.configure(); print(pytensor.config.floatX);"
+        "print(before == (os.environ.get('PYTENSOR_FLAGS'), list(warnings.filters)))"
+    )
+    res = run_python(code, PYTENSOR_FLAGS="floatX=float64")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["True", "float64", "float32", "True"]
+
+
+def test_configure_prints_no_blas_warning() -> None:
+    code = "from uvs import backend; backend.configure(); print(backend.blas().source)"
+    res = run_python(code)
     assert res.returncode == 0, res.stderr
     assert "could not link to a BLAS" not in res.stderr
 

@@ -9,7 +9,7 @@ from clirun import ok, one_line_error, run
 from models import write_tiny_model
 from vggfixtures import DENSE, awkward_images, write_lasagne_vgg
 
-from uvs import demo, tools, vgg
+from uvs import corpus, demo, tools, vgg
 
 pytest.importorskip("torchvision")
 pytest.importorskip("PIL")
@@ -128,7 +128,7 @@ def test_multimodal_arithmetic(work):
                          "-k", 5)
     model = tools.load_model(work["cosine"])
     net = demo.build_convnet(work["vgg"], device="cpu")
-    names, vecs, _ = demo.image_collection(model, str(work["feats"]))
+    names, vecs, _ = corpus.image_collection(model, str(work["feats"]))
     want = demo.regularities(model, net, names, vecs, work["photos"]["rgb"], "blue", "red", k=5)
     assert [r["image"] for r in report["results"]] == want
     assert report["query"]["minus"] == ["blue"] and report["query"]["plus"] == ["red"]
@@ -159,7 +159,7 @@ def test_index_search_matches_direct_search(work, tmp_path, which, index_type):
     for a, b in zip(indexed["results"], direct["results"], strict=True):
         assert a["score"] == pytest.approx(b["score"], abs=1e-5)
     info = json.loads(ok(run("index", "info", im_idx, "--json")).stdout)
-    assert info["model"] == demo.model_fingerprint(tools.load_model(work[which]))
+    assert info["model"] == corpus.model_fingerprint(tools.load_model(work[which]))
 
 
 def test_index_refuses_another_model_and_wrong_query(work, tmp_path):

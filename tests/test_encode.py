@@ -6,6 +6,7 @@ import reference
 from models import write_tiny_model
 
 from uvs import tools
+from uvs.gru_op import GRUForward
 
 SENTENCES = [
     "a dog runs on the beach",
@@ -29,12 +30,21 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: "-".join(map(str, c)))
+# every GRU case with both implementations: the fused Op and the original's `scan` graph
+GRUS = [(case, gru) for case in CASES for gru in (("scan", "fused") if case[1] == "gru" else
+                                                  ("scan",))]
+
+
+@pytest.fixture(scope="module", params=GRUS,
+                ids=lambda c: "-".join(map(str, c[0])) + ("-" + c[1] if c[0][1] == "gru" else ""))
 def loaded(request, tmp_path_factory):
-    layout, encoder, method, abs_ = request.param
+    (layout, encoder, method, abs_), gru = request.param
     path, params, options, worddict = write_tiny_model(
         tmp_path_factory.mktemp(layout), layout, encoder, method, abs_)
-    return tools.load_model(path), params, options, worddict
+    model = tools.load_model(path, gru=gru)
+    ops = {type(n.op) for n in model["f_senc"].maker.fgraph.apply_nodes}
+    assert (GRUForward in ops) == (gru == "fused")
+    return model, params, options, worddict
 
 
 def test_sentences_match_reference(loaded):

@@ -1,9 +1,9 @@
 """The fused GRU (uvs/gru_op.py) against the `scan` GRU it replaces: values, gradients, updates."""
 
+import os
 from collections import OrderedDict
 
 import numpy as np
-import pytensor
 import pytensor.tensor as pt
 import pytest
 from models import tiny_options, tiny_worddict
@@ -44,19 +44,18 @@ def _inputs(T, B, kept, dtype="float32"):
     return x, mask, h0, weights
 
 
-def _build(impl, monkeypatch, with_h0, mode=None, dtype="float32"):
+def _build(impl, with_h0, mode=None, dtype="float32"):
     """f(x, mask, h0, C) -> [h, d cost / d (x, mask, h0, W, U, b, Wx, Ux, bx)]."""
-    monkeypatch.setenv("UVS_GRU", impl)
     tparams = init_tparams(_params(dtype))
     x = pt.tensor3("x", dtype=dtype)
     mask = pt.matrix("mask", dtype=dtype)
     h0 = pt.matrix("h0", dtype=dtype)
     weights = pt.tensor3("C", dtype=dtype)
-    h = gru_layer(tparams, x, h0 if with_h0 else None, {}, prefix="enc", mask=mask)[0]
+    h = gru_layer(tparams, x, h0 if with_h0 else None, {}, prefix="enc", mask=mask, impl=impl)[0]
     cost = (h * weights).sum() + (h[-1] ** 2).sum()
     wrt = [x, mask] + ([h0] if with_h0 else []) + [tparams[f"enc_{w}"] for w in WEIGHTS]
     f = backend.function([x, mask, h0, weights], [h, *pt.grad(cost, wrt)],
-                         on_unused_input="ignore", mode=mode or backend.mode())
+                         on_unused_input="ignore", mode=mode)
     return f
 
 
@@ -66,9 +65,9 @@ def _ops(f):
 
 @pytest.mark.parametrize("with_h0", [False, True], ids=["h0=0", "h0 given"])
 @pytest.mark.parametrize("mode", [None, PY], ids=["C", "numpy"])
-def test_fused_matches_scan(monkeypatch, with_h0, mode):
-    reference = _build("scan", monkeypatch, with_h0)
-    fused = _build("fused", monkeypatch, with_h0, mode=mode)
+def test_fused_matches_scan(with_h0, mode):
+    reference = _build("scan", with_h0)
+    fused = _build("fused", with_h0, mode=mode)
     assert Scan in _ops(reference) and Scan not in _ops(fused)
     assert gru_op.GRUForward in _ops(fused) and gru_op.GRUBackward in _ops(fused)
     names = ["h", "x", "mask"] + (["h0"] if with_h0 else []) + list(WEIGHTS)
@@ -80,28 +79,28 @@ def test_fused_matches_scan(monkeypatch, with_h0, mode):
                                        err_msg=f"{name}, T={T}, B={B}")
 
 
-def test_fused_float64(monkeypatch):
-    reference = _build("scan", monkeypatch, True, dtype="float64")
-    fused = _build("fused", monkeypatch, True, dtype="float64")
+def test_fused_float64():
+    reference = _build("scan", True, dtype="float64")
+    fused = _build("fused", True, dtype="float64")
     args = _inputs(4, 3, [4, 2, 1], dtype="float64")
     for want, got in zip(reference(*args), fused(*args), strict=True):
         assert got.dtype == np.float64
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
 
 
-def test_mask_defaults_to_ones(monkeypatch):
+def test_mask_defaults_to_ones():
     outs = []
     for impl in ("scan", "fused"):
-        monkeypatch.setenv("UVS_GRU", impl)
         tparams = init_tparams(_params())
         x = pt.tensor3("x", dtype="float32")
-        outs.append(backend.function([x], gru_layer(tparams, x, None, {}, prefix="enc")[0]))
+        h = gru_layer(tparams, x, None, {}, prefix="enc", impl=impl)[0]
+        outs.append(backend.function([x], h))
     x = np.random.RandomState(1).randn(3, 2, NIN).astype("float32")
     np.testing.assert_allclose(outs[1](x), outs[0](x), rtol=1e-5, atol=1e-6)
 
 
-def test_bad_shapes_are_refused(monkeypatch):
-    f = _build("fused", monkeypatch, True)
+def test_bad_shapes_are_refused():
+    f = _build("fused", True)
     x, mask, h0, weights = _inputs(3, 2, [3, 3])
     with pytest.raises(ValueError):
         f(x, mask, h0[:1], weights)
@@ -119,13 +118,27 @@ def test_switch(monkeypatch):
     monkeypatch.delenv("UVS_GRU")
     monkeypatch.setenv("UVS_MODE", "JAX")
     assert gru_op.gru_impl() == "scan"
+    # arguments win over the environment
+    assert gru_op.gru_impl(mode="CVM") == "fused"
+    monkeypatch.setenv("UVS_GRU", "scan")
+    assert gru_op.gru_impl("fused") == "fused"
+    with pytest.raises(ValueError, match="gru='cudnn'"):
+        gru_op.gru_impl("cudnn")
 
 
-def _update(monkeypatch, impl, options, params, batch):
+def test_layer_takes_the_implementation(monkeypatch):
+    monkeypatch.setenv("UVS_GRU", "scan")
+    tparams = init_tparams(_params())
+    x = pt.tensor3("x", dtype="float32")
+    for impl, op in (("fused", gru_op.GRUForward), ("scan", Scan), (None, Scan)):
+        f = backend.function([x], gru_layer(tparams, x, None, {}, prefix="enc", impl=impl)[0])
+        assert op in _ops(f), impl
+
+
+def _update(impl, options, params, batch):
     """Costs, gradients and parameters over two compile_update steps."""
-    monkeypatch.setenv("UVS_GRU", impl)
     tparams = init_tparams(OrderedDict((k, v.copy()) for k, v in params.items()))
-    f_grad_shared, f_update = compile_update(tparams, options)
+    f_grad_shared, f_update = compile_update(tparams, options, gru=impl)
     gshared = [v for v in f_grad_shared.get_shared() if v.name.endswith("_grad")]
     out = []
     for _ in range(2):
@@ -137,7 +150,7 @@ def _update(monkeypatch, impl, options, params, batch):
     return out, graph
 
 
-def test_compile_update_same_with_fused(monkeypatch):
+def test_compile_update_same_with_fused():
     options = tiny_options()
     worddict = tiny_worddict()
     options["n_words"] = len(worddict) + 2
@@ -147,8 +160,8 @@ def test_compile_update_same_with_fused(monkeypatch):
     batch = prepare_data(caps, rng.rand(4, options["dim_image"]), worddict,
                          n_words=options["n_words"])
     assert (batch[1] == 0).any()  # padded steps
-    scan, scan_graph = _update(monkeypatch, "scan", options, params, batch)
-    fused, fused_graph = _update(monkeypatch, "fused", options, params, batch)
+    scan, scan_graph = _update("scan", options, params, batch)
+    fused, fused_graph = _update("fused", options, params, batch)
     assert Scan in scan_graph and Scan not in fused_graph
     for (c_ref, g_ref, p_ref), (c, g, p) in zip(scan, fused, strict=True):
         assert c == pytest.approx(c_ref, rel=1e-5)
@@ -158,7 +171,7 @@ def test_compile_update_same_with_fused(monkeypatch):
             np.testing.assert_allclose(p[k], p_ref[k], atol=1e-5, err_msg=k)
 
 
-def test_sentence_encoder_same_with_fused(monkeypatch):
+def test_sentence_encoder_same_with_fused():
     options = tiny_options()
     options["n_words"] = 18
     params = init_params(options, rng=np.random.RandomState(5))
@@ -166,10 +179,42 @@ def test_sentence_encoder_same_with_fused(monkeypatch):
                               tiny_worddict(), n_words=18)
     out = []
     for impl, mode in (("scan", None), ("fused", None), ("fused", PY)):
-        monkeypatch.setenv("UVS_GRU", impl)
-        inputs, sents = build_sentence_encoder(init_tparams(params), options)
-        f = pytensor.function(inputs, sents, mode=mode or backend.mode())
+        inputs, sents = build_sentence_encoder(init_tparams(params), options, gru=impl)
+        f = backend.function(inputs, sents, mode=mode)
         assert (gru_op.GRUForward in _ops(f)) == (impl == "fused")
         out.append(f(x, mask))
     for got in out[1:]:
         np.testing.assert_allclose(got, out[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_installed_wheel_finds_the_c_source(tmp_path):
+    """An installed wheel ships gru_op.c, and the fused GRU compiles from it."""
+    import subprocess
+    import sys
+    import zipfile
+
+    from test_packaging import build_wheel
+
+    wheel = build_wheel(tmp_path)
+    assert "uvs/gru_op.c" in zipfile.ZipFile(wheel).namelist()
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)  # what installing a pure-Python wheel does
+    code = (
+        "import numpy as np, pytensor.tensor as pt, uvs.gru_op as g, uvs.backend as b;"
+        "from collections import OrderedDict; from uvs.layers import gru_layer, param_init_gru;"
+        "from uvs.utils import init_tparams;"
+        "p = param_init_gru({}, OrderedDict(), prefix='e', nin=3, dim=2);"
+        "x = pt.tensor3('x', dtype='float32');"
+        "f = b.function([x], gru_layer(init_tparams(p), x, None, {}, prefix='e', impl='fused')[0],"
+        " mode='CVM');"
+        "print(g.__file__); print(f(np.ones((2, 1, 3), np.float32)).shape);"
+        "print(any(hasattr(t, 'cthunk') for t in f.vm.thunks))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    where, shape, compiled = out.stdout.split("\n")[:3]
+    assert where.startswith(str(site)) and shape == "(2, 1, 2)"
+    assert compiled == "True" or backend.blas().source == "none"

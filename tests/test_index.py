@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from uvs import demo
 from uvs import index as uindex
+from uvs import retrieval
 from uvs.errors import UVSError
 
 pytest.importorskip("faiss")
@@ -20,9 +20,9 @@ def clustered(n, dim=16, clusters=40, seed=0, positive=False):
 
 
 def brute(method, kind, q, vecs, k):
-    row = (demo.scores(method, vecs, q[None])[:, 0] if kind == "captions"
-           else demo.scores(method, q[None], vecs)[0])
-    idx = demo.top_k(row, k)
+    row = (retrieval.scores(method, vecs, q[None])[:, 0] if kind == "captions"
+           else retrieval.scores(method, q[None], vecs)[0])
+    idx = retrieval.top_k(row, k)
     return idx, row[idx]
 
 

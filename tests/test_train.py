@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -11,10 +12,12 @@ import numpy as np
 import pytest
 import reference
 from click.testing import CliRunner
-from models import WORDS, tiny_options, tiny_worddict
+from clirun import one_line_error, run
+from models import tiny_options, tiny_worddict
 
 from uvs import sample
 from uvs.cli.main import main
+from uvs.gru_op import GRUBackward
 from uvs.homogeneous_data import prepare_data
 from uvs.model import init_params, order_lineage
 from uvs.modelfile import read_model
@@ -24,14 +27,22 @@ from uvs.utils import init_tparams
 BATCH = ["a dog runs", "the cat sits on", "red car", "blue grass beach"]
 
 
-@pytest.mark.parametrize("case", [
-    dict(),                                            # released VSE options, as stored
-    dict(decay_c=0.01, grad_clip=0.05),                # decay + global clipping
-    dict(method="order", abs=True, margin=0.05, grad_clip=0.05),  # per-tensor clipping
-    dict(method="cosine", abs=False, max_violation=True),
-    dict(encoder="bow"),
-], ids=["vse", "decay-clip", "order", "max-violation", "bow"])
-def test_two_updates_match_reference(case):
+CASES = [
+    ("vse", dict()),                                            # released VSE options, as stored
+    ("decay-clip", dict(decay_c=0.01, grad_clip=0.05)),         # decay + global clipping
+    ("order", dict(method="order", abs=True, margin=0.05, grad_clip=0.05)),  # per-tensor clip
+    ("max-violation", dict(method="cosine", abs=False, max_violation=True)),
+]
+
+
+# every GRU case with both implementations (the fused Op, the original's `scan` graph)
+@pytest.mark.parametrize("case, gru", [
+    *[pytest.param(case, gru, id=f"{name}-{gru}",
+                   marks=[pytest.mark.slow] if gru == "scan" else [])
+      for name, case in CASES for gru in ("scan", "fused")],
+    pytest.param(dict(encoder="bow"), None, id="bow"),
+])
+def test_two_updates_match_reference(case, gru):
     options = tiny_options(encoder=case.get("encoder", "gru"))
     options.update({k: v for k, v in case.items() if k != "encoder"})
     worddict = tiny_worddict()
@@ -44,7 +55,7 @@ def test_two_updates_match_reference(case):
     x, mask, im = prepare_data(BATCH, im, worddict, n_words=options["n_words"])
 
     tparams = init_tparams(params)
-    f_grad_shared, f_update = compile_update(tparams, options)
+    f_grad_shared, f_update = compile_update(tparams, options, gru=gru)
     gshared = [v for v in f_grad_shared.get_shared() if v.name.endswith("_grad")]
     ids = [reference.word_indices(s, worddict, options["n_words"]) for s in BATCH]
     lin = order_lineage(options)
@@ -71,6 +82,9 @@ def test_two_updates_match_reference(case):
             np.testing.assert_allclose(tparams[k].get_value(), ref[k], atol=1e-6, err_msg=k)
     state = optimizer_state(f_update, tparams)
     assert float(state["adam_t"].get_value()) == 2.0
+    if gru is not None:
+        ops = {type(n.op) for n in f_grad_shared.maker.fgraph.apply_nodes}
+        assert (GRUBackward in ops) == (gru == "fused")
 
 
 def test_textbook_adam_differs_from_released():
@@ -107,6 +121,7 @@ def _train_args(data_dir, saveto, *extra):
             "--saveto", saveto, "--seed", "7", *extra]
 
 
+@pytest.mark.slow
 def test_training_improves_dev_recall(small_sample, tmp_path):
     from uvs import evaluation, tools
 
@@ -135,39 +150,100 @@ def _cli(*args):
     return [sys.executable, "-c", "from uvs.cli.main import main; main()", *map(str, args)]
 
 
-def test_kill_and_resume_is_exact(small_sample, tmp_path):
-    args = ["--max-epochs", "3", "--valid-freq", "10", "--disp-freq", "5", "-q"]
-    full = tmp_path / "full.npz"
-    subprocess.run(_cli(*_train_args(small_sample, full, *args)), check=True, timeout=600)
+RUN = ["--max-epochs", "3", "--valid-freq", "10", "--disp-freq", "5", "-q"]
 
-    killed = tmp_path / "killed.npz"
-    proc = subprocess.Popen(_cli(*_train_args(small_sample, killed, *args)))
-    log = tmp_path / "killed.log.jsonl"
+
+@pytest.fixture(scope="module")
+def full_run(small_sample, tmp_path_factory):
+    """An uninterrupted run: what every interrupted and resumed run must end as, bit for bit."""
+    full = tmp_path_factory.mktemp("full") / "full.npz"
+    subprocess.run(_cli(*_train_args(small_sample, full, *RUN)), check=True, timeout=600)
+    return full
+
+
+def _wait_for(proc, log, event, count):
+    """Until `log` holds `count` events of kind `event`, while `proc` trains."""
     deadline = time.time() + 300
     while time.time() < deadline:
-        if log.exists() and sum('"valid"' in line for line in open(log)) >= 3:
-            break
-        assert proc.poll() is None, "training ended before it could be killed"
+        if log.exists() and sum(f'"event": "{event}"' in x for x in open(log)) >= count:
+            return
+        assert proc.poll() is None, "training ended before it could be stopped"
         time.sleep(0.02)
-    assert proc.poll() is None
+    raise AssertionError(f"no {count} {event} events in {log}")
+
+
+def _assert_same_run(a, b):
+    """Same best model, same last checkpoint (state, parameters, optimizer), bit for bit."""
+    last_a, last_b = (read_model(str(p)[:-4] + ".last.npz") for p in (a, b))
+    assert last_a.extra["train_state"] == last_b.extra["train_state"]
+    for k in last_a.params:
+        np.testing.assert_array_equal(last_a.params[k], last_b.params[k], err_msg=k)
+    for k in last_a.extra["arrays"]:
+        np.testing.assert_array_equal(last_a.extra["arrays"][k], last_b.extra["arrays"][k],
+                                      err_msg=k)
+    for k, v in read_model(a).params.items():
+        np.testing.assert_array_equal(v, read_model(b).params[k], err_msg=k)
+
+
+@pytest.mark.slow
+def test_kill_and_resume_is_exact(small_sample, full_run, tmp_path):
+    killed = tmp_path / "killed.npz"
+    proc = subprocess.Popen(_cli(*_train_args(small_sample, killed, *RUN)))
+    log = tmp_path / "killed.log.jsonl"
+    _wait_for(proc, log, "valid", 3)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done = [json.loads(x) for x in open(log)]
     assert not any(e["event"] == "end" for e in done)
-    subprocess.run(_cli(*_train_args(small_sample, killed, *args, "--reload")), check=True,
+    # the dead run's lock does not block its resume
+    subprocess.run(_cli(*_train_args(small_sample, killed, *RUN, "--reload")), check=True,
                    timeout=600)
-
-    a = read_model(tmp_path / "full.last.npz")
-    b = read_model(tmp_path / "killed.last.npz")
-    assert a.extra["train_state"] == b.extra["train_state"]
-    for k in a.params:
-        np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
-    for k in a.extra["arrays"]:
-        np.testing.assert_array_equal(a.extra["arrays"][k], b.extra["arrays"][k], err_msg=k)
-    for k, v in read_model(full).params.items():
-        np.testing.assert_array_equal(v, read_model(killed).params[k], err_msg=k)
+    _assert_same_run(full_run, killed)
 
 
+def _stop(proc, signum, status, checkpoint):
+    """Send `signum`; the run exits `status` with one line: checkpoint and resume command."""
+    os.kill(proc.pid, signum)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == status, err
+    assert out == "" and len(err.strip().splitlines()) == 1, err
+    name = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}[signum]
+    update = read_model(checkpoint).extra["train_state"]["uidx"]
+    assert err.startswith(f"interrupted by {name} at update {update} "), err
+    assert f"checkpoint {checkpoint};" in err
+    command = shlex.split(err.split("resume with: ")[1])
+    assert command[:2] == ["uvs", "train"] and "--reload" in command
+    return update, _cli(*command[1:])
+
+
+@pytest.mark.slow
+def test_sigint_and_sigterm_checkpoint_and_say_how_to_resume(small_sample, full_run, tmp_path):
+    saveto = tmp_path / "m.npz"
+    log = tmp_path / "m.log.jsonl"
+    popen = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_cli(*_train_args(small_sample, saveto, *RUN)), **popen)
+    _wait_for(proc, log, "update", 2)
+    # a second training on the same model while this one runs is refused
+    one_line_error(run(*_train_args(small_sample, saveto, *RUN, "--reload")),
+                   "another training", f"pid {proc.pid}")
+    first, resume = _stop(proc, signal.SIGINT, 130, tmp_path / "m.last.npz")
+    assert first >= 10
+
+    proc = subprocess.Popen(resume + ["-q"], **popen)   # the printed command, as printed
+    _wait_for(proc, log, "start", 2)
+    _wait_for(proc, log, "update", sum('"update"' in x for x in open(log)) + 2)
+    second, resume = _stop(proc, signal.SIGTERM, 143, tmp_path / "m.last.npz")
+    assert second > first
+    events = [json.loads(x) for x in open(log)]
+    stops = [e for e in events if e["event"] == "interrupted"]
+    assert [(e["signal"], e["update"]) for e in stops] == [("SIGINT", first), ("SIGTERM", second)]
+    assert not (tmp_path / "m.lock").exists()
+
+    subprocess.run(resume, check=True, timeout=600, capture_output=True)
+    _assert_same_run(full_run, saveto)
+
+
+@pytest.mark.slow
 def test_divergence_stops_and_keeps_best(small_sample, tmp_path):
     saveto = tmp_path / "m.npz"
     first = CliRunner().invoke(main, [str(a) for a in _train_args(
@@ -219,9 +295,9 @@ def test_recipes_and_released_options():
     # released VSE options have no method/abs/max_violation: the VSE lineage
     assert not order_lineage(tiny_options())
     assert order_lineage(tiny_options(method="cosine"))
-    assert WORDS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe, layout", [("order", "order"), ("symmetric", "vse"),
                                             ("vse", "order")])
 def test_recipes_train_on_either_layout(tmp_path, recipe, layout):
@@ -244,7 +320,10 @@ def test_recipes_train_on_either_layout(tmp_path, recipe, layout):
     # order-embedding batches: 12 images // 4 = 3 full batches an epoch; vse: by length
     if recipe != "vse":
         assert out["updates"] == 6
-    assert out["best_rsum"] >= 0
+    # the model saved is the one whose dev score was reported as the best
+    from uvs import evaluation
+    dev = evaluation.evalrank(model, "tiny", "dev", tmp_path / "data")
+    assert dev["rsum"] == pytest.approx(out["best_rsum"])
 
 
 def test_full_disk_is_reported_first(small_sample, tmp_path, monkeypatch):

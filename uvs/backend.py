@@ -1,7 +1,8 @@
-"""PyTensor set-up: float32 graphs, a linked BLAS and the compile mode, decided before import.
+"""PyTensor set-up: float32 graphs, a linked BLAS and the compile mode, as arguments.
 
-`configure()` runs in `uvs/__init__.py` before PyTensor is imported. It makes
-`floatX=float32` and gives PyTensor's C backend a BLAS, first found of:
+Importing uvs changes nothing. `configure()` runs once, when uvs first builds a graph
+(`uvs.utils.init_tparams`) or compiles one (`function`), and sets through `pytensor.config`
+`floatX = float32` and a BLAS for PyTensor's C backend, first found of:
 
 1. the user's own `blas__ldflags` (`PYTENSOR_FLAGS` or `.pytensorrc`), left alone;
 2. the `scipy-openblas32` wheel (a dependency of uvs). Its symbols carry a
@@ -11,9 +12,10 @@
 4. whatever PyTensor finds itself; with nothing at all, uvs warns once and
    compiles with the Numba backend instead (it uses NumPy's BLAS).
 
-`UVS_BLAS` (`auto`, `scipy-openblas32`, `system`, `none`) restricts the search;
-`UVS_MODE` overrides the compile mode. The compile cache stays PyTensor's
-(`base_compiledir`, `~/.pytensor` unless set), so warm starts are fast.
+`UVS_BLAS` (`auto`, `scipy-openblas32`, `system`, `none`) restricts the search. The compile
+mode is an argument (`function(..., mode=...)`, `mode(name)`), `$UVS_MODE` only its default.
+The compile cache stays PyTensor's (`base_compiledir`, `~/.pytensor` unless set), so warm
+starts are fast. `PYTENSOR_FLAGS` and the warning filters are left as the user set them.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class Blas:
 
 
 _blas: Blas | None = None
+_configured = False
 _warned = False
 
 
@@ -172,34 +175,34 @@ def _choose(user: str | None) -> Blas | None:
 
 
 def configure() -> None:
-    """Make PyTensor build float32 graphs and link a BLAS, as the original Theano code ran."""
-    global _blas
-    flags = os.environ.get("PYTENSOR_FLAGS", "")
-    user = _user_ldflags(flags)
-    _blas = _choose(user)
-    if _blas is None:
-        # PyTensor will search itself; uvs says it in one line if that fails.
-        warnings.filterwarnings("ignore", message=_NO_BLAS_WARNING)
-    ldflags = None if _blas is None or user is not None else _blas.ldflags
-    if "pytensor" in sys.modules:
-        import pytensor
+    """Make PyTensor build float32 graphs and link a BLAS, as the original Theano code ran; once.
 
-        pytensor.config.floatX = "float32"
-        if ldflags is not None:
-            pytensor.config.blas__ldflags = ldflags
+    Through `pytensor.config`: `PYTENSOR_FLAGS` is not rewritten, and a `blas__ldflags` the
+    user set is left alone.
+    """
+    global _blas, _configured
+    if _configured:
         return
-    entries = [flags]
-    if _parse_flags(flags).get("floatX") != "float32":
-        entries.append("floatX=float32")
-    if ldflags is not None:
-        entries.append(f'blas__ldflags="{ldflags}"')
-    os.environ["PYTENSOR_FLAGS"] = ",".join(e for e in entries if e)
+    import pytensor
+
+    user = _user_ldflags(os.environ.get("PYTENSOR_FLAGS", ""))
+    _blas = _choose(user)
+    pytensor.config.floatX = "float32"
+    if _blas is None:
+        # PyTensor searches itself, now; uvs says in one line if that fails (`_default_mode`).
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_NO_BLAS_WARNING)
+            _ = pytensor.config.blas__ldflags
+    elif user is None:
+        pytensor.config.blas__ldflags = _blas.ldflags
+    _configured = True
 
 
 def blas() -> Blas:
-    """The BLAS PyTensor's C backend links (imports PyTensor)."""
+    """The BLAS PyTensor's C backend links (configures PyTensor)."""
     import pytensor
 
+    configure()
     if _blas is not None and _blas.source not in ("none",):
         return _blas
     ldflags = pytensor.config.blas__ldflags  # may run PyTensor's own search
@@ -285,31 +288,49 @@ def _default_mode() -> str:
     return FALLBACK_MODE
 
 
-def mode() -> str:
-    """The PyTensor mode uvs compiles with: `$UVS_MODE`, else the default."""
-    name = os.environ.get("UVS_MODE", "").strip().upper()
+def mode(name: str | None = None) -> str:
+    """The PyTensor mode to compile with: `name` if given, else `$UVS_MODE`, else the default."""
+    source = "mode"
+    if name is None:
+        name, source = os.environ.get("UVS_MODE", ""), "UVS_MODE"
+    name = name.strip().upper()
     if not name:
         return _default_mode()
     if name not in MODES:
-        raise ValueError(f"UVS_MODE={name!r}: expected one of {', '.join(MODES)}")
+        raise ValueError(f"{source}={name!r}: expected one of {', '.join(MODES)}")
     return name
 
 
-def function(inputs: Any, outputs: Any = None, **kwargs: Any) -> Any:
-    """`pytensor.function` in uvs's mode (a `mode=` argument wins)."""
+_mode = mode  # `function` takes a `mode` argument
+
+
+# uvs's fused GRU has no Numba implementation: under NUMBA its Ops run their NumPy `perform`
+# (still faster than Numba's scan), which Numba announces once per Op.
+_NUMBA_FALLBACK = "Numba will use object mode to run GRU(Forward|Backward)"
+
+
+def function(inputs: Any, outputs: Any = None, mode: Any = None, **kwargs: Any) -> Any:
+    """`pytensor.function`, compiled in `mode` (a name or a PyTensor `Mode`), else `$UVS_MODE`,
+    else the default."""
     import pytensor
 
-    kwargs.setdefault("mode", mode())
-    return pytensor.function(inputs, outputs, **kwargs)
+    configure()
+    if mode is None or isinstance(mode, str):
+        mode = _mode(mode)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_NUMBA_FALLBACK)
+        return pytensor.function(inputs, outputs, mode=mode, **kwargs)
 
 
-def describe() -> dict[str, str]:
-    """Which PyTensor, mode and BLAS are in use, for benchmarks and `uvs info`."""
+def describe(mode: str | None = None) -> dict[str, str]:
+    """Which PyTensor, mode (`mode`, else the default) and BLAS are in use, for benchmarks and
+    `uvs info`."""
     import pytensor
 
+    configure()
     return {
         "pytensor": pytensor.__version__,
-        "mode": mode(),
+        "mode": _mode(mode),
         "floatX": pytensor.config.floatX,
         "blas": _blas_text(blas()),
     }

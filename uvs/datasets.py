@@ -114,13 +114,23 @@ def open_features(path: str, mmap: bool = False) -> np.ndarray:
     return ims
 
 
+def check_finite(feats: np.ndarray, path: str | None, first_row: int | None = None) -> None:
+    """UVSError naming `path` and the first row of feats: (n, d) that holds NaN or Inf.
+
+    feats is the whole array, or rows of it from `first_row` on (then the rows are numbered
+    from there, and the count of bad rows, which would be of this block only, is left out).
+    """
+    bad = ~np.isfinite(feats).all(axis=1)
+    if bad.any():
+        row = int(np.argmax(bad)) + (first_row or 0)
+        count = f" ({int(bad.sum())} such rows)" if first_row is None else ""
+        raise UVSError(path, f"row {row} holds NaN or Inf{count}")
+
+
 def read_features(path: str) -> np.ndarray:
     """A 2-D float `.npy` of image features, finite, as float32."""
     ims = open_features(path)
-    bad = ~np.isfinite(ims).all(axis=1)
-    if bad.any():
-        raise UVSError(path, f"row {int(np.argmax(bad))} holds NaN or Inf "
-                       f"({int(bad.sum())} such rows)")
+    check_finite(ims, path)
     return ims.astype("float32", copy=False)
 
 

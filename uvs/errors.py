@@ -12,3 +12,11 @@ class UVSError(Exception):
         self.path = None if path is None else os.fspath(path)
         self.problem = problem
         super().__init__(problem if self.path is None else f"{self.path}: {problem}")
+
+
+def one_line(err: BaseException | str, limit: int = 200) -> str:
+    """A library's error message as one printable line of at most `limit` characters (+ ...)."""
+    detail = " ".join(str(err).split()) or type(err).__name__
+    if not detail.isprintable():
+        detail = ascii(detail)
+    return detail if len(detail) <= limit else detail[:limit] + "..."

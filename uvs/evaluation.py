@@ -17,7 +17,7 @@ def _cosine_scores(s_emb: np.ndarray):
 
     A float32 matrix product can round the same pair differently at different positions in
     the matrix, so identical captions (frequent in COCO and Flickr) would not tie exactly;
-    rounded float64 sums do, and ties are then broken by the originals' rule.
+    rounded float64 sums do, and ties are then broken by the stable-sort rule of `uvs.metrics`.
     """
     s64 = s_emb.astype(np.float64)
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from uvs.demo import scores, top_k
-from uvs.errors import UVSError
+from uvs.errors import UVSError, one_line
 from uvs.fileio import atomic_path
+from uvs.retrieval import scores, top_k
 
 MAGIC = b"uvs-index"
 VERSION = 1
@@ -111,6 +111,20 @@ def save(index: Index, path: str | os.PathLike) -> None:
         faiss.write_index(index.index, faiss.PyCallbackIOWriter(f.write))
 
 
+def _open(path: str):
+    try:
+        return open(path, "rb")
+    except OSError as err:
+        raise UVSError(path, f"cannot read: {err.strerror}") from None
+
+
+def read_info(path: str | os.PathLike) -> dict:
+    """What the index file at `path` holds (its metadata line, checked), without loading it."""
+    path = os.fspath(path)
+    with _open(path) as f:
+        return read_meta(f, path)
+
+
 def read_meta(f, path: str) -> dict:
     """The metadata line of an open index file, checked."""
     head = f.readline(64)
@@ -133,18 +147,13 @@ def load(path: str | os.PathLike) -> Index:
     """Read an index written by `save`."""
     faiss = _faiss()
     path = os.fspath(path)
-    try:
-        f = open(path, "rb")
-    except OSError as err:
-        raise UVSError(path, f"cannot read: {err.strerror}") from None
-    with f:
+    with _open(path) as f:
         meta = read_meta(f, path)
         try:
             names = [json.loads(f.readline().decode("utf-8")) for _ in range(meta["count"])]
             index = faiss.read_index(faiss.PyCallbackIOReader(f.read))
         except (ValueError, UnicodeDecodeError, RuntimeError) as err:
-            detail = " ".join(str(err).split())[:200]
-            raise UVSError(path, f"damaged uvs index ({detail})") from None
+            raise UVSError(path, f"damaged uvs index ({one_line(err)})") from None
     if index.ntotal != meta["count"] or index.d != meta["dim"] or len(names) != meta["count"]:
         raise UVSError(path, "damaged uvs index (counts disagree)")
     return Index(index, meta, names)
@@ -192,3 +201,30 @@ def search(index: Index, query: np.ndarray, k: int = 5, candidates: int | None =
         sims = _exact(method, kind, query, index.index.reconstruct_batch(rows))
     order = np.lexsort((rows, -sims))[:k]  # equal scores: lower row first, as top_k
     return rows[order], sims[order]
+
+
+def build_collection(model: dict, captions: str | None = None, images: str | None = None,
+                     model_path: str | None = None, index_type: str = "auto",
+                     nlist: int | None = None, nprobe: int | None = None,
+                     show_progress: bool = False) -> tuple[Index, str]:
+    """Embed a caption file or FEATS.npy with `model` (cached) and index it: (index, cache).
+
+    The metadata names the model by its fingerprint, so that searching with another is refused.
+    """
+    from uvs import corpus
+    from uvs.progress import progress
+    from uvs.retrieval import model_method
+
+    if (captions is None) == (images is None):
+        raise UVSError(None, "index one collection: a caption file or a feature file")
+    fingerprint = corpus.model_fingerprint(model)
+    source = captions or images
+    collect = corpus.caption_collection if captions else corpus.image_collection
+    names, vecs, cache = collect(model, source, show_progress, model_hash=fingerprint)
+    meta = {"kind": "captions" if captions else "images", "method": model_method(model),
+            "model": fingerprint, "model_path": model_path, "source": source,
+            "source_sha256": corpus.file_sha256(source)}
+    with progress(len(vecs), "indexing", show_progress) as bar:
+        built = build(vecs, names, meta, index_type=index_type, nlist=nlist, nprobe=nprobe,
+                      on_progress=bar.update)
+    return built, cache

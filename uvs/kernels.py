@@ -1,4 +1,9 @@
-"""Compiled loops for what has no matrix-product form: the order-embedding error matrix."""
+"""Error matrices between sentence and image embeddings, lower is better.
+
+Cosine models: −s·imᵀ, a matrix product; order models: ‖max(0, s − im)‖², which has no
+matrix-product form, from a compiled loop. The PyTensor graph of the original
+(`uvs.model.build_errors`) is the reference these are tested against.
+"""
 
 from __future__ import annotations
 
@@ -32,3 +37,13 @@ def order_errors(s: np.ndarray, im: np.ndarray) -> np.ndarray:
     if out.size:
         _order_errors(s, im, out)
     return out
+
+
+def errors(method: str, s: np.ndarray, im: np.ndarray) -> np.ndarray:
+    """Errors of sentences s: (n_s, d) against images im: (n_im, d) -> (n_s, n_im) float32.
+
+    method 'order': `order_errors`; anything else (cosine): −s·imᵀ.
+    """
+    if method == "order":
+        return order_errors(s, im)
+    return -np.dot(np.asarray(s, dtype=np.float32), np.asarray(im, dtype=np.float32).T)

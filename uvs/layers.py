@@ -7,7 +7,7 @@ import pytensor
 import pytensor.tensor as tensor
 
 from uvs.gru_op import gru_fused, gru_impl
-from uvs.utils import _p, norm_weight, ortho_weight, xavier_weight
+from uvs.utils import _p, norm_weight, ortho_weight, tanh, xavier_weight
 
 # layer name -> (parameter initialiser, forward function)
 layers = {
@@ -23,10 +23,6 @@ def get_layer(name: str):
     return globals()[init], globals()[forward]
 
 
-def linear(x):
-    return x
-
-
 def param_init_fflayer(options, params, prefix="ff", nin=None, nout=None, rng=np.random):
     """`prefix_W` (nin, nout) Glorot-uniform and `prefix_b` zeros."""
     params[_p(prefix, "W")] = xavier_weight(nin, nout, rng=rng)
@@ -34,8 +30,8 @@ def param_init_fflayer(options, params, prefix="ff", nin=None, nout=None, rng=np
     return params
 
 
-def fflayer(tparams, state_below, options, prefix="rconv", activ=linear, **kwargs):
-    """activ(state_below · W + b)."""
+def fflayer(tparams, state_below, options, prefix="rconv", activ=tanh, **kwargs):
+    """activ(state_below · W + b); `tanh` unless told, as the original (callers pass `linear`)."""
     return activ(tensor.dot(state_below, tparams[_p(prefix, "W")]) + tparams[_p(prefix, "b")])
 
 
@@ -52,10 +48,12 @@ def param_init_gru(options, params, prefix="gru", nin=None, dim=None, rng=np.ran
     return params
 
 
-def gru_layer(tparams, state_below, init_state, options, prefix="gru", mask=None, **kwargs):
+def gru_layer(tparams, state_below, init_state, options, prefix="gru", mask=None,
+              impl=None, **kwargs):
     """Run the GRU over time; returns `[h]` with h: (T, B, dim), the state after every step.
 
     state_below: (T, B, nin) float32; mask: (T, B) float32 — where 0 the state is carried over.
+    impl: 'scan' (the original's graph) or 'fused' (`uvs.gru_op`); default `gru_impl()`.
     """
     nsteps = state_below.shape[0]
     n_samples = state_below.shape[1]
@@ -71,7 +69,7 @@ def gru_layer(tparams, state_below, init_state, options, prefix="gru", mask=None
             return _x[:, :, n * dim:(n + 1) * dim]
         return _x[:, n * dim:(n + 1) * dim]
 
-    if gru_impl() == "fused":  # one Op for the layer and one for its gradient (uvs/gru_op.py)
+    if gru_impl(impl) == "fused":  # one Op for the layer and one for its gradient (uvs/gru_op.py)
         return [gru_fused(state_below, mask, init_state,
                           *(tparams[_p(prefix, k)] for k in ("W", "b", "U", "Wx", "bx", "Ux")))]
 
@@ -110,5 +108,5 @@ def param_init_bow(options, params, prefix="bow", nin=None, dim=None, rng=np.ran
 
 
 def bow_layer(tparams, state_below, init_state, options, prefix="bow", mask=None, **kwargs):
-    """Masked sum of the word vectors over time: (B, dim_word)."""
-    return (state_below * mask[:, :, None]).sum(0)
+    """Masked sum of the word vectors over time: returns `[s]` with s: (B, dim_word)."""
+    return [(state_below * mask[:, :, None]).sum(0)]

@@ -16,7 +16,7 @@ import pickle
 import re
 import struct
 
-from uvs.errors import UVSError
+from uvs.errors import UVSError, one_line
 
 # The limits, generous for every released file: dictionaries of 10k-30k words take ~200k
 # operations and ~1 MB of text; Lasagne's vgg19.pkl is ~550 MB of float32 arrays.
@@ -496,12 +496,7 @@ def _check_start(fh: io.BufferedIOBase, where: str) -> None:
 def _unreadable(where: str, err: Exception) -> UVSError:
     if isinstance(err, _Refused):
         return UVSError(where, f"refusing the pickle: {err}")
-    detail = " ".join(str(err).split()) or type(err).__name__
-    if not detail.isprintable():
-        detail = ascii(detail)
-    if len(detail) > 200:
-        detail = detail[:200] + "..."
-    return UVSError(where, f"not a readable pickle ({detail})")
+    return UVSError(where, f"not a readable pickle ({one_line(err)})")
 
 
 def _load_one(unpickler: _RestrictedUnpickler, where: str) -> object:

@@ -10,7 +10,7 @@ import pytensor.tensor as tensor
 from pytensor.tensor.extra_ops import fill_diagonal
 
 from uvs.layers import get_layer
-from uvs.utils import l2norm, norm_weight
+from uvs.utils import l2norm, linear, norm_weight
 
 
 def init_params(options: dict, rng=np.random) -> OrderedDict:
@@ -67,24 +67,25 @@ def _embed_words(tparams, x, options):
     return tparams["Wemb"][x.flatten()].reshape([n_timesteps, n_samples, options["dim_word"]])
 
 
-def _encode_sentences(tparams, x, mask, options):
+def _encode_sentences(tparams, x, mask, options, gru=None):
     """Sentence vectors (B, dim), L2-normalised: the GRU's last state or the bag of words."""
     emb = _embed_words(tparams, x, options)
     proj = get_layer(options["encoder"])[1](tparams, emb, None, options, prefix="encoder",
-                                            mask=mask)
-    sents = proj if options["encoder"] == "bow" else proj[0][-1]
+                                            mask=mask, impl=gru)
+    sents = proj[0] if options["encoder"] == "bow" else proj[0][-1]
     return l2norm(sents)
 
 
 def _encode_images(tparams, im, options):
     """im · W + b: (B, dim), not yet normalised."""
-    return get_layer("ff")[1](tparams, im, options, prefix="ff_image")
+    return get_layer("ff")[1](tparams, im, options, prefix="ff_image", activ=linear)
 
 
-def build_model(tparams, options):
+def build_model(tparams, options, gru=None):
     """The training loss: returns ([x, mask, im], cost).
 
     x: (T, B) int64 word indices, mask: (T, B) float32, im: (B, dim_image) float32.
+    gru: the GRU implementation, 'scan' or 'fused' (default `uvs.gru_op.gru_impl()`).
     The visual-semantic-embedding recipe leaves the image side unnormalised in the loss;
     order-embedding (`method` given) normalises both sides. `abs`, if asked, applies to both
     sides under every recipe, as the encoders apply it at evaluation.
@@ -92,7 +93,7 @@ def build_model(tparams, options):
     x = tensor.matrix("x", dtype="int64")
     mask = tensor.matrix("mask", dtype="float32")
     im = tensor.matrix("im", dtype="float32")
-    sents = _encode_sentences(tparams, x, mask, options)
+    sents = _encode_sentences(tparams, x, mask, options, gru)
     images = _encode_images(tparams, im, options)
     if order_lineage(options):
         images = l2norm(images)
@@ -103,11 +104,12 @@ def build_model(tparams, options):
     return [x, mask, im], cost
 
 
-def build_sentence_encoder(tparams, options):
-    """Sentence embeddings: returns ([x, mask], sents) with sents: (B, dim)."""
+def build_sentence_encoder(tparams, options, gru=None):
+    """Sentence embeddings: returns ([x, mask], sents) with sents: (B, dim); `gru` as in
+    `build_model`."""
     x = tensor.matrix("x", dtype="int64")
     mask = tensor.matrix("x_mask", dtype="float32")
-    sents = _encode_sentences(tparams, x, mask, options)
+    sents = _encode_sentences(tparams, x, mask, options, gru)
     if options.get("abs", False):
         sents = abs(sents)
     return [x, mask], sents

@@ -66,6 +66,9 @@ def shown(name: object) -> str:
 
 # --- schemas: options and the kinds of model ---------------------------------------------
 
+Shape = tuple  # of int (exact) or None (any size)
+
+
 @dataclass(frozen=True)
 class Option:
     """One option a kind needs: its type, and the range or choices it must lie in."""
@@ -92,12 +95,15 @@ class Option:
         return None
 
 
+def _fmt_shape(shape: Shape) -> str:
+    """(?, 300): a shape with the sizes left open shown as ?."""
+    sizes = ["?" if s is None else str(s) for s in shape]
+    return f"({', '.join(sizes)}{',' if len(sizes) == 1 else ''})"
+
+
 def _brief(value: object) -> str:
     text = shown(repr(value))
     return text if len(text) <= 40 else text[:40] + "..."
-
-
-Shape = tuple  # of int (exact) or None (any size)
 
 
 @dataclass(frozen=True)
@@ -204,11 +210,11 @@ def check_options(where: str, kind: ModelKind, options: object) -> dict:
     for name, spec in kind.options.items():
         if name not in options:
             if spec.required:
-                raise UVSError(where, f"options lack {name!r} (a {kind.name} model needs it)")
+                raise UVSError(where, f"options lack '{name}' (a {kind.name} model needs it)")
             continue
         problem = spec.problem(options[name])
         if problem:
-            raise UVSError(where, f"option {name!r} {problem}")
+            raise UVSError(where, f"option '{name}' {problem}")
     options = dict(options)
     problem = kind.check(options) if kind.check else None
     if problem:
@@ -285,19 +291,19 @@ class Archive:
             key = name[:-4] if name.endswith(".npy") else None
             if (not key or not key.isprintable() or "/" in key or "\\" in key
                     or key.startswith(".")):
-                raise UVSError(self.path, f"member {shown(name)!r} is not a plain .npy array "
+                raise UVSError(self.path, f"member '{shown(name)}' is not a plain .npy array "
                                "name")
             if key in out:
-                raise UVSError(self.path, f"member {shown(name)!r} appears twice")
+                raise UVSError(self.path, f"member '{shown(name)}' appears twice")
             if info.flag_bits & 0x1:
-                raise UVSError(self.path, f"member {shown(name)!r} is encrypted")
+                raise UVSError(self.path, f"member '{shown(name)}' is encrypted")
             if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                raise UVSError(self.path, f"member {shown(name)!r} uses compression method "
+                raise UVSError(self.path, f"member '{shown(name)}' uses compression method "
                                f"{info.compress_type} (only stored and deflate are read)")
             cap = (info.compress_size if info.compress_type == zipfile.ZIP_STORED
                    else DEFLATE_RATIO * info.compress_size + 1024)
             if info.header_offset + info.compress_size > size or info.file_size > cap:
-                raise UVSError(self.path, f"member {shown(name)!r} declares {info.file_size} "
+                raise UVSError(self.path, f"member '{shown(name)}' declares {info.file_size} "
                                f"bytes from {info.compress_size} compressed (damaged or forged)")
             out[key] = self._header(info)
         return out
@@ -307,7 +313,7 @@ class Archive:
             return self.zip.open(info)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError,
                 NotImplementedError, zlib.error) as err:
-            raise UVSError(self.path, f"damaged .npz archive (member {shown(info.filename)!r}: "
+            raise UVSError(self.path, f"damaged .npz archive (member '{shown(info.filename)}': "
                            f"{shown(err)})") from None
 
     def _header(self, info: zipfile.ZipInfo) -> Member:
@@ -325,14 +331,14 @@ class Archive:
                 offset = f.tell()
             except (ValueError, TypeError, SyntaxError, EOFError, OSError, zlib.error,
                     zipfile.BadZipFile, KeyError, OverflowError, RecursionError) as err:
-                raise UVSError(self.path, f"member {name!r} is not a readable .npy array "
+                raise UVSError(self.path, f"member '{name}' is not a readable .npy array "
                                f"({shown(' '.join(str(err).split()))[:200]})") from None
         if len(shape) > MAX_DIMS or dtype.hasobject or dtype.itemsize == 0:
-            raise UVSError(self.path, f"member {name!r} is not a plain array ({dtype}, "
+            raise UVSError(self.path, f"member '{name}' is not a plain array ({dtype}, "
                            f"{len(shape)} dimensions)")
         nbytes = math.prod(shape) * dtype.itemsize
         if offset + nbytes != info.file_size:
-            raise UVSError(self.path, f"member {name!r} declares shape {shape} of {dtype} "
+            raise UVSError(self.path, f"member '{name}' declares shape {shape} of {dtype} "
                            f"({nbytes} bytes) in {info.file_size - offset} bytes (damaged "
                            "or forged)")
         return Member(info, tuple(shape), dtype, bool(fortran), offset)
@@ -355,7 +361,7 @@ class Archive:
                     raise ValueError("data after the array")
             except (EOFError, ValueError, OSError, zlib.error, zipfile.BadZipFile) as err:
                 raise UVSError(self.path, f"damaged .npz archive (member "
-                               f"{shown(m.info.filename)!r}: {shown(err)})") from None
+                               f"'{shown(m.info.filename)}': {shown(err)})") from None
         return out.reshape(m.shape, order="F" if m.fortran else "C")
 
 
@@ -376,7 +382,7 @@ def _check_member(path: str, key: str, m: Member, shape: Shape, kinds: str) -> N
     if len(m.shape) != len(shape) or any(s is not None and s != g
                                          for s, g in zip(shape, m.shape, strict=True)):
         raise UVSError(path, f"{key} has shape {m.shape}, expected "
-                       f"{tuple('?' if s is None else s for s in shape)}")
+                       f"{_fmt_shape(shape)}")
     if m.dtype.kind not in kinds or m.dtype.names is not None or m.dtype.subdtype is not None:
         what = {"f": "floating point", "u": "unsigned integers", "U": "text"}.get(kinds, kinds)
         raise UVSError(path, f"{key} is {m.dtype}, not {what}")
@@ -498,10 +504,10 @@ def _read_meta(z: Archive) -> dict:
     return parse_meta(z.path, z.read(META_KEY))
 
 
-def _optim_shape(name: str, shapes: dict[str, tuple]) -> tuple:
-    """An optimizer array is shaped like the parameter its name starts with, else a scalar."""
+def _optim_shape(name: str, shapes: dict[str, tuple], ndim: int) -> Shape:
+    """An optimizer array named after a parameter (`NAME_adam_m`) is shaped like it."""
     owners = [p for p in shapes if name.startswith(p + "_")]
-    return shapes[max(owners, key=len)] if owners else ()
+    return shapes[max(owners, key=len)] if owners else (None,) * ndim
 
 
 def read_model(path: str | os.PathLike, kind: str | None = None) -> ModelFile:
@@ -530,7 +536,7 @@ def read_model(path: str | os.PathLike, kind: str | None = None) -> ModelFile:
         if kind is not None and own != kind:
             raise UVSError(npz, f"this is a {shown(own)} model, not a {kind} model")
         if own not in KINDS:
-            raise UVSError(npz, f"unknown kind of model {shown(own)!r} (this uvs reads "
+            raise UVSError(npz, f"unknown kind of model '{shown(own)}' (this uvs reads "
                            f"{', '.join(KINDS)})")
         spec = KINDS[own]
         options = check_options(where, spec, options)
@@ -559,17 +565,17 @@ def _check_arrays(z: Archive, spec: ModelKind, options: dict) -> dict[str, tuple
         if len(m.shape) != len(shape) or any(
                 s is not None and s != g for s, g in zip(shape, m.shape, strict=True)):
             raise UVSError(z.path, f"parameter {name} has shape {m.shape}, options say "
-                           f"{tuple('?' if s is None else s for s in shape)}")
+                           f"{_fmt_shape(shape)}")
         _check_member(z.path, f"parameter {name}", m, shape, "f")
         shapes[name] = m.shape
     for key, m in z.members.items():
         if key in expected or key == META_KEY or key in spec.released_extras:
             continue
         if not key.startswith(EXTRA_PREFIX):
-            raise UVSError(z.path, f"member {shown(key)!r} is not a parameter of a "
+            raise UVSError(z.path, f"member '{shown(key)}' is not a parameter of a "
                            f"{spec.name} model")
         _check_member(z.path, f"optimizer array {shown(key)}", m,
-                      _optim_shape(key[len(EXTRA_PREFIX):], shapes), "f")
+                      _optim_shape(key[len(EXTRA_PREFIX):], shapes, len(m.shape)), "f")
     if spec.vocabulary:
         rows = shapes[spec.vocabulary][0]
         options.setdefault("n_words", rows)
@@ -586,29 +592,6 @@ def _finite(z: Archive, key: str) -> np.ndarray:
     return array
 
 
-def read_checkpoint(path: str | os.PathLike, kind: str | None = None) -> ModelFile:
-    """A training checkpoint (`NAME.last.npz`): a uvs model whose header has a valid
-    `train_state` (`TRAIN_STATE`; best_metrics null or an object) and optimizer arrays."""
-    mf = read_model(path, kind)
-    state = mf.extra.get("train_state")
-    if mf.layout != "uvs" or not isinstance(state, dict):
-        raise UVSError(mf.path, "not a training checkpoint (no train_state)")
-    for name, spec in TRAIN_STATE.items():
-        if name not in state:
-            raise UVSError(mf.path, f"train_state lacks {name!r}")
-        problem = spec.problem(state[name])
-        if problem:
-            raise UVSError(mf.path, f"train_state.{name} {problem}")
-    if not isinstance(state.get("best_metrics"), (dict, type(None))):
-        raise UVSError(mf.path, "train_state.best_metrics is neither null nor an object")
-    unknown = set(state) - set(TRAIN_STATE) - {"best_metrics"}
-    if unknown:
-        raise UVSError(mf.path, f"train_state has unknown entries {sorted(map(shown, unknown))}")
-    if not mf.extra["arrays"]:
-        raise UVSError(mf.path, "not a training checkpoint (no optimizer state)")
-    return mf
-
-
 def validate(mf: ModelFile) -> None:
     """Check that options, dictionary and parameter shapes agree (for a ModelFile built in
     memory); raise UVSError if not."""
@@ -621,7 +604,7 @@ def validate(mf: ModelFile) -> None:
         if len(got) != len(shape) or any(
                 s is not None and s != g for s, g in zip(shape, got, strict=True)):
             raise UVSError(mf.path, f"parameter {name} has shape {got}, options say "
-                           f"{tuple('?' if s is None else s for s in shape)}")
+                           f"{_fmt_shape(shape)}")
         if not np.issubdtype(mf.params[name].dtype, np.floating):
             raise UVSError(mf.path, f"parameter {name} is {mf.params[name].dtype}, not "
                            "floating point")

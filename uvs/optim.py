@@ -18,15 +18,15 @@ def _shared_like(p, name):
     return pytensor.shared(np.zeros_like(p.get_value()), name=name)
 
 
-def _grad_shared(tparams, grads, inps, cost):
+def _grad_shared(tparams, grads, inps, cost, mode):
     gshared = [_shared_like(p, f"{k}_grad") for k, p in tparams.items()]
     f_grad_shared = backend.function(inps, cost, updates=list(zip(gshared, grads, strict=True)),
-                                     name="f_grad_shared")
+                                     mode=mode, name="f_grad_shared")
     return gshared, f_grad_shared
 
 
-def _adam(lr, tparams, grads, inps, cost, b1, b2, e, released):
-    gshared, f_grad_shared = _grad_shared(tparams, grads, inps, cost)
+def _adam(lr, tparams, grads, inps, cost, b1, b2, e, released, mode):
+    gshared, f_grad_shared = _grad_shared(tparams, grads, inps, cost, mode)
     updates = []
     i = pytensor.shared(np.float32(0.0), name="adam_t")
     i_t = i + 1.0
@@ -47,18 +47,21 @@ def _adam(lr, tparams, grads, inps, cost, b1, b2, e, released):
         updates += [(m, m_t), (v, v_t), (p, p_t)]
     updates.append((i, i_t))
     f_update = backend.function([pytensor.In(lr, allow_downcast=True)], [], updates=updates,
-                                on_unused_input="ignore", name="f_update")
+                                on_unused_input="ignore", mode=mode, name="f_update")
     return f_grad_shared, f_update
 
 
-def adam(lr, tparams, grads, inps, cost):
-    """The released Adam: m ← b1·g + (1−b1)·m, v ← b2·g² + (1−b2)·v, b1 = 0.1, b2 = 0.001."""
-    return _adam(lr, tparams, grads, inps, cost, 0.1, 0.001, 1e-8, released=True)
+def adam(lr, tparams, grads, inps, cost, mode=None):
+    """The released Adam: m ← b1·g + (1−b1)·m, v ← b2·g² + (1−b2)·v, b1 = 0.1, b2 = 0.001.
+
+    mode: the PyTensor mode both functions compile in (default `uvs.backend.mode()`).
+    """
+    return _adam(lr, tparams, grads, inps, cost, 0.1, 0.001, 1e-8, released=True, mode=mode)
 
 
-def adam_textbook(lr, tparams, grads, inps, cost):
+def adam_textbook(lr, tparams, grads, inps, cost, mode=None):
     """Kingma & Ba's Adam (β₁ = 0.9, β₂ = 0.999), same update form with correct bias terms."""
-    return _adam(lr, tparams, grads, inps, cost, 0.1, 0.001, 1e-8, released=False)
+    return _adam(lr, tparams, grads, inps, cost, 0.1, 0.001, 1e-8, released=False, mode=mode)
 
 
 OPTIMIZERS = {"adam": adam, "adam_textbook": adam_textbook}

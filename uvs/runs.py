@@ -34,7 +34,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 from uvs.errors import UVSError
 from uvs.modelfile import ModelFile, read_model, write_model
@@ -78,6 +78,20 @@ class TrainState:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def read(cls, stored, path: str) -> TrainState:
+        """The state stored in the checkpoint at `path`, checked."""
+        names = [f.name for f in fields(cls)]
+        if not isinstance(stored, dict) or sorted(stored) != sorted(names):
+            raise UVSError(path, f"not a training checkpoint: train_state should hold "
+                           f"{', '.join(names)}")
+        counters = [stored[k] for k in ("epoch", "batch", "uidx")]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counters) \
+                or not isinstance(stored["best"], (int, float)) \
+                or not isinstance(stored["best_metrics"], (dict, type(None))):
+            raise UVSError(path, "damaged checkpoint: bad train_state values")
+        return cls(**stored)
 
 
 class Interrupted(Exception):
@@ -235,7 +249,7 @@ class Run:
         free = shutil.disk_usage(folder).free
         if free < need_bytes:
             raise UVSError(p.best, f"not enough disk space: replacing the checkpoints needs "
-                           f"about {need_bytes / 2**20:.0f} MiB, {free / 2**20:.0f} MiB free")
+                           f"{size(need_bytes)}, {size(free)} free")
         if not self.resuming:
             for path in p.existing():
                 os.unlink(path)
@@ -298,7 +312,20 @@ class Run:
     def load_last(self) -> tuple[ModelFile, TrainState]:
         """The last checkpoint and the state it was written in."""
         ckpt = read_model(self.paths.last)
-        return ckpt, TrainState(**ckpt.extra["train_state"])
+        return ckpt, TrainState.read(ckpt.extra.get("train_state"), ckpt.path)
+
+    @staticmethod
+    def restore(shared: dict, ckpt: ModelFile) -> None:
+        """Set the optimizer's shared variables (by name) from the checkpoint's arrays."""
+        arrays = ckpt.extra.get("arrays", {})
+        for name, var in shared.items():
+            value = arrays.get(name)
+            current = var.get_value()
+            if value is None or value.shape != current.shape:
+                raise UVSError(ckpt.path, f"damaged checkpoint: optimizer state {name} is "
+                               f"{'missing' if value is None else f'of shape {value.shape}'}"
+                               f", expected shape {current.shape}")
+            var.set_value(value.astype(current.dtype, copy=False))
 
     def resumed(self, state: TrainState, changes: dict) -> None:
         """Announce the resume and the schedule options that change ({name: (was, now)})."""
@@ -366,3 +393,12 @@ def duration(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def size(n: float) -> str:
+    """Bytes for people: 512 B, 3.1 KiB, 12.0 MiB, 1.5 GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")

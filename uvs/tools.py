@@ -1,4 +1,4 @@
-"""Using a model: load it, embed sentences and images, score them, save it."""
+"""Using a model: load it, embed sentences and images, score them."""
 
 from __future__ import annotations
 
@@ -8,20 +8,24 @@ from collections import defaultdict
 import numpy as np
 
 from uvs import backend
+from uvs.datasets import check_finite
 from uvs.errors import UVSError
-from uvs.kernels import order_errors
+from uvs.gru_op import gru_impl
+from uvs.kernels import errors
 from uvs.model import build_errors, build_image_encoder, build_sentence_encoder
-from uvs.modelfile import read_model, write_model
+from uvs.modelfile import read_model
 from uvs.progress import progress
 from uvs.utils import init_tparams
 from uvs.vocab import tokenize, word_ids
 
 
-def load_model(path: str | os.PathLike) -> dict:
+def load_model(path: str | os.PathLike, mode: str | None = None,
+               gru: str | None = None) -> dict:
     """Load a released or uvs model and compile its encoders.
 
-    Returns a dict with 'options', 'worddict', 'word_idict', 'f_senc', 'f_ienc',
-    'params' (NumPy), 'tparams' (shared variables), 'layout' and 'path'.
+    mode: the PyTensor mode (default `uvs.backend.mode()`); gru: 'scan' or 'fused' (default
+    `uvs.gru_op.gru_impl()`). Returns a dict with 'options', 'worddict', 'word_idict',
+    'f_senc', 'f_ienc', 'params' (NumPy), 'tparams' (shared variables), 'layout' and 'path'.
     """
     mf = read_model(path, kind="vse")
     params = mf.params
@@ -29,10 +33,11 @@ def load_model(path: str | os.PathLike) -> dict:
     word_idict = {vv: kk for kk, vv in mf.worddict.items()}
     word_idict[0] = "<eos>"
     word_idict[1] = "UNK"
-    [x, x_mask], sentences = build_sentence_encoder(tparams, mf.options)
-    f_senc = backend.function([x, x_mask], sentences, name="f_senc")
+    [x, x_mask], sentences = build_sentence_encoder(tparams, mf.options,
+                                                    gru_impl(gru, mode))
+    f_senc = backend.function([x, x_mask], sentences, mode=mode, name="f_senc")
     [im], images = build_image_encoder(tparams, mf.options)
-    f_ienc = backend.function([im], images, name="f_ienc")
+    f_ienc = backend.function([im], images, mode=mode, name="f_ienc")
     return {
         "options": mf.options,
         "worddict": mf.worddict,
@@ -44,11 +49,6 @@ def load_model(path: str | os.PathLike) -> dict:
         "layout": mf.layout,
         "path": mf.path,
     }
-
-
-def save_model(path: str | os.PathLike, params: dict, options: dict, worddict: dict) -> None:
-    """Write a model in the uvs format (one `.npz`, no pickle), atomically."""
-    write_model(path, params, options, worddict)
 
 
 def encode_sentences(model: dict, X: list[str], verbose: bool = False,
@@ -87,21 +87,29 @@ def encode_sentences(model: dict, X: list[str], verbose: bool = False,
     return features
 
 
-def check_features(model: dict, IM, path: str | None = None) -> np.ndarray:
-    """IM as float32 if it is (n, dim_image) and finite; else UVSError naming `path`."""
+def check_features(model: dict, IM, path: str | None = None,
+                   first_row: int | None = None) -> np.ndarray:
+    """IM as float32 if it is (n, dim_image) and finite; else UVSError naming `path`.
+
+    first_row: IM is a block of a larger array starting at that row (for the message).
+    """
     IM = np.asarray(IM)
     dim_image = model["options"]["dim_image"]
     if IM.ndim != 2 or IM.shape[1] != dim_image:
         raise UVSError(path, f"image features have shape {IM.shape}; the model expects "
                        f"(n, {dim_image})")
-    if not np.isfinite(IM).all():
-        raise UVSError(path, "image features contain NaN or Inf")
-    return IM.astype("float32", copy=False)
+    IM = IM.astype("float32", copy=False)
+    check_finite(IM, path, first_row)  # as float32: values beyond its range are Inf
+    return IM
 
 
 def encode_images(model: dict, IM, batch_size: int = 4096) -> np.ndarray:
     """Embed image features IM: (n, dim_image) -> (n, dim) float32, rows of unit norm."""
-    IM = check_features(model, IM)
+    return embed_checked_images(model, check_features(model, IM), batch_size)
+
+
+def embed_checked_images(model: dict, IM: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """`encode_images` of features already through `check_features`."""
     out = np.zeros((len(IM), model["options"]["dim"]), dtype="float32")
     for start in range(0, len(IM), batch_size):
         out[start:start + batch_size] = model["f_ienc"](IM[start:start + batch_size])
@@ -112,14 +120,10 @@ def compute_errors(model: dict, s: np.ndarray, im: np.ndarray) -> np.ndarray:
     """Errors between sentences s: (n_s, dim) and images im: (n_im, dim), lower is better.
 
     Cosine models: −s·imᵀ; order models: ‖max(0, s − im)‖² from a compiled loop
-    (`uvs.kernels.order_errors`, checked against the graph of `uvs.model.build_errors`),
+    (`uvs.kernels.errors`, checked against the graph of `uvs.model.build_errors`),
     never an (n_s, n_im, dim) tensor.
     """
-    s = np.asarray(s, dtype="float32")
-    im = np.asarray(im, dtype="float32")
-    if model["options"].get("method", "cosine") != "order":
-        return -np.dot(s, im.T)
-    return order_errors(s, im)
+    return errors(model["options"].get("method", "cosine"), s, im)
 
 
 def compile_errors(options: dict):

@@ -23,6 +23,7 @@ from uvs import backend, runs
 from uvs.datasets import Split, load_split
 from uvs.errors import UVSError
 from uvs.evaluation import rank_embeddings
+from uvs.gru_op import gru_impl
 from uvs.homogeneous_data import epoch_rng, homogeneous_batches, prepare_data, random_batches
 from uvs.model import (
     build_image_encoder,
@@ -33,99 +34,25 @@ from uvs.model import (
 )
 from uvs.modelfile import ModelFile, read_model
 from uvs.optim import OPTIMIZERS, clip_each_norm, clip_global_norm
-from uvs.options import (
-    NON_NEGATIVE,
-    POSITIVE,
-    POSITIVE_NUMBER,
-    SCHEDULE,
-    SHAPE,
-    Check,
-    Option,
-    OptionTable,
-    bad,
-)
 from uvs.runs import TrainState, optimizer_state
 from uvs.tools import encode_images, encode_sentences
+from uvs.train_options import OPTIONS, RECIPES, resolve_options  # noqa: F401 (re-exported)
 from uvs.utils import init_tparams, itemlist, unzip
 from uvs.vocab import build_dictionary
 
 log = logging.getLogger("uvs.train")
 
-# The presets of the two original trainers; options given explicitly win over them.
-RECIPES = {
-    "vse": {"method": "cosine", "abs": False, "margin": 0.2, "lrate": 0.0002},
-    "order": {"method": "order", "abs": True, "margin": 0.05, "lrate": 0.001,
-              "cnn": "10crop"},
-    "symmetric": {"method": "cosine", "abs": False, "margin": 0.2, "lrate": 0.001,
-                  "cnn": "10crop"},
-}
 
-
-def _check_options(o: dict) -> None:
-    """What involves several options at once."""
-    if o["encoder"] == "bow" and o["dim"] != o["dim_word"]:
-        bad(f"the bow encoder needs dim == dim_word (got {o['dim']} and {o['dim_word']})")
-    if o["saveto"] is not None and not str(o["saveto"]).endswith(".npz"):
-        bad(f"saveto must name a .npz file (got {o['saveto']!r})")
-
-
-# The options of the original trainers, under their names there, each declared once.
-OPTIONS = OptionTable([
-    Option("recipe", str, "vse", "Preset of an original trainer; explicit options win.",
-           choices=tuple(RECIPES)),
-    Option("data", str, "f8k", "Data set name: f8k, f30k, coco, sample, ...", SHAPE),
-    Option("data_dir", str, None, "Folder holding the data sets (default: $UVS_DATA, "
-           "else ./data).", SCHEDULE, path="dir"),
-    Option("margin", float, 0.2, "Ranking-loss margin.", check=NON_NEGATIVE),
-    Option("dim", int, 1024, "Embedding (and GRU state) size.", SHAPE, check=POSITIVE),
-    Option("dim_image", int, 4096, "Image feature width.", SHAPE, check=POSITIVE),
-    Option("dim_word", int, 300, "Word vector size.", SHAPE, check=POSITIVE),
-    Option("encoder", str, "gru", "Sentence encoder: a GRU or a bag of words.", SHAPE,
-           choices=("gru", "bow")),
-    Option("max_epochs", int, 15, "Epochs to train for.", SCHEDULE, check=POSITIVE),
-    Option("dispFreq", int, 10, "Updates between progress lines.", SCHEDULE,
-           check=POSITIVE),
-    Option("decay_c", float, 0.0, "Weight decay (L2 on every parameter).",
-           check=NON_NEGATIVE),
-    Option("grad_clip", float, 2.0, "Gradient norm limit: global for vse, per tensor for "
-           "the order-embedding recipes.", check=NON_NEGATIVE),
-    Option("maxlen_w", int, 100, "Drop captions this many words long or longer.",
-           check=POSITIVE),
-    Option("optimizer", str, "adam", "adam: as released (its bias correction included); "
-           "adam_textbook: Kingma & Ba.", choices=tuple(OPTIMIZERS)),
-    Option("batch_size", int, 128, "Captions per update.",
-           check=Check(lambda v: v >= 2, "at least 2 for a contrastive loss")),
-    Option("saveto", str, None, "Best model path (.npz); default models/DATA.npz.",
-           SCHEDULE, path="file"),
-    Option("validFreq", int, 100, "Updates between dev evaluations.", SCHEDULE,
-           check=POSITIVE),
-    Option("lrate", float, 0.0002, "Learning rate.", SCHEDULE, check=POSITIVE_NUMBER),
-    Option("reload_", bool, False, "Resume from SAVETO's last checkpoint.", SCHEDULE),
-    Option("method", str, "cosine", "Similarity: cosine, or the order-embedding penalty.",
-           choices=("cosine", "order")),
-    Option("abs", bool, False, "Absolute values of the embeddings."),
-    Option("max_violation", bool, False, "Hardest negative only (VSE++)."),
-    Option("seed", int, 1234, "Random seed (initialisation and batch order)."),
-    Option("cnn", str, None, "Image features: the 1-crop files, or '10crop'.", cli=False),
-], RECIPES, check=_check_options)
-
-
-def resolve_options(**kw) -> OrderedDict:
-    """Defaults, then the recipe's preset, then the options given (None = not given); checked."""
-    options = OPTIONS.resolve(kw)
-    if options["saveto"] is None:
-        options["saveto"] = os.path.join("models", f"{options['data']}.npz")
-    return options
-
-
-def compile_update(tparams: dict, options: dict):
+def compile_update(tparams: dict, options: dict, mode: str | None = None,
+                   gru: str | None = None):
     """(f_grad_shared(x, mask, im) -> cost, f_update(lr)) for the model's loss.
 
     Adds weight decay when decay_c > 0, clips gradients (global norm for the
     visual-semantic-embedding recipe, each tensor for order-embedding) and applies the
-    optimizer named in options ('adam' as released by default).
+    optimizer named in options ('adam' as released by default). mode: the PyTensor mode;
+    gru: 'scan' or 'fused' (defaults: `uvs.backend.mode()`, `uvs.gru_op.gru_impl()`).
     """
-    inps, cost = build_model(tparams, options)
+    inps, cost = build_model(tparams, options, gru_impl(gru, mode))
     decay_c = float(options.get("decay_c", 0.0))
     if decay_c > 0.0:
         weight_decay = sum((vv ** 2).sum() for vv in tparams.values())
@@ -136,7 +63,7 @@ def compile_update(tparams: dict, options: dict):
         clip = clip_each_norm if order_lineage(options) else clip_global_norm
         grads = clip(grads, np.float32(grad_clip))
     lr = tensor.scalar(name="lr", dtype="float32")
-    return OPTIMIZERS[options.get("optimizer", "adam")](lr, tparams, grads, inps, cost)
+    return OPTIMIZERS[options.get("optimizer", "adam")](lr, tparams, grads, inps, cost, mode=mode)
 
 
 def _feature_row(split: Split, caption: np.ndarray) -> np.ndarray:
@@ -177,7 +104,7 @@ class Compiled:
 
 
 def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = False,
-            **kw) -> dict:
+            mode: str | None = None, gru: str | None = None, **kw) -> dict:
     """Train a model as the original `train.trainer` did; returns the best dev metrics.
 
     Options: see `OPTIONS` (names as in the originals, e.g. dispFreq, validFreq, reload_).
@@ -185,7 +112,8 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
     in the uvs format, a `last` checkpoint for `reload_`, and a JSON-lines log. `progress`
     receives each log record; human-readable lines go to the `uvs.train` logger. Refuses to
     replace another run's files unless `overwrite`; SIGINT/SIGTERM raise `runs.Interrupted`
-    after writing the checkpoint.
+    after writing the checkpoint. mode, gru: the PyTensor mode and GRU implementation
+    (defaults: `uvs.backend.mode()`, `uvs.gru_op.gru_impl()`).
     """
     options = resolve_options(**kw)
     with runs.Run(options["saveto"], reload=options["reload_"], overwrite=overwrite,
@@ -199,10 +127,9 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
         if not run.resuming:
             worddict, params, state = initialise(options, train, dev)
         run.preflight(runs.checkpoint_bytes(sum(p.nbytes for p in params.values())))
-        c = compile_run(params, options, worddict)
+        c = compile_run(params, options, worddict, mode, gru)
         if run.resuming:
-            for name, var in c.opt_state.items():
-                var.set_value(ckpt.extra["arrays"][name])
+            run.restore(c.opt_state, ckpt)
         run.event("start", resume=run.resuming, options=_plain(options),
                   n_train=len(train.caps), n_words=options["n_words"])
         try:
@@ -268,18 +195,19 @@ def initialise(options: dict, train: Split, dev: Split) -> tuple[OrderedDict, di
     return worddict, params, TrainState()
 
 
-def compile_run(params: dict, options: dict, worddict: dict) -> Compiled:
+def compile_run(params: dict, options: dict, worddict: dict, mode: str | None = None,
+                gru: str | None = None) -> Compiled:
     """Shared parameters, the update functions and the two encoders, compiled."""
-    log.info(f"compiling the training graph ({backend.mode()} mode; the first time takes "
+    log.info(f"compiling the training graph ({backend.mode(mode)} mode; the first time takes "
              "a minute or more, later starts use the compile cache)")
     t0 = time.time()
     tparams = init_tparams(params)
-    f_grad_shared, f_update = compile_update(tparams, options)
-    [x_, m_], sents = build_sentence_encoder(tparams, options)
+    f_grad_shared, f_update = compile_update(tparams, options, mode, gru)
+    [x_, m_], sents = build_sentence_encoder(tparams, options, gru_impl(gru, mode))
     [im_], images = build_image_encoder(tparams, options)
     model = {"options": options, "worddict": worddict,
-             "f_senc": backend.function([x_, m_], sents, name="f_senc"),
-             "f_ienc": backend.function([im_], images, name="f_ienc")}
+             "f_senc": backend.function([x_, m_], sents, mode=mode, name="f_senc"),
+             "f_ienc": backend.function([im_], images, mode=mode, name="f_ienc")}
     log.info(f"compiled in {time.time() - t0:.1f} s")
     return Compiled(tparams, f_grad_shared, f_update, optimizer_state(f_update, tparams), model)
 

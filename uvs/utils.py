@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -13,12 +12,6 @@ import pytensor.tensor as tensor
 def _p(pp: str, name: str) -> str:
     """Parameter name `pp_name`, as the original layers prefix them."""
     return f"{pp}_{name}"
-
-
-def zipp(params: dict, tparams: dict) -> None:
-    """Push NumPy values into the shared variables."""
-    for kk, vv in params.items():
-        tparams[kk].set_value(vv)
 
 
 def unzip(zipped: dict) -> OrderedDict:
@@ -32,19 +25,14 @@ def itemlist(tparams: dict) -> list:
 
 
 def init_tparams(params: dict) -> OrderedDict:
-    """One PyTensor shared variable per parameter, under the same name."""
+    """One PyTensor shared variable per parameter, under the same name.
+
+    The graphs of a model start here, so PyTensor is configured here (`uvs.backend.configure`).
+    """
+    from uvs import backend
+
+    backend.configure()
     return OrderedDict((kk, pytensor.shared(pp, name=kk)) for kk, pp in params.items())
-
-
-def load_params(path: str, params: dict) -> dict:
-    """Overwrite `params` with the arrays stored at `path` (missing ones warn, as before)."""
-    with np.load(path, allow_pickle=False) as pp:
-        for kk in params:
-            if kk not in pp:
-                warnings.warn(f"{kk} is not in the archive", stacklevel=2)
-                continue
-            params[kk] = pp[kk]
-    return params
 
 
 def ortho_weight(ndim: int, rng=np.random) -> np.ndarray:
@@ -73,6 +61,16 @@ def xavier_weight(nin: int, nout: int | None = None, rng=np.random) -> np.ndarra
     r = np.sqrt(6.0) / np.sqrt(nin + nout)
     W = rng.rand(nin, nout) * 2 * r - r
     return W.astype("float32")
+
+
+def tanh(x):
+    """The feed-forward layer's default activation, as the original's."""
+    return tensor.tanh(x)
+
+
+def linear(x):
+    """No activation: what the image map uses."""
+    return x
 
 
 def l2norm(X):

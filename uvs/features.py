@@ -1,0 +1,59 @@
+"""Image-feature files from `uvs features`: FEATS.npy, its row names, rows checked and embedded."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from uvs.datasets import open_features
+from uvs.errors import UVSError
+
+
+def paths_file(features_path: str | os.PathLike) -> str:
+    """The list of image paths written beside `FEATS.npy`: `FEATS.paths.txt`."""
+    base = os.fspath(features_path)
+    return (base[:-4] if base.endswith(".npy") else base) + ".paths.txt"
+
+
+def read_image_features(path: str, dim_image: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """FEATS.npy (memory-mapped) and its row names from `FEATS.paths.txt` (else `#row`)."""
+    feats = open_features(path, mmap=True)
+    if dim_image is not None and feats.shape[1] != dim_image:
+        raise UVSError(path, f"features are {feats.shape[1]}-d; the model expects {dim_image}")
+    listing = paths_file(path)
+    if not os.path.isfile(listing):
+        return feats, [f"#{i}" for i in range(len(feats))]
+    with open(listing, encoding="utf-8") as f:
+        names = f.read().splitlines()
+    if len(names) != len(feats):
+        raise UVSError(listing, f"{len(names)} paths for {len(feats)} feature rows in {path}")
+    return feats, names
+
+
+def feature_row(model: dict, path: str, row: int) -> np.ndarray:
+    """Row `row` of FEATS.npy as a (1, dim_image) float32 query, checked."""
+    feats, _ = read_image_features(path, model["options"]["dim_image"])
+    if not 0 <= row < len(feats):
+        raise UVSError(path, f"row {row} is out of range: the file has {len(feats)} rows")
+    from uvs.tools import check_features
+
+    return check_features(model, feats[row:row + 1], path, first_row=row)
+
+
+def embed_feature_file(model: dict, feats: np.ndarray, path: str = "",
+                       chunk: int = 65536,
+                       on_progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """encode_images over a (possibly memory-mapped) feature array in chunks, rows unit-normed."""
+    from uvs.tools import check_features, embed_checked_images
+
+    out = np.zeros((len(feats), model["options"]["dim"]), dtype=np.float32)
+    for start in range(0, len(feats), chunk):
+        block = check_features(model, feats[start:start + chunk], path, first_row=start)
+        norms = np.linalg.norm(block, axis=1, keepdims=True)
+        out[start:start + len(block)] = embed_checked_images(
+            model, block / np.maximum(norms, 1e-12))
+        if on_progress:
+            on_progress(len(block))
+    return out
