@@ -159,10 +159,14 @@ def rank_scores(model: dict, regions: Regions, sentences: list[str], ties: str =
         sub_off = np.concatenate([[0], np.cumsum(roff[ims + 1] - roff[ims])])
         rows = np.concatenate([np.arange(roff[k], roff[k + 1]) for k in ims])
         used = np.unique(caps)
-        wrows = np.concatenate([np.arange(woff[c], woff[c + 1]) for c in used])
-        sub_woff = np.concatenate([[0], np.cumsum(woff[used + 1] - woff[used])])
+        if len(used) == len(unique):  # every sentence: no copy of the word vectors
+            sub_w, sub_woff = w, woff
+        else:
+            wrows = np.concatenate([np.arange(woff[c], woff[c + 1]) for c in used])
+            sub_w = w[wrows]
+            sub_woff = np.concatenate([[0], np.cumsum(woff[used + 1] - woff[used])])
         pos = np.searchsorted(used, caps)
-        for a, block in score_matrix(v[rows], sub_off, w[wrows], sub_woff, chunk_bytes):
+        for a, block in score_matrix(v[rows], sub_off, sub_w, sub_woff, chunk_bytes):
             out[a:a + len(block)] = block[:, pos]
         return out
 
