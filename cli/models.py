@@ -23,14 +23,32 @@ def _table(results: dict) -> str:
 @data_dir_option
 @click.option("--split", type=click.Choice(["dev", "test"]), default="dev", show_default=True)
 @click.option("--fold5", is_flag=True, help="Mean over 5 equal folds (COCO 1K protocol).")
+@click.option("--regions", type=click.Path(dir_okay=False), default=None,
+              help="Alignment models: the split's region features (uvs features --regions; "
+                   "default DIR/DATA/DATA_SPLIT_regions.npz).")
 @json_option
 @quiet_option
-def evalrank(model, data, data_dir, split, fold5, as_json, quiet):
-    """Score image-to-text and text-to-image retrieval of MODEL on a data split."""
-    from uvs import evaluation, tools
+def evalrank(model, data, data_dir, split, fold5, regions, as_json, quiet):
+    """Score image-to-text and text-to-image retrieval of MODEL on a data split.
 
-    results = evaluation.evalrank(tools.load_model(model), data=data, split=split,
-                                  data_dir=data_dir, fold5=fold5, verbose=not quiet)
+    An alignment model (uvs align train) ranks by S_kl over the regions of each image.
+    """
+    from uvs import evaluation, tools
+    from uvs.modelfile import read_model
+
+    mf = read_model(model)
+    if mf.kind == "align":
+        from uvs.align import evaluation as align_eval
+
+        m = align_eval.compile_model(mf.params, mf.options, mf.worddict, mf.path)
+        results = align_eval.evalrank(m, regions, data=data, split=split, data_dir=data_dir,
+                                      fold5=fold5, verbose=not quiet)
+    elif regions is not None:
+        raise click.ClickException(f"{mf.path}: --regions is for alignment models; this is "
+                                   f"a {mf.kind} model")
+    else:
+        results = evaluation.evalrank(tools.load_model(model), data=data, split=split,
+                                      data_dir=data_dir, fold5=fold5, verbose=not quiet)
     if as_json:
         print_json(results)
         return
@@ -109,7 +127,7 @@ def info(model, backend, as_json):
     if as_json:
         print_json(summary)
         return
-    click.echo(f"{mf.path}  ({mf.layout} layout, {len(mf.worddict)} words)")
+    click.echo(f"{mf.path}  ({mf.kind} model, {mf.layout} layout, {len(mf.worddict)} words)")
     click.echo("options:")
     for k, v in mf.options.items():
         click.echo(f"  {shown(k):<14} {v!r}")
