@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import shlex
-import sys
 
 import click
 
-from uvs.align.train import OPTIONS
-from uvs.cli.common import Group, json_option, print_json, quiet_option, table_options
+from uvs.align.options import OPTIONS
+from uvs.cli.common import (
+    Group,
+    exit_interrupted,
+    json_option,
+    overwrite_option,
+    print_json,
+    progress_lines,
+    quiet_option,
+    table_options,
+)
 from uvs.errors import UVSError
 
 
@@ -59,8 +65,7 @@ def register(group: click.Group) -> None:
 
 @align.command("train", context_settings={"max_content_width": 100})
 @table_options(OPTIONS)
-@click.option("--overwrite", is_flag=True,
-              help="Replace another run's model, checkpoint and log at SAVETO.")
+@overwrite_option
 @json_option
 @quiet_option
 def train(overwrite, as_json, quiet, **options):
@@ -71,17 +76,13 @@ def train(overwrite, as_json, quiet, **options):
     """
     from uvs import runs
     from uvs.align.train import trainer
-    from uvs.cli.train import _show_progress
 
-    handler = _show_progress(quiet)
-    try:
-        result = trainer(overwrite=overwrite, **options)
-    except runs.Interrupted as stop:
-        resume = ["uvs", "align", "train", "--saveto", stop.saveto, "--reload"]
-        click.echo(f"{stop}; resume with: {shlex.join(resume)}", err=True)
-        sys.exit(stop.exit_status)
-    finally:
-        logging.getLogger("uvs").removeHandler(handler)
+    with progress_lines(quiet):
+        try:
+            result = trainer(overwrite=overwrite, **options)
+        except runs.Interrupted as stop:
+            exit_interrupted(stop, ["uvs", "align", "train", "--saveto", stop.saveto,
+                                    "--reload"])
     if as_json:
         print_json(result)
     else:
