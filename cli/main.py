@@ -23,6 +23,8 @@ def _register() -> None:
     images.register(main)
     from uvs.cli import align
     align.register(main)
+    from uvs.cli import report
+    main.add_command(report.report)
 
 
 _register()
