@@ -6,7 +6,7 @@ import os
 
 import click
 
-from uvs.align.train import OPTIONS
+from uvs.align.options import OPTIONS
 from uvs.cli.common import (
     Group,
     exit_interrupted,
