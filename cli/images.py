@@ -51,15 +51,25 @@ def _photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
 @_weights_option
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
+@click.option("--regions", "boxes", default=None,
+              help="Region features for the alignment model into REGIONS.npz: boxes from "
+                   "'grid', 'detector' (Faster R-CNN from torch's cache) or a JSON-lines file.")
+@click.option("--max-regions", type=click.IntRange(1), default=19, show_default=True,
+              help="With --regions: boxes per photo, besides the whole image.")
 @json_option
 @quiet_option
 def features(photos, list_file, root, output, weights, crops, device, batch_size, strict,
-             as_json, quiet):
+             boxes, max_regions, as_json, quiet):
     """VGG-19 fc7 features (after ReLU, rows of unit norm) of PHOTOS into FEATS.npy."""
     from uvs import vgg
     from uvs.features import paths_file
     from uvs.fileio import save_npy, write_text
 
+    if boxes is not None:
+        from uvs.cli.align import region_features
+
+        return region_features(photos, list_file, root, output, weights, device, strict,
+                               boxes, max_regions, as_json, quiet)
     paths = _photo_paths(photos, list_file)
     net = vgg.build_convnet(weights, device=device)
     with _bar(len(paths), "photos", quiet) as bar:

@@ -27,7 +27,7 @@ def load_model(path: str | os.PathLike, mode: str | None = None,
     `uvs.gru_op.gru_impl()`). Returns a dict with 'options', 'worddict', 'word_idict',
     'f_senc', 'f_ienc', 'params' (NumPy), 'tparams' (shared variables), 'layout' and 'path'.
     """
-    mf = read_model(path)
+    mf = read_model(path, kind="vse")
     params = mf.params
     tparams = init_tparams(params)
     word_idict = {vv: kk for kk, vv in mf.worddict.items()}
