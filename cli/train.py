@@ -7,6 +7,7 @@ import click
 from uvs.cli.common import (
     exit_interrupted,
     json_option,
+    mode_option,
     overwrite_option,
     print_json,
     progress_lines,
@@ -19,9 +20,7 @@ from uvs.train_options import OPTIONS
 @click.command(context_settings={"max_content_width": 100})
 @table_options(OPTIONS)
 @overwrite_option
-@click.option("--mode", type=click.Choice(["CVM", "NUMBA", "JAX", "FAST_RUN"],
-                                          case_sensitive=False), default=None,
-              help="PyTensor backend [default: $UVS_MODE, else the fastest tested].")
+@mode_option
 @json_option
 @quiet_option
 def train(overwrite, mode, as_json, quiet, **options):
@@ -34,10 +33,10 @@ def train(overwrite, mode, as_json, quiet, **options):
 
     with progress_lines(quiet):
         try:
-            result = trainer(overwrite=overwrite, mode=mode and mode.upper(), **options)
+            result = trainer(overwrite=overwrite, mode=mode, **options)
         except runs.Interrupted as stop:
             exit_interrupted(stop, ["uvs", "train", "--saveto", stop.saveto, "--reload"]
-                             + (["--mode", mode.upper()] if mode else []))
+                             + (["--mode", mode] if mode else []))
     if as_json:
         print_json(result)
     else:
