@@ -91,7 +91,7 @@ def overwrite_option(f):
 @contextlib.contextmanager
 def progress_lines(quiet: bool) -> Iterator[None]:
     """Lines logged by the library (`uvs.*` loggers, INFO and up) on stderr, unless quiet."""
-    handler = logging.StreamHandler(click.get_text_stream("stderr"))
+    handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler.setLevel(logging.WARNING if quiet else logging.INFO)
     logger = logging.getLogger("uvs")

@@ -51,15 +51,25 @@ def _photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
 @_weights_option
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
+@click.option("--regions", "boxes", default=None,
+              help="Region features for the alignment model into REGIONS.npz: boxes from "
+                   "'grid', 'detector' (Faster R-CNN from torch's cache) or a JSON-lines file.")
+@click.option("--max-regions", type=click.IntRange(1), default=19, show_default=True,
+              help="With --regions: boxes per photo, besides the whole image.")
 @json_option
 @quiet_option
 def features(photos, list_file, root, output, weights, crops, device, batch_size, strict,
-             as_json, quiet):
+             boxes, max_regions, as_json, quiet):
     """VGG-19 fc7 features (after ReLU, rows of unit norm) of PHOTOS into FEATS.npy."""
     from uvs import vgg
     from uvs.features import paths_file
     from uvs.fileio import save_npy, write_text
 
+    if boxes is not None:
+        from uvs.cli.align import region_features
+
+        return region_features(photos, list_file, root, output, weights, device, strict,
+                               boxes, max_regions, as_json, quiet)
     paths = _photo_paths(photos, list_file)
     net = vgg.build_convnet(weights, device=device)
     with _bar(len(paths), "photos", quiet) as bar:
@@ -123,16 +133,24 @@ def _check_search(image, text, collections, minus, plus):
                    "(default max(100, 10k)).")
 @click.option("--nprobe", type=click.IntRange(1),
               help="Approximate index: inverted lists visited (default: the index's).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Also write the query and its results as an HTML page to this file.")
 @json_option
 @quiet_option
 def search(model, image, image_features, row, text, captions, feats, index_path, minus, plus,
-           rerank, k, weights, crops, device, candidates, nprobe, as_json, quiet):
+           rerank, k, weights, crops, device, candidates, nprobe, report_path, as_json, quiet):
     """Captions for a photo, or photos for a sentence (or for photo − word + word)."""
     from uvs import search as usearch
     from uvs import tools
     from uvs.retrieval import model_method
     from uvs.vocab import unknown_words
 
+    if report_path:
+        from uvs.report import check_installed, page
+
+        check_installed()
+        page.check_output(report_path, tuple(p for p in (model, image, image_features, captions,
+                                                         feats, index_path) if p))
     given = {"captions": captions, "images": feats, "index": index_path}
     collections = {name: path for name, path in given.items() if path}
     if image and image_features:
@@ -156,6 +174,10 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
     item = "caption" if kind == "captions" else "image"
     results = [{"rank": r + 1, "row": int(i), "score": float(s), item: names[i]}
                for r, (i, s) in enumerate(zip(rows, sims, strict=True))]
+    if report_path:
+        _search_report(report_path, m, model, image, image_features, row, text, minus, plus,
+                       kind, next(iter(collections.values())), [r[item] for r in results],
+                       [r["score"] for r in results])
     if as_json:
         method = model_method(m)
         print_json({
@@ -166,10 +188,36 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
                       "minus": list(minus), "plus": list(plus), "unknown_words": unknown},
             "collection": {"kind": kind, "path": next(iter(collections.values())),
                            "count": len(names), "cache": hits.cache},
-            "results": results})
+            "results": results, **({"report": report_path} if report_path else {})})
         return
     for r in results:
         click.echo(f"{r['rank']:>3}  {r['score']:8.4f}  {r[item]}")
+    if report_path:
+        click.echo(f"wrote {report_path}")
+
+
+def _search_report(path, m, model, image, image_features, row, text, minus, plus, kind,
+                   collection, hits, scores):
+    """The query and its hits as an HTML page (photos found by name are embedded)."""
+    import os
+
+    from uvs.features import paths_file, read_image_features
+    from uvs.report import build, gallery
+    from uvs.retrieval import model_method
+
+    if text is not None:
+        query = {"text": text}
+    elif image:
+        query = {"label": os.path.basename(image), "photo": image}
+    else:
+        _, names = read_image_features(image_features)
+        folder = os.path.dirname(paths_file(image_features))
+        query = {"label": names[row], "photo": gallery.photo_file(names[row], folder)}
+    query.update(minus=list(minus), plus=list(plus))
+    folder = os.path.dirname(paths_file(collection))  # image names are relative to it
+    build.search_report(path, model_path=model, method=model_method(m), query=query,
+                        kind=kind, hits=hits, scores=scores, names_folder=folder,
+                        collection=collection)
 
 
 # --- uvs index ------------------------------------------------------------------------------

@@ -21,6 +21,10 @@ def _register() -> None:
     main.add_command(train.train)
     from uvs.cli import images
     images.register(main)
+    from uvs.cli import align
+    align.register(main)
+    from uvs.cli import report
+    main.add_command(report.report)
     from uvs.cli import decoder
     decoder.register(main)
 

@@ -28,20 +28,73 @@ def _table(results: dict) -> str:
 @data_dir_option
 @click.option("--split", type=click.Choice(["dev", "test"]), default="dev", show_default=True)
 @click.option("--fold5", is_flag=True, help="Mean over 5 equal folds (COCO 1K protocol).")
+@click.option("--regions", type=click.Path(dir_okay=False), default=None,
+              help="Alignment models: the split's region features (uvs features --regions; "
+                   "default DIR/DATA/DATA_SPLIT_regions.npz).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Also write an HTML report (curves, ranks, every query) to this file.")
+@click.option("--photos", "photos_list", type=click.Path(dir_okay=False),
+              help="For --report: one name or photo path per image of the split (default: "
+                   "the features' .paths.txt when there is one).")
 @json_option
 @quiet_option
-def evalrank(model, data, data_dir, split, fold5, as_json, quiet):
-    """Score image-to-text and text-to-image retrieval of MODEL on a data split."""
-    from uvs import evaluation, tools
+def evalrank(model, data, data_dir, split, fold5, regions, report_path, photos_list, as_json,
+             quiet):
+    """Score image-to-text and text-to-image retrieval of MODEL on a data split.
 
-    results = evaluation.evalrank(tools.load_model(model), data=data, split=split,
-                                  data_dir=data_dir, fold5=fold5, verbose=not quiet)
+    An alignment model (uvs align train) ranks by S_kl over the regions of each image.
+    """
+    from uvs import evaluation, tools
+    from uvs.modelfile import read_model
+
+    if photos_list and not report_path:
+        raise click.UsageError("--photos names the images of a --report")
+    mf = read_model(model)
+    if mf.kind == "align":
+        from uvs.align import evaluation as align_eval
+
+        if report_path:
+            raise click.UsageError("--report covers embedding models; for an alignment model "
+                                   "use `uvs align show` to see its regions")
+        m = align_eval.compile_model(mf.params, mf.options, mf.worddict, mf.path)
+        results = align_eval.evalrank(m, regions, data=data, split=split, data_dir=data_dir,
+                                      fold5=fold5, verbose=not quiet)
+    elif regions is not None:
+        raise click.ClickException(f"{mf.path}: --regions is for alignment models; this is "
+                                   f"a {mf.kind} model")
+    elif report_path:
+        results = _evalrank_report(model, data, data_dir, split, fold5, report_path,
+                                   photos_list, quiet)
+    else:
+        results = evaluation.evalrank(tools.load_model(model), data=data, split=split,
+                                      data_dir=data_dir, fold5=fold5, verbose=not quiet)
     if as_json:
-        print_json(results)
+        print_json({**results, "report": report_path} if report_path else results)
         return
     if fold5:
         click.echo("mean of 5 folds:")
     click.echo(_table(results))
+    if report_path:
+        click.echo(f"wrote {report_path}")
+
+
+def _evalrank_report(model, data, data_dir, split, fold5, report_path, photos_list, quiet):
+    """evalrank's metrics, with the HTML report of every query written on the way."""
+    from uvs import queries, tools
+    from uvs.progress import progress
+    from uvs.report import build, check_installed, page
+
+    check_installed()
+    page.check_output(report_path, (model,))
+    m = tools.load_model(model)
+    results, found, ds = queries.evalrank_queries(m, data=data, split=split, data_dir=data_dir,
+                                                  fold5=fold5, verbose=not quiet)
+    with progress(len(found.i2t_ranks), "report: images", not quiet) as bar:
+        build.retrieval_report(report_path, results, found, ds, model_path=model,
+                               data=data or m["options"].get("data"), split_name=split,
+                               fold5=fold5, method=m["options"].get("method", "cosine"),
+                               names_file=photos_list, on_progress=bar.update)
+    return results
 
 
 @click.group()
@@ -115,7 +168,7 @@ def info(model, backend, dictionary, as_json):
     if as_json:
         print_json(summary)
         return
-    click.echo(f"{mf.path}  ({mf.kind}, {mf.layout} layout, {len(mf.worddict)} words)")
+    click.echo(f"{mf.path}  ({mf.kind} model, {mf.layout} layout, {len(mf.worddict)} words)")
     click.echo("options:")
     for k, v in mf.options.items():
         click.echo(f"  {shown(k):<14} {v!r}")

@@ -188,6 +188,30 @@ register_kind(ModelKind(
              "max_violation": Option(bool, required=False)},
     shapes=_vse_shapes, check=_vse_check, usage="a visual-semantic embedding model"))
 
+def _align_shapes(o: dict) -> dict[str, Shape]:
+    """Karpathy & Fei-Fei's alignment model (uvs.align.model): BRNN and region map."""
+    dim, dw, di = o["dim"], o["dim_word"], o["dim_image"]
+    shapes = {"Wemb": (None, dw), "brnn_We": (dw, dim), "brnn_be": (dim,)}
+    for d in ("f", "b", "d"):
+        shapes.update({f"brnn_W{d}": (dim, dim), f"brnn_b{d}": (dim,)})
+    shapes.update({"region_W": (di, dim), "region_b": (dim,)})
+    return shapes
+
+
+register_kind(ModelKind(
+    name="align",
+    options={"dim": Option(int, low=1, high=_DIM), "dim_word": Option(int, low=1, high=_DIM),
+             "dim_image": Option(int, low=1, high=2**20),
+             "n_words": Option(int, required=False, low=1, high=2**26),
+             "margin": Option(float, required=False, low=0.0)},
+    shapes=_align_shapes))
+
+
+# `train_state` of a checkpoint (`read_checkpoint`).
+TRAIN_STATE = {"epoch": Option(int, low=0, high=2**53), "batch": Option(int, low=0, high=2**53),
+               "uidx": Option(int, low=0, high=2**53), "best": Option(float, low=-1.0)}
+
+
 def _check_plain(where: str, what: str, value: object, depth: int = 0) -> None:
     """Options must be plain JSON-like data (what `info` prints and `convert` writes)."""
     if depth > MAX_META_DEPTH:

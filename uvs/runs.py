@@ -341,10 +341,10 @@ class Run:
         write_model(self.paths.best, params, options, worddict, extra_meta=self._kind() | meta)
 
     def save_last(self, params: dict, options: dict, worddict: dict, state: TrainState,
-                  arrays: dict) -> None:
-        """The checkpoint to resume from: parameters, state and the optimizer's `arrays`."""
+                  arrays: dict, **meta) -> None:
+        """The checkpoint to resume from: parameters, state, the optimizer's `arrays`, `meta`."""
         write_model(self.paths.last, params, options, worddict,
-                    extra_meta=self._kind() | {"train_state": state.as_dict()},
+                    extra_meta=self._kind() | meta | {"train_state": state.as_dict()},
                     extra_arrays=arrays)
 
     def _kind(self) -> dict:

@@ -204,6 +204,25 @@ def _forward(net: ConvNet, batch: list[np.ndarray], crops: int) -> np.ndarray:
     return (out / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
+def box_features(net: ConvNet, pixels: np.ndarray, boxes) -> np.ndarray:
+    """fc7 of each box (x0, y0, x1, y1 in pixels, checked by the caller) of an (H, W, 3)
+    uint8 photo, its crop warped to 224 x 224 as R-CNN did: (len(boxes), dim), unit rows."""
+    torch = need("torch")
+    F = need("torch.nn.functional")
+    x = torch.from_numpy(np.require(pixels, requirements=["C", "W"])).permute(2, 0, 1).float()
+    crops = []
+    for x0, y0, x1, y1 in boxes:
+        c = x[:, int(np.floor(y0)):int(np.ceil(y1)), int(np.floor(x0)):int(np.ceil(x1))]
+        crops.append(F.interpolate(c[None], size=(CROP, CROP), mode="bilinear",
+                                   align_corners=False,
+                                   antialias=net.preprocessing == "torchvision")[0])
+    with torch.inference_mode():
+        out = net.module(_normalise(net, torch.stack(crops).clamp_(0, 255)).to(net.device))
+    out = out.float().cpu().numpy()
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return (out / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
 def _check_crops(crops: int) -> None:
     if crops not in (1, 10):
         raise UVSError(None, f"crops must be 1 or 10, not {crops}")

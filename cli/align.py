@@ -1,0 +1,164 @@
+"""`uvs align train|show` and the region features of `uvs features --regions`."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from uvs.align.options import OPTIONS
+from uvs.cli.common import (
+    Group,
+    exit_interrupted,
+    json_option,
+    overwrite_option,
+    print_json,
+    progress_lines,
+    quiet_option,
+    table_options,
+)
+from uvs.errors import UVSError
+
+
+def region_features(photos, list_file, root, output, weights, device, strict, boxes,
+                    max_regions, as_json, quiet):
+    """Whole image + boxes per photo, fc7 of each, into one REGIONS.npz."""
+    from uvs import vgg
+    from uvs.align import features, regions
+    from uvs.cli.images import _bar, _photo_paths
+
+    if not output.endswith(".npz"):
+        raise UVSError(output, "region features go to a .npz file")
+    if boxes in ("grid", "detector") or photos or list_file:
+        paths = _photo_paths(photos, list_file)
+    else:
+        paths = []
+    total = features.photos_to_do(paths, boxes)
+    if boxes == "detector":
+        features.detector_weights_path()
+    net = vgg.build_convnet(weights, device=device)
+    with _bar(total, "photos", quiet) as bar:
+        out = features.region_features(net, paths, boxes, max_regions, root, strict,
+                                       on_progress=bar.update)
+    regions.write_regions(output, out["features"], out["image"], out["boxes"], out["paths"])
+    summary = {"output": output, "photos": len(out["paths"]), "rows": len(out["features"]),
+               "dim": int(out["features"].shape[1]), "boxes": boxes,
+               "weights": net.weights, "skipped": out["skipped"]}
+    if as_json:
+        print_json(summary)
+        return
+    for item in out["skipped"]:
+        what = item["path"] if item["box"] is None else f"{item['path']} box {item['box']}"
+        click.echo(f"skipped {what}: {item['problem']}", err=True)
+    click.echo(f"wrote {output}: {summary['rows']} regions of {summary['photos']} photos, "
+               f"{summary['dim']}-d")
+
+
+@click.group(cls=Group)
+def align():
+    """Karpathy & Fei-Fei's alignment model: train it, show words tied to regions."""
+
+
+def register(group: click.Group) -> None:
+    group.add_command(align)
+
+
+@align.command("train", context_settings={"max_content_width": 100})
+@table_options(OPTIONS)
+@overwrite_option
+@json_option
+@quiet_option
+def train(overwrite, as_json, quiet, **options):
+    """Train an alignment model on a data set's captions and region features.
+
+    The best model on dev is saved at SAVETO with a last checkpoint and a log beside it;
+    Ctrl-C or SIGTERM writes the checkpoint and prints the command that resumes it.
+    """
+    from uvs import runs
+    from uvs.align.train import trainer
+
+    with progress_lines(quiet):
+        try:
+            result = trainer(overwrite=overwrite, **options)
+        except runs.Interrupted as stop:
+            exit_interrupted(stop, ["uvs", "align", "train", "--saveto", stop.saveto,
+                                    "--reload"])
+    if as_json:
+        print_json(result)
+    else:
+        click.echo(f"best dev rsum {result['best_rsum']:.1f} after {result['updates']} "
+                   f"updates; model: {result['saveto']}")
+
+
+@align.command("show")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--text", required=True, help="The sentence (tokenised as in training).")
+@click.option("--image", type=click.Path(dir_okay=False), help="The photo.")
+@click.option("--boxes", default="grid", show_default=True,
+              help="With --image: 'grid', 'detector' or a JSON-lines file of boxes.")
+@click.option("--max-regions", type=click.IntRange(1), default=19, show_default=True)
+@click.option("--weights", default="torchvision", show_default=True,
+              help="VGG-19 weights: 'torchvision' (torch's cache) or Lasagne's vgg19.pkl.")
+@click.option("--device", default=None, help="torch device (default: cuda if available).")
+@click.option("--regions", type=click.Path(dir_okay=False),
+              help="Instead of --image: a regions file (uvs features --regions) ...")
+@click.option("--row", type=click.IntRange(0), default=0, show_default=True,
+              help="... and the photo in it.")
+@click.option("--beta", type=float, default=0.1, show_default=True,
+              help="MRF bonus for neighbouring words on one region (larger: longer phrases).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Picture to write: .png, .jpg or .html.")
+@json_option
+def show(model, text, image, boxes, max_regions, weights, device, regions, row, beta, output,
+         as_json):
+    """Tie the phrases of TEXT to regions of a photo (the paper's MRF) and draw them."""
+    import numpy as np
+
+    from uvs.align import evaluation
+    from uvs.align import show as align_show
+    from uvs.align.regions import read_regions
+
+    if bool(image) == bool(regions):
+        raise click.UsageError("give --image PHOTO or --regions FILE (one of the two)")
+    if not output and not as_json:
+        raise click.UsageError("give -o PICTURE, --json, or both")
+    m = evaluation.load_model(model)
+    if image:
+        from uvs import vgg
+        from uvs.align import features
+        from uvs.photos import load_image
+
+        net = vgg.build_convnet(weights, device=device)
+        if net.dim != m["options"]["dim_image"]:
+            raise UVSError(model, f"the model takes {m['options']['dim_image']}-d region "
+                           f"features; these weights give {net.dim}-d")
+        found = features.region_features(net, [image], boxes, max_regions, strict=True)
+        feats, box_rows, pixels = found["features"], found["boxes"], load_image(image)
+    else:
+        r = read_regions(regions)
+        if row >= len(r):
+            raise UVSError(regions, f"row {row} asked, the file has {len(r)} photos")
+        if r.features.shape[1] != m["options"]["dim_image"]:
+            raise UVSError(regions, f"region features are {r.features.shape[1]} wide; the "
+                           f"model takes {m['options']['dim_image']}")
+        feats, box_rows = r.of(row)
+        pixels = None
+        if output:
+            if os.path.isfile(r.paths[row]):
+                from uvs.photos import load_image
+
+                pixels = load_image(r.paths[row])
+            else:  # no photo on disk (the sample): a grey canvas of the whole image's size
+                w, h = (max(1, int(round(c))) for c in box_rows[0][2:])
+                pixels = np.full((h, w, 3), 200, np.uint8)
+    result = align_show.align_sentence(m, feats, box_rows, text, beta)
+    if output:
+        align_show.draw(pixels, result, output)
+    if as_json:
+        result = {k: v for k, v in result.items() if k != "unary"}
+        print_json({**result, "output": output})
+        return
+    for p in result["phrases"]:
+        click.echo(f"{p['text']:<30} region {p['region']:>2}  box "
+                   f"{' '.join(f'{c:.0f}' for c in p['box'])}  score {p['score']:.3f}")
+    click.echo(f"wrote {output}")

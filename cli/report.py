@@ -1,0 +1,29 @@
+"""`uvs report`: training runs side by side in one HTML file."""
+
+from __future__ import annotations
+
+import click
+
+from uvs.cli.common import json_option, print_json
+
+
+@click.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The HTML file to write (an older uvs report there is replaced).")
+@click.option("--title", help="The page's title.")
+@json_option
+def report(runs, output, title, as_json):
+    """Training curves of RUNS (models or their .log.jsonl) overlaid in one HTML page."""
+    from uvs.report.build import training_report
+
+    summary = training_report(list(runs), output, title=title)
+    if as_json:
+        print_json(summary)
+        return
+    for run in summary["runs"]:
+        best = run["best"]
+        best = (f"best {best['metric']} {best['value']:.4g} at update {best['at']}" if best
+                else "no dev score yet")
+        click.echo(f"{run['label']}: {run['updates']} updates, {best} ({run['status']})")
+    click.echo(f"wrote {output}")

@@ -1,0 +1,240 @@
+"""Using an alignment model: load it, encode words and regions, rank with S_kl in bounded memory.
+
+S_kl = Σ_t max_i v_iᵀ s_t is computed for a block of images against every sentence at once:
+one block's region-word dot products take about CHUNK_BYTES, so memory stays bounded whatever
+the number of images and sentences. Identical sentences are scored once, so they tie exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import numpy as np
+
+from uvs import backend
+from uvs.align.model import KIND, build_region_encoder, build_sentence_encoder
+from uvs.align.regions import Regions, match_split, read_regions
+from uvs.datasets import layout, load_split, split_paths
+from uvs.errors import UVSError
+from uvs.metrics import ranks, recall_metrics
+from uvs.modelfile import read_model
+from uvs.progress import progress
+from uvs.utils import init_tparams
+from uvs.vocab import tokenize, word_ids
+
+CHUNK_BYTES = 64 * 2**20
+
+
+def load_model(path: str | os.PathLike) -> dict:
+    """An alignment model with its compiled encoders: 'f_words' (x, mask) -> (T, B, dim) and
+    'f_regions' (N, dim_image) -> (N, dim); also 'options', 'worddict', 'params', 'path'."""
+    mf = read_model(path, kind=KIND)
+    return compile_model(mf.params, mf.options, mf.worddict, mf.path)
+
+
+def compile_model(params: dict, options: dict, worddict: dict, path: str = "",
+                  tparams: dict | None = None) -> dict:
+    tparams = tparams if tparams is not None else init_tparams(params)
+    [x, m], s = build_sentence_encoder(tparams, options)
+    [r], v = build_region_encoder(tparams, options)
+    return {"options": options, "worddict": worddict, "params": params, "path": path,
+            "f_words": backend.function([x, m], s, name="f_words"),
+            "f_regions": backend.function([r], v, name="f_regions")}
+
+
+def prepare_words(caps: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(x: (T, B) int64, mask: (T, B) float32) of word index lists, padded at the end."""
+    T = max(len(c) for c in caps)
+    x = np.zeros((T, len(caps)), np.int64)
+    mask = np.zeros((T, len(caps)), np.float32)
+    for j, c in enumerate(caps):
+        x[:len(c), j] = c
+        mask[:len(c), j] = 1.0
+    return x, mask
+
+
+def sentence_ids(model: dict, sentences: list[str], where: str | None = None) -> list[list[int]]:
+    """Word indices of each sentence; an empty sentence is an error."""
+    o = model["options"]
+    out = []
+    for n, s in enumerate(sentences):
+        tokens = tokenize(s)
+        if not tokens:
+            raise UVSError(where, f"sentence {n + 1} has no words")
+        out.append(word_ids(tokens, model["worddict"], o["n_words"]))
+    return out
+
+
+def encode_words(model: dict, sentences: list[str], batch_size: int = 128,
+                 verbose: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Every word's vector, sentence after sentence: (words, dim) float32, and offsets (n+1,)."""
+    ids = sentence_ids(model, sentences)
+    lengths = np.array([len(c) for c in ids])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    out = np.zeros((offsets[-1], model["options"]["dim"]), np.float32)
+    by_length = defaultdict(list)
+    for i, n in enumerate(lengths):
+        by_length[int(n)].append(i)
+    with progress(len(ids), "encoding sentences", verbose) as bar:
+        for n, members in sorted(by_length.items()):
+            for a in range(0, len(members), batch_size):
+                batch = members[a:a + batch_size]
+                x, mask = prepare_words([ids[i] for i in batch])
+                s = model["f_words"](x, mask)
+                for j, i in enumerate(batch):
+                    out[offsets[i]:offsets[i + 1]] = s[:n, j]
+                bar.update(len(batch))
+    return out, offsets
+
+
+def encode_regions(model: dict, features: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """v = W_m·CNN + b_m of every region row: (rows, dim) float32."""
+    return np.concatenate([model["f_regions"](np.asarray(features[a:a + batch_size],
+                                                         np.float32))
+                           for a in range(0, max(len(features), 1), batch_size)])
+
+
+def score_matrix(v: np.ndarray, region_offsets: np.ndarray, w: np.ndarray,
+                 word_offsets: np.ndarray, chunk_bytes: int = CHUNK_BYTES):
+    """Yields (first image, S block) with S[k, l] = Σ_{t in l} max_{i in k} v_i·w_t.
+
+    v: (regions, dim), images by region_offsets (n_images + 1,); w: (words, dim), sentences
+    by word_offsets (n_sentences + 1,). Each block's dot products take ≤ chunk_bytes (at
+    least one image).
+    """
+    n = len(region_offsets) - 1
+    per_region = 4 * max(len(w), 1)
+    a = 0
+    starts = word_offsets[:-1]
+    while a < n:
+        b = a + 1
+        while b < n and (region_offsets[b + 1] - region_offsets[a]) * per_region <= chunk_bytes:
+            b += 1
+        ra, rb = region_offsets[a], region_offsets[b]
+        dots = v[ra:rb] @ w.T  # (regions of the block, words)
+        best = np.maximum.reduceat(dots, region_offsets[a:b] - ra, axis=0)  # (b - a, words)
+        S = np.add.reduceat(best.astype(np.float64), starts, axis=1).astype(np.float32)
+        yield a, S
+        a = b
+
+
+def alignment_scores(model: dict, regions: Regions, sentences: list[str],
+                     verbose: bool = False, chunk_bytes: int = CHUNK_BYTES) -> np.ndarray:
+    """S: (n_images, n_sentences) float32 for the photos of `regions` and `sentences`."""
+    unique = list(dict.fromkeys(sentences))
+    col = np.array([{s: i for i, s in enumerate(unique)}[s] for s in sentences]) \
+        if len(unique) < len(sentences) else None
+    w, woff = encode_words(model, unique, verbose=verbose)
+    v = encode_regions(model, regions.features)
+    S = np.zeros((len(regions), len(unique)), np.float32)
+    for a, block in score_matrix(v, regions.offsets, w, woff, chunk_bytes):
+        S[a:a + len(block)] = block
+    return S if col is None else S[:, col]
+
+
+def rank_scores(model: dict, regions: Regions, sentences: list[str], ties: str = "last",
+                verbose: bool = False, chunk_bytes: int = CHUNK_BYTES) -> dict:
+    """R@1/5/10, medr, meanr both ways for images and their 5 captions each, ranked by S_kl.
+
+    Scores are made block by block (unique sentences once), never as a words x regions whole.
+    """
+    if len(sentences) != 5 * len(regions):
+        raise UVSError(regions.path, f"{len(regions)} photos need {5 * len(regions)} "
+                       f"captions, got {len(sentences)}")
+    unique = list(dict.fromkeys(sentences))
+    index = {s: i for i, s in enumerate(unique)}
+    col = np.array([index[s] for s in sentences])
+    w, woff = encode_words(model, unique, verbose=verbose)
+    v = encode_regions(model, regions.features)
+    if not (np.isfinite(w).all() and np.isfinite(v).all()):
+        return None
+    roff = regions.offsets
+
+    def score(im_idx, cap_idx):
+        ims = im_idx[:, 0].astype(np.int64)
+        caps = col[cap_idx[:, 0].astype(np.int64)]
+        out = np.empty((len(ims), len(caps)), np.float32)
+        # rows of consecutive images go through score_matrix together
+        sub_off = np.concatenate([[0], np.cumsum(roff[ims + 1] - roff[ims])])
+        rows = np.concatenate([np.arange(roff[k], roff[k + 1]) for k in ims])
+        used = np.unique(caps)
+        if len(used) == len(unique):  # every sentence: no copy of the word vectors
+            sub_w, sub_woff = w, woff
+        else:
+            wrows = np.concatenate([np.arange(woff[c], woff[c + 1]) for c in used])
+            sub_w = w[wrows]
+            sub_woff = np.concatenate([[0], np.cumsum(woff[used + 1] - woff[used])])
+        pos = np.searchsorted(used, caps)
+        for a, block in score_matrix(v[rows], sub_off, sub_w, sub_woff, chunk_bytes):
+            out[a:a + len(block)] = block[:, pos]
+        return out
+
+    n = len(regions)
+    i2t, t2i = ranks(np.arange(n, dtype=np.float64)[:, None],
+                     np.arange(5 * n, dtype=np.float64)[:, None], score=score, ties=ties,
+                     chunk=max(1, chunk_bytes // (4 * 5 * n)))
+    out = {"i2t": recall_metrics(i2t), "t2i": recall_metrics(t2i)}
+    out["rsum"] = sum(out[d][k] for d in ("i2t", "t2i") for k in ("r1", "r5", "r10"))
+    return out
+
+
+def image_names(data: str, split: str, data_dir=None) -> list[str] | None:
+    """The split's photo names, one a line beside its captions: NAME_{split}_images.txt, or
+    the sample's NAME_{split}_photos.paths.txt; None when there is neither."""
+    from uvs.fileio import read_lines
+
+    folder = os.path.dirname(split_paths(data, split, data_dir)[0])
+    for name in (f"{data}_{split}_images.txt", f"{data}_{split}_photos.paths.txt"):
+        if os.path.exists(os.path.join(folder, name)):
+            return read_lines(os.path.join(folder, name))
+    return None
+
+
+def split_regions(regions_path: str | None, data: str, split: str, n_images: int,
+                  data_dir=None, dim_image: int | None = None) -> Regions:
+    """The regions of one split, matched and checked: `{split}` in the path is replaced;
+    no path means DIR/DATA/DATA_{split}_regions.npz beside the captions."""
+    if regions_path is None:
+        caps_path, _ = split_paths(data, split, data_dir)
+        regions_path = os.path.join(os.path.dirname(caps_path), f"{data}_{split}_regions.npz")
+        if not os.path.exists(regions_path):
+            raise UVSError(regions_path, "no region features for this data set: make them "
+                           "with `uvs features --regions` and give --regions")
+    r = read_regions(regions_path.replace("{split}", split))
+    if dim_image is not None and r.features.shape[1] != dim_image:
+        raise UVSError(r.path, f"region features are {r.features.shape[1]} wide but the "
+                       f"model expects dim_image = {dim_image}")
+    return match_split(r, n_images, image_names(data, split, data_dir),
+                       f"the {split} split of {data}")
+
+
+def evalrank(model: dict, regions_path: str | None, data: str | None = None, split: str = "dev",
+             data_dir=None, fold5: bool = False, verbose: bool = False) -> dict:
+    """Retrieval both ways ranked by S_kl; with `fold5` the mean of 5 equal folds (COCO 1K)."""
+    data = data or model["options"].get("data")
+    if not data:
+        raise UVSError(model.get("path"), "the model names no data set: pass one")
+    ds = load_split(data, split, data_dir)
+    n = len(ds.caps) // 5
+    regions = split_regions(regions_path, data, split, n, data_dir,
+                            model["options"]["dim_image"])
+    ties = "last" if layout(data, data_dir) == "vse" else "first"
+    if not fold5:
+        return _finite(rank_scores(model, regions, ds.caps, ties, verbose), model)
+    if n % 5:
+        raise UVSError(regions.path, f"{n} images do not split into 5 equal folds")
+    size = n // 5
+    folds = [_finite(rank_scores(model, regions.subset(np.arange(f * size, (f + 1) * size)),
+                                 ds.caps[5 * f * size:5 * (f + 1) * size], ties, verbose),
+                     model) for f in range(5)]
+    mean = {d: {k: float(np.mean([r[d][k] for r in folds])) for k in folds[0][d]}
+            for d in ("i2t", "t2i")}
+    mean["rsum"] = float(np.mean([r["rsum"] for r in folds]))
+    return {**mean, "folds": folds}
+
+
+def _finite(result, model):
+    if result is None:
+        raise UVSError(model.get("path"), "the model gives NaN or Inf word or region vectors")
+    return result

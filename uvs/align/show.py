@@ -1,0 +1,90 @@
+"""Words tied to regions: the MRF's phrases for one photo and one sentence, and a picture.
+
+`align_sentence` scores every word against every region (v_iᵀ s_t), solves the phrase MRF
+(uvs.align.mrf) and returns the phrases, each with its box; `draw` puts the boxes and their
+phrases on the photo with Pillow, as the paper's figures do.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+
+import numpy as np
+
+from uvs.align.evaluation import encode_regions, encode_words
+from uvs.align.mrf import mrf_align, phrases
+from uvs.errors import UVSError
+from uvs.vocab import tokenize
+
+PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+           (70, 240, 240), (240, 50, 230), (210, 245, 60), (0, 128, 128), (170, 110, 40)]
+
+
+def align_sentence(model: dict, features: np.ndarray, boxes: np.ndarray, text: str,
+                   beta: float = 0.1) -> dict:
+    """Phrases of `text` on the regions (features (R, dim_image), boxes (R, 4)) of one photo.
+
+    Returns {'words', 'region' (per word), 'unary' (words x regions), 'phrases':
+    [{'text', 'first', 'last', 'region', 'box', 'score'}], 'energy', 'beta'}.
+    """
+    words = tokenize(text)
+    if not words:
+        raise UVSError(None, "the text has no words")
+    w, _ = encode_words(model, [text])
+    v = encode_regions(model, features)
+    unary = w.astype(np.float64) @ v.astype(np.float64).T
+    a, e = mrf_align(unary, beta)
+    out = []
+    for first, end, region in phrases(a):
+        out.append({"text": " ".join(words[first:end]), "first": first, "last": end - 1,
+                    "region": region, "box": [float(b) for b in boxes[region]],
+                    "score": float(unary[np.arange(first, end), region].sum())})
+    return {"words": words, "region": [int(r) for r in a], "unary": unary.tolist(),
+            "phrases": out, "energy": e, "beta": beta}
+
+
+def draw(pixels: np.ndarray, result: dict, output: str) -> None:
+    """The photo with each phrase's box and text; `.png` (or any Pillow format) or `.html`."""
+    from uvs.fileio import atomic_path, write_text
+    from uvs.photos import need
+
+    Image = need("PIL.Image")
+    ImageDraw = need("PIL.ImageDraw")
+    img = Image.fromarray(pixels).convert("RGB")
+    scale = max(1.0, 480 / max(img.size))
+    if scale > 1:
+        img = img.resize((round(img.size[0] * scale), round(img.size[1] * scale)))
+    canvas = ImageDraw.Draw(img)
+    by_region: dict[int, list[str]] = {}
+    for p in result["phrases"]:
+        by_region.setdefault(p["region"], []).append(p["text"])
+    for n, (region, texts) in enumerate(by_region.items()):
+        colour = PALETTE[n % len(PALETTE)]
+        x0, y0, x1, y1 = (c * scale for c in next(p["box"] for p in result["phrases"]
+                                                 if p["region"] == region))
+        canvas.rectangle([x0, y0, x1 - 1, y1 - 1], outline=colour, width=3)
+        label = " | ".join(texts)
+        tx0, ty0, tx1, ty1 = canvas.textbbox((x0 + 3, y0 + 3), label)
+        canvas.rectangle([tx0 - 2, ty0 - 2, tx1 + 2, ty1 + 2], fill=colour)
+        canvas.text((x0 + 3, y0 + 3), label, fill=(255, 255, 255))
+    ext = os.path.splitext(output)[1].lower()
+    if ext in (".html", ".htm"):
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        rows = "".join(f"<tr><td>{html.escape(p['text'])}</td><td>{p['region']}</td>"
+                       f"<td>{', '.join(f'{c:.0f}' for c in p['box'])}</td>"
+                       f"<td>{p['score']:.3f}</td></tr>" for p in result["phrases"])
+        write_text(output, "<!doctype html><meta charset='utf-8'><title>uvs align show"
+                   "</title><img alt='photo with aligned phrases' src='data:image/png;base64,"
+                   f"{base64.b64encode(buf.getvalue()).decode('ascii')}'><table><tr>"
+                   "<th>phrase</th><th>region</th><th>box</th><th>score</th></tr>"
+                   f"{rows}</table>\n")
+        return
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None:
+        raise UVSError(output, "give an output ending in .png, .jpg or .html")
+    with atomic_path(output, suffix=ext) as tmp:
+        img.save(tmp, format=fmt)
