@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, fields
 
 from uvs.errors import UVSError
 from uvs.modelfile import ModelFile, read_model, write_model
+from uvs.options import OptionTable
 
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 
@@ -258,6 +259,17 @@ class Run:
 
     # -- reporting -----------------------------------------------------------------------
 
+    def start(self, options: dict, **fields) -> dict:
+        """The `start` event: resuming or not, the options (as JSON has them), `fields`."""
+        return self.event("start", resume=self.resuming, options=plain(options), **fields)
+
+    def finish(self, state: TrainState, score: str = "best_rsum") -> dict:
+        """The `end` event, and the run's result: the best dev score (under `score`), its
+        metrics, the updates done and the run's files."""
+        self.event("end", update=state.uidx, best=state.best)
+        return {score: state.best, "best_metrics": state.best_metrics, "updates": state.uidx,
+                "saveto": self.paths.best, "last": self.paths.last, "log": self.paths.log}
+
     def say(self, text: str) -> None:
         """A human-readable line (progress, notices) through `logging` at INFO."""
         self.log.info(text)
@@ -385,6 +397,65 @@ class Run:
         kept = f"best model kept at {self.paths.best}" if state.best >= 0 else "nothing saved"
         raise UVSError(self.paths.best, f"training diverged: {what} at update {state.uidx} "
                        f"(epoch {state.epoch + 1}); {kept}; try a smaller --lrate")
+
+
+def resume_options(table: OptionTable, ckpt: ModelFile, state: TrainState, kw: dict,
+                   run: Run) -> OrderedDict:
+    """The checkpoint's options, with the schedule options given again applied (announced).
+
+    table: the trainer's options; kw: the options given (None = not given). Options given
+    that contradict the checkpoint (shapes, loss, batches) are an error.
+    """
+    given = table.given(kw)
+    given.pop("reload_", None)
+    given.setdefault("saveto", run.paths.best)
+    options = OrderedDict(ckpt.options)
+    changes, conflicts = table.on_resume(options, given)
+    if conflicts:
+        raise UVSError(ckpt.path, f"options contradict the checkpoint: {', '.join(conflicts)}; "
+                       "drop them to resume, or start afresh under another --saveto")
+    options.update((name, now) for name, (was, now) in changes.items())
+    run.resumed(state, changes)
+    return options
+
+
+def saved_score(saveto: str, key: str, kind: str | None = None) -> float:
+    """The dev score `key` in the header of the best model at `saveto`, -1 if none."""
+    if not os.path.exists(saveto):
+        return -1.0
+    return read_model(saveto, kind=kind).extra.get(key, -1.0)
+
+
+def run_epochs(run: Run, state: TrainState, max_epochs: int, train_epoch: Callable[[], None],
+               checkpoint: Callable[[], None],
+               after_epoch: Callable[[], None] | None = None) -> None:
+    """Epochs from where `state` stands up to `max_epochs`: `train_epoch()` (the rest of
+    epoch `state.epoch`), then `after_epoch()` if given, then `checkpoint()`.
+
+    When `train_epoch` stops on SIGINT/SIGTERM (`Run.stop_point`), the checkpoint is written
+    and `Interrupted` raised, completed (`Run.interrupted`).
+    """
+    try:
+        while state.epoch < max_epochs:
+            train_epoch()
+            state.epoch += 1
+            state.batch = 0
+            if after_epoch is not None:
+                after_epoch()
+            checkpoint()
+    except Interrupted as stop:
+        checkpoint()
+        raise run.interrupted(stop, state) from None
+
+
+def unvalidated(state: TrainState, valid_freq: int) -> bool:
+    """Whether updates were made since the last validation (one every `valid_freq`)."""
+    return state.uidx > 0 and state.uidx % valid_freq != 0
+
+
+def plain(options: dict) -> dict:
+    """Options as JSON has them (what is not JSON as its str), for the log."""
+    return json.loads(json.dumps(options, default=str))
 
 
 def duration(seconds: float) -> str:

@@ -8,9 +8,7 @@ it, and a JSON-lines log.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -32,7 +30,6 @@ from uvs.model import (
     init_params,
     order_lineage,
 )
-from uvs.modelfile import ModelFile, read_model
 from uvs.optim import OPTIMIZERS, clip_each_norm, clip_global_norm
 from uvs.runs import TrainState, optimizer_state
 from uvs.tools import encode_images, encode_sentences
@@ -120,9 +117,9 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
                   on_event=progress, logger=log) as run:
         if run.resuming:
             ckpt, state = run.load_last()
-            options = resume_options(ckpt, state, kw, run)
+            options = runs.resume_options(OPTIONS, ckpt, state, kw, run)
             worddict, params = ckpt.worddict, ckpt.params
-            state.best = max(state.best, best_saved(run.paths.best))
+            state.best = max(state.best, runs.saved_score(run.paths.best, "dev_rsum"))
         train, dev = load_data(options)
         if not run.resuming:
             worddict, params, state = initialise(options, train, dev)
@@ -130,49 +127,14 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
         c = compile_run(params, options, worddict, mode, gru)
         if run.resuming:
             run.restore(c.opt_state, ckpt)
-        run.event("start", resume=run.resuming, options=_plain(options),
-                  n_train=len(train.caps), n_words=options["n_words"])
-        try:
-            while state.epoch < options["max_epochs"]:
-                train_epoch(c, train, dev, state, run)
-                state.epoch += 1
-                state.batch = 0
-                checkpoint(c, state, run)
-            if state.uidx > 0 and state.uidx % options["validFreq"] != 0:
-                validate(c, dev, state, run)
-                checkpoint(c, state, run)
-        except runs.Interrupted as stop:
+        run.start(options, n_train=len(train.caps), n_words=options["n_words"])
+        runs.run_epochs(run, state, options["max_epochs"],
+                        lambda: train_epoch(c, train, dev, state, run),
+                        lambda: checkpoint(c, state, run))
+        if runs.unvalidated(state, options["validFreq"]):
+            validate(c, dev, state, run)
             checkpoint(c, state, run)
-            raise run.interrupted(stop, state) from None
-        run.event("end", update=state.uidx, best=state.best)
-    return {"best_rsum": state.best, "best_metrics": state.best_metrics,
-            "updates": state.uidx, "saveto": run.paths.best, "last": run.paths.last,
-            "log": run.paths.log}
-
-
-def resume_options(ckpt: ModelFile, state: TrainState, kw: dict, run: runs.Run) -> OrderedDict:
-    """The checkpoint's options, with the schedule options given again applied (announced).
-
-    Options given that contradict the checkpoint (shapes, loss, batches) are an error.
-    """
-    given = OPTIONS.given(kw)
-    given.pop("reload_", None)
-    given.setdefault("saveto", run.paths.best)
-    options = OrderedDict(ckpt.options)
-    changes, conflicts = OPTIONS.on_resume(options, given)
-    if conflicts:
-        raise UVSError(ckpt.path, f"options contradict the checkpoint: {', '.join(conflicts)}; "
-                       "drop them to resume, or start afresh under another --saveto")
-    options.update((name, now) for name, (was, now) in changes.items())
-    run.resumed(state, changes)
-    return options
-
-
-def best_saved(saveto: str) -> float:
-    """The dev score of the best model on disk, -1 if none."""
-    if not os.path.exists(saveto):
-        return -1.0
-    return read_model(saveto).extra.get("dev_rsum", -1.0)
+        return run.finish(state)
 
 
 def load_data(options: dict) -> tuple[Split, Split]:
@@ -274,6 +236,3 @@ def checkpoint(c: Compiled, state: TrainState, run: runs.Run) -> None:
     run.save_last(unzip(c.tparams), c.options, c.worddict, state,
                   OrderedDict((k, v.get_value()) for k, v in c.opt_state.items()))
 
-
-def _plain(options: dict) -> dict:
-    return json.loads(json.dumps(options, default=str))
