@@ -25,6 +25,7 @@ import errno
 import fcntl
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -93,6 +94,26 @@ class TrainState:
                 or not isinstance(stored["best_metrics"], (dict, type(None))):
             raise UVSError(path, "damaged checkpoint: bad train_state values")
         return cls(**stored)
+
+
+@dataclass
+class Compiled:
+    """A compiled run: shared parameters, update functions, the optimizer's state, and the
+    model as its tools use it (a dict holding at least 'options' and 'worddict')."""
+
+    tparams: OrderedDict
+    f_grad_shared: Callable
+    f_update: Callable
+    opt_state: OrderedDict
+    model: dict
+
+    @property
+    def options(self) -> dict:
+        return self.model["options"]
+
+    @property
+    def worddict(self) -> dict:
+        return self.model["worddict"]
 
 
 class Interrupted(Exception):
@@ -305,6 +326,18 @@ class Run:
         """Forget time spent outside updates (validation, checkpoints)."""
         self._clock = (time.time(), 0)
 
+    def step(self, state: TrainState, cost: float, apply: Callable[[], None], n_batches: int,
+             max_epochs: int, disp_freq: int) -> None:
+        """After update `state.uidx`'s cost: stop on a NaN/Inf, `apply()` the update, count
+        it, and every `disp_freq` updates the progress line (n_batches: batches per epoch)."""
+        if not math.isfinite(cost):
+            self.diverged(f"cost is {cost}", state)
+        apply()
+        self.tick()
+        if state.uidx % disp_freq == 0:
+            left = n_batches - state.batch + (max_epochs - state.epoch - 1) * n_batches
+            self.progress(state, max_epochs, left, cost=cost)
+
     def progress(self, state: TrainState, max_epochs: int, updates_left: int,
                  **metrics: float) -> dict:
         """The `update` event: metrics (e.g. cost), speed and ETA since the last one."""
@@ -446,6 +479,21 @@ def run_epochs(run: Run, state: TrainState, max_epochs: int, train_epoch: Callab
     except Interrupted as stop:
         checkpoint()
         raise run.interrupted(stop, state) from None
+
+
+def recall_validated(run: Run, state: TrainState, metrics: dict,
+                     save_best: Callable[[dict], None]) -> None:
+    """Dev recall {'i2t', 't2i', 'rsum'} of a retrieval model: `save_best(metrics)` when
+    R@1+R@5+R@10 summed both ways beats the best so far, then the `valid` event."""
+    improved = metrics["rsum"] > state.best
+    if improved:
+        state.best, state.best_metrics = metrics["rsum"], metrics
+        save_best(metrics)
+    i2t, t2i = metrics["i2t"], metrics["t2i"]
+    run.event("valid", update=state.uidx, epoch=state.epoch, best=improved, **metrics,
+              text=(f"  dev  i2t {i2t['r1']:.1f} {i2t['r5']:.1f} {i2t['r10']:.1f}  "
+                    f"t2i {t2i['r1']:.1f} {t2i['r5']:.1f} {t2i['r10']:.1f}  "
+                    f"rsum {metrics['rsum']:.1f}{'  (best, saved)' if improved else ''}"))
 
 
 def unvalidated(state: TrainState, valid_freq: int) -> bool:

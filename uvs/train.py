@@ -12,7 +12,6 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import pytensor.tensor as tensor
@@ -31,7 +30,7 @@ from uvs.model import (
     order_lineage,
 )
 from uvs.optim import OPTIMIZERS, clip_each_norm, clip_global_norm
-from uvs.runs import TrainState, optimizer_state
+from uvs.runs import Compiled, TrainState, optimizer_state
 from uvs.tools import encode_images, encode_sentences
 from uvs.train_options import OPTIONS, RECIPES, resolve_options  # noqa: F401 (re-exported)
 from uvs.utils import init_tparams, itemlist, unzip
@@ -79,25 +78,6 @@ def _epoch_batches(options, train: Split, epoch: int) -> list[tuple[np.ndarray, 
     return [(c, _feature_row(train, c)) for c in
             homogeneous_batches(train.caps, options["batch_size"], options["maxlen_w"], rng)]
 
-
-
-@dataclass
-class Compiled:
-    """The compiled run: shared parameters, update functions, optimizer state, encoders."""
-
-    tparams: OrderedDict
-    f_grad_shared: Callable
-    f_update: Callable
-    opt_state: OrderedDict
-    model: dict  # as tools.load_model returns: options, worddict, f_senc, f_ienc
-
-    @property
-    def options(self) -> dict:
-        return self.model["options"]
-
-    @property
-    def worddict(self) -> dict:
-        return self.model["worddict"]
 
 
 def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = False,
@@ -191,14 +171,8 @@ def train_epoch(c: Compiled, train: Split, dev: Split, state: TrainState,
             continue
         state.uidx += 1
         cost = float(c.f_grad_shared(x, mask, im))
-        if not np.isfinite(cost):
-            run.diverged(f"cost is {cost}", state)
-        c.f_update(lrate)
-        run.tick()
-        if state.uidx % o["dispFreq"] == 0:
-            left = (len(batches) - state.batch
-                    + (o["max_epochs"] - state.epoch - 1) * len(batches))
-            run.progress(state, o["max_epochs"], left, cost=cost)
+        run.step(state, cost, lambda: c.f_update(lrate), len(batches), o["max_epochs"],
+                 o["dispFreq"])
         if state.uidx % o["validFreq"] == 0:
             validate(c, dev, state, run)
             checkpoint(c, state, run)
@@ -210,16 +184,8 @@ def validate(c: Compiled, dev: Split, state: TrainState, run: runs.Run) -> None:
     metrics = dev_metrics(c.model, dev)
     if metrics is None:
         run.diverged("the dev embeddings are NaN or Inf", state)
-    improved = metrics["rsum"] > state.best
-    if improved:
-        state.best, state.best_metrics = metrics["rsum"], metrics
-        run.save_best(unzip(c.tparams), c.options, c.worddict, dev_rsum=metrics["rsum"],
-                      dev_metrics=metrics)
-    i2t, t2i = metrics["i2t"], metrics["t2i"]
-    run.event("valid", update=state.uidx, epoch=state.epoch, best=improved, **metrics,
-              text=(f"  dev  i2t {i2t['r1']:.1f} {i2t['r5']:.1f} {i2t['r10']:.1f}  "
-                    f"t2i {t2i['r1']:.1f} {t2i['r5']:.1f} {t2i['r10']:.1f}  "
-                    f"rsum {metrics['rsum']:.1f}{'  (best, saved)' if improved else ''}"))
+    runs.recall_validated(run, state, metrics, lambda m: run.save_best(
+        unzip(c.tparams), c.options, c.worddict, dev_rsum=m["rsum"], dev_metrics=m))
 
 
 def dev_metrics(model: dict, dev: Split) -> dict | None:

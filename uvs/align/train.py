@@ -25,7 +25,7 @@ from uvs.datasets import layout, load_split
 from uvs.errors import UVSError
 from uvs.homogeneous_data import epoch_rng, random_batches
 from uvs.optim import OPTIMIZERS, clip_global_norm
-from uvs.runs import TrainState, optimizer_state
+from uvs.runs import Compiled, TrainState, optimizer_state
 from uvs.utils import init_tparams, itemlist, unzip
 from uvs.vocab import build_dictionary
 
@@ -65,25 +65,6 @@ class Data:
     dev_regions: Regions
     train_ids: list | None = None
     ties: str = "first"
-
-
-@dataclass
-class Compiled:
-    """The compiled run: shared parameters, update functions, optimizer state, the model."""
-
-    tparams: OrderedDict
-    f_grad_shared: Callable
-    f_update: Callable
-    opt_state: OrderedDict
-    model: dict  # as evaluation.compile_model returns: options, worddict, encoders
-
-    @property
-    def options(self) -> dict:
-        return self.model["options"]
-
-    @property
-    def worddict(self) -> dict:
-        return self.model["worddict"]
 
 
 def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = False,
@@ -172,14 +153,8 @@ def train_epoch(c: Compiled, data: Data, state: TrainState, run: runs.Run) -> No
         feats, rmask = region_batch(regions, images[keep])
         state.uidx += 1
         cost = float(c.f_grad_shared(x, mask, feats, rmask))
-        if not np.isfinite(cost):
-            run.diverged(f"cost is {cost}", state)
-        c.f_update(lrate)
-        run.tick()
-        if state.uidx % o["dispFreq"] == 0:
-            left = (len(batches) - state.batch
-                    + (o["max_epochs"] - state.epoch - 1) * len(batches))
-            run.progress(state, o["max_epochs"], left, cost=cost)
+        run.step(state, cost, lambda: c.f_update(lrate), len(batches), o["max_epochs"],
+                 o["dispFreq"])
         if state.uidx % o["validFreq"] == 0:
             validate(c, data, state, run)
             checkpoint(c, state, run)
@@ -191,16 +166,8 @@ def validate(c: Compiled, data: Data, state: TrainState, run: runs.Run) -> None:
     metrics = rank_scores(c.model, data.dev_regions, data.dev_caps, data.ties)
     if metrics is None:
         run.diverged("the dev word or region vectors are NaN or Inf", state)
-    improved = metrics["rsum"] > state.best
-    if improved:
-        state.best, state.best_metrics = metrics["rsum"], metrics
-        run.save_best(unzip(c.tparams), c.options, c.worddict, kind=KIND,
-                      dev_rsum=metrics["rsum"], dev_metrics=metrics)
-    i2t, t2i = metrics["i2t"], metrics["t2i"]
-    run.event("valid", update=state.uidx, epoch=state.epoch, best=improved, **metrics,
-              text=(f"  dev  i2t {i2t['r1']:.1f} {i2t['r5']:.1f} {i2t['r10']:.1f}  "
-                    f"t2i {t2i['r1']:.1f} {t2i['r5']:.1f} {t2i['r10']:.1f}  "
-                    f"rsum {metrics['rsum']:.1f}{'  (best, saved)' if improved else ''}"))
+    runs.recall_validated(run, state, metrics, lambda m: run.save_best(
+        unzip(c.tparams), c.options, c.worddict, kind=KIND, dev_rsum=m["rsum"], dev_metrics=m))
 
 
 def checkpoint(c: Compiled, state: TrainState, run: runs.Run) -> None:
