@@ -75,6 +75,14 @@ def table_options(table, skip: tuple = ()):
     return decorate
 
 
+def mode_option(f):
+    """--mode: the PyTensor backend, upper-cased (None when not given)."""
+    return click.option(
+        "--mode", type=click.Choice(["CVM", "NUMBA", "JAX", "FAST_RUN"], case_sensitive=False),
+        default=None, callback=lambda ctx, param, value: value and value.upper(),
+        help="PyTensor backend [default: $UVS_MODE, else the fastest tested].")(f)
+
+
 def overwrite_option(f):
     return click.option("--overwrite", is_flag=True,
                         help="Replace another run's model, checkpoint and log at SAVETO.")(f)
@@ -83,7 +91,7 @@ def overwrite_option(f):
 @contextlib.contextmanager
 def progress_lines(quiet: bool) -> Iterator[None]:
     """Lines logged by the library (`uvs.*` loggers, INFO and up) on stderr, unless quiet."""
-    handler = logging.StreamHandler(click.get_text_stream("stderr"))
+    handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler.setLevel(logging.WARNING if quiet else logging.INFO)
     logger = logging.getLogger("uvs")

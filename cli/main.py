@@ -25,6 +25,8 @@ def _register() -> None:
     align.register(main)
     from uvs.cli import report
     main.add_command(report.report)
+    from uvs.cli import decoder
+    decoder.register(main)
 
 
 _register()

@@ -6,6 +6,11 @@ import click
 
 from uvs.cli.common import data_dir_option, json_option, print_json, quiet_option
 
+dictionary_option = click.option(
+    "--dictionary", type=click.Path(dir_okay=False),
+    help="Word dictionary of a released model (default: MODEL.npz.dictionary.pkl).")
+
+
 
 def _table(results: dict) -> str:
     rows = ["         R@1    R@5   R@10   medr   meanr"]
@@ -138,9 +143,10 @@ def encode_images(model, features, output, quiet):
 @click.command()
 @click.argument("model", type=click.Path(), required=False)
 @click.option("--backend", is_flag=True, help="Show PyTensor's mode and BLAS instead.")
+@dictionary_option
 @json_option
-def info(model, backend, as_json):
-    """Show MODEL's layout, options, vocabulary size and parameter shapes."""
+def info(model, backend, dictionary, as_json):
+    """Show MODEL's kind, layout, options, vocabulary size and parameter shapes."""
     from uvs.modelfile import read_model, shown
 
     if backend:
@@ -155,7 +161,7 @@ def info(model, backend, as_json):
         return
     if model is None:
         raise click.UsageError("give a MODEL (or --backend)")
-    mf = read_model(model)
+    mf = read_model(model, dictionary=dictionary)
     summary = {"path": mf.path, "layout": mf.layout, "kind": mf.kind, "options": mf.options,
                "vocabulary": len(mf.worddict),
                "parameters": {k: list(v.shape) for k, v in mf.params.items()}}
@@ -175,12 +181,14 @@ def info(model, backend, as_json):
 @click.argument("model", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="The new model file (.npz, uvs format).")
-def convert(model, output):
-    """Rewrite MODEL in the uvs format (one .npz, no pickle)."""
+@dictionary_option
+def convert(model, output, dictionary):
+    """Rewrite MODEL in the uvs format (one .npz, no pickle), keeping its kind."""
     from uvs.modelfile import read_model, write_model
 
-    mf = read_model(model)
-    write_model(output, mf.params, mf.options, mf.worddict)
+    mf = read_model(model, dictionary=dictionary)
+    write_model(output, mf.params, mf.options, mf.worddict,
+                extra_meta=None if mf.kind == "vse" else {"kind": mf.kind})
     click.echo(f"wrote {output} ({mf.layout} layout -> uvs)", err=True)
 
 

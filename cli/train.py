@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import click
 
-from uvs.cli.common import json_option, overwrite_option, quiet_option, run_trainer, table_options
+from uvs.cli.common import (
+    json_option,
+    mode_option,
+    overwrite_option,
+    quiet_option,
+    run_trainer,
+    table_options,
+)
 from uvs.train_options import OPTIONS
 
 
 @click.command(context_settings={"max_content_width": 100})
 @table_options(OPTIONS)
 @overwrite_option
-@click.option("--mode", type=click.Choice(["CVM", "NUMBA", "JAX", "FAST_RUN"],
-                                          case_sensitive=False), default=None,
-              help="PyTensor backend [default: $UVS_MODE, else the fastest tested].")
+@mode_option
 @json_option
 @quiet_option
 def train(overwrite, mode, as_json, quiet, **options):
@@ -23,5 +28,5 @@ def train(overwrite, mode, as_json, quiet, **options):
     """
     from uvs.train import trainer
 
-    run_trainer(lambda: trainer(overwrite=overwrite, mode=mode and mode.upper(), **options),
-                ["uvs", "train"], quiet, as_json, ["--mode", mode.upper()] if mode else [])
+    run_trainer(lambda: trainer(overwrite=overwrite, mode=mode, **options), ["uvs", "train"],
+                quiet, as_json, ["--mode", mode] if mode else [])

@@ -49,14 +49,16 @@ def param_init_gru(options, params, prefix="gru", nin=None, dim=None, rng=np.ran
 
 
 def gru_layer(tparams, state_below, init_state, options, prefix="gru", mask=None,
-              impl=None, **kwargs):
+              one_step=False, impl=None, **kwargs):
     """Run the GRU over time; returns `[h]` with h: (T, B, dim), the state after every step.
 
     state_below: (T, B, nin) float32; mask: (T, B) float32 — where 0 the state is carried over.
     impl: 'scan' (the original's graph) or 'fused' (`uvs.gru_op`); default `gru_impl()`.
+    With `one_step` (the decoders' sampler) it is one step: state_below (n, nin), init_state
+    (n, dim) -> `[h]` with h: (n, dim).
     """
     nsteps = state_below.shape[0]
-    n_samples = state_below.shape[1]
+    n_samples = state_below.shape[1] if state_below.ndim == 3 else 1
     dim = tparams[_p(prefix, "Ux")].shape[1]
 
     if init_state is None:
@@ -69,7 +71,8 @@ def gru_layer(tparams, state_below, init_state, options, prefix="gru", mask=None
             return _x[:, :, n * dim:(n + 1) * dim]
         return _x[:, n * dim:(n + 1) * dim]
 
-    if gru_impl(impl) == "fused":  # one Op for the layer and one for its gradient (uvs/gru_op.py)
+    # fused: one Op for the layer and one for its gradient (uvs/gru_op.py)
+    if not one_step and gru_impl(impl) == "fused":
         return [gru_fused(state_below, mask, init_state,
                           *(tparams[_p(prefix, k)] for k in ("W", "b", "U", "Wx", "bx", "Ux")))]
 
@@ -86,8 +89,16 @@ def gru_layer(tparams, state_below, init_state, options, prefix="gru", mask=None
         preactx = preactx + xx_
         h = tensor.tanh(preactx)
         h = u * h_ + (1.0 - u) * h
-        h = m_[:, None] * h + (1.0 - m_)[:, None] * h_
+        if m_.ndim == 1:
+            m_ = m_[:, None]
+        # one step: the mask is alloc(1., n, 1); Theano kept `m_[:, None]` (n, 1), and
+        # NumPy-style broadcasting would make it (n, 1, 1), so it is used as it is
+        h = m_ * h + (1.0 - m_) * h_
         return h
+
+    if one_step:
+        return [_step_slice(mask, state_below_, state_belowx, init_state,
+                            tparams[_p(prefix, "U")], tparams[_p(prefix, "Ux")])]
 
     rval = pytensor.scan(
         _step_slice,

@@ -13,6 +13,7 @@ a byte of parameter data is allocated.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -114,6 +115,10 @@ class ModelKind:
     a problem with options taken together (or None). `vocabulary` names the parameter whose
     rows are the words: `n_words` defaults to them and may not exceed them. `released_extras`
     are arrays that released files of this kind carry besides the parameters (ignored).
+    A released file (options pickled beside the arrays) is of this kind when its options hold
+    `released_key`; `released_dictionary(path)` reads that layout's dictionary file (default:
+    one pickle of word -> index); `released_layout` names that layout. `usage` is said when
+    a file of this kind is given where another kind is needed.
     """
 
     name: str
@@ -122,14 +127,38 @@ class ModelKind:
     check: Callable[[dict], str | None] | None = None
     vocabulary: str | None = "Wemb"
     released_extras: tuple[str, ...] = ()
+    released_key: str | None = None
+    released_dictionary: Callable[[str], object] | None = None
+    released_layout: str = "vse"
+    usage: str = ""
 
 
 KINDS: dict[str, ModelKind] = {}
+# kinds declared by other parts of uvs, registered when their module is imported
+KIND_MODULES = {"decoder": "uvs.decoding.files"}
 
 
 def register_kind(kind: ModelKind) -> None:
     """Make a kind of model readable by `read_model(path, kind=...)` (and its uvs header)."""
     KINDS[kind.name] = kind
+
+
+def model_kind(name: str) -> ModelKind | None:
+    """The registered kind `name` (importing the module that declares it), or None."""
+    if name not in KINDS and name in KIND_MODULES:
+        importlib.import_module(KIND_MODULES[name])
+    return KINDS.get(name)
+
+
+def released_kind(options: object) -> str:
+    """The kind of a released file from its pickled options: the first kind whose
+    `released_key` they hold, else 'vse'."""
+    for name in KIND_MODULES:
+        model_kind(name)
+    for spec in KINDS.values():
+        if spec.released_key and isinstance(options, dict) and spec.released_key in options:
+            return spec.name
+    return "vse"
 
 
 def _vse_shapes(o: dict) -> dict[str, Shape]:
@@ -157,7 +186,7 @@ register_kind(ModelKind(
              "method": Option(str, required=False, choices=("cosine", "order")),
              "abs": Option(bool, required=False),
              "max_violation": Option(bool, required=False)},
-    shapes=_vse_shapes, check=_vse_check))
+    shapes=_vse_shapes, check=_vse_check, usage="a visual-semantic embedding model"))
 
 def _align_shapes(o: dict) -> dict[str, Shape]:
     """Karpathy & Fei-Fei's alignment model (uvs.align.model): BRNN and region map."""
@@ -474,13 +503,16 @@ def locate(path: str | os.PathLike) -> tuple[str, str, str | None]:
     return "uvs", path, None
 
 
-def _load_vse(npz: str, pkl: str) -> tuple[dict, OrderedDict]:
+def _load_dictionary(npz: str, spec: ModelKind | None, dictionary: str | None) -> object:
+    """The released layout's word dictionary: `dictionary`, else `X.npz.dictionary.pkl`."""
     from uvs.legacy import load_pickle
 
-    dictionary = npz + ".dictionary.pkl"
-    if not _exists(dictionary):
-        raise UVSError(dictionary, f"word dictionary of {npz} not found")
-    return load_pickle(pkl), load_pickle(dictionary)
+    path = dictionary or npz + ".dictionary.pkl"
+    if not _exists(path):
+        raise UVSError(path, f"word dictionary of {npz} not found"
+                       + ("" if dictionary else " (give its path with --dictionary)"))
+    reader = spec.released_dictionary if spec and spec.released_dictionary else load_pickle
+    return reader(path)
 
 
 def _load_order(pkl: str) -> tuple[dict, OrderedDict]:
@@ -510,21 +542,38 @@ def _optim_shape(name: str, shapes: dict[str, tuple], ndim: int) -> Shape:
     return shapes[max(owners, key=len)] if owners else (None,) * ndim
 
 
-def read_model(path: str | os.PathLike, kind: str | None = None) -> ModelFile:
+def _wrong_kind(npz: str, own: str, kind: str) -> UVSError:
+    spec = model_kind(own)
+    usage = f" ({spec.usage})" if spec and spec.usage else ""
+    return UVSError(npz, f"this is a {shown(own)} model, not a {kind} model{usage}")
+
+
+def read_model(path: str | os.PathLike, kind: str | None = None,
+               dictionary: str | os.PathLike | None = None) -> ModelFile:
     """Read any supported model file (path as `X`, `X.npz` or `X.pkl`), validated.
 
-    `kind` (a name in KINDS) is what the caller needs; a uvs file says its own kind and
-    is refused if it differs. Options, dictionary and every array are checked against the
-    kind before any parameter data is read; parameters come back as finite float32.
+    `kind` (a name in KINDS) is what the caller needs; a file says its own kind (a uvs
+    header, or a released file's options, see `released_kind`) and is refused if it differs.
+    `dictionary` replaces the released layout's `X.npz.dictionary.pkl`. Options, dictionary
+    and every array are checked against the kind before any parameter data is read;
+    parameters come back as finite float32.
     """
     layout, npz, pkl = locate(path)
+    dictionary = os.fspath(dictionary) if dictionary is not None else None
     with Archive(npz) as z:
         extra: dict = {}
         if layout == "vse":
-            options, worddict = _load_vse(npz, pkl)
-            where, words_where = pkl, npz + ".dictionary.pkl"
+            from uvs.legacy import load_pickle
+
+            options = load_pickle(pkl)
+            own = released_kind(options)
+            if kind is not None and own != kind:
+                raise _wrong_kind(npz, own, kind)
+            worddict = _load_dictionary(npz, model_kind(own), dictionary)
+            where, words_where = pkl, dictionary or npz + ".dictionary.pkl"
         elif layout == "order":
             options, worddict = _load_order(pkl)
+            own = released_kind(options)
             where = words_where = pkl
         else:
             meta = _read_meta(z)
@@ -532,13 +581,13 @@ def read_model(path: str | os.PathLike, kind: str | None = None) -> ModelFile:
             where = words_where = npz
             extra = {k: v for k, v in meta.items()
                      if k not in ("format", "version", "options", "worddict")}
-        own = extra.get("kind", "vse")
+            own = extra.get("kind", "vse")
         if kind is not None and own != kind:
-            raise UVSError(npz, f"this is a {shown(own)} model, not a {kind} model")
-        if own not in KINDS:
+            raise _wrong_kind(npz, own, kind)
+        spec = model_kind(own)
+        if spec is None:
             raise UVSError(npz, f"unknown kind of model '{shown(own)}' (this uvs reads "
-                           f"{', '.join(KINDS)})")
-        spec = KINDS[own]
+                           f"{', '.join(sorted(set(KINDS) | set(KIND_MODULES)))})")
         options = check_options(where, spec, options)
         shapes = _check_arrays(z, spec, options)
         worddict = check_worddict(words_where, worddict, options.get("n_words", 0))
@@ -551,6 +600,8 @@ def read_model(path: str | os.PathLike, kind: str | None = None) -> ModelFile:
                 arrays[key[len(EXTRA_PREFIX):]] = _finite(z, key)
     if layout == "uvs":
         extra["arrays"] = arrays
+    elif layout == "vse":
+        layout = spec.released_layout
     return ModelFile(npz, layout, params, options, worddict, extra, own)
 
 
@@ -595,7 +646,9 @@ def _finite(z: Archive, key: str) -> np.ndarray:
 def validate(mf: ModelFile) -> None:
     """Check that options, dictionary and parameter shapes agree (for a ModelFile built in
     memory); raise UVSError if not."""
-    spec = KINDS[mf.kind]
+    spec = model_kind(mf.kind)
+    if spec is None:
+        raise UVSError(mf.path, f"unknown kind of model '{shown(mf.kind)}'")
     options = check_options(mf.path, spec, mf.options)
     for name, shape in spec.shapes(options).items():
         if name not in mf.params:
@@ -612,32 +665,6 @@ def validate(mf: ModelFile) -> None:
         options.setdefault("n_words", mf.params[spec.vocabulary].shape[0])
     mf.options.update(options)
     check_worddict(mf.path, mf.worddict, mf.options.get("n_words", 0))
-
-
-def _shape(arrays: OrderedDict, name: str) -> tuple:
-    return tuple(arrays[name].shape)
-
-
-def _load_arrays(path: str) -> OrderedDict:
-    """Every array of a `.npz`, each checked (plain, size within what the archive holds)."""
-    with Archive(path) as z:
-        return OrderedDict((key, z.read(key)) for key in z.members)
-
-
-def _load_meta(path: str, arrays: OrderedDict) -> tuple[dict, OrderedDict, dict]:
-    """(options, worddict, extra) from the `__uvs__` entry of `arrays` (popped), checked."""
-    if META_KEY not in arrays:
-        raise UVSError(path, "not a model file: no uvs metadata and no companion .pkl "
-                       "(expected X.npz.pkl + X.npz.dictionary.pkl, or X.pkl)")
-    raw = arrays.pop(META_KEY)
-    if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size > MAX_META_BYTES:
-        raise UVSError(path, f"the uvs metadata is {raw.shape} {raw.dtype}, not UTF-8 bytes")
-    meta = parse_meta(path, raw)
-    extra = {k: v for k, v in meta.items()
-             if k not in ("format", "version", "options", "worddict")}
-    extra["arrays"] = OrderedDict((k[len(EXTRA_PREFIX):], arrays.pop(k))
-                                  for k in list(arrays) if k.startswith(EXTRA_PREFIX))
-    return dict(meta["options"]), OrderedDict(meta["worddict"]), extra
 
 
 # --- writing -----------------------------------------------------------------------------

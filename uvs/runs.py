@@ -184,13 +184,15 @@ class Run:
 
     reload: resume from the last checkpoint if there is one; overwrite: replace another run's
     files; on_event: called with each log record (a dict, as written to the JSON log);
-    logger: where human-readable lines go (INFO), `logging.getLogger("uvs.train")` if None.
+    logger: where human-readable lines go (INFO), `logging.getLogger("uvs.train")` if None;
+    kind: the kind of model trained (`uvs.modelfile.KINDS`), written in its files' headers.
     """
 
     def __init__(self, saveto: str | os.PathLike, reload: bool = False, overwrite: bool = False,
                  on_event: Callable[[dict], None] | None = None,
-                 logger: logging.Logger | None = None):
+                 logger: logging.Logger | None = None, kind: str = "vse"):
         self.paths = RunPaths.beside(saveto)
+        self.kind = kind
         self.reload, self.overwrite = bool(reload), bool(overwrite)
         self.on_event = on_event
         self.log = logger or logging.getLogger("uvs.train")
@@ -356,7 +358,7 @@ class Run:
 
     def load_last(self) -> tuple[ModelFile, TrainState]:
         """The last checkpoint and the state it was written in."""
-        ckpt = read_model(self.paths.last)
+        ckpt = read_model(self.paths.last, kind=self.kind)
         return ckpt, TrainState.read(ckpt.extra.get("train_state"), ckpt.path)
 
     @staticmethod
@@ -381,13 +383,18 @@ class Run:
 
     def save_best(self, params: dict, options: dict, worddict: dict, **meta) -> None:
         """The best model so far at `saveto` (atomically), with `meta` in its header."""
-        write_model(self.paths.best, params, options, worddict, extra_meta=meta)
+        write_model(self.paths.best, params, options, worddict, extra_meta=self._kind() | meta)
 
     def save_last(self, params: dict, options: dict, worddict: dict, state: TrainState,
                   arrays: dict, **meta) -> None:
         """The checkpoint to resume from: parameters, state, the optimizer's `arrays`, `meta`."""
         write_model(self.paths.last, params, options, worddict,
-                    extra_meta={**meta, "train_state": state.as_dict()}, extra_arrays=arrays)
+                    extra_meta=self._kind() | meta | {"train_state": state.as_dict()},
+                    extra_arrays=arrays)
+
+    def _kind(self) -> dict:
+        """The header entry naming a kind other than the default 'vse'."""
+        return {} if self.kind == "vse" else {"kind": self.kind}
 
     # -- stopping ------------------------------------------------------------------------
 

@@ -22,7 +22,6 @@ from uvs.align.model import KIND, build_model, init_params
 from uvs.align.options import OPTIONS, resolve_options
 from uvs.align.regions import Regions
 from uvs.datasets import layout, load_split
-from uvs.errors import UVSError
 from uvs.homogeneous_data import epoch_rng, random_batches
 from uvs.optim import OPTIMIZERS, clip_global_norm
 from uvs.runs import Compiled, TrainState, optimizer_state
@@ -73,12 +72,9 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
     at `saveto` (kind 'align'), with a last checkpoint and a JSON-lines log beside it."""
     options = resolve_options(**kw)
     with runs.Run(options["saveto"], reload=options["reload_"], overwrite=overwrite,
-                  on_event=progress, logger=log) as run:
+                  on_event=progress, logger=log, kind=KIND) as run:
         if run.resuming:
             ckpt, state = run.load_last()
-            if ckpt.kind != KIND:
-                raise UVSError(ckpt.path, f"this is a {ckpt.kind} model's checkpoint, not an "
-                               "alignment model's")
             options = runs.resume_options(OPTIONS, ckpt, state, kw, run)
             worddict, params = ckpt.worddict, ckpt.params
             state.best = max(state.best, runs.saved_score(run.paths.best, "dev_rsum", KIND))
@@ -167,10 +163,10 @@ def validate(c: Compiled, data: Data, state: TrainState, run: runs.Run) -> None:
     if metrics is None:
         run.diverged("the dev word or region vectors are NaN or Inf", state)
     runs.recall_validated(run, state, metrics, lambda m: run.save_best(
-        unzip(c.tparams), c.options, c.worddict, kind=KIND, dev_rsum=m["rsum"], dev_metrics=m))
+        unzip(c.tparams), c.options, c.worddict, dev_rsum=m["rsum"], dev_metrics=m))
 
 
 def checkpoint(c: Compiled, state: TrainState, run: runs.Run) -> None:
     """The last checkpoint: parameters, optimizer state and where the run stands."""
     run.save_last(unzip(c.tparams), c.options, c.worddict, state,
-                  OrderedDict((k, v.get_value()) for k, v in c.opt_state.items()), kind=KIND)
+                  OrderedDict((k, v.get_value()) for k, v in c.opt_state.items()))

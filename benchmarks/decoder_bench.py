@@ -1,0 +1,131 @@
+"""Decoder speed, measured in one process.
+
+1. One training update (cost, gradients, global-norm clip, released Adam) at caption sizes
+   (vocabulary 10000, dim_word 512, dim 512, batch 128, 16 words): uvs (PyTensor) against
+   the same decoder, loss and Adam written in PyTorch on the same CPU threads.
+2. Beam-5 generation of N captions: `gen_sample_batch` against the original's loop of
+   `gen_sample` calls, one context at a time; the outputs must be identical.
+
+    python benchmarks/decoder_bench.py [--captions 1000] [--updates 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+V, DW, D, B, T, DIMCTX = 10000, 512, 512, 128, 16, 1024
+
+
+def best_of(f, n):
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def uvs_update(options, x, mask, ctx):
+    import pytensor.tensor as tensor
+
+    from uvs.decoding.model import build_model, init_params
+    from uvs.optim import adam, clip_global_norm
+    from uvs.utils import init_tparams, itemlist
+
+    tparams = init_tparams(init_params(options, rng=np.random.RandomState(0)))
+    _, inps, cost = build_model(tparams, options)
+    grads = clip_global_norm(tensor.grad(cost, wrt=itemlist(tparams)), np.float32(5.0))
+    lr = tensor.scalar("lr", dtype="float32")
+    f_grad_shared, f_update = adam(lr, tparams, grads, inps, cost)
+
+    def step():
+        f_grad_shared(x, mask, ctx)
+        f_update(np.float32(0.0002))
+    return step
+
+
+def torch_update(x, mask, ctx):
+    import torch
+
+    torch.manual_seed(0)
+    g = torch.nn.GRUCell(DW, D)  # same equations up to where r multiplies (h·Ux + b_hn)
+    emb = torch.nn.Embedding(V, DW)
+    ff_state = torch.nn.Linear(DIMCTX, D)
+    ff_logit = torch.nn.Linear(D, V)
+    params = [*g.parameters(), *emb.parameters(), *ff_state.parameters(),
+              *ff_logit.parameters()]
+    opt = torch.optim.Adam(params, lr=0.0002, betas=(0.9, 0.999), eps=1e-8)
+    xt, mt, ct = torch.from_numpy(x), torch.from_numpy(mask), torch.from_numpy(ctx)
+
+    def step():
+        opt.zero_grad()
+        e = emb(xt)
+        e = torch.cat([torch.zeros_like(e[:1]), e[:-1]])
+        h = torch.tanh(ff_state(ct))
+        states = []
+        for t in range(T):
+            hn = g(e[t], h)
+            m = mt[t][:, None]
+            h = m * hn + (1 - m) * h
+            states.append(h)
+        logp = torch.log_softmax(ff_logit(torch.stack(states)), dim=-1)
+        nll = -(logp.gather(2, xt[:, :, None])[:, :, 0] * mt).sum()
+        nll.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+    return step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--captions", type=int, default=1000)
+    ap.add_argument("--updates", type=int, default=5)
+    ap.add_argument("--skip-train", action="store_true")
+    args = ap.parse_args()
+    rng = np.random.RandomState(0)
+    x = rng.randint(2, V, size=(T, B)).astype("int64")
+    x[-1] = 0
+    mask = np.ones((T, B), dtype="float32")
+    ctx = rng.randn(B, DIMCTX).astype("float32")
+    options = {"n_words": V, "dim_word": DW, "dim": D, "dimctx": DIMCTX, "decoder": "gru",
+               "doutput": False}
+    if not args.skip_train:
+        import torch
+
+        step_u = uvs_update(options, x, mask, ctx)
+        step_t = torch_update(x, mask, ctx)
+        step_u(), step_t()  # warm up
+        tu, tt = best_of(step_u, args.updates), best_of(step_t, args.updates)
+        print(f"training update (V {V}, dim_word {DW}, dim {D}, batch {B}, {T} words), best "
+              f"of {args.updates}: uvs {tu:.3f} s, PyTorch {tt:.3f} s ({torch.get_num_threads()}"
+              f" threads); uvs/PyTorch = {tu / tt:.2f}")
+
+    from pytensor.tensor.random import shared_rng
+
+    from uvs.decoding.model import build_sampler, init_params
+    from uvs.decoding.search import gen_sample, gen_sample_batch
+    from uvs.utils import init_tparams
+
+    gen_opts = dict(options, dimctx=DIMCTX)
+    tparams = init_tparams(init_params(gen_opts, rng=np.random.RandomState(1)))
+    f_init, f_next = build_sampler(tparams, gen_opts, shared_rng(seed=1))
+    C = rng.randn(args.captions, DIMCTX).astype("float32")
+    t = time.perf_counter()
+    batched = gen_sample_batch(tparams, f_init, f_next, C, gen_opts, k=5, maxlen=16)
+    tb = time.perf_counter() - t
+    t = time.perf_counter()
+    loop = [gen_sample(tparams, f_init, f_next, C[i:i + 1], gen_opts, k=5, maxlen=16,
+                       stochastic=False) for i in range(len(C))]
+    tl = time.perf_counter() - t
+    same = all(a[0] == b[0] and [np.float32(s).tobytes() for s in a[1]]
+               == [np.float32(s).tobytes() for s in b[1]] for a, b in zip(batched, loop,
+                                                                          strict=True))
+    print(f"beam-5 generation of {len(C)} captions (maxlen 16, V {V}): batched {tb:.2f} s, "
+          f"one at a time (original) {tl:.2f} s; speed-up {tl / tb:.1f}x; identical: {same}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""`uvs decoder train`, `uvs caption`, `uvs evalcap`: generating sentences from the joint space."""
+
+from __future__ import annotations
+
+import click
+
+from uvs.cli.common import (
+    data_dir_option,
+    exit_interrupted,
+    json_option,
+    mode_option,
+    overwrite_option,
+    print_json,
+    progress_lines,
+    quiet_option,
+    table_options,
+)
+from uvs.decoding.options import OPTIONS
+
+
+@click.group()
+def decoder():
+    """Decoders: language models that turn a vector into a sentence."""
+
+
+@decoder.command("train", context_settings={"max_content_width": 100})
+@table_options(OPTIONS)
+@overwrite_option
+@mode_option
+@json_option
+@quiet_option
+def train(overwrite, mode, as_json, quiet, **options):
+    """Train a decoder on a data set's captions; the best on dev is saved at SAVETO, with a
+    last checkpoint and log.
+
+    Ctrl-C or SIGTERM writes the last checkpoint and prints the command that resumes it.
+    """
+    from uvs import runs
+    from uvs.decoding.train import trainer
+
+    with progress_lines(quiet):
+        try:
+            result = trainer(overwrite=overwrite, mode=mode, **options)
+        except runs.Interrupted as stop:
+            exit_interrupted(stop, ["uvs", "decoder", "train", "--saveto", stop.saveto,
+                                    "--reload"] + (["--mode", mode] if mode else []))
+    if as_json:
+        print_json(result)
+    else:
+        click.echo(f"best dev cost/word {result['best_dev_cost_per_word']:.4f} after "
+                   f"{result['updates']} updates; decoder: {result['saveto']}")
+
+
+def _vgg_features(dec, vse, image, weights, crops, device):
+    from uvs import vgg
+    from uvs.errors import UVSError
+
+    net = vgg.build_convnet(weights, device=device)
+    want = vse["options"]["dim_image"] if vse is not None else dec["options"]["dimctx"]
+    if net.dim != want:
+        raise UVSError(net.weights, f"these VGG weights give {net.dim}-d features; "
+                       f"{want}-d expected")
+    return vgg.compute_features(net, [image], crops=int(crops))
+
+
+@click.command()
+@click.argument("decoder_path", metavar="DECODER", type=click.Path(dir_okay=False))
+@click.option("--model", "vse_model", type=click.Path(dir_okay=False),
+              help="uvs model of the joint space (default: the one the decoder was trained on).")
+@click.option("--dictionary", type=click.Path(dir_okay=False),
+              help="Dictionary file of a released skip-thoughts decoder.")
+@click.option("--image", type=click.Path(dir_okay=False), help="A photo ([images] extra).")
+@click.option("--image-features", type=click.Path(dir_okay=False),
+              help="A .npy of CNN feature rows ...")
+@click.option("--row", type=click.IntRange(0), default=0, show_default=True,
+              help="... and the row of it.")
+@click.option("--text", help="A sentence: decode its own vector (reconstruction).")
+@click.option("--minus", multiple=True, help="Word(s) to subtract in the joint space.")
+@click.option("--plus", multiple=True, help="Word(s) to add in the joint space.")
+@click.option("--beam", type=click.IntRange(1), default=5, show_default=True,
+              help="Beam width.")
+@click.option("--sample", "stochastic", is_flag=True, help="Sample instead of beam search.")
+@click.option("-n", type=click.IntRange(1), default=1, show_default=True,
+              help="Sentences to show.")
+@click.option("--maxlen", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--use-unk", is_flag=True, help="Allow the UNK token.")
+@click.option("--weights", default="torchvision", show_default=True,
+              help="VGG-19 weights for --image (torchvision or a Lasagne vgg19.pkl).")
+@click.option("--crops", type=click.Choice(["1", "10"]), default="1", show_default=True)
+@click.option("--device", default=None, help="torch device for --image.")
+@click.option("--seed", type=int, default=1234, show_default=True, help="Sampling seed.")
+@json_option
+def caption(decoder_path, vse_model, dictionary, image, image_features, row, text, minus, plus,
+            beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed, as_json):
+    """Generate sentences for a photo, a feature row, a sentence, or photo − word + word."""
+    from uvs.decoding import tools
+
+    given = [q for q in (image, image_features, text) if q is not None]
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of --image, --image-features, --text")
+    if n > beam and not stochastic:
+        raise click.UsageError(f"-n {n} is more than the beam holds (--beam {beam})")
+    dec = tools.load_model(decoder_path, dictionary, seed=seed)
+    vse = tools.load_encoder(dec, vse_model)
+    feats, where = None, None
+    if image is not None:
+        feats, where = _vgg_features(dec, vse, image, weights, crops, device), image
+    elif image_features is not None:
+        from uvs.features import read_image_features
+
+        want = vse["options"]["dim_image"] if vse is not None else dec["options"]["dimctx"]
+        feats, _ = read_image_features(image_features, want)
+        if row >= len(feats):
+            from uvs.errors import UVSError
+
+            raise UVSError(image_features, f"row {row} is out of range: the file has "
+                           f"{len(feats)} rows")
+        feats, where = feats[row:row + 1], image_features
+    c = tools.context(dec, vse, feats, text, minus, plus, where)
+    if stochastic:
+        results = tools.sample_sentences(dec, c, n=n, maxlen=maxlen, use_unk=use_unk)
+    else:
+        results = tools.generate(dec, c, beam_width=beam, use_unk=use_unk, maxlen=maxlen,
+                                 n=n)[0]
+    if as_json:
+        print_json({"decoder": decoder_path, "mode": "sample" if stochastic else "beam",
+                    "beam": None if stochastic else beam,
+                    "sentences": [{"text": t, "score": s} for t, s in results]})
+        return
+    label = "prob. sum" if stochastic else "cost"
+    for i, (t, s) in enumerate(results, 1):
+        click.echo(f"{i:>2}  {label} {s:8.3f}  {t}")
+
+
+@click.command()
+@click.argument("decoder_path", metavar="DECODER", type=click.Path(dir_okay=False))
+@click.option("--model", "vse_model", type=click.Path(dir_okay=False),
+              help="uvs model of the joint space (default: the one the decoder was trained on).")
+@click.option("--dictionary", type=click.Path(dir_okay=False))
+@click.option("--data", default=None, help="Data set (default: the decoder's own).")
+@data_dir_option
+@click.option("--split", type=click.Choice(["dev", "test"]), default="test", show_default=True)
+@click.option("--beam", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--maxlen", type=click.IntRange(1), default=30, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Also write the generated captions here, one a line.")
+@json_option
+@quiet_option
+def evalcap(decoder_path, vse_model, dictionary, data, data_dir, split, beam, maxlen, output,
+            as_json, quiet):
+    """Caption every image of a split and score against its references (BLEU, METEOR,
+    ROUGE-L, CIDEr) with the decoder's perplexity."""
+    from uvs.decoding import tools
+    from uvs.decoding.evaluation import evalcap as run
+
+    dec = tools.load_model(decoder_path, dictionary)
+    vse = tools.load_encoder(dec, vse_model)
+    data = data or dec["options"].get("data")
+    if not data:
+        raise click.UsageError("give --data")
+    res = run(dec, vse, data=data, split=split, data_dir=data_dir, beam_width=beam,
+              maxlen=maxlen, cnn=dec["options"].get("cnn"))
+    if output:
+        from uvs.fileio import write_text
+
+        write_text(output, "".join(c + "\n" for c in res["captions"]))
+    if not quiet:
+        for note in res["notes"]:
+            click.echo(note, err=True)
+    if as_json:
+        print_json({k: v for k, v in res.items() if k not in ("captions", "references")}
+                   | {"decoder": decoder_path, "data": data, "split": split, "beam": beam})
+        return
+    m = res["metrics"]
+    names = [k for k in ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
+             if k in m]
+    click.echo("  ".join(f"{k:>7}" for k in names))
+    click.echo("  ".join(f"{100 * m[k]:7.1f}" for k in names))
+    click.echo(f"{res['images']} images, beam {beam}; perplexity {res['perplexity']:.2f} "
+               f"({res['cost_per_word']:.4f} nats/word over {res['words']} words)")
+
+
+def register(group: click.Group) -> None:
+    for command in (decoder, caption, evalcap):
+        group.add_command(command)

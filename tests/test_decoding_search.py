@@ -1,0 +1,143 @@
+"""gen_sample against brute-force enumeration on a tiny vocabulary; the batched search too."""
+
+import itertools
+
+import numpy as np
+import pytest
+from decoderref import step_probs
+
+from uvs.decoding.model import build_sampler, init_params
+from uvs.decoding.search import gen_sample, gen_sample_batch
+from uvs.utils import init_tparams
+
+V, MAXLEN = 4, 3
+
+
+@pytest.fixture(scope="module")
+def decoder():
+    o = {"n_words": V, "dim_word": 3, "dim": 4, "dimctx": 5, "decoder": "gru",
+         "doutput": False, "inject": "init"}
+    params = init_params(o, rng=np.random.RandomState(0))
+    params["ff_logit_W"] *= 20  # peaked distributions, so that the best path is not trivial
+    tparams = init_tparams(params)
+    from pytensor.tensor.random import shared_rng
+
+    trng = shared_rng(seed=1234)
+    f_init, f_next = build_sampler(tparams, o, trng)
+    return o, params, tparams, trng, f_init, f_next
+
+
+def ref_score(params, ctx, words):
+    """−Σ log p of a word sequence under the float64 reference."""
+    x = np.array(words, dtype="int64")[:, None]
+    probs = step_probs(params, x, np.ones(x.shape, dtype="float32"), ctx)
+    return float(-np.log(probs[np.arange(len(words)), 0, x[:, 0]]).sum())
+
+
+def every_sequence(vocab):
+    """All hypotheses a complete search can return: ending in 0 early, or MAXLEN long."""
+    seqs = []
+    for n in range(1, MAXLEN + 1):
+        for body in itertools.product([w for w in vocab if w != 0], repeat=n - 1):
+            seqs.append((*body, 0))
+    seqs += list(itertools.product([w for w in vocab if w != 0], repeat=MAXLEN))
+    return seqs
+
+
+def test_complete_beam_is_brute_force_enumeration(decoder):
+    o, params, tparams, trng, f_init, f_next = decoder
+    ctx = np.random.RandomState(1).randn(1, 5).astype("float32")
+    seqs = every_sequence(range(V))
+    sample, score = gen_sample(tparams, f_init, f_next, ctx, o, k=len(seqs), maxlen=MAXLEN,
+                               stochastic=False, use_unk=True)
+    assert sorted(map(tuple, sample)) == sorted(seqs)
+    assert all(isinstance(s, np.float32) for s in score)
+    for words, s in zip(sample, score, strict=True):
+        assert s == pytest.approx(ref_score(params, ctx, words), rel=1e-5)
+    best = min(seqs, key=lambda w: ref_score(params, ctx, w))
+    assert tuple(sample[int(np.argmin(score))]) == best
+
+
+def test_greedy_and_unk(decoder):
+    """k=1 follows the argmax without UNK (index 1) unless use_unk."""
+    o, params, tparams, trng, f_init, f_next = decoder
+    for seed in range(4):
+        ctx = np.random.RandomState(10 + seed).randn(1, 5).astype("float32")
+        for use_unk in (False, True):
+            words = []
+            while len(words) < MAXLEN and (not words or words[-1] != 0):
+                x = np.array(words + [0], dtype="int64")[:, None]
+                p = step_probs(params, x, np.ones(x.shape, "float32"), ctx)[len(words), 0]
+                if not use_unk:
+                    p[1] = 0
+                words.append(int(p.argmax()))
+            sample, score = gen_sample(tparams, f_init, f_next, ctx, o, k=1, maxlen=MAXLEN,
+                                       stochastic=False, use_unk=use_unk)
+            assert sample == [words]
+            if not use_unk:
+                assert 1 not in sample[0]
+
+
+def test_beam_without_unk_never_emits_it(decoder):
+    o, params, tparams, trng, f_init, f_next = decoder
+    ctx = np.random.RandomState(2).randn(1, 5).astype("float32")
+    sample, score = gen_sample(tparams, f_init, f_next, ctx, o, k=3, maxlen=MAXLEN,
+                               stochastic=False, use_unk=False)
+    assert len(sample) == 3 and all(1 not in s for s in sample)
+    allowed = [s for s in every_sequence([0, 2, 3])]
+    ranked = sorted(allowed, key=lambda w: ref_score(params, ctx, w))
+    assert tuple(sample[int(np.argmin(score))]) in ranked[:3]
+
+
+def test_sampling_quirks(decoder):
+    """Stochastic scores sum probabilities; greedy records the argmax, feeds the draw."""
+    o, params, tparams, trng, f_init, f_next = decoder
+    ctx = np.random.RandomState(3).randn(1, 5).astype("float32")
+    sample, score = gen_sample(tparams, f_init, f_next, ctx, o, k=1, maxlen=20,
+                               stochastic=True)
+    assert sample[-1] == 0 or len(sample) == 20
+    x = np.array(sample, dtype="int64")[:, None]
+    p = step_probs(params, x, np.ones(x.shape, "float32"), ctx)[np.arange(len(sample)), 0]
+    assert score == pytest.approx(p[np.arange(len(sample)), sample].sum(), rel=1e-5)
+
+    # greedy: word t is the argmax given the *drawn* words before it, recorded separately
+    trng.set_value(np.random.default_rng(7))
+    draws = []
+    real_next = f_next
+
+    def spy(y, state):
+        ret = real_next(y, state)
+        draws.append(int(ret[1][0]))
+        return ret
+
+    sample, score = gen_sample(tparams, f_init, spy, ctx, o, k=1, maxlen=6, stochastic=True,
+                               argmax=True)
+    fed = draws[:len(sample) - 1]
+    x = np.array(fed + [0], dtype="int64")[:, None]
+    p = step_probs(params, x, np.ones(x.shape, "float32"), ctx)[:, 0]
+    assert sample == [int(row.argmax()) for row in p]
+
+
+@pytest.mark.parametrize("k,use_unk", [(1, False), (3, False), (5, True), (40, True)])
+def test_batched_search_equals_gen_sample(decoder, k, use_unk):
+    o, params, tparams, trng, f_init, f_next = decoder
+    ctx = np.random.RandomState(4).randn(7, 5).astype("float32")
+    batched = gen_sample_batch(tparams, f_init, f_next, ctx, o, k=k, maxlen=MAXLEN,
+                               use_unk=use_unk, chunk=3)
+    for i in range(len(ctx)):
+        sample, score = gen_sample(tparams, f_init, f_next, ctx[i:i + 1], o, k=k,
+                                   maxlen=MAXLEN, stochastic=False, use_unk=use_unk)
+        assert batched[i][0] == sample
+        assert [s.tobytes() for s in batched[i][1]] == [np.float32(s).tobytes() for s in score]
+
+
+def test_partial_sort_is_argsort_prefix():
+    from uvs.decoding.search import _cheapest
+
+    rng = np.random.RandomState(5)
+    for _ in range(200):
+        a = rng.randint(0, 6, size=30).astype("float32") if rng.rand() < 0.5 else \
+            rng.randn(30).astype("float32")
+        a[rng.randint(30)] = 1e20
+        n = rng.randint(1, 31)
+        assert _cheapest(a, n).tolist() == a.argsort()[:n].tolist()

@@ -1,0 +1,80 @@
+"""Decoder files: skip-thoughts' released layout, read unchanged, and uvs's own format.
+
+Released (skip-thoughts/decoding `train.py`): `X.npz` from `numpy.savez(saveto,
+history_errs=[], **params)`, `X.npz.pkl` the options, and a dictionary file holding two
+pickles in a row, `worddict` then `wordcount` (`vocab.save_dictionary`), found beside the
+model as `X.npz.dictionary.pkl` unless given. uvs: one `X.npz` whose JSON metadata has
+`kind: "decoder"`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+
+from uvs.decoding.options import CONDITIONS, INJECTIONS
+from uvs.errors import UVSError
+from uvs.modelfile import ModelFile, ModelKind, Option, read_model, register_kind, write_model
+
+KIND = "decoder"
+
+
+def expected_shapes(o: dict) -> dict:
+    """Parameter name -> shape that the options imply, in `init_params`' order."""
+    dim, dw, n = o["dim"], o["dim_word"], o["n_words"]
+    state = dim if o.get("inject", "init") == "init" else dw
+    shapes = {"Wemb": (n, dw), "ff_state_W": (o["dimctx"], state), "ff_state_b": (state,),
+              "decoder_W": (dw, 2 * dim), "decoder_b": (2 * dim,), "decoder_U": (dim, 2 * dim),
+              "decoder_Wx": (dw, dim), "decoder_Ux": (dim, dim), "decoder_bx": (dim,)}
+    if o.get("doutput"):
+        shapes.update({"ff_hid_W": (dim, dw), "ff_hid_b": (dw,), "ff_logit_W": (dw, n),
+                       "ff_logit_b": (n,)})
+    else:
+        shapes.update({"ff_logit_W": (dim, n), "ff_logit_b": (n,)})
+    return shapes
+
+
+def read_dictionary(path: str) -> OrderedDict:
+    """The worddict of a skip-thoughts dictionary file (two pickles: worddict, wordcount)."""
+    from uvs.legacy import load_pickles
+
+    worddict, _wordcount = load_pickles(path, 2, "worddict then wordcount, as "
+                                        "vocab.save_dictionary writes them")
+    if not isinstance(worddict, dict):
+        raise UVSError(path, "the first pickle is not a word dictionary")
+    return OrderedDict(worddict)
+
+
+def read_decoder(path: str | os.PathLike, dictionary: str | os.PathLike | None = None
+                 ) -> ModelFile:
+    """Read a decoder (released layout or uvs format), checked against the decoder kind.
+
+    Parameters come back in `init_params`' order; the released layout is named
+    'skip-thoughts', its `history_errs` ignored.
+    """
+    mf = read_model(path, kind=KIND, dictionary=dictionary)
+    mf.options.setdefault("decoder", "gru")
+    mf.options.setdefault("doutput", False)
+    mf.params = OrderedDict((k, mf.params[k]) for k in expected_shapes(mf.options))
+    return mf
+
+
+def write_decoder(path: str | os.PathLike, params: dict, options: dict, worddict: dict,
+                  extra_meta: dict | None = None, extra_arrays: dict | None = None) -> None:
+    """A decoder in the uvs format (one .npz with JSON metadata, `kind: decoder`), atomically."""
+    write_model(path, params, options, worddict, extra_meta={"kind": KIND, **(extra_meta or {})},
+                extra_arrays=extra_arrays)
+
+
+_DIM = 2**16
+register_kind(ModelKind(
+    name=KIND,
+    options={"dimctx": Option(int, low=1, high=2**20), "dim_word": Option(int, low=1, high=_DIM),
+             "dim": Option(int, low=1, high=_DIM), "n_words": Option(int, low=1, high=2**26),
+             "decoder": Option(str, required=False, choices=("gru",)),
+             "doutput": Option(bool, required=False),
+             "inject": Option(str, required=False, choices=INJECTIONS),
+             "condition": Option(str, required=False, choices=CONDITIONS)},
+    shapes=expected_shapes, released_extras=("history_errs",), released_key="dimctx",
+    released_dictionary=read_dictionary, released_layout="skip-thoughts",
+    usage="a generator: use it with `uvs caption` or `uvs evalcap`"))

@@ -1,0 +1,215 @@
+"""Sequence generation: the original's beam search and sampling, and a batched beam search.
+
+`gen_sample` is skip-thoughts/decoding's, candidates, order and scores included:
+
+- beam search (`stochastic=False`): a candidate's cost is its hypothesis' cost minus the log
+  of the word's probability, summed in float32; UNK's cost is 1e20 unless `use_unk`; the
+  `k − dead_k` cheapest candidates (NumPy's default `argsort`) survive; the hypothesis index
+  is Python 2's integer division; a hypothesis ends when it emits 0 (`<eos>`), and those
+  still unfinished at `maxlen` are returned too. Samples come in the order they finished.
+- sampling (`stochastic=True`): quirks kept: the score sums *probabilities*, not
+  log-probabilities, and with `argmax=True` the argmax is recorded but the random draw is
+  what is fed back at the next step.
+
+`gen_sample_batch` runs the beams of many contexts together, one `f_next` call per step for
+all of them, and returns for each context exactly what `gen_sample` returns.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+
+def gen_sample(tparams, f_init, f_next, ctx, options, trng=None, k=1, maxlen=30,
+               stochastic=True, argmax=False, use_unk=False):
+    """(sample, score) for ctx: (1, dimctx).
+
+    Beam search: sample is a list of k word-index lists, score their float32 costs.
+    Sampling: sample is one list of word indices, score a float32 sum of probabilities.
+    """
+    if k > 1 and stochastic:
+        raise ValueError("Beam search does not support stochastic sampling")
+
+    sample = []
+    sample_score = []
+    if stochastic:
+        sample_score = np.float32(0)
+
+    live_k = 1
+    dead_k = 0
+
+    hyp_samples = [[]] * live_k
+    hyp_scores = np.zeros(live_k).astype("float32")
+    hyp_states = []
+
+    next_state = f_init(ctx)
+    next_w = -1 * np.ones((1,)).astype("int64")
+
+    for _ii in range(maxlen):
+        ret = f_next(next_w, next_state)
+        next_p, next_w, next_state = ret[0], ret[1], ret[2]
+
+        if stochastic:
+            if argmax:
+                nw = next_p[0].argmax()  # recorded; next_w (the draw) is what is fed back
+            else:
+                nw = next_w[0]
+            sample.append(int(nw))
+            sample_score += next_p[0, nw]
+            if nw == 0:
+                break
+        else:
+            cand_scores = hyp_scores[:, None] - np.log(next_p)
+            cand_flat = cand_scores.flatten()
+
+            if not use_unk:
+                voc_size = next_p.shape[1]
+                for xx in range(len(cand_flat) // voc_size):
+                    cand_flat[voc_size * xx + 1] = 1e20
+
+            ranks_flat = cand_flat.argsort()[:(k - dead_k)]
+
+            voc_size = next_p.shape[1]
+            trans_indices = ranks_flat // voc_size  # Python 2's `/` on integers
+            word_indices = ranks_flat % voc_size
+            costs = cand_flat[ranks_flat]
+
+            new_hyp_samples = []
+            new_hyp_scores = np.zeros(k - dead_k).astype("float32")
+            new_hyp_states = []
+
+            for idx, (ti, wi) in enumerate(zip(trans_indices, word_indices, strict=True)):
+                new_hyp_samples.append(hyp_samples[ti] + [int(wi)])
+                new_hyp_scores[idx] = copy.copy(costs[idx])
+                new_hyp_states.append(copy.copy(next_state[ti]))
+
+            # check the finished samples
+            new_live_k = 0
+            hyp_samples = []
+            hyp_scores = []
+            hyp_states = []
+
+            for idx in range(len(new_hyp_samples)):
+                if new_hyp_samples[idx][-1] == 0:
+                    sample.append(new_hyp_samples[idx])
+                    sample_score.append(new_hyp_scores[idx])
+                    dead_k += 1
+                else:
+                    new_live_k += 1
+                    hyp_samples.append(new_hyp_samples[idx])
+                    hyp_scores.append(new_hyp_scores[idx])
+                    hyp_states.append(new_hyp_states[idx])
+            hyp_scores = np.array(hyp_scores)
+            live_k = new_live_k
+
+            if new_live_k < 1:
+                break
+            if dead_k >= k:
+                break
+
+            next_w = np.array([w[-1] for w in hyp_samples])
+            next_state = np.array(hyp_states)
+
+    if not stochastic:
+        # dump every remaining one
+        if live_k > 0:
+            for idx in range(live_k):
+                sample.append(hyp_samples[idx])
+                sample_score.append(hyp_scores[idx])
+
+    return sample, sample_score
+
+
+def _cheapest(cand_flat: np.ndarray, n: int) -> np.ndarray:
+    """`cand_flat.argsort()[:n]`, by a partial sort when no tie can make the order differ."""
+    if n >= len(cand_flat) or n > 64:
+        return cand_flat.argsort()[:n]
+    part = np.argpartition(cand_flat, n)[:n + 1]
+    top = part[np.argsort(cand_flat[part], kind="stable")]
+    values = cand_flat[top]
+    # ties among the n cheapest or at the boundary: the full sort decides, as the original's
+    if (values[1:] == values[:-1]).any():
+        return cand_flat.argsort()[:n]
+    return top[:n]
+
+
+class _Beam:
+    """One context's beam in `gen_sample_batch`: the original's bookkeeping, step by step."""
+
+    def __init__(self, k: int):
+        self.k = k
+        self.sample: list = []
+        self.sample_score: list = []
+        self.live_k = 1
+        self.dead_k = 0
+        self.hyp_samples: list = [[]]
+        self.hyp_scores = np.zeros(1).astype("float32")
+        self.done = False
+
+    def step(self, next_p, next_state, use_unk):
+        """Advance on this beam's rows of f_next; returns the surviving states."""
+        cand_scores = self.hyp_scores[:, None] - np.log(next_p)
+        cand_flat = cand_scores.flatten()
+        voc_size = next_p.shape[1]
+        if not use_unk:
+            cand_flat[1::voc_size] = 1e20
+        ranks_flat = _cheapest(cand_flat, self.k - self.dead_k)
+        trans_indices = ranks_flat // voc_size
+        word_indices = ranks_flat % voc_size
+        costs = cand_flat[ranks_flat]
+        hyp_samples, hyp_scores, keep = [], [], []
+        for idx, (ti, wi) in enumerate(zip(trans_indices, word_indices, strict=True)):
+            words = self.hyp_samples[ti] + [int(wi)]
+            if wi == 0:
+                self.sample.append(words)
+                self.sample_score.append(np.float32(costs[idx]))
+                self.dead_k += 1
+            else:
+                hyp_samples.append(words)
+                hyp_scores.append(np.float32(costs[idx]))
+                keep.append(ti)
+        self.hyp_samples = hyp_samples
+        self.hyp_scores = np.array(hyp_scores)
+        self.live_k = len(hyp_samples)
+        if self.live_k < 1 or self.dead_k >= self.k:
+            self.done = True
+        return next_state[keep]
+
+    def finish(self):
+        for idx in range(self.live_k):
+            self.sample.append(self.hyp_samples[idx])
+            self.sample_score.append(self.hyp_scores[idx])
+        return self.sample, self.sample_score
+
+
+def gen_sample_batch(tparams, f_init, f_next, ctx, options, trng=None, k=1, maxlen=30,
+                     use_unk=False, chunk=256):
+    """Beam search for every row of ctx: (n, dimctx) -> [(sample, score)] as `gen_sample`'s.
+
+    The live hypotheses of up to `chunk` contexts go through one `f_next` call per step.
+    """
+    out = []
+    for start in range(0, len(ctx), chunk):
+        block = np.asarray(ctx[start:start + chunk], dtype="float32")
+        beams = [_Beam(k) for _ in block]
+        init = f_init(block)
+        states = [init[i:i + 1] for i in range(len(block))]
+        words = [-1 * np.ones((1,)).astype("int64") for _ in block]
+        for _ii in range(maxlen):
+            active = [i for i, b in enumerate(beams) if not b.done]
+            if not active:
+                break
+            sizes = [len(words[i]) for i in active]
+            next_p, _, next_state = f_next(np.concatenate([words[i] for i in active]),
+                                           np.concatenate([states[i] for i in active]))
+            offset = 0
+            for i, n in zip(active, sizes, strict=True):
+                b = beams[i]
+                states[i] = b.step(next_p[offset:offset + n], next_state[offset:offset + n],
+                                   use_unk)
+                words[i] = np.array([w[-1] for w in b.hyp_samples], dtype="int64")
+                offset += n
+        out.extend(b.finish() for b in beams)
+    return out

@@ -1,0 +1,349 @@
+"""Training a decoder: skip-thoughts/decoding's `trainer`, on the captions of a data set.
+
+Options: `uvs.decoding.options.OPTIONS` (every option of the original, under its name). A
+run, as `trainer` tells it: resolve the options, open the run (lock, no silent overwrite,
+signals, NaN stop, checkpoints; `uvs.runs`), resume or initialise, compute every image's
+ctx, compile, then epochs of updates with a dev score (negative log-likelihood per word)
+every `validFreq` updates or each epoch, the best decoder at `saveto` (lowest dev cost), a
+last checkpoint for exact resume and a JSON-lines log.
+
+Original behaviour kept: the released Adam with lr0 = 0.0002 (the original passed
+`lrate = 0.01`, which its `adam` ignored), global-norm clipping, length-homogeneous batches,
+captions of `maxlen_w` words or more dropped, `Truth`/`Sample` pairs every `sampleFreq`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytensor.tensor as tensor
+
+from uvs import backend, runs
+from uvs.datasets import Split, load_split
+from uvs.decoding.files import KIND, expected_shapes, read_decoder
+from uvs.decoding.model import build_model, build_sampler, init_params
+from uvs.decoding.options import OPTIONS, RECIPES, resolve_options  # noqa: F401 (re-exported)
+from uvs.decoding.search import gen_sample
+from uvs.errors import UVSError
+from uvs.gru_op import gru_impl
+from uvs.homogeneous_data import epoch_rng, homogeneous_batches, prepare_data
+from uvs.modelfile import ModelFile
+from uvs.optim import OPTIMIZERS, clip_global_norm
+from uvs.runs import TrainState, optimizer_state
+from uvs.utils import init_tparams, itemlist, norm_weight, unzip
+from uvs.vocab import build_dictionary
+
+log = logging.getLogger("uvs.decoder")
+
+
+@dataclass
+class Data:
+    """The train and dev splits and the ctx of their images: (n_images, dimctx) float32."""
+
+    train: Split
+    dev: Split
+    ctx_train: np.ndarray
+    ctx_dev: np.ndarray
+
+
+@dataclass
+class Compiled:
+    """The compiled run: shared parameters, update and scoring functions, the sampler."""
+
+    options: dict
+    worddict: dict
+    tparams: OrderedDict
+    f_grad_shared: Callable
+    f_update: Callable
+    opt_state: OrderedDict
+    f_log_probs: Callable
+    f_init: Callable
+    f_next: Callable
+    trng: object
+
+
+def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = False,
+            mode: str | None = None, gru: str | None = None, **kw) -> dict:
+    """Train a decoder; returns the best dev cost per word, the paths and the update count.
+
+    Options: see `OPTIONS`. `progress` receives each log record; human-readable lines
+    (progress, Truth/Sample pairs) go to the `uvs.decoder` logger. Refuses to replace
+    another run's files unless `overwrite`; SIGINT/SIGTERM raise `runs.Interrupted` after
+    writing the checkpoint; a NaN/Inf cost stops the run with a `UVSError`. mode, gru: the
+    PyTensor mode and GRU implementation (defaults: `uvs.backend.mode()`, `gru_impl()`).
+    """
+    options = resolve_options(**kw)
+    with runs.Run(options["saveto"], reload=options["reload_"], overwrite=overwrite,
+                  on_event=progress, logger=log, kind=KIND) as run:
+        if run.resuming:
+            ckpt, state = run.load_last()
+            options = resume_options(ckpt, state, kw, run)
+            worddict = ckpt.worddict
+            params = OrderedDict((k, ckpt.params[k]) for k in expected_shapes(ckpt.options))
+            state.best = best_saved(run.paths.best, state.best)
+        else:
+            options["reload_"] = False
+            OPTIONS.check(options)
+        data = load_data(options, mode, gru)
+        if not run.resuming:
+            worddict, params = initialise(options, data)
+            state = TrainState()
+        run.preflight(runs.checkpoint_bytes(sum(p.nbytes for p in params.values())))
+        c = compile_run(params, options, worddict, mode, gru)
+        if run.resuming:
+            run.restore(c.opt_state, ckpt)
+        run.event("start", resume=run.resuming, options=_plain(options), kind=KIND,
+                  n_train=len(data.train.caps), n_words=options["n_words"])
+        try:
+            while state.epoch < options["max_epochs"]:
+                train_epoch(c, data, state, run)
+                state.epoch += 1
+                state.batch = 0
+                if not options["validFreq"]:
+                    validate(c, data, state, run)
+                checkpoint(c, state, run)
+            if state.best < 0:
+                validate(c, data, state, run)
+                checkpoint(c, state, run)
+        except runs.Interrupted as stop:
+            checkpoint(c, state, run)
+            raise run.interrupted(stop, state) from None
+        run.event("end", update=state.uidx, best=state.best)
+    return {"best_dev_cost_per_word": state.best, "best_metrics": state.best_metrics,
+            "updates": state.uidx, "saveto": run.paths.best, "last": run.paths.last,
+            "log": run.paths.log}
+
+
+def resume_options(ckpt: ModelFile, state: TrainState, kw: dict, run: runs.Run) -> OrderedDict:
+    """The checkpoint's options, with the schedule options given again applied (announced).
+
+    Options given that contradict the checkpoint (shapes, data, loss, batches) are an error.
+    """
+    given = OPTIONS.given(kw)
+    given.pop("reload_", None)
+    given.setdefault("saveto", run.paths.best)
+    options = OrderedDict(ckpt.options)
+    changes, conflicts = OPTIONS.on_resume(options, given)
+    if conflicts:
+        raise UVSError(ckpt.path, f"options contradict the checkpoint: {', '.join(conflicts)}; "
+                       "drop them to resume, or start afresh under another --saveto")
+    options.update((name, now) for name, (was, now) in changes.items())
+    run.resumed(state, changes)
+    return options
+
+
+def best_saved(saveto: str, best: float) -> float:
+    """The lower of `best` and the dev cost of the best decoder on disk (-1: none yet)."""
+    if not os.path.exists(saveto):
+        return best
+    saved = read_decoder(saveto).extra.get("dev_cost_per_word", -1.0)
+    return saved if best < 0 or 0 <= saved < best else best
+
+
+def load_data(options: dict, mode: str | None = None, gru: str | None = None) -> Data:
+    """The splits and their images' ctx; sets options['dimctx'] (checked when given)."""
+    vse = None
+    if options["condition"] == "embedding":
+        from uvs.tools import load_model as load_vse
+
+        vse = load_vse(options["model"], mode=mode, gru=gru)
+    train, dev = (load_split(options["data"], name, options.get("data_dir"), options["cnn"])
+                  for name in ("train", "dev"))
+    data = Data(train, dev, contexts(options, train, vse), contexts(options, dev, vse))
+    width = int(data.ctx_train.shape[1])
+    if options.get("dimctx") not in (None, width):
+        where = options["model"] if vse is not None else train.ims_path
+        raise UVSError(where, f"gives {width}-d contexts, but the decoder has dimctx = "
+                       f"{options['dimctx']}")
+    options["dimctx"] = width
+    return data
+
+
+def initialise(options: dict, data: Data) -> tuple[OrderedDict, OrderedDict]:
+    """(dictionary, fresh parameters); sets options['n_words'] (and dim_word from
+    `embeddings`)."""
+    rng = np.random.RandomState(options["seed"])
+    if options["dictionary"]:
+        from uvs.decoding.files import read_dictionary
+
+        worddict = read_dictionary(options["dictionary"])
+    else:
+        worddict = build_dictionary(data.train.caps)[0]
+    # the original's Wemb had n_words rows whatever the vocabulary; no more rows than used
+    options["n_words"] = min(options["n_words"], len(worddict) + 2)
+    preemb = None
+    if options["embeddings"]:
+        preemb = load_embeddings(options["embeddings"], worddict, options["n_words"], rng)
+        options["dim_word"] = int(preemb.shape[1])
+    return worddict, init_params(options, preemb=preemb, rng=rng)
+
+
+def compile_run(params: dict, options: dict, worddict: dict, mode: str | None = None,
+                gru: str | None = None) -> Compiled:
+    """Shared parameters, the loss and its update (weight decay, global-norm clipping, the
+    optimizer), the dev scorer and the sampler, compiled."""
+    log.info(f"compiling the decoder ({backend.mode(mode)} mode; the compile cache makes "
+             "later starts fast)")
+    t0 = time.time()
+    tparams = init_tparams(params)
+    trng, inps, cost = build_model(tparams, options, gru_impl(gru, mode))
+    f_init, f_next = build_sampler(tparams, options, trng, mode)
+    f_log_probs = backend.function(inps, cost, mode=mode, name="f_log_probs")
+    if options["decay_c"] > 0.0:
+        cost = cost + np.float32(options["decay_c"]) * sum((vv ** 2).sum()
+                                                            for vv in tparams.values())
+    grads = tensor.grad(cost, wrt=itemlist(tparams))
+    if options["grad_clip"] > 0.0:
+        grads = clip_global_norm(grads, np.float32(options["grad_clip"]))
+    lr = tensor.scalar(name="lr", dtype="float32")
+    f_grad_shared, f_update = OPTIMIZERS[options["optimizer"]](lr, tparams, grads, inps, cost,
+                                                               mode=mode)
+    log.info(f"compiled in {time.time() - t0:.1f} s")
+    return Compiled(options, worddict, tparams, f_grad_shared, f_update,
+                    optimizer_state(f_update, tparams), f_log_probs, f_init, f_next, trng)
+
+
+def train_epoch(c: Compiled, data: Data, state: TrainState, run: runs.Run) -> None:
+    """The rest of epoch `state.epoch` from batch `state.batch`: updates, progress, samples,
+    checkpoints and validation."""
+    o = c.options
+    batches = homogeneous_batches(data.train.caps, o["batch_size"], o["maxlen_w"],
+                                  epoch_rng(o["seed"], state.epoch))
+    lrate = np.float32(o["lrate"])
+    run.restart_clock()
+    while state.batch < len(batches):
+        run.stop_point()
+        caps = batches[state.batch]
+        x, mask, ctx = prepare_data([data.train.caps[i] for i in caps],
+                                    data.ctx_train[caps // 5], c.worddict,
+                                    maxlen=o["maxlen_w"], n_words=o["n_words"])
+        state.batch += 1
+        if x is None:
+            continue
+        state.uidx += 1
+        cost = float(c.f_grad_shared(x, mask, ctx))
+        if not np.isfinite(cost):
+            run.diverged(f"cost is {cost}", state)
+        c.f_update(lrate)
+        run.tick()
+        if state.uidx % o["dispFreq"] == 0:
+            left = (len(batches) - state.batch
+                    + (o["max_epochs"] - state.epoch - 1) * len(batches))
+            run.progress(state, o["max_epochs"], left, cost=cost)
+        if state.uidx % o["saveFreq"] == 0:
+            checkpoint(c, state, run)
+        if state.uidx % o["sampleFreq"] == 0:
+            show_samples(c, x, ctx, run)
+        if o["validFreq"] and state.uidx % o["validFreq"] == 0:
+            validate(c, data, state, run)
+            checkpoint(c, state, run)
+            run.restart_clock()
+
+
+def show_samples(c: Compiled, x: np.ndarray, ctx: np.ndarray, run: runs.Run) -> None:
+    """The original's `Truth`/`Sample` pairs: the batch's first ten captions, greedy decodes."""
+    word_idict = {vv: kk for kk, vv in c.worddict.items()}
+    word_idict[0], word_idict[1] = "<eos>", "UNK"
+    for jj in range(min(10, x.shape[1])):
+        sample, _ = gen_sample(c.tparams, c.f_init, c.f_next, ctx[jj:jj + 1], c.options,
+                               trng=c.trng, k=1, maxlen=100, stochastic=False, use_unk=False)
+        run.say(f"Truth {jj}: {_text(word_idict, x[:, jj])}")
+        run.say(f"Sample (0) {jj}: {_text(word_idict, sample[0])}")
+
+
+def validate(c: Compiled, data: Data, state: TrainState, run: runs.Run) -> None:
+    """Dev cost per word; the decoder is saved at `saveto` when it is the lowest so far."""
+    score = dev_cost(c.f_log_probs, data.dev.caps, data.ctx_dev, c.worddict, c.options)
+    if not np.isfinite(score["cost_per_word"]):
+        run.diverged("the dev cost is NaN or Inf", state)
+    improved = state.best < 0 or score["cost_per_word"] < state.best
+    if improved:
+        state.best, state.best_metrics = score["cost_per_word"], score
+        run.save_best(unzip(c.tparams), c.options, c.worddict,
+                      dev_cost_per_word=score["cost_per_word"], dev=score)
+    run.event("valid", update=state.uidx, epoch=state.epoch, best=improved,
+              dev_cost_per_word=score["cost_per_word"], dev_perplexity=score["perplexity"],
+              text=(f"  dev  cost/word {score['cost_per_word']:.4f}  perplexity "
+                    f"{score['perplexity']:.2f}{'  (best, saved)' if improved else ''}"))
+
+
+def checkpoint(c: Compiled, state: TrainState, run: runs.Run) -> None:
+    """The last checkpoint: parameters, optimizer state and where the run stands."""
+    run.save_last(unzip(c.tparams), c.options, c.worddict, state,
+                  OrderedDict((k, v.get_value()) for k, v in c.opt_state.items()))
+
+
+def contexts(options: dict, split: Split, vse: dict | None) -> np.ndarray:
+    """ctx of every image of a split: (len(caps) // 5, dimctx) float32; caption i has row i // 5.
+
+    `embedding`: the image's vector in the joint space of the uvs model `vse`;
+    `features`: the image's CNN feature row.
+    """
+    images = split.image_rows()
+    if options["condition"] == "features":
+        return np.asarray(images, dtype="float32")
+    from uvs.tools import check_features, encode_images
+
+    return encode_images(vse, check_features(vse, images, split.ims_path))
+
+
+def load_embeddings(path: str, worddict: dict, n_words: int, rng) -> np.ndarray:
+    """Wemb from a pickle of word → vector (`embeddings`), the rest random, as the original."""
+    from uvs.legacy import load_pickle
+
+    embed_map = load_pickle(path, allow_numpy=True)
+    if not isinstance(embed_map, dict) or not embed_map:
+        raise UVSError(path, "expected a non-empty pickle of {word: vector}")
+    vecs = {w: np.asarray(v, dtype="float32").ravel() for w, v in embed_map.items()}
+    dim_word = len(next(iter(vecs.values())))
+    if any(len(v) != dim_word for v in vecs.values()):
+        raise UVSError(path, "word vectors of different lengths")
+    preemb = norm_weight(n_words, dim_word, rng=rng)
+    for w in list(worddict)[:n_words - 2]:
+        if w in vecs:
+            preemb[worddict[w]] = vecs[w]
+    return preemb
+
+
+def _text(word_idict: dict, seq) -> str:
+    out = []
+    for vv in seq:
+        if vv == 0:
+            break
+        out.append(word_idict.get(int(vv), "UNK"))
+    return " ".join(out)
+
+
+def _plain(options: dict) -> dict:
+    return json.loads(json.dumps(options, default=str))
+
+
+def dev_cost(f_log_probs, caps: list[str], ctx: np.ndarray, worddict: dict, options: dict,
+             batch_size: int = 256) -> dict:
+    """Summed −log p over a split's words (each caption's `<eos>` included), per word.
+
+    Returns {'cost_per_word', 'perplexity', 'words'}; captions of maxlen_w words or more are
+    left out as in training.
+    """
+    from uvs.vocab import tokenize
+
+    order = np.argsort([len(tokenize(c)) for c in caps], kind="stable")
+    ctx = ctx[np.arange(len(caps)) // 5]
+    total, words = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        x, mask, cx = prepare_data([caps[i] for i in idx], ctx[idx], worddict,
+                                   maxlen=options["maxlen_w"], n_words=options["n_words"])
+        if x is None:
+            continue
+        total += float(f_log_probs(x, mask, cx))
+        words += int(mask.sum())
+    per_word = total / max(words, 1)
+    return {"cost_per_word": per_word, "perplexity": float(np.exp(per_word)), "words": words}
