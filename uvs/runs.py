@@ -488,6 +488,14 @@ def run_epochs(run: Run, state: TrainState, max_epochs: int, train_epoch: Callab
         raise run.interrupted(stop, state) from None
 
 
+def checkpoint(c: Compiled, state: TrainState, run: Run) -> None:
+    """The last checkpoint of `c` (anything with tparams, opt_state, options and worddict):
+    parameters, optimizer state and where the run stands."""
+    run.save_last(OrderedDict((k, v.get_value()) for k, v in c.tparams.items()), c.options,
+                  c.worddict, state,
+                  OrderedDict((k, v.get_value()) for k, v in c.opt_state.items()))
+
+
 def recall_validated(run: Run, state: TrainState, metrics: dict,
                      save_best: Callable[[dict], None]) -> None:
     """Dev recall {'i2t', 't2i', 'rsum'} of a retrieval model: `save_best(metrics)` when

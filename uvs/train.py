@@ -110,10 +110,10 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
         run.start(options, n_train=len(train.caps), n_words=options["n_words"])
         runs.run_epochs(run, state, options["max_epochs"],
                         lambda: train_epoch(c, train, dev, state, run),
-                        lambda: checkpoint(c, state, run))
+                        lambda: runs.checkpoint(c, state, run))
         if runs.unvalidated(state, options["validFreq"]):
             validate(c, dev, state, run)
-            checkpoint(c, state, run)
+            runs.checkpoint(c, state, run)
         return run.finish(state)
 
 
@@ -175,7 +175,7 @@ def train_epoch(c: Compiled, train: Split, dev: Split, state: TrainState,
                  o["dispFreq"])
         if state.uidx % o["validFreq"] == 0:
             validate(c, dev, state, run)
-            checkpoint(c, state, run)
+            runs.checkpoint(c, state, run)
             run.restart_clock()
 
 
@@ -195,10 +195,3 @@ def dev_metrics(model: dict, dev: Split) -> dict | None:
     if not (np.isfinite(s).all() and np.isfinite(im).all()):
         return None
     return rank_embeddings(model, im, s, ties="last" if dev.per_caption else "first")
-
-
-def checkpoint(c: Compiled, state: TrainState, run: runs.Run) -> None:
-    """The last checkpoint: parameters, optimizer state and where the run stands."""
-    run.save_last(unzip(c.tparams), c.options, c.worddict, state,
-                  OrderedDict((k, v.get_value()) for k, v in c.opt_state.items()))
-

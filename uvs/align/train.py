@@ -89,10 +89,10 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
         run.start(options, n_train=len(data.train_ids), n_words=options["n_words"])
         runs.run_epochs(run, state, options["max_epochs"],
                         lambda: train_epoch(c, data, state, run),
-                        lambda: checkpoint(c, state, run))
+                        lambda: runs.checkpoint(c, state, run))
         if runs.unvalidated(state, options["validFreq"]):
             validate(c, data, state, run)
-            checkpoint(c, state, run)
+            runs.checkpoint(c, state, run)
         return run.finish(state)
 
 
@@ -153,7 +153,7 @@ def train_epoch(c: Compiled, data: Data, state: TrainState, run: runs.Run) -> No
                  o["dispFreq"])
         if state.uidx % o["validFreq"] == 0:
             validate(c, data, state, run)
-            checkpoint(c, state, run)
+            runs.checkpoint(c, state, run)
             run.restart_clock()
 
 
@@ -164,9 +164,3 @@ def validate(c: Compiled, data: Data, state: TrainState, run: runs.Run) -> None:
         run.diverged("the dev word or region vectors are NaN or Inf", state)
     runs.recall_validated(run, state, metrics, lambda m: run.save_best(
         unzip(c.tparams), c.options, c.worddict, dev_rsum=m["rsum"], dev_metrics=m))
-
-
-def checkpoint(c: Compiled, state: TrainState, run: runs.Run) -> None:
-    """The last checkpoint: parameters, optimizer state and where the run stands."""
-    run.save_last(unzip(c.tparams), c.options, c.worddict, state,
-                  OrderedDict((k, v.get_value()) for k, v in c.opt_state.items()))
