@@ -9,12 +9,11 @@ import click
 from uvs.align.options import OPTIONS
 from uvs.cli.common import (
     Group,
-    exit_interrupted,
     json_option,
     overwrite_option,
     print_json,
-    progress_lines,
     quiet_option,
+    run_trainer,
     table_options,
 )
 from uvs.errors import UVSError
@@ -74,20 +73,10 @@ def train(overwrite, as_json, quiet, **options):
     The best model on dev is saved at SAVETO with a last checkpoint and a log beside it;
     Ctrl-C or SIGTERM writes the checkpoint and prints the command that resumes it.
     """
-    from uvs import runs
     from uvs.align.train import trainer
 
-    with progress_lines(quiet):
-        try:
-            result = trainer(overwrite=overwrite, **options)
-        except runs.Interrupted as stop:
-            exit_interrupted(stop, ["uvs", "align", "train", "--saveto", stop.saveto,
-                                    "--reload"])
-    if as_json:
-        print_json(result)
-    else:
-        click.echo(f"best dev rsum {result['best_rsum']:.1f} after {result['updates']} "
-                   f"updates; model: {result['saveto']}")
+    run_trainer(lambda: trainer(overwrite=overwrite, **options), ["uvs", "align", "train"],
+                quiet, as_json)
 
 
 @align.command("show")

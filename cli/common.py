@@ -7,7 +7,7 @@ import json
 import logging
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import click
 
@@ -110,3 +110,28 @@ def exit_interrupted(stop, resume: list[str]):
     """One line for a run stopped by a signal (`uvs.runs.Interrupted`), then exit 130/143."""
     click.echo(f"{stop}; resume with: {shlex.join(resume)}", err=True)
     sys.exit(stop.exit_status)
+
+
+def rsum_line(result: dict) -> str:
+    return (f"best dev rsum {result['best_rsum']:.1f} after {result['updates']} updates; "
+            f"model: {result['saveto']}")
+
+
+def run_trainer(train: Callable[[], dict], command: list[str], quiet: bool, as_json: bool,
+                extra: list[str] = (), line: Callable[[dict], str] = rsum_line) -> None:
+    """Run `train()` with progress lines; print its result as JSON or as `line(result)`.
+
+    SIGINT/SIGTERM: one line with the command that resumes the run (`command --saveto SAVETO
+    --reload` then `extra`), then exit 130/143.
+    """
+    from uvs import runs
+
+    with progress_lines(quiet):
+        try:
+            result = train()
+        except runs.Interrupted as stop:
+            exit_interrupted(stop, [*command, "--saveto", stop.saveto, "--reload", *extra])
+    if as_json:
+        print_json(result)
+    else:
+        click.echo(line(result))

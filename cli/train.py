@@ -5,13 +5,11 @@ from __future__ import annotations
 import click
 
 from uvs.cli.common import (
-    exit_interrupted,
     json_option,
     mode_option,
     overwrite_option,
-    print_json,
-    progress_lines,
     quiet_option,
+    run_trainer,
     table_options,
 )
 from uvs.train_options import OPTIONS
@@ -28,17 +26,7 @@ def train(overwrite, mode, as_json, quiet, **options):
 
     Ctrl-C or SIGTERM writes the last checkpoint and prints the command that resumes it.
     """
-    from uvs import runs
     from uvs.train import trainer
 
-    with progress_lines(quiet):
-        try:
-            result = trainer(overwrite=overwrite, mode=mode, **options)
-        except runs.Interrupted as stop:
-            exit_interrupted(stop, ["uvs", "train", "--saveto", stop.saveto, "--reload"]
-                             + (["--mode", mode] if mode else []))
-    if as_json:
-        print_json(result)
-    else:
-        click.echo(f"best dev rsum {result['best_rsum']:.1f} after {result['updates']} "
-                   f"updates; model: {result['saveto']}")
+    run_trainer(lambda: trainer(overwrite=overwrite, mode=mode, **options), ["uvs", "train"],
+                quiet, as_json, ["--mode", mode] if mode else [])

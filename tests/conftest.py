@@ -14,3 +14,13 @@ def net(tmp_path_factory):
     path = tmp_path_factory.mktemp("vgg") / "vgg19.pkl"
     write_lasagne_vgg(path)
     return vgg.build_convnet(path, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory):
+    """The synthetic `sample` data set (`uvs.sample`), written once for the session."""
+    from uvs import sample
+
+    root = tmp_path_factory.mktemp("data")
+    sample.make_sample(str(root))
+    return root

@@ -8,34 +8,26 @@ import numpy as np
 import pytest
 from clirun import ok, one_line_error, run
 
-from uvs import sample
 from uvs.align.evaluation import load_model, rank_scores, split_regions
 from uvs.align.regions import read_regions
 from uvs.align.sample_check import alignment_rates
 from uvs.modelfile import read_model, write_model
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    sample.make_sample(str(root))
-    return root
-
-
-def _train(data, saveto, *extra):
-    return run("align", "train", "--data", "sample", "--data-dir", data, "--dim", "32",
+def _train(sample_data, saveto, *extra):
+    return run("align", "train", "--data", "sample", "--data-dir", sample_data, "--dim", "32",
                "--dim-word", "16", "--batch-size", "50", "--lrate", "0.002", "--seed", "3",
                "--saveto", saveto, *extra)
 
 
 @pytest.fixture(scope="module")
-def trained(data, tmp_path_factory):
+def trained(sample_data, tmp_path_factory):
     saveto = tmp_path_factory.mktemp("model") / "a.npz"
-    res = ok(_train(data, saveto, "--max-epochs", "3", "--valid-freq", "30", "--json", "-q"))
+    res = ok(_train(sample_data, saveto, "--max-epochs", "3", "--valid-freq", "30", "--json", "-q"))
     return saveto, json.loads(res.stdout)
 
 
-def test_training_logs_and_learns(data, trained):
+def test_training_logs_and_learns(sample_data, trained):
     saveto, result = trained
     log = [json.loads(line) for line in open(str(saveto)[:-4] + ".log.jsonl")]
     events = [e["event"] for e in log]
@@ -47,8 +39,8 @@ def test_training_logs_and_learns(data, trained):
     assert mf.kind == "align" and mf.extra["dev_rsum"] == result["best_rsum"]
     # against the same split, ranked from scratch, and an untrained model
     m = load_model(saveto)
-    dev = split_regions(None, "sample", "dev", 500, data)
-    caps = open(data / "sample" / "sample_dev_caps.txt").read().splitlines()
+    dev = split_regions(None, "sample", "dev", 500, sample_data)
+    caps = open(sample_data / "sample" / "sample_dev_caps.txt").read().splitlines()
     assert rank_scores(m, dev, caps)["rsum"] == pytest.approx(result["best_rsum"])
     write_model(str(saveto) + ".init.npz",
                 {k: np.random.RandomState(0).uniform(-0.1, 0.1, v.shape).astype(np.float32)
@@ -58,24 +50,24 @@ def test_training_logs_and_learns(data, trained):
     assert result["best_rsum"] > before["rsum"] + 100
 
 
-def test_words_tie_to_their_regions(data, trained):
+def test_words_tie_to_their_regions(sample_data, trained):
     """The subject word and the place noun land on their regions far more often than chance."""
     rates = alignment_rates(load_model(trained[0]),
-                            read_regions(str(data / "sample" / "sample_test_regions.npz")))
+                            read_regions(str(sample_data / "sample" / "sample_test_regions.npz")))
     assert rates["chance"] == pytest.approx(1 / 6)
     assert rates["subject"] > 0.6 and rates["place"] > 0.5, rates
 
 
-def test_evalrank_info_and_show(data, trained, tmp_path):
+def test_evalrank_info_and_show(sample_data, trained, tmp_path):
     saveto, _ = trained
-    res = ok(run("evalrank", saveto, "--data-dir", data, "--split", "test", "-q"))
+    res = ok(run("evalrank", saveto, "--data-dir", sample_data, "--split", "test", "-q"))
     assert res.stdout.splitlines()[0].split() == ["R@1", "R@5", "R@10", "medr", "meanr"]
-    res = ok(run("evalrank", saveto, "--data-dir", data, "--split", "test", "--fold5",
+    res = ok(run("evalrank", saveto, "--data-dir", sample_data, "--split", "test", "--fold5",
                  "--json", "-q"))
     out = json.loads(res.stdout)
     assert len(out["folds"]) == 5 and set(out) == {"i2t", "t2i", "rsum", "folds"}
     assert "(align model, uvs layout" in ok(run("info", saveto)).stdout
-    regions = data / "sample" / "sample_test_regions.npz"
+    regions = sample_data / "sample" / "sample_test_regions.npz"
     png = tmp_path / "a.png"
     res = ok(run("align", "show", saveto, "--regions", regions, "--row", "3", "--text",
                  "a brown dog runs on the beach .", "-o", png, "--json"))
@@ -91,39 +83,41 @@ def test_evalrank_info_and_show(data, trained, tmp_path):
     assert "data:image/png;base64," in html.read_text()
 
 
-def test_wrong_kinds_and_mismatched_regions(data, trained, tmp_path):
+def test_wrong_kinds_and_mismatched_regions(sample_data, trained, tmp_path):
     saveto, _ = trained
     vse = tmp_path / "vse.npz"
-    ok(run("train", "--data", "sample", "--data-dir", data, "--dim", "8", "--dim-word", "8",
+    ok(run("train", "--data", "sample", "--data-dir", sample_data, "--dim", "8", "--dim-word", "8",
            "--max-epochs", "1", "--batch-size", "500", "--saveto", vse, "-q"))
     one_line_error(run("align", "show", vse, "--regions",
-                       data / "sample" / "sample_test_regions.npz", "--text", "a dog",
+                       sample_data / "sample" / "sample_test_regions.npz", "--text", "a dog",
                        "--json"), "vse model, not a align model")
-    one_line_error(run("evalrank", vse, "--data-dir", data, "--regions",
-                       data / "sample" / "sample_dev_regions.npz"), "--regions is for alignment")
+    one_line_error(run("evalrank", vse, "--data-dir", sample_data, "--regions",
+                       sample_data / "sample" / "sample_dev_regions.npz"),
+                   "--regions is for alignment")
     texts = tmp_path / "t.txt"
     texts.write_text("a dog\n")
     one_line_error(run("encode", "sentences", saveto, texts, "-o", tmp_path / "e.npy"),
                    "align model, not a vse model")
-    one_line_error(run("evalrank", saveto, "--data-dir", data, "--split", "test", "--regions",
-                       data / "sample" / "sample_dev_regions.npz"),
+    one_line_error(run("evalrank", saveto, "--data-dir", sample_data, "--split", "test",
+                       "--regions",
+                       sample_data / "sample" / "sample_dev_regions.npz"),
                    "sample_dev_regions.npz", "of the test split of sample is not in the regions")
     one_line_error(run("align", "show", saveto, "--regions",
-                       data / "sample" / "sample_test_regions.npz", "--row", "999",
+                       sample_data / "sample" / "sample_test_regions.npz", "--row", "999",
                        "--text", "a dog", "--json"), "row 999")
 
 
-def test_resume_is_exact_and_nan_stops(data, tmp_path):
+def test_resume_is_exact_and_nan_stops(sample_data, tmp_path):
     straight, first = tmp_path / "s.npz", tmp_path / "r.npz"
     args = ("--valid-freq", "1000", "--batch-size", "250", "-q")
-    ok(_train(data, straight, "--max-epochs", "2", *args))
-    ok(_train(data, first, "--max-epochs", "1", *args))
-    ok(_train(data, first, "--max-epochs", "2", "--reload", *args))
+    ok(_train(sample_data, straight, "--max-epochs", "2", *args))
+    ok(_train(sample_data, first, "--max-epochs", "1", *args))
+    ok(_train(sample_data, first, "--max-epochs", "2", "--reload", *args))
     a, b = read_model(str(straight)[:-4] + ".last.npz"), read_model(str(first)[:-4]
                                                                   + ".last.npz")
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k], err_msg=k)
-    one_line_error(_train(data, first, "--max-epochs", "3", "--reload", "--dim", "64"),
+    one_line_error(_train(sample_data, first, "--max-epochs", "3", "--reload", "--dim", "64"),
                    "contradict the checkpoint", "dim = 64")
-    one_line_error(_train(data, tmp_path / "nan.npz", "--max-epochs", "1", "--lrate", "1e30",
+    one_line_error(_train(sample_data, tmp_path / "nan.npz", "--max-epochs", "1", "--lrate", "1e30",
                           "--grad-clip", "0", *args), "training diverged")

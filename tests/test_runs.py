@@ -11,6 +11,7 @@ from models import write_tiny_dataset
 
 from uvs import runs
 from uvs.errors import UVSError
+from uvs.modelfile import ModelFile
 from uvs.optim import OPTIMIZERS
 from uvs.options import SCHEDULE, SHAPE, Option, OptionTable
 from uvs.train import OPTIONS, resolve_options
@@ -253,3 +254,57 @@ def test_mode_is_passed_not_written_to_the_environment(tiny_data, tmp_path, monk
                     "--mode", "cvm"))
     assert "(CVM mode;" in result.stderr
     assert seen and set(seen) == {"CVM"} and "UVS_MODE" not in os.environ
+
+
+def test_run_epochs_checkpoints_each_epoch_and_on_a_signal(tmp_path):
+    """The epoch loop every trainer shares: a checkpoint after each epoch, and one more when
+    a signal stops an epoch, then `Interrupted` completed with where the run stands."""
+    import signal
+
+    calls = []
+    with runs.Run(tmp_path / "m.npz") as run:
+        state = runs.TrainState()
+
+        def epoch():
+            calls.append(("epoch", state.epoch, state.batch))
+            state.uidx += 3
+            state.batch = 3
+
+        runs.run_epochs(run, state, 2, epoch, lambda: calls.append(("ckpt", state.epoch)),
+                        after_epoch=lambda: calls.append(("after", state.epoch, state.batch)))
+        assert calls == [("epoch", 0, 0), ("after", 1, 0), ("ckpt", 1),
+                         ("epoch", 1, 0), ("after", 2, 0), ("ckpt", 2)]
+        assert runs.unvalidated(state, 4) and not runs.unvalidated(state, 3)
+        assert not runs.unvalidated(runs.TrainState(), 4)
+
+        calls.clear()
+
+        def stopped():
+            state.uidx += 1
+            run.signal = signal.SIGTERM
+            run.stop_point()
+
+        with pytest.raises(runs.Interrupted) as stop:
+            runs.run_epochs(run, state, 4, stopped, lambda: calls.append(("ckpt", state.epoch)))
+        assert calls == [("ckpt", 2)]
+        assert (stop.value.update, stop.value.epoch, stop.value.exit_status) == (7, 2, 143)
+        assert stop.value.last == run.paths.last
+    log = [json.loads(line) for line in open(tmp_path / "m.log.jsonl")]
+    assert log[-1]["event"] == "interrupted" and log[-1]["update"] == 7
+
+
+def test_saved_score_and_resume_options(tmp_path):
+    assert runs.saved_score(str(tmp_path / "none.npz"), "dev_rsum") == -1.0
+    table = OptionTable([Option("dim", int, 4, "d", SHAPE),
+                         Option("lrate", float, 0.1, "l", SCHEDULE),
+                         Option("saveto", str, None, "s", SCHEDULE),
+                         Option("reload_", bool, False, "r", SCHEDULE)])
+    ckpt = ModelFile(str(tmp_path / "m.last.npz"), "uvs", {},
+                          {"dim": 4, "lrate": 0.1, "saveto": str(tmp_path / "m.npz")}, {}, {},
+                          "vse")
+    with runs.Run(tmp_path / "m.npz") as run:
+        state = runs.TrainState()
+        options = runs.resume_options(table, ckpt, state, {"lrate": 0.5, "reload_": True}, run)
+        assert options == {"dim": 4, "lrate": 0.5, "saveto": str(tmp_path / "m.npz")}
+        with pytest.raises(UVSError, match="dim = 8 \\(trained with 4\\)"):
+            runs.resume_options(table, ckpt, state, {"dim": 8}, run)

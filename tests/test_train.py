@@ -15,7 +15,6 @@ from click.testing import CliRunner
 from clirun import one_line_error, run
 from models import tiny_options, tiny_worddict
 
-from uvs import sample
 from uvs.cli.main import main
 from uvs.gru_op import GRUBackward
 from uvs.homogeneous_data import prepare_data
@@ -108,13 +107,6 @@ def test_textbook_adam_differs_from_released():
         0.01 * np.sqrt(0.999) / 0.9 * np.sqrt(0.1 ** 2 / 0.001), rel=0.05)
 
 
-@pytest.fixture(scope="module")
-def small_sample(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    sample.make_sample(str(root))
-    return root
-
-
 def _train_args(data_dir, saveto, *extra):
     return ["train", "--data", "sample", "--data-dir", data_dir, "--dim", "16",
             "--dim-word", "12", "--dim-image", "4096", "--batch-size", "32",
@@ -122,16 +114,16 @@ def _train_args(data_dir, saveto, *extra):
 
 
 @pytest.mark.slow
-def test_training_improves_dev_recall(small_sample, tmp_path):
+def test_training_improves_dev_recall(sample_data, tmp_path):
     from uvs import evaluation, tools
 
     saveto = tmp_path / "m.npz"
     result = CliRunner().invoke(main, [str(a) for a in _train_args(
-        small_sample, saveto, "--max-epochs", "2", "--valid-freq", "50", "--lrate", "0.002",
+        sample_data, saveto, "--max-epochs", "2", "--valid-freq", "50", "--lrate", "0.002",
         "--json", "-q")])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    trained = evaluation.evalrank(tools.load_model(saveto), "sample", "dev", small_sample)
+    trained = evaluation.evalrank(tools.load_model(saveto), "sample", "dev", sample_data)
     assert trained["rsum"] == pytest.approx(out["best_rsum"])
     # the same model before any update
     options = read_model(saveto).options
@@ -139,7 +131,7 @@ def test_training_improves_dev_recall(small_sample, tmp_path):
     from uvs.modelfile import write_model
     write_model(untrained, init_params(options, rng=np.random.RandomState(7)), options,
                 read_model(saveto).worddict)
-    before = evaluation.evalrank(tools.load_model(untrained), "sample", "dev", small_sample)
+    before = evaluation.evalrank(tools.load_model(untrained), "sample", "dev", sample_data)
     assert trained["rsum"] > before["rsum"] + 100
     log = [json.loads(line) for line in open(tmp_path / "m.log.jsonl")]
     assert {"start", "update", "valid", "end"} <= {e["event"] for e in log}
@@ -154,10 +146,10 @@ RUN = ["--max-epochs", "3", "--valid-freq", "10", "--disp-freq", "5", "-q"]
 
 
 @pytest.fixture(scope="module")
-def full_run(small_sample, tmp_path_factory):
+def full_run(sample_data, tmp_path_factory):
     """An uninterrupted run: what every interrupted and resumed run must end as, bit for bit."""
     full = tmp_path_factory.mktemp("full") / "full.npz"
-    subprocess.run(_cli(*_train_args(small_sample, full, *RUN)), check=True, timeout=600)
+    subprocess.run(_cli(*_train_args(sample_data, full, *RUN)), check=True, timeout=600)
     return full
 
 
@@ -186,9 +178,9 @@ def _assert_same_run(a, b):
 
 
 @pytest.mark.slow
-def test_kill_and_resume_is_exact(small_sample, full_run, tmp_path):
+def test_kill_and_resume_is_exact(sample_data, full_run, tmp_path):
     killed = tmp_path / "killed.npz"
-    proc = subprocess.Popen(_cli(*_train_args(small_sample, killed, *RUN)))
+    proc = subprocess.Popen(_cli(*_train_args(sample_data, killed, *RUN)))
     log = tmp_path / "killed.log.jsonl"
     _wait_for(proc, log, "valid", 3)
     os.kill(proc.pid, signal.SIGKILL)
@@ -196,7 +188,7 @@ def test_kill_and_resume_is_exact(small_sample, full_run, tmp_path):
     done = [json.loads(x) for x in open(log)]
     assert not any(e["event"] == "end" for e in done)
     # the dead run's lock does not block its resume
-    subprocess.run(_cli(*_train_args(small_sample, killed, *RUN, "--reload")), check=True,
+    subprocess.run(_cli(*_train_args(sample_data, killed, *RUN, "--reload")), check=True,
                    timeout=600)
     _assert_same_run(full_run, killed)
 
@@ -217,14 +209,14 @@ def _stop(proc, signum, status, checkpoint):
 
 
 @pytest.mark.slow
-def test_sigint_and_sigterm_checkpoint_and_say_how_to_resume(small_sample, full_run, tmp_path):
+def test_sigint_and_sigterm_checkpoint_and_say_how_to_resume(sample_data, full_run, tmp_path):
     saveto = tmp_path / "m.npz"
     log = tmp_path / "m.log.jsonl"
     popen = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    proc = subprocess.Popen(_cli(*_train_args(small_sample, saveto, *RUN)), **popen)
+    proc = subprocess.Popen(_cli(*_train_args(sample_data, saveto, *RUN)), **popen)
     _wait_for(proc, log, "update", 2)
     # a second training on the same model while this one runs is refused
-    one_line_error(run(*_train_args(small_sample, saveto, *RUN, "--reload")),
+    one_line_error(run(*_train_args(sample_data, saveto, *RUN, "--reload")),
                    "another training", f"pid {proc.pid}")
     first, resume = _stop(proc, signal.SIGINT, 130, tmp_path / "m.last.npz")
     assert first >= 10
@@ -244,14 +236,14 @@ def test_sigint_and_sigterm_checkpoint_and_say_how_to_resume(small_sample, full_
 
 
 @pytest.mark.slow
-def test_divergence_stops_and_keeps_best(small_sample, tmp_path):
+def test_divergence_stops_and_keeps_best(sample_data, tmp_path):
     saveto = tmp_path / "m.npz"
     first = CliRunner().invoke(main, [str(a) for a in _train_args(
-        small_sample, saveto, "--max-epochs", "1", "--valid-freq", "20", "-q")])
+        sample_data, saveto, "--max-epochs", "1", "--valid-freq", "20", "-q")])
     assert first.exit_code == 0, first.output
     best = open(saveto, "rb").read()
     result = CliRunner().invoke(main, [str(a) for a in _train_args(
-        small_sample, saveto, "--max-epochs", "2", "--lrate", "1e30", "--reload", "-q")])
+        sample_data, saveto, "--max-epochs", "2", "--lrate", "1e30", "--reload", "-q")])
     assert result.exit_code != 0
     assert "diverged" in result.stderr and "best model kept" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -266,8 +258,8 @@ def test_divergence_stops_and_keeps_best(small_sample, tmp_path):
     (["--max-epochs", "0"], "max_epochs"),
     (["--dim-image", "64"], "dim_image = 64"),
 ])
-def test_bad_options(small_sample, tmp_path, args, message):
-    argv = _train_args(small_sample, tmp_path / "m.npz")
+def test_bad_options(sample_data, tmp_path, args, message):
+    argv = _train_args(sample_data, tmp_path / "m.npz")
     for i in range(0, len(args), 2):   # later options win in click: append
         argv += args[i:i + 2]
     result = CliRunner().invoke(main, [str(a) for a in argv])
@@ -276,10 +268,10 @@ def test_bad_options(small_sample, tmp_path, args, message):
     assert not (tmp_path / "m.npz").exists()
 
 
-def test_unwritable_saveto_is_reported_first(small_sample, tmp_path):
+def test_unwritable_saveto_is_reported_first(sample_data, tmp_path):
     (tmp_path / "file").write_text("x")
     result = CliRunner().invoke(main, [str(a) for a in _train_args(
-        small_sample, tmp_path / "file" / "m.npz")])
+        sample_data, tmp_path / "file" / "m.npz")])
     assert result.exit_code != 0 and "cannot write" in result.stderr
     assert "compiling" not in result.stderr
 
@@ -326,13 +318,13 @@ def test_recipes_train_on_either_layout(tmp_path, recipe, layout):
     assert dev["rsum"] == pytest.approx(out["best_rsum"])
 
 
-def test_full_disk_is_reported_first(small_sample, tmp_path, monkeypatch):
+def test_full_disk_is_reported_first(sample_data, tmp_path, monkeypatch):
     import shutil
     from collections import namedtuple
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
-    result = CliRunner().invoke(main, [str(a) for a in _train_args(small_sample,
+    result = CliRunner().invoke(main, [str(a) for a in _train_args(sample_data,
                                                                    tmp_path / "m.npz")])
     assert result.exit_code != 0 and "not enough disk space" in result.stderr
     assert "compiling" not in result.stderr and not (tmp_path / "m.npz").exists()

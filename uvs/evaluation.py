@@ -9,7 +9,8 @@ from uvs.errors import UVSError
 from uvs.metrics import i2t, ranks, recall_metrics, t2i
 from uvs.tools import compute_errors, encode_images, encode_sentences
 
-__all__ = ["i2t", "t2i", "evalrank", "ranking_eval_5fold", "rank_embeddings"]
+__all__ = ["i2t", "t2i", "evalrank", "ranking_eval_5fold", "rank_embeddings", "encode_split",
+           "five_folds"]
 
 
 def _cosine_scores(s_emb: np.ndarray):
@@ -80,6 +81,17 @@ def evalrank(model: dict, data: str | None = None, split: str = "dev", data_dir=
     split is cut into 5 folds of equal size (COCO 1K) and the metrics are their means, with
     the per-fold results under 'folds'.
     """
+    ds, im_emb, s_emb, ties = encode_split(model, data, split, data_dir, verbose)
+    if not fold5:
+        return rank_embeddings(model, im_emb, s_emb, ties)
+    folds = [rank_embeddings(model, im, s, ties) for im, s in five_folds(ds, im_emb, s_emb)]
+    return {**_mean(folds), "folds": folds}
+
+
+def encode_split(model: dict, data: str | None = None, split: str = "dev", data_dir=None,
+                 verbose: bool = False) -> tuple[Split, np.ndarray, np.ndarray, str]:
+    """(the split, its images (N, dim), its captions (5N, dim), the tie rule) as evalrank
+    scores them: `data` defaults to the model's, features checked against dim_image."""
     data = data or model["options"].get("data")
     if not data:
         raise UVSError(model.get("path"), "the model names no data set: pass one")
@@ -88,15 +100,18 @@ def evalrank(model: dict, data: str | None = None, split: str = "dev", data_dir=
     ties = "last" if layout(data, data_dir) == "vse" else "first"
     s_emb = encode_sentences(model, ds.caps, verbose=verbose)
     im_emb = encode_images(model, ds.image_rows())
-    if not fold5:
-        return rank_embeddings(model, im_emb, s_emb, ties)
+    return ds, im_emb, s_emb, ties
+
+
+def five_folds(ds: Split, im_emb: np.ndarray,
+               s_emb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(images (N/5, dim), their captions (N, dim))] of 5 equal folds (COCO 1K)."""
     n = len(im_emb)
     if n % 5:
         raise UVSError(ds.ims_path, f"{n} images do not split into 5 equal folds")
     size = n // 5
-    folds = [rank_embeddings(model, im_emb[f * size:(f + 1) * size],
-                             s_emb[5 * f * size:5 * (f + 1) * size], ties) for f in range(5)]
-    return {**_mean(folds), "folds": folds}
+    return [(im_emb[f * size:(f + 1) * size], s_emb[5 * f * size:5 * (f + 1) * size])
+            for f in range(5)]
 
 
 def ranking_eval_5fold(model: dict, split: str = "dev", data_dir=None) -> dict:

@@ -22,7 +22,7 @@ import os
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from uvs.errors import UVSError
@@ -41,6 +41,7 @@ class Check:
 POSITIVE = Check(lambda v: v >= 1, "a positive integer")
 NON_NEGATIVE = Check(lambda v: math.isfinite(v) and v >= 0, "a finite number ≥ 0")
 POSITIVE_NUMBER = Check(lambda v: math.isfinite(v) and v > 0, "a positive number")
+PAIRS = Check(lambda v: v >= 2, "at least 2 for a contrastive loss")
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,41 @@ class OptionTable:
         if not ok:
             bad(f"{o.name} must be of type {o.type.__name__} (got {value!r})")
         return value
+
+
+# What every trainer has, declared once; a trainer's table takes them with `common`.
+COMMON = OrderedDict((o.name, o) for o in [
+    Option("data", str, "f8k", "Data set name: f8k, f30k, coco, sample, ...", SHAPE),
+    Option("data_dir", str, None, "Folder holding the data sets (default: $UVS_DATA, "
+           "else ./data).", SCHEDULE, path="dir"),
+    Option("dim_word", int, 300, "Word vector size.", SHAPE, check=POSITIVE),
+    Option("max_epochs", int, 15, "Epochs to train for.", SCHEDULE, check=POSITIVE),
+    Option("dispFreq", int, 10, "Updates between progress lines.", SCHEDULE,
+           check=POSITIVE),
+    Option("decay_c", float, 0.0, "Weight decay (L2 on every parameter).",
+           check=NON_NEGATIVE),
+    Option("maxlen_w", int, 100, "Drop captions this many words long or longer.",
+           check=POSITIVE),
+    Option("optimizer", str, "adam", "adam: as released (its bias correction included); "
+           "adam_textbook: Kingma & Ba.", choices=("adam", "adam_textbook")),
+    Option("validFreq", int, 100, "Updates between dev evaluations.", SCHEDULE,
+           check=POSITIVE),
+    Option("lrate", float, 0.0002, "Learning rate.", SCHEDULE, check=POSITIVE_NUMBER),
+    Option("reload_", bool, False, "Resume from SAVETO's last checkpoint.", SCHEDULE),
+    Option("seed", int, 1234, "Random seed (initialisation and batch order)."),
+    Option("cnn", str, None, "Image features: the 1-crop files, or '10crop'.", cli=False),
+])
+
+
+def common(name: str, **changes) -> Option:
+    """The common option `name`, with a trainer's own `changes` (default=..., help=...)."""
+    return replace(COMMON[name], **changes)
+
+
+def check_saveto(options: dict) -> None:
+    """saveto, when given, names a .npz file."""
+    if options["saveto"] is not None and not str(options["saveto"]).endswith(".npz"):
+        bad(f"saveto must name a .npz file (got {options['saveto']!r})")
 
 
 def bad(problem: str) -> None:

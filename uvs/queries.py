@@ -11,11 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from uvs.datasets import Split, layout, load_split
-from uvs.errors import UVSError
-from uvs.evaluation import _check_width, _cosine_scores, _mean
+from uvs.datasets import Split
+from uvs.evaluation import _cosine_scores, _mean, encode_split, five_folds
 from uvs.metrics import default_chunk, ranks, recall_metrics
-from uvs.tools import compute_errors, encode_images, encode_sentences
+from uvs.tools import compute_errors
 
 
 @dataclass
@@ -126,22 +125,10 @@ def evalrank_queries(model: dict, data: str | None = None, split: str = "dev", d
     The metrics are evalrank's (with `fold5`, the means over 5 folds and 'folds'); with
     `fold5` each query is ranked within its fold, as the metrics are.
     """
-    data = data or model["options"].get("data")
-    if not data:
-        raise UVSError(model.get("path"), "the model names no data set: pass one")
-    ds = load_split(data, split, data_dir, cnn=model["options"].get("cnn"))
-    _check_width(model, ds)
-    ties = "last" if layout(data, data_dir) == "vse" else "first"
-    s_emb = encode_sentences(model, ds.caps, verbose=verbose)
-    im_emb = encode_images(model, ds.image_rows())
+    ds, im_emb, s_emb, ties = encode_split(model, data, split, data_dir, verbose)
     if not fold5:
         found = query_results(model, im_emb, s_emb, ties, k)
         return metrics_of(found), found, ds
-    n = len(im_emb)
-    if n % 5:
-        raise UVSError(ds.ims_path, f"{n} images do not split into 5 equal folds")
-    size = n // 5
-    folds = [query_results(model, im_emb[f * size:(f + 1) * size],
-                           s_emb[5 * f * size:5 * (f + 1) * size], ties, k) for f in range(5)]
+    folds = [query_results(model, im, s, ties, k) for im, s in five_folds(ds, im_emb, s_emb)]
     per_fold = [metrics_of(q) for q in folds]
-    return {**_mean(per_fold), "folds": per_fold}, _concat(folds, size), ds
+    return {**_mean(per_fold), "folds": per_fold}, _concat(folds, len(im_emb) // 5), ds

@@ -25,6 +25,7 @@ import errno
 import fcntl
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -38,6 +39,7 @@ from dataclasses import asdict, dataclass, fields
 
 from uvs.errors import UVSError
 from uvs.modelfile import ModelFile, read_model, write_model
+from uvs.options import OptionTable
 
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 
@@ -92,6 +94,26 @@ class TrainState:
                 or not isinstance(stored["best_metrics"], (dict, type(None))):
             raise UVSError(path, "damaged checkpoint: bad train_state values")
         return cls(**stored)
+
+
+@dataclass
+class Compiled:
+    """A compiled run: shared parameters, update functions, the optimizer's state, and the
+    model as its tools use it (a dict holding at least 'options' and 'worddict')."""
+
+    tparams: OrderedDict
+    f_grad_shared: Callable
+    f_update: Callable
+    opt_state: OrderedDict
+    model: dict
+
+    @property
+    def options(self) -> dict:
+        return self.model["options"]
+
+    @property
+    def worddict(self) -> dict:
+        return self.model["worddict"]
 
 
 class Interrupted(Exception):
@@ -260,6 +282,17 @@ class Run:
 
     # -- reporting -----------------------------------------------------------------------
 
+    def start(self, options: dict, **fields) -> dict:
+        """The `start` event: resuming or not, the options (as JSON has them), `fields`."""
+        return self.event("start", resume=self.resuming, options=plain(options), **fields)
+
+    def finish(self, state: TrainState, score: str = "best_rsum") -> dict:
+        """The `end` event, and the run's result: the best dev score (under `score`), its
+        metrics, the updates done and the run's files."""
+        self.event("end", update=state.uidx, best=state.best)
+        return {score: state.best, "best_metrics": state.best_metrics, "updates": state.uidx,
+                "saveto": self.paths.best, "last": self.paths.last, "log": self.paths.log}
+
     def say(self, text: str) -> None:
         """A human-readable line (progress, notices) through `logging` at INFO."""
         self.log.info(text)
@@ -294,6 +327,18 @@ class Run:
     def restart_clock(self) -> None:
         """Forget time spent outside updates (validation, checkpoints)."""
         self._clock = (time.time(), 0)
+
+    def step(self, state: TrainState, cost: float, apply: Callable[[], None], n_batches: int,
+             max_epochs: int, disp_freq: int) -> None:
+        """After update `state.uidx`'s cost: stop on a NaN/Inf, `apply()` the update, count
+        it, and every `disp_freq` updates the progress line (n_batches: batches per epoch)."""
+        if not math.isfinite(cost):
+            self.diverged(f"cost is {cost}", state)
+        apply()
+        self.tick()
+        if state.uidx % disp_freq == 0:
+            left = n_batches - state.batch + (max_epochs - state.epoch - 1) * n_batches
+            self.progress(state, max_epochs, left, cost=cost)
 
     def progress(self, state: TrainState, max_epochs: int, updates_left: int,
                  **metrics: float) -> dict:
@@ -392,6 +437,88 @@ class Run:
         kept = f"best model kept at {self.paths.best}" if state.best >= 0 else "nothing saved"
         raise UVSError(self.paths.best, f"training diverged: {what} at update {state.uidx} "
                        f"(epoch {state.epoch + 1}); {kept}; try a smaller --lrate")
+
+
+def resume_options(table: OptionTable, ckpt: ModelFile, state: TrainState, kw: dict,
+                   run: Run) -> OrderedDict:
+    """The checkpoint's options, with the schedule options given again applied (announced).
+
+    table: the trainer's options; kw: the options given (None = not given). Options given
+    that contradict the checkpoint (shapes, loss, batches) are an error.
+    """
+    given = table.given(kw)
+    given.pop("reload_", None)
+    given.setdefault("saveto", run.paths.best)
+    options = OrderedDict(ckpt.options)
+    changes, conflicts = table.on_resume(options, given)
+    if conflicts:
+        raise UVSError(ckpt.path, f"options contradict the checkpoint: {', '.join(conflicts)}; "
+                       "drop them to resume, or start afresh under another --saveto")
+    options.update((name, now) for name, (was, now) in changes.items())
+    run.resumed(state, changes)
+    return options
+
+
+def saved_score(saveto: str, key: str, kind: str | None = None) -> float:
+    """The dev score `key` in the header of the best model at `saveto`, -1 if none."""
+    if not os.path.exists(saveto):
+        return -1.0
+    return read_model(saveto, kind=kind).extra.get(key, -1.0)
+
+
+def run_epochs(run: Run, state: TrainState, max_epochs: int, train_epoch: Callable[[], None],
+               checkpoint: Callable[[], None],
+               after_epoch: Callable[[], None] | None = None) -> None:
+    """Epochs from where `state` stands up to `max_epochs`: `train_epoch()` (the rest of
+    epoch `state.epoch`), then `after_epoch()` if given, then `checkpoint()`.
+
+    When `train_epoch` stops on SIGINT/SIGTERM (`Run.stop_point`), the checkpoint is written
+    and `Interrupted` raised, completed (`Run.interrupted`).
+    """
+    try:
+        while state.epoch < max_epochs:
+            train_epoch()
+            state.epoch += 1
+            state.batch = 0
+            if after_epoch is not None:
+                after_epoch()
+            checkpoint()
+    except Interrupted as stop:
+        checkpoint()
+        raise run.interrupted(stop, state) from None
+
+
+def checkpoint(c: Compiled, state: TrainState, run: Run) -> None:
+    """The last checkpoint of `c` (anything with tparams, opt_state, options and worddict):
+    parameters, optimizer state and where the run stands."""
+    run.save_last(OrderedDict((k, v.get_value()) for k, v in c.tparams.items()), c.options,
+                  c.worddict, state,
+                  OrderedDict((k, v.get_value()) for k, v in c.opt_state.items()))
+
+
+def recall_validated(run: Run, state: TrainState, metrics: dict,
+                     save_best: Callable[[dict], None]) -> None:
+    """Dev recall {'i2t', 't2i', 'rsum'} of a retrieval model: `save_best(metrics)` when
+    R@1+R@5+R@10 summed both ways beats the best so far, then the `valid` event."""
+    improved = metrics["rsum"] > state.best
+    if improved:
+        state.best, state.best_metrics = metrics["rsum"], metrics
+        save_best(metrics)
+    i2t, t2i = metrics["i2t"], metrics["t2i"]
+    run.event("valid", update=state.uidx, epoch=state.epoch, best=improved, **metrics,
+              text=(f"  dev  i2t {i2t['r1']:.1f} {i2t['r5']:.1f} {i2t['r10']:.1f}  "
+                    f"t2i {t2i['r1']:.1f} {t2i['r5']:.1f} {t2i['r10']:.1f}  "
+                    f"rsum {metrics['rsum']:.1f}{'  (best, saved)' if improved else ''}"))
+
+
+def unvalidated(state: TrainState, valid_freq: int) -> bool:
+    """Whether updates were made since the last validation (one every `valid_freq`)."""
+    return state.uidx > 0 and state.uidx % valid_freq != 0
+
+
+def plain(options: dict) -> dict:
+    """Options as JSON has them (what is not JSON as its str), for the log."""
+    return json.loads(json.dumps(options, default=str))
 
 
 def duration(seconds: float) -> str:

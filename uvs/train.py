@@ -8,13 +8,10 @@ it, and a JSON-lines log.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import pytensor.tensor as tensor
@@ -32,9 +29,8 @@ from uvs.model import (
     init_params,
     order_lineage,
 )
-from uvs.modelfile import ModelFile, read_model
 from uvs.optim import OPTIMIZERS, clip_each_norm, clip_global_norm
-from uvs.runs import TrainState, optimizer_state
+from uvs.runs import Compiled, TrainState, optimizer_state
 from uvs.tools import encode_images, encode_sentences
 from uvs.train_options import OPTIONS, RECIPES, resolve_options  # noqa: F401 (re-exported)
 from uvs.utils import init_tparams, itemlist, unzip
@@ -84,25 +80,6 @@ def _epoch_batches(options, train: Split, epoch: int) -> list[tuple[np.ndarray, 
 
 
 
-@dataclass
-class Compiled:
-    """The compiled run: shared parameters, update functions, optimizer state, encoders."""
-
-    tparams: OrderedDict
-    f_grad_shared: Callable
-    f_update: Callable
-    opt_state: OrderedDict
-    model: dict  # as tools.load_model returns: options, worddict, f_senc, f_ienc
-
-    @property
-    def options(self) -> dict:
-        return self.model["options"]
-
-    @property
-    def worddict(self) -> dict:
-        return self.model["worddict"]
-
-
 def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = False,
             mode: str | None = None, gru: str | None = None, **kw) -> dict:
     """Train a model as the original `train.trainer` did; returns the best dev metrics.
@@ -120,9 +97,9 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
                   on_event=progress, logger=log) as run:
         if run.resuming:
             ckpt, state = run.load_last()
-            options = resume_options(ckpt, state, kw, run)
+            options = runs.resume_options(OPTIONS, ckpt, state, kw, run)
             worddict, params = ckpt.worddict, ckpt.params
-            state.best = max(state.best, best_saved(run.paths.best))
+            state.best = max(state.best, runs.saved_score(run.paths.best, "dev_rsum"))
         train, dev = load_data(options)
         if not run.resuming:
             worddict, params, state = initialise(options, train, dev)
@@ -130,49 +107,14 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
         c = compile_run(params, options, worddict, mode, gru)
         if run.resuming:
             run.restore(c.opt_state, ckpt)
-        run.event("start", resume=run.resuming, options=_plain(options),
-                  n_train=len(train.caps), n_words=options["n_words"])
-        try:
-            while state.epoch < options["max_epochs"]:
-                train_epoch(c, train, dev, state, run)
-                state.epoch += 1
-                state.batch = 0
-                checkpoint(c, state, run)
-            if state.uidx > 0 and state.uidx % options["validFreq"] != 0:
-                validate(c, dev, state, run)
-                checkpoint(c, state, run)
-        except runs.Interrupted as stop:
-            checkpoint(c, state, run)
-            raise run.interrupted(stop, state) from None
-        run.event("end", update=state.uidx, best=state.best)
-    return {"best_rsum": state.best, "best_metrics": state.best_metrics,
-            "updates": state.uidx, "saveto": run.paths.best, "last": run.paths.last,
-            "log": run.paths.log}
-
-
-def resume_options(ckpt: ModelFile, state: TrainState, kw: dict, run: runs.Run) -> OrderedDict:
-    """The checkpoint's options, with the schedule options given again applied (announced).
-
-    Options given that contradict the checkpoint (shapes, loss, batches) are an error.
-    """
-    given = OPTIONS.given(kw)
-    given.pop("reload_", None)
-    given.setdefault("saveto", run.paths.best)
-    options = OrderedDict(ckpt.options)
-    changes, conflicts = OPTIONS.on_resume(options, given)
-    if conflicts:
-        raise UVSError(ckpt.path, f"options contradict the checkpoint: {', '.join(conflicts)}; "
-                       "drop them to resume, or start afresh under another --saveto")
-    options.update((name, now) for name, (was, now) in changes.items())
-    run.resumed(state, changes)
-    return options
-
-
-def best_saved(saveto: str) -> float:
-    """The dev score of the best model on disk, -1 if none."""
-    if not os.path.exists(saveto):
-        return -1.0
-    return read_model(saveto).extra.get("dev_rsum", -1.0)
+        run.start(options, n_train=len(train.caps), n_words=options["n_words"])
+        runs.run_epochs(run, state, options["max_epochs"],
+                        lambda: train_epoch(c, train, dev, state, run),
+                        lambda: runs.checkpoint(c, state, run))
+        if runs.unvalidated(state, options["validFreq"]):
+            validate(c, dev, state, run)
+            runs.checkpoint(c, state, run)
+        return run.finish(state)
 
 
 def load_data(options: dict) -> tuple[Split, Split]:
@@ -229,17 +171,11 @@ def train_epoch(c: Compiled, train: Split, dev: Split, state: TrainState,
             continue
         state.uidx += 1
         cost = float(c.f_grad_shared(x, mask, im))
-        if not np.isfinite(cost):
-            run.diverged(f"cost is {cost}", state)
-        c.f_update(lrate)
-        run.tick()
-        if state.uidx % o["dispFreq"] == 0:
-            left = (len(batches) - state.batch
-                    + (o["max_epochs"] - state.epoch - 1) * len(batches))
-            run.progress(state, o["max_epochs"], left, cost=cost)
+        run.step(state, cost, lambda: c.f_update(lrate), len(batches), o["max_epochs"],
+                 o["dispFreq"])
         if state.uidx % o["validFreq"] == 0:
             validate(c, dev, state, run)
-            checkpoint(c, state, run)
+            runs.checkpoint(c, state, run)
             run.restart_clock()
 
 
@@ -248,16 +184,8 @@ def validate(c: Compiled, dev: Split, state: TrainState, run: runs.Run) -> None:
     metrics = dev_metrics(c.model, dev)
     if metrics is None:
         run.diverged("the dev embeddings are NaN or Inf", state)
-    improved = metrics["rsum"] > state.best
-    if improved:
-        state.best, state.best_metrics = metrics["rsum"], metrics
-        run.save_best(unzip(c.tparams), c.options, c.worddict, dev_rsum=metrics["rsum"],
-                      dev_metrics=metrics)
-    i2t, t2i = metrics["i2t"], metrics["t2i"]
-    run.event("valid", update=state.uidx, epoch=state.epoch, best=improved, **metrics,
-              text=(f"  dev  i2t {i2t['r1']:.1f} {i2t['r5']:.1f} {i2t['r10']:.1f}  "
-                    f"t2i {t2i['r1']:.1f} {t2i['r5']:.1f} {t2i['r10']:.1f}  "
-                    f"rsum {metrics['rsum']:.1f}{'  (best, saved)' if improved else ''}"))
+    runs.recall_validated(run, state, metrics, lambda m: run.save_best(
+        unzip(c.tparams), c.options, c.worddict, dev_rsum=m["rsum"], dev_metrics=m))
 
 
 def dev_metrics(model: dict, dev: Split) -> dict | None:
@@ -267,13 +195,3 @@ def dev_metrics(model: dict, dev: Split) -> dict | None:
     if not (np.isfinite(s).all() and np.isfinite(im).all()):
         return None
     return rank_embeddings(model, im, s, ties="last" if dev.per_caption else "first")
-
-
-def checkpoint(c: Compiled, state: TrainState, run: runs.Run) -> None:
-    """The last checkpoint: parameters, optimizer state and where the run stands."""
-    run.save_last(unzip(c.tparams), c.options, c.worddict, state,
-                  OrderedDict((k, v.get_value()) for k, v in c.opt_state.items()))
-
-
-def _plain(options: dict) -> dict:
-    return json.loads(json.dumps(options, default=str))

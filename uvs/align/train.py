@@ -6,10 +6,11 @@ stop) is `uvs.runs`, as for `uvs.train`; dev recall ranked by S_kl goes into `va
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pytensor.tensor as tensor
@@ -21,10 +22,9 @@ from uvs.align.model import KIND, build_model, init_params
 from uvs.align.options import OPTIONS, resolve_options
 from uvs.align.regions import Regions
 from uvs.datasets import layout, load_split
-from uvs.errors import UVSError
 from uvs.homogeneous_data import epoch_rng, random_batches
 from uvs.optim import OPTIMIZERS, clip_global_norm
-from uvs.runs import TrainState, optimizer_state
+from uvs.runs import Compiled, TrainState, optimizer_state
 from uvs.utils import init_tparams, itemlist, unzip
 from uvs.vocab import build_dictionary
 
@@ -53,146 +53,114 @@ def region_batch(regions: Regions, images: np.ndarray) -> tuple[np.ndarray, np.n
     return feats, rmask
 
 
-def load_data(options: dict) -> dict:
-    """Train and dev captions with their regions, matched and as wide as each other."""
-    out = {}
+@dataclass
+class Data:
+    """Train and dev captions with their regions; train_ids: the train captions as word ids;
+    ties: the data set's tie rule for dev recall."""
+
+    train_caps: list[str]
+    train_regions: Regions
+    dev_caps: list[str]
+    dev_regions: Regions
+    train_ids: list | None = None
+    ties: str = "first"
+
+
+def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = False,
+            **kw) -> dict:
+    """Train an alignment model; the best on dev (R@1+R@5+R@10 both ways, by S_kl) is saved
+    at `saveto` (kind 'align'), with a last checkpoint and a JSON-lines log beside it."""
+    options = resolve_options(**kw)
+    with runs.Run(options["saveto"], reload=options["reload_"], overwrite=overwrite,
+                  on_event=progress, logger=log, kind=KIND) as run:
+        if run.resuming:
+            ckpt, state = run.load_last()
+            options = runs.resume_options(OPTIONS, ckpt, state, kw, run)
+            worddict, params = ckpt.worddict, ckpt.params
+            state.best = max(state.best, runs.saved_score(run.paths.best, "dev_rsum", KIND))
+        data = load_data(options)
+        if not run.resuming:
+            worddict, params, state = initialise(options, data)
+        run.preflight(runs.checkpoint_bytes(sum(p.nbytes for p in params.values())))
+        c = compile_run(params, options, worddict)
+        if run.resuming:
+            run.restore(c.opt_state, ckpt)
+        data.train_ids = sentence_ids(c.model, data.train_caps, "the train captions")
+        run.start(options, n_train=len(data.train_ids), n_words=options["n_words"])
+        runs.run_epochs(run, state, options["max_epochs"],
+                        lambda: train_epoch(c, data, state, run),
+                        lambda: runs.checkpoint(c, state, run))
+        if runs.unvalidated(state, options["validFreq"]):
+            validate(c, data, state, run)
+            runs.checkpoint(c, state, run)
+        return run.finish(state)
+
+
+def load_data(options: dict) -> Data:
+    """Train and dev captions with their regions, matched and as wide as each other; sets
+    options['dim_image'] from the regions when not given."""
+    out = []
     for split in ("train", "dev"):
         ds = load_split(options["data"], split, options.get("data_dir"))
         regions = _split_regions(options.get("regions"), options["data"], split,
                                  len(ds.caps) // 5, options.get("data_dir"),
                                  options.get("dim_image"))
         options.setdefault("dim_image", int(regions.features.shape[1]))
-        out[split] = (ds.caps, regions)
-    return out
+        out += [ds.caps, regions]
+    ties = "last" if layout(options["data"], options.get("data_dir")) == "vse" else "first"
+    return Data(*out, ties=ties)
 
 
-def trainer(progress=None, overwrite: bool = False, **kw) -> dict:
-    """Train an alignment model; the best on dev (R@1+R@5+R@10 both ways, by S_kl) is saved
-    at `saveto` (kind 'align'), with a last checkpoint and a JSON-lines log beside it."""
-    options = resolve_options(**kw)
-    with runs.Run(options["saveto"], reload=options["reload_"], overwrite=overwrite,
-                  on_event=progress, logger=log) as run:
-        if run.resuming:
-            ckpt, state = run.load_last()
-            if ckpt.kind != KIND:
-                raise UVSError(ckpt.path, f"this is a {ckpt.kind} model's checkpoint, not an "
-                               "alignment model's")
-            options = _resume_options(ckpt, state, kw, run)
-            worddict, params = ckpt.worddict, ckpt.params
-            state.best = max(state.best, _best_saved(run.paths.best))
-        data = load_data(options)
-        if not run.resuming:
-            caps = data["train"][0] + data["dev"][0]
-            worddict = build_dictionary(caps)[0]
-            options["n_words"] = len(worddict) + 2
-            params = init_params(options, rng=np.random.RandomState(options["seed"]))
-            state = TrainState()
-        run.preflight(runs.checkpoint_bytes(sum(p.nbytes for p in params.values())))
-        log.info(f"compiling the training graph ({backend.mode()} mode)")
-        t0 = time.time()
-        tparams = init_tparams(params)
-        f_grad_shared, f_update = compile_update(tparams, options)
-        model = compile_model(params, options, worddict, tparams=tparams)
-        opt_state = optimizer_state(f_update, tparams)
-        if run.resuming:
-            for name, var in opt_state.items():
-                var.set_value(ckpt.extra["arrays"][name])
-        log.info(f"compiled in {time.time() - t0:.1f} s")
-        train_ids = sentence_ids(model, data["train"][0], "the train captions")
-        ties = "last" if layout(options["data"], options.get("data_dir")) == "vse" else "first"
-        run.event("start", resume=run.resuming, options=_plain(options),
-                  n_train=len(train_ids), n_words=options["n_words"])
-
-        def checkpoint():
-            run.save_last(unzip(tparams), options, worddict, state,
-                          OrderedDict((k, v.get_value()) for k, v in opt_state.items()),
-                          kind=KIND)
-
-        def validate():
-            caps, regions = data["dev"]
-            metrics = rank_scores(model, regions, caps, ties)
-            if metrics is None:
-                run.diverged("the dev word or region vectors are NaN or Inf", state)
-            improved = metrics["rsum"] > state.best
-            if improved:
-                state.best, state.best_metrics = metrics["rsum"], metrics
-                run.save_best(unzip(tparams), options, worddict, kind=KIND,
-                              dev_rsum=metrics["rsum"], dev_metrics=metrics)
-            i2t, t2i = metrics["i2t"], metrics["t2i"]
-            run.event("valid", update=state.uidx, epoch=state.epoch, best=improved, **metrics,
-                      text=(f"  dev  i2t {i2t['r1']:.1f} {i2t['r5']:.1f} {i2t['r10']:.1f}  "
-                            f"t2i {t2i['r1']:.1f} {t2i['r5']:.1f} {t2i['r10']:.1f}  rsum "
-                            f"{metrics['rsum']:.1f}{'  (best, saved)' if improved else ''}"))
-
-        try:
-            regions = data["train"][1]
-            lrate = np.float32(options["lrate"])
-            while state.epoch < options["max_epochs"]:
-                rng = epoch_rng(options["seed"], state.epoch)
-                batches = random_batches(len(regions), options["batch_size"], rng)
-                run.restart_clock()
-                while state.batch < len(batches):
-                    run.stop_point()
-                    images, caps = batches[state.batch]
-                    state.batch += 1
-                    keep = [j for j, c in enumerate(caps)
-                            if len(train_ids[c]) < options["maxlen_w"]]
-                    if len(keep) < 2:
-                        continue
-                    x, mask = prepare_words([train_ids[caps[j]] for j in keep])
-                    feats, rmask = region_batch(regions, images[keep])
-                    state.uidx += 1
-                    cost = float(f_grad_shared(x, mask, feats, rmask))
-                    if not np.isfinite(cost):
-                        run.diverged(f"cost is {cost}", state)
-                    f_update(lrate)
-                    run.tick()
-                    if state.uidx % options["dispFreq"] == 0:
-                        left = (len(batches) - state.batch
-                                + (options["max_epochs"] - state.epoch - 1) * len(batches))
-                        run.progress(state, options["max_epochs"], left, cost=cost)
-                    if state.uidx % options["validFreq"] == 0:
-                        validate()
-                        checkpoint()
-                        run.restart_clock()
-                state.epoch += 1
-                state.batch = 0
-                checkpoint()
-            if state.uidx > 0 and state.uidx % options["validFreq"] != 0:
-                validate()
-                checkpoint()
-        except runs.Interrupted as stop:
-            checkpoint()
-            raise run.interrupted(stop, state) from None
-        run.event("end", update=state.uidx, best=state.best)
-    return {"best_rsum": state.best, "best_metrics": state.best_metrics,
-            "updates": state.uidx, "saveto": run.paths.best, "last": run.paths.last,
-            "log": run.paths.log}
+def initialise(options: dict, data: Data) -> tuple[OrderedDict, dict, TrainState]:
+    """(dictionary, fresh parameters, state at update 0); sets options['n_words']."""
+    worddict = build_dictionary(data.train_caps + data.dev_caps)[0]
+    options["n_words"] = len(worddict) + 2
+    params = init_params(options, rng=np.random.RandomState(options["seed"]))
+    return worddict, params, TrainState()
 
 
-def _resume_options(ckpt, state, kw, run) -> OrderedDict:
-    given = OPTIONS.given(kw)
-    given.pop("reload_", None)
-    given.setdefault("saveto", run.paths.best)
-    options = OrderedDict(ckpt.options)
-    changes, conflicts = OPTIONS.on_resume(options, given)
-    if conflicts:
-        raise UVSError(ckpt.path, f"options contradict the checkpoint: {', '.join(conflicts)}; "
-                       "drop them to resume, or start afresh under another --saveto")
-    options.update((name, now) for name, (was, now) in changes.items())
-    run.resumed(state, changes)
-    return options
+def compile_run(params: dict, options: dict, worddict: dict) -> Compiled:
+    """Shared parameters, the update functions and the scoring model, compiled."""
+    log.info(f"compiling the training graph ({backend.mode()} mode)")
+    t0 = time.time()
+    tparams = init_tparams(params)
+    f_grad_shared, f_update = compile_update(tparams, options)
+    model = compile_model(params, options, worddict, tparams=tparams)
+    log.info(f"compiled in {time.time() - t0:.1f} s")
+    return Compiled(tparams, f_grad_shared, f_update, optimizer_state(f_update, tparams),
+                    model)
 
 
-def _best_saved(saveto: str) -> float:
-    import os
+def train_epoch(c: Compiled, data: Data, state: TrainState, run: runs.Run) -> None:
+    """The rest of epoch `state.epoch` from batch `state.batch`: updates, progress, validation."""
+    o = c.options
+    regions, train_ids = data.train_regions, data.train_ids
+    lrate = np.float32(o["lrate"])
+    batches = random_batches(len(regions), o["batch_size"], epoch_rng(o["seed"], state.epoch))
+    run.restart_clock()
+    while state.batch < len(batches):
+        run.stop_point()
+        images, caps = batches[state.batch]
+        state.batch += 1
+        keep = [j for j, cap in enumerate(caps) if len(train_ids[cap]) < o["maxlen_w"]]
+        if len(keep) < 2:
+            continue
+        x, mask = prepare_words([train_ids[caps[j]] for j in keep])
+        feats, rmask = region_batch(regions, images[keep])
+        state.uidx += 1
+        cost = float(c.f_grad_shared(x, mask, feats, rmask))
+        run.step(state, cost, lambda: c.f_update(lrate), len(batches), o["max_epochs"],
+                 o["dispFreq"])
+        if state.uidx % o["validFreq"] == 0:
+            validate(c, data, state, run)
+            runs.checkpoint(c, state, run)
+            run.restart_clock()
 
-    from uvs.modelfile import read_model
 
-    if not os.path.exists(saveto):
-        return -1.0
-    return read_model(saveto, kind=KIND).extra.get("dev_rsum", -1.0)
-
-
-def _plain(options: dict) -> dict:
-    return json.loads(json.dumps(options, default=str))
+def validate(c: Compiled, data: Data, state: TrainState, run: runs.Run) -> None:
+    """Dev recall ranked by S_kl; the model is saved at `saveto` when R@1+R@5+R@10 improves."""
+    metrics = rank_scores(c.model, data.dev_regions, data.dev_caps, data.ties)
+    if metrics is None:
+        run.diverged("the dev word or region vectors are NaN or Inf", state)
+    runs.recall_validated(run, state, metrics, lambda m: run.save_best(
+        unzip(c.tparams), c.options, c.worddict, dev_rsum=m["rsum"], dev_metrics=m))
