@@ -6,13 +6,12 @@ import click
 
 from uvs.cli.common import (
     data_dir_option,
-    exit_interrupted,
     json_option,
     mode_option,
     overwrite_option,
     print_json,
-    progress_lines,
     quiet_option,
+    run_trainer,
     table_options,
 )
 from uvs.decoding.options import OPTIONS
@@ -35,20 +34,17 @@ def train(overwrite, mode, as_json, quiet, **options):
 
     Ctrl-C or SIGTERM writes the last checkpoint and prints the command that resumes it.
     """
-    from uvs import runs
     from uvs.decoding.train import trainer
 
-    with progress_lines(quiet):
-        try:
-            result = trainer(overwrite=overwrite, mode=mode, **options)
-        except runs.Interrupted as stop:
-            exit_interrupted(stop, ["uvs", "decoder", "train", "--saveto", stop.saveto,
-                                    "--reload"] + (["--mode", mode] if mode else []))
-    if as_json:
-        print_json(result)
-    else:
-        click.echo(f"best dev cost/word {result['best_dev_cost_per_word']:.4f} after "
-                   f"{result['updates']} updates; decoder: {result['saveto']}")
+    run_trainer(lambda: trainer(overwrite=overwrite, mode=mode, **options),
+                ["uvs", "decoder", "train"], quiet, as_json, ["--mode", mode] if mode else [],
+                line=cost_line)
+
+
+def cost_line(result: dict) -> str:
+    """The decoder's result in one line: its best dev cost per word."""
+    return (f"best dev cost/word {result['best_dev_cost_per_word']:.4f} after "
+            f"{result['updates']} updates; decoder: {result['saveto']}")
 
 
 def _vgg_features(dec, vse, image, weights, crops, device):

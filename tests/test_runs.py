@@ -308,3 +308,12 @@ def test_saved_score_and_resume_options(tmp_path):
         assert options == {"dim": 4, "lrate": 0.5, "saveto": str(tmp_path / "m.npz")}
         with pytest.raises(UVSError, match="dim = 8 \\(trained with 4\\)"):
             runs.resume_options(table, ckpt, state, {"dim": 8}, run)
+
+
+def test_better_compares_either_way_and_none_beats_nothing():
+    """Dev scores: recall higher is better, a decoder's cost lower; -1 means none yet."""
+    assert runs.better(10.0, -1.0) and runs.better(0.5, -1.0, lower=True)
+    assert runs.better(12.0, 10.0) and not runs.better(8.0, 10.0)
+    assert runs.better(1.5, 2.0, lower=True) and not runs.better(2.5, 2.0, lower=True)
+    assert not runs.better(2.0, 2.0) and not runs.better(2.0, 2.0, lower=True)
+    assert not runs.better(-1.0, 2.0, lower=True) and not runs.better(-1.0, -1.0)

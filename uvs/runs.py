@@ -466,6 +466,14 @@ def saved_score(saveto: str, key: str, kind: str | None = None) -> float:
     return read_model(saveto, kind=kind).extra.get(key, -1.0)
 
 
+def better(score: float, best: float, lower: bool = False) -> bool:
+    """Whether dev `score` beats `best` (-1: none yet); higher is better unless `lower`.
+    A negative `score` (none) beats nothing."""
+    if score < 0:
+        return False
+    return best < 0 or (score < best if lower else score > best)
+
+
 def run_epochs(run: Run, state: TrainState, max_epochs: int, train_epoch: Callable[[], None],
                checkpoint: Callable[[], None],
                after_epoch: Callable[[], None] | None = None) -> None:
@@ -500,7 +508,7 @@ def recall_validated(run: Run, state: TrainState, metrics: dict,
                      save_best: Callable[[dict], None]) -> None:
     """Dev recall {'i2t', 't2i', 'rsum'} of a retrieval model: `save_best(metrics)` when
     R@1+R@5+R@10 summed both ways beats the best so far, then the `valid` event."""
-    improved = metrics["rsum"] > state.best
+    improved = better(metrics["rsum"], state.best)
     if improved:
         state.best, state.best_metrics = metrics["rsum"], metrics
         save_best(metrics)

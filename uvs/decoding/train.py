@@ -14,9 +14,7 @@ captions of `maxlen_w` words or more dropped, `Truth`/`Sample` pairs every `samp
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -27,14 +25,13 @@ import pytensor.tensor as tensor
 
 from uvs import backend, runs
 from uvs.datasets import Split, load_split
-from uvs.decoding.files import KIND, expected_shapes, read_decoder
+from uvs.decoding.files import KIND, expected_shapes
 from uvs.decoding.model import build_model, build_sampler, init_params
 from uvs.decoding.options import OPTIONS, RECIPES, resolve_options  # noqa: F401 (re-exported)
 from uvs.decoding.search import gen_sample
 from uvs.errors import UVSError
 from uvs.gru_op import gru_impl
 from uvs.homogeneous_data import epoch_rng, homogeneous_batches, prepare_data
-from uvs.modelfile import ModelFile
 from uvs.optim import OPTIMIZERS, clip_global_norm
 from uvs.runs import TrainState, optimizer_state
 from uvs.utils import init_tparams, itemlist, norm_weight, unzip
@@ -84,10 +81,12 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
                   on_event=progress, logger=log, kind=KIND) as run:
         if run.resuming:
             ckpt, state = run.load_last()
-            options = resume_options(ckpt, state, kw, run)
+            options = runs.resume_options(OPTIONS, ckpt, state, kw, run)
             worddict = ckpt.worddict
             params = OrderedDict((k, ckpt.params[k]) for k in expected_shapes(ckpt.options))
-            state.best = best_saved(run.paths.best, state.best)
+            saved = runs.saved_score(run.paths.best, "dev_cost_per_word", KIND)
+            if runs.better(saved, state.best, lower=True):
+                state.best = saved
         else:
             options["reload_"] = False
             OPTIONS.check(options)
@@ -99,52 +98,16 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
         c = compile_run(params, options, worddict, mode, gru)
         if run.resuming:
             run.restore(c.opt_state, ckpt)
-        run.event("start", resume=run.resuming, options=_plain(options), kind=KIND,
-                  n_train=len(data.train.caps), n_words=options["n_words"])
-        try:
-            while state.epoch < options["max_epochs"]:
-                train_epoch(c, data, state, run)
-                state.epoch += 1
-                state.batch = 0
-                if not options["validFreq"]:
-                    validate(c, data, state, run)
-                checkpoint(c, state, run)
-            if state.best < 0:
-                validate(c, data, state, run)
-                checkpoint(c, state, run)
-        except runs.Interrupted as stop:
-            checkpoint(c, state, run)
-            raise run.interrupted(stop, state) from None
-        run.event("end", update=state.uidx, best=state.best)
-    return {"best_dev_cost_per_word": state.best, "best_metrics": state.best_metrics,
-            "updates": state.uidx, "saveto": run.paths.best, "last": run.paths.last,
-            "log": run.paths.log}
-
-
-def resume_options(ckpt: ModelFile, state: TrainState, kw: dict, run: runs.Run) -> OrderedDict:
-    """The checkpoint's options, with the schedule options given again applied (announced).
-
-    Options given that contradict the checkpoint (shapes, data, loss, batches) are an error.
-    """
-    given = OPTIONS.given(kw)
-    given.pop("reload_", None)
-    given.setdefault("saveto", run.paths.best)
-    options = OrderedDict(ckpt.options)
-    changes, conflicts = OPTIONS.on_resume(options, given)
-    if conflicts:
-        raise UVSError(ckpt.path, f"options contradict the checkpoint: {', '.join(conflicts)}; "
-                       "drop them to resume, or start afresh under another --saveto")
-    options.update((name, now) for name, (was, now) in changes.items())
-    run.resumed(state, changes)
-    return options
-
-
-def best_saved(saveto: str, best: float) -> float:
-    """The lower of `best` and the dev cost of the best decoder on disk (-1: none yet)."""
-    if not os.path.exists(saveto):
-        return best
-    saved = read_decoder(saveto).extra.get("dev_cost_per_word", -1.0)
-    return saved if best < 0 or 0 <= saved < best else best
+        run.start(options, kind=KIND, n_train=len(data.train.caps), n_words=options["n_words"])
+        # without validFreq, the dev score comes after each epoch; at least one is made
+        each_epoch = None if options["validFreq"] else (lambda: validate(c, data, state, run))
+        runs.run_epochs(run, state, options["max_epochs"],
+                        lambda: train_epoch(c, data, state, run),
+                        lambda: runs.checkpoint(c, state, run), after_epoch=each_epoch)
+        if state.best < 0:
+            validate(c, data, state, run)
+            runs.checkpoint(c, state, run)
+        return run.finish(state, "best_dev_cost_per_word")
 
 
 def load_data(options: dict, mode: str | None = None, gru: str | None = None) -> Data:
@@ -229,21 +192,15 @@ def train_epoch(c: Compiled, data: Data, state: TrainState, run: runs.Run) -> No
             continue
         state.uidx += 1
         cost = float(c.f_grad_shared(x, mask, ctx))
-        if not np.isfinite(cost):
-            run.diverged(f"cost is {cost}", state)
-        c.f_update(lrate)
-        run.tick()
-        if state.uidx % o["dispFreq"] == 0:
-            left = (len(batches) - state.batch
-                    + (o["max_epochs"] - state.epoch - 1) * len(batches))
-            run.progress(state, o["max_epochs"], left, cost=cost)
+        run.step(state, cost, lambda: c.f_update(lrate), len(batches), o["max_epochs"],
+                 o["dispFreq"])
         if state.uidx % o["saveFreq"] == 0:
-            checkpoint(c, state, run)
+            runs.checkpoint(c, state, run)
         if state.uidx % o["sampleFreq"] == 0:
             show_samples(c, x, ctx, run)
         if o["validFreq"] and state.uidx % o["validFreq"] == 0:
             validate(c, data, state, run)
-            checkpoint(c, state, run)
+            runs.checkpoint(c, state, run)
             run.restart_clock()
 
 
@@ -263,7 +220,7 @@ def validate(c: Compiled, data: Data, state: TrainState, run: runs.Run) -> None:
     score = dev_cost(c.f_log_probs, data.dev.caps, data.ctx_dev, c.worddict, c.options)
     if not np.isfinite(score["cost_per_word"]):
         run.diverged("the dev cost is NaN or Inf", state)
-    improved = state.best < 0 or score["cost_per_word"] < state.best
+    improved = runs.better(score["cost_per_word"], state.best, lower=True)
     if improved:
         state.best, state.best_metrics = score["cost_per_word"], score
         run.save_best(unzip(c.tparams), c.options, c.worddict,
@@ -272,12 +229,6 @@ def validate(c: Compiled, data: Data, state: TrainState, run: runs.Run) -> None:
               dev_cost_per_word=score["cost_per_word"], dev_perplexity=score["perplexity"],
               text=(f"  dev  cost/word {score['cost_per_word']:.4f}  perplexity "
                     f"{score['perplexity']:.2f}{'  (best, saved)' if improved else ''}"))
-
-
-def checkpoint(c: Compiled, state: TrainState, run: runs.Run) -> None:
-    """The last checkpoint: parameters, optimizer state and where the run stands."""
-    run.save_last(unzip(c.tparams), c.options, c.worddict, state,
-                  OrderedDict((k, v.get_value()) for k, v in c.opt_state.items()))
 
 
 def contexts(options: dict, split: Split, vse: dict | None) -> np.ndarray:
@@ -319,10 +270,6 @@ def _text(word_idict: dict, seq) -> str:
             break
         out.append(word_idict.get(int(vv), "UNK"))
     return " ".join(out)
-
-
-def _plain(options: dict) -> dict:
-    return json.loads(json.dumps(options, default=str))
 
 
 def dev_cost(f_log_probs, caps: list[str], ctx: np.ndarray, worddict: dict, options: dict,
