@@ -8,4 +8,4 @@ if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get 
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 ruff check uvs cli tests benchmarks
-python -m pytest -q "$@"
+python -m pytest -q -rs "$@"

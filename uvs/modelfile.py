@@ -545,7 +545,8 @@ def _optim_shape(name: str, shapes: dict[str, tuple], ndim: int) -> Shape:
 def _wrong_kind(npz: str, own: str, kind: str) -> UVSError:
     spec = model_kind(own)
     usage = f" ({spec.usage})" if spec and spec.usage else ""
-    return UVSError(npz, f"this is a {shown(own)} model, not a {kind} model{usage}")
+    article = "an" if own[:1].lower() in "aeiou" else "a"
+    return UVSError(npz, f"this is {article} {shown(own)} model, not a {kind} model{usage}")
 
 
 def read_model(path: str | os.PathLike, kind: str | None = None,

@@ -185,12 +185,13 @@ class Run:
     reload: resume from the last checkpoint if there is one; overwrite: replace another run's
     files; on_event: called with each log record (a dict, as written to the JSON log);
     logger: where human-readable lines go (INFO), `logging.getLogger("uvs.train")` if None;
-    kind: the kind of model trained (`uvs.modelfile.KINDS`), written in its files' headers.
+    kind: the kind of model trained (`uvs.modelfile.KINDS`), written in its files' headers
+    and required of the checkpoint (None: the trainer writes it, any kind is read).
     """
 
     def __init__(self, saveto: str | os.PathLike, reload: bool = False, overwrite: bool = False,
                  on_event: Callable[[dict], None] | None = None,
-                 logger: logging.Logger | None = None, kind: str = "vse"):
+                 logger: logging.Logger | None = None, kind: str | None = None):
         self.paths = RunPaths.beside(saveto)
         self.kind = kind
         self.reload, self.overwrite = bool(reload), bool(overwrite)
@@ -394,7 +395,7 @@ class Run:
 
     def _kind(self) -> dict:
         """The header entry naming a kind other than the default 'vse'."""
-        return {} if self.kind == "vse" else {"kind": self.kind}
+        return {} if self.kind in (None, "vse") else {"kind": self.kind}
 
     # -- stopping ------------------------------------------------------------------------
 

@@ -94,7 +94,7 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
     """
     options = resolve_options(**kw)
     with runs.Run(options["saveto"], reload=options["reload_"], overwrite=overwrite,
-                  on_event=progress, logger=log) as run:
+                  on_event=progress, logger=log, kind="vse") as run:
         if run.resuming:
             ckpt, state = run.load_last()
             options = runs.resume_options(OPTIONS, ckpt, state, kw, run)
