@@ -11,7 +11,7 @@ from uvs.cli.common import Group
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="uvs")
 def main() -> None:
-    """Visual-semantic embeddings: train, evaluate, encode and search."""
+    """Visual-semantic embeddings: train, evaluate, encode, search, caption, align, report."""
 
 
 def _register() -> None:
