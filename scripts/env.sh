@@ -1,5 +1,6 @@
 # Sourced by the scripts: a virtual environment in .venv with uvs installed (editable).
-# UVS_EXTRAS=images,index adds the optional parts (torch/torchvision/Pillow, faiss).
+# UVS_EXTRAS=images,index,captions adds the optional parts (torch/torchvision/Pillow, faiss,
+# pycocoevalcap).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-python3}

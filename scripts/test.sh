@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install uvs with its test tools into .venv and run the test suite (and ruff).
-# UVS_EXTRAS=images,index also installs and tests the optional image and index parts.
+# UVS_EXTRAS=images,index,captions also installs and tests the optional parts.
 export UVS_EXTRAS="report${UVS_EXTRAS:+,$UVS_EXTRAS}"  # the HTML report's tests need it
 source "$(dirname "$0")/env.sh"
 # ... and headless Chromium (Debian's package), installed when missing and run as root
