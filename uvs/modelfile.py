@@ -683,7 +683,7 @@ def _jsonable(value):
 
 def remove_stale_temporaries(path: str | os.PathLike, age: float = STALE_TEMP_SECONDS) -> list:
     """Delete what killed writes of `path` left: uvs's own temporaries of exactly this target
-    (`.NAME.XXXXXXXX.tmp.npz`), regular files (never a link) untouched for `age` seconds."""
+    (`.NAME.<random>.tmp.npz`), regular files (never a link) untouched for `age` seconds."""
     path = os.path.abspath(os.fspath(path))
     folder, base = os.path.split(path)
     pattern = re.compile(r"\." + re.escape(base) + r"\.[a-z0-9_]{8}\.tmp\.npz")
