@@ -141,3 +141,24 @@ def test_partial_sort_is_argsort_prefix():
         a[rng.randint(30)] = 1e20
         n = rng.randint(1, 31)
         assert _cheapest(a, n).tolist() == a.argsort()[:n].tolist()
+
+
+def test_batched_search_equals_gen_sample_where_blas_rows_differ():
+    """At sizes where a BLAS sums a row differently alone and among many (tail blocks,
+    threads), the sampler's batch-invariant products keep the two searches identical."""
+    from pytensor.tensor.random import shared_rng
+
+    o = {"n_words": 3000, "dim_word": 40, "dim": 72, "dimctx": 48, "decoder": "gru",
+         "doutput": False, "inject": "init"}
+    tparams = init_tparams(init_params(o, rng=np.random.RandomState(2)))
+    f_init, f_next = build_sampler(tparams, o, shared_rng(seed=1))
+    for f in (f_init, f_next):
+        names = {type(n.op).__name__ for n in f.maker.fgraph.apply_nodes}
+        assert not names & {"Dot", "Dot22", "Dot22Scalar", "Gemm", "Gemv"}, names
+    ctx = np.random.RandomState(3).randn(40, 48).astype("float32")
+    batched = gen_sample_batch(tparams, f_init, f_next, ctx, o, k=5, maxlen=8, chunk=40)
+    for i in range(len(ctx)):
+        sample, score = gen_sample(tparams, f_init, f_next, ctx[i:i + 1], o, k=5, maxlen=8,
+                                   stochastic=False)
+        assert batched[i][0] == sample
+        assert [s.tobytes() for s in batched[i][1]] == [np.float32(s).tobytes() for s in score]

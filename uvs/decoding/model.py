@@ -21,6 +21,7 @@ import pytensor.tensor as tensor
 from pytensor.tensor.random import shared_rng
 
 from uvs import backend
+from uvs.invariant_dot import batch_invariant
 from uvs.layers import fflayer, get_layer
 from uvs.utils import _p, norm_weight
 
@@ -139,6 +140,7 @@ def build_sampler(tparams, options, trng, mode: str | None = None):
         v = fflayer(tparams, ctx, options, prefix="ff_state", activ=linear)
         init_state = tensor.concatenate([tensor.zeros((ctx.shape[0], dim), dtype="float32"), v],
                                         axis=1)
+    (init_state,) = batch_invariant([init_state])
     f_init = backend.function([ctx], init_state, mode=mode, name="f_init")
 
     y = tensor.vector("y_sampler", dtype="int64")
@@ -161,6 +163,9 @@ def build_sampler(tparams, options, trng, mode: str | None = None):
     next_sample = tensor.minimum(below.sum(axis=1), next_probs.shape[1] - 1).astype("int64")
     if inject(options) == "bias":
         next_state = tensor.concatenate([next_state, state[:, dim:]], axis=1)
+    # every product row by row, so that a row's results do not depend on the rows beside it
+    next_probs, next_sample, next_state, next_rng = batch_invariant(
+        [next_probs, next_sample, next_state, next_rng])
     f_next = backend.function([y, state], [next_probs, next_sample, next_state],
                               updates={trng: next_rng}, mode=mode, name="f_next")
     return f_init, f_next
