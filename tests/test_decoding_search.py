@@ -162,3 +162,45 @@ def test_batched_search_equals_gen_sample_where_blas_rows_differ():
                                    stochastic=False)
         assert batched[i][0] == sample
         assert [s.tobytes() for s in batched[i][1]] == [np.float32(s).tobytes() for s in score]
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
+def test_candidate_shortcut_is_the_full_sort():
+    """A beam step through `beam_candidates` picks what sorting the whole array picks,
+    on near-ties, exact ties, zeros and UNK, or declines (and the whole array decides)."""
+    from uvs.decoding.search import MARGIN, WIDTH, _Beam
+    from uvs.rowwise import beam_candidates
+
+    rng = np.random.RandomState(8)
+    used = declined = 0
+    for trial in range(300):
+        k, rows, m = rng.randint(1, 7), rng.randint(1, 6), rng.choice([7, 50, 400])
+        logits = rng.randn(rows, m) * rng.choice([0.01, 1, 5])
+        if trial % 3 == 0:  # duplicated values: exact ties
+            logits[:, : m // 2] = logits[:, m // 2: 2 * (m // 2)]
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p = (p / p.sum(axis=1, keepdims=True)).astype("float32")
+        if trial % 5 == 0:
+            p[:, rng.randint(m, size=3)] = 0
+        use_unk = bool(trial % 2)
+        hyp = rng.rand(rows).astype("float32") * rng.choice([1, 100])
+        fast, full = _Beam(k), _Beam(k)
+        for b in (fast, full):
+            b.hyp_samples = [[int(w)] for w in rng.randint(2, 9, size=rows)]
+            b.hyp_scores, b.live_k = hyp.copy(), rows
+        full.hyp_samples = [list(s) for s in fast.hyp_samples]
+        keep = np.full(rows, k + 1, dtype="int64")
+        idx, count = [None], [None]
+        beam_candidates.perform(None, [p, keep, np.int64(-1 if use_unk else 1), MARGIN, WIDTH],
+                                [idx, count])
+        got = fast._shortcut(p, idx[0], count[0])
+        used, declined = used + (got is not None), declined + (got is None)
+        state = np.arange(rows, dtype="float32")[:, None]
+        a = fast.step(p, state, use_unk, idx[0], count[0])
+        b = full.step(p, state, use_unk)
+        assert a.tolist() == b.tolist()
+        assert fast.hyp_samples == full.hyp_samples and fast.sample == full.sample
+        assert [s.tobytes() for s in fast.hyp_scores] == [s.tobytes() for s in full.hyp_scores]
+        assert [s.tobytes() for s in fast.sample_score] == \
+            [s.tobytes() for s in full.sample_score]
+    assert used > 100 and declined > 20  # both paths ran

@@ -21,8 +21,8 @@ import pytensor.tensor as tensor
 from pytensor.tensor.random import shared_rng
 
 from uvs import backend
-from uvs.invariant_dot import batch_invariant
 from uvs.layers import fflayer, get_layer
+from uvs.rowwise import batch_invariant, draw_rows, softmax_rows
 from uvs.utils import _p, norm_weight
 
 
@@ -130,6 +130,8 @@ def build_sampler(tparams, options, trng, mode: str | None = None):
     For `bias` the state is (n, dim + dim_word): the GRU state, then v = ctx·W + b carried
     along, which a negative y feeds in place of the zero word vector.
     sample is a draw from probs (trng is a shared NumPy Generator, advanced by each call).
+    Products, softmax and draw are `uvs.rowwise`'s: a row's results do not depend on the
+    other rows of the call, so searches that batch many contexts score as one at a time.
     mode: the PyTensor mode to compile in (default `uvs.backend.mode()`).
     """
     dim, dim_word = options["dim"], options["dim_word"]
@@ -155,17 +157,15 @@ def build_sampler(tparams, options, trng, mode: str | None = None):
                                             mask=None, one_step=True)
     next_state = proj[0]
     logit = _logit(tparams, next_state, options)
-    next_probs = tensor.special.softmax(logit, axis=-1)
+    # every product row by row, so that a row's results do not depend on the rows beside it
+    logit, next_state = batch_invariant([logit, next_state])
+    next_probs = softmax_rows(logit)
     # a draw by inverse CDF, as Theano's MRG multinomial did (float32 probabilities whose sum
     # rounds above 1 are fine): the first word whose cumulative probability reaches u
     next_rng, u = trng.uniform(0.0, 1.0, size=(next_probs.shape[0],))
-    below = tensor.lt(tensor.cumsum(next_probs, axis=1), u.astype("float32")[:, None])
-    next_sample = tensor.minimum(below.sum(axis=1), next_probs.shape[1] - 1).astype("int64")
+    next_sample = draw_rows(next_probs, u.astype("float32"))
     if inject(options) == "bias":
         next_state = tensor.concatenate([next_state, state[:, dim:]], axis=1)
-    # every product row by row, so that a row's results do not depend on the rows beside it
-    next_probs, next_sample, next_state, next_rng = batch_invariant(
-        [next_probs, next_sample, next_state, next_rng])
     f_next = backend.function([y, state], [next_probs, next_sample, next_state],
                               updates={trng: next_rng}, mode=mode, name="f_next")
     return f_init, f_next

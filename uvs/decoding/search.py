@@ -12,12 +12,20 @@
   what is fed back at the next step.
 
 `gen_sample_batch` runs the beams of many contexts together, one `f_next` call per step for
-all of them, and returns for each context exactly what `gen_sample` returns.
+all of them, and returns for each context exactly what `gen_sample` returns: the sampler's
+rows do not see each other (`uvs.rowwise`), and a beam's `k − dead_k` cheapest candidates are
+found among the few words per row whose probability is within 1 % of the row's
+(k − dead_k + 1)-th largest (`beam_candidates`, in C): a word below that has a larger cost
+than each of them, as −log is decreasing and float32 rounding cannot close a 1 % gap for costs
+under 8192. Costs are then computed as the original computes them, and wherever a tie could
+make the order differ, or the shortcut does not apply, the beam's whole candidate array is
+sorted as in `gen_sample`.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 
@@ -135,6 +143,26 @@ def _cheapest(cand_flat: np.ndarray, n: int) -> np.ndarray:
     return top[:n]
 
 
+MARGIN = np.float32(0.01)  # candidates: within 1 % of the (k - dead_k + 1)-th probability
+WIDTH = 32  # at most this many candidates per row; more, and the row is sorted whole
+MAX_COST = 8192.0  # below it a float32 cost's rounding (≤ 2⁻¹¹) is far under the 1 % gap
+
+
+@functools.cache
+def _candidates():
+    """The compiled `beam_candidates`, shared by every search of the process."""
+    import pytensor.tensor as tensor
+
+    from uvs import backend
+    from uvs.rowwise import beam_candidates
+
+    p = tensor.matrix("p", dtype="float32")
+    keep = tensor.vector("keep", dtype="int64")
+    skip = tensor.scalar("skip", dtype="int64")
+    return backend.function([p, keep, skip], beam_candidates(p, keep, skip, MARGIN, WIDTH),
+                            name="beam_candidates")
+
+
 class _Beam:
     """One context's beam in `gen_sample_batch`: the original's bookkeeping, step by step."""
 
@@ -148,27 +176,49 @@ class _Beam:
         self.hyp_scores = np.zeros(1).astype("float32")
         self.done = False
 
-    def step(self, next_p, next_state, use_unk):
-        """Advance on this beam's rows of f_next; returns the surviving states."""
-        cand_scores = self.hyp_scores[:, None] - np.log(next_p)
-        cand_flat = cand_scores.flatten()
+    def _shortcut(self, next_p, idx, count):
+        """(ranks_flat, costs) from the candidates of `beam_candidates`, or None where the
+        whole candidate array must decide (a row with too many or too few candidates, a
+        possible tie, costs too large)."""
+        n = self.k - self.dead_k
+        if idx is None or n + 1 > WIDTH or count.max() > WIDTH or count.min() < n + 1 \
+                or np.abs(self.hyp_scores).max() >= MAX_COST:
+            return None
+        rows = np.repeat(np.arange(len(count)), count)
+        cols = idx[idx >= 0]
+        costs = self.hyp_scores[rows] - np.log(next_p[rows, cols])  # as the original's
+        order = np.argsort(costs, kind="stable")[:n + 1]
+        values = costs[order]
+        if (values[1:] == values[:-1]).any():
+            return None
+        top = order[:n]
+        return rows[top] * next_p.shape[1] + cols[top], costs[top]
+
+    def step(self, next_p, next_state, use_unk, idx=None, count=None):
+        """Advance on this beam's rows of f_next (and their `beam_candidates`, if computed);
+        returns the surviving states."""
         voc_size = next_p.shape[1]
-        if not use_unk:
-            cand_flat[1::voc_size] = 1e20
-        ranks_flat = _cheapest(cand_flat, self.k - self.dead_k)
+        found = self._shortcut(next_p, idx, count)
+        if found is None:
+            cand_scores = self.hyp_scores[:, None] - np.log(next_p)
+            cand_flat = cand_scores.flatten()
+            if not use_unk:
+                cand_flat[1::voc_size] = 1e20
+            ranks_flat = _cheapest(cand_flat, self.k - self.dead_k)
+            found = ranks_flat, cand_flat[ranks_flat]
+        ranks_flat, costs = found
         trans_indices = ranks_flat // voc_size
         word_indices = ranks_flat % voc_size
-        costs = cand_flat[ranks_flat]
         hyp_samples, hyp_scores, keep = [], [], []
-        for idx, (ti, wi) in enumerate(zip(trans_indices, word_indices, strict=True)):
+        for idx_, (ti, wi) in enumerate(zip(trans_indices, word_indices, strict=True)):
             words = self.hyp_samples[ti] + [int(wi)]
             if wi == 0:
                 self.sample.append(words)
-                self.sample_score.append(np.float32(costs[idx]))
+                self.sample_score.append(np.float32(costs[idx_]))
                 self.dead_k += 1
             else:
                 hyp_samples.append(words)
-                hyp_scores.append(np.float32(costs[idx]))
+                hyp_scores.append(np.float32(costs[idx_]))
                 keep.append(ti)
         self.hyp_samples = hyp_samples
         self.hyp_scores = np.array(hyp_scores)
@@ -185,7 +235,7 @@ class _Beam:
 
 
 def gen_sample_batch(tparams, f_init, f_next, ctx, options, trng=None, k=1, maxlen=30,
-                     use_unk=False, chunk=256):
+                     use_unk=False, chunk=128):
     """Beam search for every row of ctx: (n, dimctx) -> [(sample, score)] as `gen_sample`'s.
 
     The live hypotheses of up to `chunk` contexts go through one `f_next` call per step.
@@ -204,11 +254,14 @@ def gen_sample_batch(tparams, f_init, f_next, ctx, options, trng=None, k=1, maxl
             sizes = [len(words[i]) for i in active]
             next_p, _, next_state = f_next(np.concatenate([words[i] for i in active]),
                                            np.concatenate([states[i] for i in active]))
+            keep = np.repeat([beams[i].k - beams[i].dead_k + 1 for i in active], sizes)
+            idx, count = _candidates()(next_p, keep, np.int64(-1 if use_unk else 1))
             offset = 0
             for i, n in zip(active, sizes, strict=True):
                 b = beams[i]
-                states[i] = b.step(next_p[offset:offset + n], next_state[offset:offset + n],
-                                   use_unk)
+                rows = slice(offset, offset + n)
+                states[i] = b.step(next_p[rows], next_state[rows], use_unk, idx[rows],
+                                   count[rows])
                 words[i] = np.array([w[-1] for w in b.hyp_samples], dtype="int64")
                 offset += n
         out.extend(b.finish() for b in beams)

@@ -1,0 +1,149 @@
+"""The batch-invariant product: C and NumPy bit for bit, rows independent of their batch."""
+
+import numpy as np
+import pytensor.tensor as pt
+import pytest
+
+from uvs import backend
+from uvs.rowwise import batch_invariant, invariant_dot
+
+
+@pytest.fixture(scope="module")
+def c_dot():
+    x, w = pt.matrix("x", dtype="float32"), pt.matrix("w", dtype="float32")
+    f = backend.function([x, w], invariant_dot(x, w), mode="CVM")
+    assert all(hasattr(t, "cthunk") for t in f.vm.thunks)
+    return f
+
+
+def numpy_dot(x, w):
+    out = [None]
+    invariant_dot.perform(None, [x, w], [out])
+    return out[0]
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 6, 7, 13])
+@pytest.mark.parametrize("k,m", [(1, 1), (7, 15), (64, 16), (33, 17), (130, 40), (0, 5)])
+def test_c_is_numpy_bit_for_bit(c_dot, n, k, m):
+    rng = np.random.RandomState(n * 1000 + k * 10 + m)
+    x, w = rng.randn(n, k).astype("float32"), rng.randn(k, m).astype("float32")
+    got = c_dot(x, w)
+    assert got.shape == (n, m) and got.dtype == np.float32
+    assert got.tobytes() == numpy_dot(x, w).tobytes()
+    np.testing.assert_allclose(got, x.astype("float64") @ w.astype("float64"), rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_a_row_does_not_depend_on_the_rows_beside_it(c_dot):
+    rng = np.random.RandomState(0)
+    x, w = rng.randn(61, 300).astype("float32"), rng.randn(300, 1000).astype("float32")
+    full = c_dot(x, w)
+    for start, stop in [(0, 1), (5, 6), (3, 8), (13, 61), (1, 60), (7, 19)]:
+        part = c_dot(np.ascontiguousarray(x[start:stop]), w)
+        assert part.tobytes() == full[start:stop].tobytes(), (start, stop)
+    strided = c_dot(x[::2], w)  # non-contiguous input: copied, same rows
+    assert strided.tobytes() == full[::2].tobytes()
+
+
+def test_bad_shapes_are_one_line_errors(c_dot):
+    with pytest.raises(ValueError, match="do not multiply"):
+        c_dot(np.ones((2, 3), np.float32), np.ones((4, 5), np.float32))
+    with pytest.raises(TypeError, match="float32 matrices"):
+        invariant_dot(pt.vector("v", dtype="float32"), pt.matrix("w", dtype="float32"))
+
+
+def test_batch_invariant_replaces_every_product():
+    x = pt.matrix("x", dtype="float32")
+    w1 = pt.matrix("w1", dtype="float32")
+    w2 = pt.matrix("w2", dtype="float32")
+    h = pt.tanh(pt.dot(x, w1) + 1)
+    out = pt.special.softmax(pt.dot(h, w2) + pt.dot(x, w1).sum(), axis=-1)
+    (inv,) = batch_invariant([out])
+    f = backend.function([x, w1, w2], inv, mode="CVM")
+    names = {type(n.op).__name__ for n in f.maker.fgraph.apply_nodes}
+    assert "InvariantDot" in names
+    assert not names & {"Dot", "Dot22", "Dot22Scalar", "Gemm", "Gemv", "Ger"}
+    rng = np.random.RandomState(1)
+    args = [rng.randn(*s).astype("float32") for s in ((9, 20), (20, 30), (30, 11))]
+    ref = backend.function([x, w1, w2], out, mode="CVM")(*args)
+    np.testing.assert_allclose(f(*args), ref, rtol=1e-5, atol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def c_softmax_draw():
+    from uvs.rowwise import draw_rows, softmax_rows
+
+    x, u = pt.matrix("x", dtype="float32"), pt.vector("u", dtype="float32")
+    p = softmax_rows(x)
+    f = backend.function([x, u], [p, draw_rows(p, u)], mode="CVM")
+    assert all(hasattr(t, "cthunk") for t in f.vm.thunks)
+    return f
+
+
+def test_softmax_rows_is_the_softmax(c_softmax_draw):
+    from uvs.rowwise import softmax_rows
+
+    rng = np.random.RandomState(2)
+    x = (rng.randn(9, 1000) * np.array([[1], [10], [40], [100], [1], [0], [3], [7], [200]])
+         ).astype("float32")
+    p, _ = c_softmax_draw(x, np.full(9, 0.5, np.float32))
+    e = np.exp((x - x.max(axis=1, keepdims=True)).astype("float64"))  # x − max rounds in float32
+    np.testing.assert_allclose(p, e / e.sum(axis=1, keepdims=True), rtol=2e-6, atol=1e-30)
+    out = [None]
+    softmax_rows.perform(None, [x], [out])
+    np.testing.assert_allclose(out[0], p, rtol=1e-6, atol=1e-30)
+    for a, b in [(0, 1), (3, 4), (2, 9)]:  # rows do not see each other
+        assert c_softmax_draw(x[a:b], np.full(b - a, 0.5, np.float32))[0].tobytes() \
+            == p[a:b].tobytes()
+
+
+def test_draw_rows_is_the_inverse_cdf_count(c_softmax_draw):
+    from uvs.rowwise import draw_rows
+
+    rng = np.random.RandomState(3)
+    x = rng.randn(300, 50).astype("float32") * 3
+    u = rng.rand(300).astype("float32")
+    u[:4] = [0.0, 1.0, 0.9999999, np.nextafter(np.float32(1), np.float32(2))]  # ends of [0, 1]
+    p, draws = c_softmax_draw(x, u)
+    below = (np.cumsum(p, axis=1, dtype=np.float32) < u[:, None]).sum(axis=1)
+    assert draws.dtype == np.int64
+    assert draws.tolist() == np.minimum(below, 49).tolist()
+    out = [None]
+    draw_rows.perform(None, [p, u], [out])
+    assert out[0].tolist() == draws.tolist()
+    freq = np.bincount(c_softmax_draw(np.log(np.full((20000, 3), 1 / 3, np.float32)) * 0,
+                                      rng.rand(20000).astype("float32"))[1], minlength=3)
+    assert all(abs(f / 20000 - 1 / 3) < 0.02 for f in freq)
+
+
+def test_beam_candidates_c_and_numpy_agree():
+    from uvs.rowwise import beam_candidates
+
+    p = pt.matrix("p", dtype="float32")
+    keep = pt.vector("keep", dtype="int64")
+    skip = pt.scalar("skip", dtype="int64")
+    f = backend.function([p, keep, skip], beam_candidates(p, keep, skip, np.float32(0.01), 8),
+                         mode="CVM")
+    rng = np.random.RandomState(6)
+    probs = rng.dirichlet(np.ones(40) * 0.3, size=12).astype("float32")
+    probs[0, :] = 1 / 40  # all tied: more than 8 candidates
+    probs[1, 5:] = 0  # five positive values only
+    probs[2, [3, 7, 9]] = probs[2].max() * np.float32(1.001)  # within the margin of each other
+    keeps = rng.randint(1, 6, size=12).astype("int64")
+    keeps[1], keeps[3] = 6, 9  # more than the positive values; more than the width
+    for s in (-1, 1):
+        idx, count = f(probs, keeps, np.int64(s))
+        ref_idx, ref_count = [None], [None]
+        beam_candidates.perform(None, [probs, keeps, np.int64(s), np.float32(0.01), 8],
+                                [ref_idx, ref_count])
+        assert count.tolist() == ref_count[0].tolist()
+        assert idx.tolist() == ref_idx[0].tolist()
+        assert count[1] == -1 and count[3] == -1 and count[0] == 40 - (s == 1)
+        for i in range(12):
+            if count[i] < 0:
+                continue
+            valid = np.array([j != s and probs[i, j] > 0 for j in range(40)])
+            top = np.sort(probs[i][valid])[-keeps[i]]
+            want = [j for j in range(40) if valid[j] and probs[i, j] >= top * np.float32(0.99)]
+            assert count[i] == len(want)
+            assert idx[i, :min(len(want), 8)].tolist() == want[:8]

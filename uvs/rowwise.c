@@ -1,0 +1,339 @@
+#section support_code
+
+/* The row-wise Ops of uvs/rowwise.py, for the decoders' sampler: each row of a result depends
+   on that row of the inputs alone, and rows are spread over OpenMP threads.
+
+   The batch-invariant product: out (n, m) = x (n, k) . w (k, m) in float32, every element
+   summed in one fixed order, whatever n is and wherever the row sits:
+
+       acc = 0; for kk in 0 .. k-1: acc = acc + (x[i, kk] * w[kk, j])   (two roundings)
+
+   A BLAS sums differently for the tail rows of its blocks and when threads split the rows,
+   so one context's scores would depend on the other contexts beside it. Vectors run across
+   columns (j), never across kk; the scalar tail does the same operations one column at a time.
+   Built with -ffp-contract=off so that no multiply-add is fused: NumPy, which rounds the
+   product and the sum separately, gives bit-identical results (the Op's `perform`). */
+
+typedef float uvs_v8 __attribute__((vector_size(32)));
+
+static inline uvs_v8 uvs_load8(const float* p) {
+    uvs_v8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void uvs_store8(float* p, uvs_v8 v) { memcpy(p, &v, sizeof v); }
+
+#define UVS_NV 2 /* a panel of 2 vectors (16 columns) by 6 rows: 12 accumulators */
+#define UVS_RB 6
+enum { UVS_PANEL = 8 * UVS_NV, UVS_ROWS = UVS_RB };
+
+/* R rows of out, columns [j0, j0 + UVS_PANEL); wp: the panel's first column in w, ldw: the
+   stride of its rows (m, or UVS_PANEL when the panel is packed). */
+template <int R>
+static void uvs_panel(const float* x, npy_intp k, const float* wp, npy_intp ldw, float* out,
+                      npy_intp m, npy_intp j0) {
+    uvs_v8 acc[R][UVS_NV];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < UVS_NV; v++) acc[r][v] = (uvs_v8){0, 0, 0, 0, 0, 0, 0, 0};
+    for (npy_intp kk = 0; kk < k; kk++) {
+        const float* wr = wp + kk * ldw;
+        uvs_v8 wv[UVS_NV];
+        for (int v = 0; v < UVS_NV; v++) wv[v] = uvs_load8(wr + 8 * v);
+        for (int r = 0; r < R; r++) {
+            const float a = x[r * k + kk];
+            const uvs_v8 b = {a, a, a, a, a, a, a, a};
+            for (int v = 0; v < UVS_NV; v++) acc[r][v] += wv[v] * b;
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < UVS_NV; v++) uvs_store8(out + r * m + j0 + 8 * v, acc[r][v]);
+}
+
+/* One row of out, columns [j0, m): the same operations, one column at a time. */
+static void uvs_tail(const float* x, npy_intp k, const float* w, npy_intp m, float* out,
+                     npy_intp j0) {
+    for (npy_intp j = j0; j < m; j++) {
+        float acc = 0.0f;
+        for (npy_intp kk = 0; kk < k; kk++) {
+            const float p = x[kk] * w[kk * m + j];
+            acc = acc + p;
+        }
+        out[j] = acc;
+    }
+}
+
+/* rows [i, n) of out for one panel: blocks of UVS_ROWS, then one block of the rest */
+static void uvs_rows(const float* x, npy_intp n, npy_intp k, const float* wp, npy_intp ldw,
+                     float* out, npy_intp m, npy_intp j0) {
+    npy_intp i = 0;
+    for (; i + UVS_ROWS <= n; i += UVS_ROWS)
+        uvs_panel<UVS_ROWS>(x + i * k, k, wp, ldw, out + i * m, m, j0);
+    const float* xi = x + i * k;
+    float* oi = out + i * m;
+    switch (n - i) {
+        case 5: uvs_panel<5>(xi, k, wp, ldw, oi, m, j0); break;
+        case 4: uvs_panel<4>(xi, k, wp, ldw, oi, m, j0); break;
+        case 3: uvs_panel<3>(xi, k, wp, ldw, oi, m, j0); break;
+        case 2: uvs_panel<2>(xi, k, wp, ldw, oi, m, j0); break;
+        case 1: uvs_panel<1>(xi, k, wp, ldw, oi, m, j0); break;
+        default: break;
+    }
+}
+
+static int uvs_invariant_dot(const float* x, npy_intp n, npy_intp k, const float* w,
+                              npy_intp m, float* out) {
+    const npy_intp panels = m / UVS_PANEL;
+    /* a panel of w is packed when more than one block of rows will read it */
+    const bool pack = n > UVS_ROWS;
+    int failed = 0;
+    /* threads split the columns: each element is still summed by one thread, in order */
+#pragma omp parallel for schedule(static) if (n * m * k > (npy_intp)1 << 20)
+    for (npy_intp p = 0; p <= panels; p++) {
+        const npy_intp j0 = p * UVS_PANEL;
+        if (p == panels) {
+            for (npy_intp i = 0; i < n; i++) uvs_tail(x + i * k, k, w, m, out + i * m, j0);
+            continue;
+        }
+        if (!pack) {
+            uvs_rows(x, n, k, w + j0, m, out, m, j0);
+            continue;
+        }
+        float* wp = (float*)malloc(sizeof(float) * UVS_PANEL * (k ? k : 1));
+        if (!wp) {
+#pragma omp atomic write
+            failed = 1;
+            continue;
+        }
+        for (npy_intp kk = 0; kk < k; kk++)
+            memcpy(wp + kk * UVS_PANEL, w + kk * m + j0, sizeof(float) * UVS_PANEL);
+        uvs_rows(x, n, k, wp, UVS_PANEL, out, m, j0);
+        free(wp);
+    }
+    return failed ? -1 : 0;
+}
+
+static PyArrayObject* uvs_contig(PyArrayObject* a, int type_num, int nd) {
+    return (PyArrayObject*)PyArray_FromAny((PyObject*)a, PyArray_DescrFromType(type_num), nd, nd,
+                                           NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED, NULL);
+}
+
+/* *out as a C-contiguous array of this shape and type: kept when it already is one, else new. */
+static PyArrayObject* uvs_output(PyArrayObject** out, int nd, const npy_intp* dims,
+                                 int type_num) {
+    PyArrayObject* o = *out;
+    bool same = o && PyArray_NDIM(o) == nd && PyArray_TYPE(o) == type_num
+                && PyArray_IS_C_CONTIGUOUS(o);
+    for (int i = 0; same && i < nd; i++) same = PyArray_DIMS(o)[i] == dims[i];
+    if (!same) {
+        Py_XDECREF(o);
+        *out = o = (PyArrayObject*)PyArray_EMPTY(nd, (npy_intp*)dims, type_num, 0);
+    }
+    return o;
+}
+
+static int uvs_invariant_dot_apply(PyArrayObject* xa, PyArrayObject* wa, PyArrayObject** out) {
+    if (PyArray_DIMS(xa)[1] != PyArray_DIMS(wa)[0]) {
+        PyErr_Format(PyExc_ValueError,
+                     "invariant dot: shapes (%ld, %ld) and (%ld, %ld) do not multiply",
+                     (long)PyArray_DIMS(xa)[0], (long)PyArray_DIMS(xa)[1],
+                     (long)PyArray_DIMS(wa)[0], (long)PyArray_DIMS(wa)[1]);
+        return -1;
+    }
+    PyArrayObject* x = uvs_contig(xa, NPY_FLOAT32, 2);
+    PyArrayObject* w = x ? uvs_contig(wa, NPY_FLOAT32, 2) : NULL;
+    if (!w) {
+        Py_XDECREF(x);
+        return -1;
+    }
+    npy_intp dims[2] = {PyArray_DIMS(x)[0], PyArray_DIMS(w)[1]};
+    PyArrayObject* o = uvs_output(out, 2, dims, NPY_FLOAT32);
+    if (o) {
+        int status;
+        Py_BEGIN_ALLOW_THREADS
+        status = uvs_invariant_dot((const float*)PyArray_DATA(x), dims[0], PyArray_DIMS(x)[1],
+                                   (const float*)PyArray_DATA(w), dims[1],
+                                   (float*)PyArray_DATA(o));
+        Py_END_ALLOW_THREADS
+        if (status != 0) {
+            PyErr_NoMemory();
+            Py_CLEAR(*out);
+            o = NULL;
+        }
+    }
+    Py_DECREF(x);
+    Py_DECREF(w);
+    return o ? 0 : -1;
+}
+
+/* exp(x) for x <= 0 in float, ~1 ulp (Cephes expf's polynomial), down to the denormals: 2^n
+   is applied as two normal factors. Branch-free, so that loops over it vectorize. */
+static inline float uvs_exp_nonpositive(float x) {
+    x = x < -104.0f ? -104.0f : x;
+    x = x > 0.0f ? 0.0f : x;
+    const float fx = x * 1.44269504088896341f;
+    const int ni = (int)(fx - 0.5f); /* round to nearest for fx <= 0 */
+    const float n = (float)ni;
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    const float z = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * z + r + 1.0f;
+    const int half = ni / 2;
+    const int b1 = (half + 127) << 23, b2 = (ni - half + 127) << 23;
+    float s1, s2;
+    memcpy(&s1, &b1, sizeof s1);
+    memcpy(&s2, &b2, sizeof s2);
+    return p * s1 * s2;
+}
+
+/* The softmax of each row of x (n, m): e = exp(x - max), summed in 8 float lanes then in
+   double, p = e / sum. */
+static void uvs_softmax(const float* x, npy_intp n, npy_intp m, float* out) {
+#pragma omp parallel for schedule(static) if (n * m > 1 << 16)
+    for (npy_intp i = 0; i < n; i++) {
+        const float* xi = x + i * m;
+        float* oi = out + i * m;
+        float top = m ? xi[0] : 0.0f;
+        for (npy_intp j = 1; j < m; j++) top = xi[j] > top ? xi[j] : top;
+        for (npy_intp j = 0; j < m; j++) oi[j] = uvs_exp_nonpositive(xi[j] - top);
+        uvs_v8 lanes = {0, 0, 0, 0, 0, 0, 0, 0};
+        npy_intp j = 0;
+        for (; j + 8 <= m; j += 8) lanes += uvs_load8(oi + j);
+        double sum = 0.0;
+        for (int l = 0; l < 8; l++) sum += lanes[l];
+        for (; j < m; j++) sum += oi[j];
+        const float s = (float)sum;
+        for (j = 0; j < m; j++) oi[j] = oi[j] / s;
+    }
+}
+
+static int uvs_softmax_apply(PyArrayObject* xa, PyArrayObject** out) {
+    PyArrayObject* x = uvs_contig(xa, NPY_FLOAT32, 2);
+    if (!x) return -1;
+    PyArrayObject* o = uvs_output(out, 2, PyArray_DIMS(x), NPY_FLOAT32);
+    if (o) {
+        Py_BEGIN_ALLOW_THREADS
+        uvs_softmax((const float*)PyArray_DATA(x), PyArray_DIMS(x)[0], PyArray_DIMS(x)[1],
+                    (float*)PyArray_DATA(o));
+        Py_END_ALLOW_THREADS
+    }
+    Py_DECREF(x);
+    return o ? 0 : -1;
+}
+
+/* A draw from each row of probabilities p (n, m) by inverse CDF: the first j whose float32
+   running sum reaches u[i] (m - 1 if none does), which is how many running sums are below
+   u[i], as the original's graph counts them. */
+static void uvs_draw(const float* p, npy_intp n, npy_intp m, const float* u, npy_int64* out) {
+#pragma omp parallel for schedule(static) if (n * m > 1 << 16)
+    for (npy_intp i = 0; i < n; i++) {
+        const float* pi = p + i * m;
+        float acc = 0.0f;
+        npy_intp j = 0;
+        for (; j < m; j++) {
+            acc = acc + pi[j];
+            if (!(acc < u[i])) break;
+        }
+        out[i] = j < m ? j : (m ? m - 1 : 0);
+    }
+}
+
+static int uvs_draw_apply(PyArrayObject* pa, PyArrayObject* ua, PyArrayObject** out) {
+    if (PyArray_DIMS(ua)[0] != PyArray_DIMS(pa)[0]) {
+        PyErr_Format(PyExc_ValueError, "row draw: %ld rows of probabilities, %ld uniforms",
+                     (long)PyArray_DIMS(pa)[0], (long)PyArray_DIMS(ua)[0]);
+        return -1;
+    }
+    PyArrayObject* p = uvs_contig(pa, NPY_FLOAT32, 2);
+    PyArrayObject* u = p ? uvs_contig(ua, NPY_FLOAT32, 1) : NULL;
+    if (!u) {
+        Py_XDECREF(p);
+        return -1;
+    }
+    PyArrayObject* o = uvs_output(out, 1, PyArray_DIMS(p), NPY_INT64);
+    if (o) {
+        Py_BEGIN_ALLOW_THREADS
+        uvs_draw((const float*)PyArray_DATA(p), PyArray_DIMS(p)[0], PyArray_DIMS(p)[1],
+                 (const float*)PyArray_DATA(u), (npy_int64*)PyArray_DATA(o));
+        Py_END_ALLOW_THREADS
+    }
+    Py_DECREF(p);
+    Py_DECREF(u);
+    return o ? 0 : -1;
+}
+
+/* The beam search's candidates in each row of p (n, m): the columns (but `skip`) whose p is at
+   least (1 - margin) times the row's keep[i]-th largest, up to `width` of them in idx (n,
+   width), their number in count (n,); count = -1 when the row has fewer than keep[i]
+   positive values besides `skip`, or keep[i] > width (the caller then looks at the whole
+   row). */
+static void uvs_top(const float* p, npy_intp n, npy_intp m, const npy_int64* keep,
+                    npy_int64 skip, float margin, npy_intp width, npy_int64* idx,
+                    npy_int64* count) {
+#pragma omp parallel for schedule(static) if (n * m > 1 << 16)
+    for (npy_intp i = 0; i < n; i++) {
+        const float* pi = p + i * m;
+        npy_int64* ii = idx + i * width;
+        const npy_intp q = (npy_intp)keep[i];
+        count[i] = -1;
+        for (npy_intp c = 0; c < width; c++) ii[c] = -1;
+        if (q < 1 || q > width) continue;
+        float best[64]; /* the q largest so far, in decreasing order */
+        npy_intp have = 0;
+        for (npy_intp j = 0; j < m; j++) {
+            const float v = pi[j];
+            if (j == skip || !(v > 0.0f) || (have == q && !(v > best[q - 1]))) continue;
+            npy_intp at = have < q ? have++ : q - 1;
+            while (at > 0 && best[at - 1] < v) {
+                best[at] = best[at - 1];
+                at--;
+            }
+            best[at] = v;
+        }
+        if (have < q) continue;
+        const float floor = best[q - 1] * (1.0f - margin);
+        npy_intp c = 0;
+        for (npy_intp j = 0; j < m; j++) {
+            if (j == skip || !(pi[j] >= floor)) continue;
+            if (c < width) ii[c] = j;
+            c++;
+        }
+        count[i] = c;
+    }
+}
+
+static int uvs_top_apply(PyArrayObject* pa, PyArrayObject* ka, PyArrayObject* sa,
+                         PyArrayObject* ma, PyArrayObject* wa, PyArrayObject** idx_out,
+                         PyArrayObject** count_out) {
+    const npy_int64 width = *(npy_int64*)PyArray_DATA(wa);
+    if (PyArray_DIMS(ka)[0] != PyArray_DIMS(pa)[0] || width < 1 || width > 64) {
+        PyErr_SetString(PyExc_ValueError, "beam candidates: one keep per row, width 1..64");
+        return -1;
+    }
+    PyArrayObject* p = uvs_contig(pa, NPY_FLOAT32, 2);
+    PyArrayObject* k = p ? uvs_contig(ka, NPY_INT64, 1) : NULL;
+    if (!k) {
+        Py_XDECREF(p);
+        return -1;
+    }
+    npy_intp dims[2] = {PyArray_DIMS(p)[0], (npy_intp)width};
+    PyArrayObject* idx = uvs_output(idx_out, 2, dims, NPY_INT64);
+    PyArrayObject* count = idx ? uvs_output(count_out, 1, dims, NPY_INT64) : NULL;
+    if (count) {
+        const npy_int64 skip = *(npy_int64*)PyArray_DATA(sa);
+        const float margin = *(float*)PyArray_DATA(ma);
+        Py_BEGIN_ALLOW_THREADS
+        uvs_top((const float*)PyArray_DATA(p), dims[0], PyArray_DIMS(p)[1],
+                (const npy_int64*)PyArray_DATA(k), skip, margin, dims[1],
+                (npy_int64*)PyArray_DATA(idx), (npy_int64*)PyArray_DATA(count));
+        Py_END_ALLOW_THREADS
+    }
+    Py_DECREF(p);
+    Py_DECREF(k);
+    return count ? 0 : -1;
+}

@@ -1,0 +1,200 @@
+"""Row-wise Ops for the decoders' sampler: each row of a result depends on its own row alone.
+
+A BLAS `sgemm` sums a row's products in an order that depends on how many rows come with it
+and where the row sits (tail blocks, thread splits), so the same hypothesis could get a
+different float32 score alone than among 5 000. The sampler (`f_init`, `f_next`) multiplies
+with `invariant_dot` instead: every element summed in ascending k, one rounding per product
+and one per sum, so the batched beam search scores exactly as the one-context-at-a-time
+original (`uvs.decoding.search`). `softmax_rows` and `draw_rows` are the sampler's softmax
+and inverse-CDF draw, in C (PyTensor's Softmax has no C code). C in `rowwise.c` (beside this
+file), rows spread over OpenMP threads; NumPy in `perform` (bit-identical for the product).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.gradient import grad_not_implemented
+from pytensor.graph.basic import Apply, Variable
+from pytensor.graph.op import Op
+from pytensor.graph.traversal import toposort
+from pytensor.link.c.op import ExternalCOp
+from pytensor.tensor.math import Dot
+
+C_FILE = "rowwise.c"  # beside this module; PyTensor keys its compile cache by its hash
+
+
+@functools.cache
+def _openmp() -> bool:
+    """Whether PyTensor's C compiler builds with OpenMP."""
+    from pytensor.link.c.cmodule import GCC_compiler
+
+    return bool(GCC_compiler.try_flags(["-fopenmp"]))
+
+
+class _RowwiseOp(ExternalCOp):
+    """An Op of `rowwise.c`: `apply` names its C function, called with inputs then &outputs."""
+
+    __props__ = ()
+    apply = ""
+
+    def __init__(self) -> None:
+        super().__init__(C_FILE)
+
+    def c_headers(self, **kwargs: Any) -> list[str]:
+        return ["<math.h>", "<stdlib.h>", "<string.h>"]
+
+    def c_compile_args(self, **kwargs: Any) -> list[str]:
+        # no fused multiply-add (NumPy's rounding, bit for bit); threads where OpenMP builds;
+        # -fno-trapping-math lets the branch-free exp loop vectorize
+        return ["-ffp-contract=off", "-fno-trapping-math",
+                *(["-fopenmp"] if _openmp() else [])]
+
+    def c_code(self, node, name, inp, out, sub) -> str:
+        return f"""
+        if ({self.apply}({", ".join([*inp, *(f"&{o}" for o in out)])}) != 0) {{
+            {sub["fail"]}
+        }}
+        """
+
+    def pullback(self, inputs, outputs, output_grads):
+        return [grad_not_implemented(self, i, v, "the sampler's Ops")
+                for i, v in enumerate(inputs)]
+
+
+def _float32_matrix(op: str, *variables) -> list[Variable]:
+    variables = [pt.as_tensor_variable(v) for v in variables]
+    for v in variables:
+        if v.ndim != 2 or v.dtype != "float32":
+            raise TypeError(f"{op}: float32 matrices expected, got {v.type}")
+    return variables
+
+
+class InvariantDot(_RowwiseOp):
+    """(x, w) -> x·w for float32 matrices x: (n, k), w: (k, m), summed row-independently."""
+
+    apply = "uvs_invariant_dot_apply"
+
+    def make_node(self, x, w) -> Apply:
+        x, w = _float32_matrix("invariant_dot", x, w)
+        out = pt.tensor(dtype="float32", shape=(x.type.shape[0], w.type.shape[1]))
+        return Apply(self, [x, w], [out])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [(shapes[0][0], shapes[1][1])]
+
+    def perform(self, node, inputs, outputs) -> None:
+        x, w = inputs
+        if x.shape[1] != w.shape[0]:
+            raise ValueError(f"invariant dot: shapes {x.shape} and {w.shape} do not multiply")
+        acc = np.zeros((x.shape[0], w.shape[1]), dtype=np.float32)
+        for kk in range(x.shape[1]):
+            acc += x[:, kk, None] * w[kk]  # the product rounds, then the sum: as the C does
+        outputs[0][0] = acc
+
+
+class SoftmaxRows(_RowwiseOp):
+    """x: (n, m) float32 -> the softmax of each row (exp(x - max), summed in double)."""
+
+    apply = "uvs_softmax_apply"
+
+    def make_node(self, x) -> Apply:
+        (x,) = _float32_matrix("softmax_rows", x)
+        return Apply(self, [x], [x.type()])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[0]]
+
+    def perform(self, node, inputs, outputs) -> None:
+        (x,) = inputs
+        e = np.exp(x - x.max(axis=1, keepdims=True)) if x.size else x.copy()
+        outputs[0][0] = e / e.sum(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+
+
+class DrawRows(_RowwiseOp):
+    """(p: (n, m) float32, u: (n,) float32) -> (n,) int64: per row the first j whose running
+    float32 sum of p reaches u (m − 1 if none), i.e. how many running sums are below u."""
+
+    apply = "uvs_draw_apply"
+
+    def make_node(self, p, u) -> Apply:
+        (p,) = _float32_matrix("draw_rows", p)
+        u = pt.as_tensor_variable(u)
+        if u.ndim != 1 or u.dtype != "float32":
+            raise TypeError(f"draw_rows: a float32 vector of uniforms expected, got {u.type}")
+        return Apply(self, [p, u], [pt.tensor(dtype="int64", shape=(p.type.shape[0],))])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [(shapes[0][0],)]
+
+    def perform(self, node, inputs, outputs) -> None:
+        p, u = inputs
+        if len(u) != len(p):
+            raise ValueError(f"row draw: {len(p)} rows of probabilities, {len(u)} uniforms")
+        below = (np.cumsum(p, axis=1, dtype=np.float32) < u[:, None]).sum(axis=1)
+        outputs[0][0] = np.minimum(below, max(p.shape[1] - 1, 0)).astype(np.int64)
+
+
+class BeamCandidates(_RowwiseOp):
+    """(p: (n, m) float32, keep: (n,) int64, skip, margin, width) -> (idx: (n, width) int64,
+    count: (n,) int64): per row the columns other than `skip` whose p is at least (1 − margin)
+    times the row's keep-th largest, unused slots −1; count = −1 where the row has fewer
+    than keep positive values besides `skip`, or keep > width."""
+
+    apply = "uvs_top_apply"
+
+    def make_node(self, p, keep, skip, margin, width) -> Apply:
+        (p,) = _float32_matrix("beam_candidates", p)
+        keep = pt.as_tensor_variable(keep)
+        skip, width = (pt.as_tensor_variable(v).astype("int64") for v in (skip, width))
+        margin = pt.as_tensor_variable(margin).astype("float32")
+        if keep.ndim != 1 or keep.dtype != "int64" or skip.ndim or margin.ndim or width.ndim:
+            raise TypeError("beam_candidates: keep an int64 vector; skip, margin, width scalars")
+        outs = [pt.tensor(dtype="int64", shape=(p.type.shape[0], None)),
+                pt.tensor(dtype="int64", shape=(p.type.shape[0],))]
+        return Apply(self, [p, keep, skip, margin, width], outs)
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [(shapes[0][0], node.inputs[4]), (shapes[0][0],)]
+
+    def perform(self, node, inputs, outputs) -> None:
+        p, keep, skip, margin, width = inputs
+        n, m = p.shape
+        if len(keep) != n or not 1 <= width <= 64:
+            raise ValueError("beam candidates: one keep per row, width 1..64")
+        idx = np.full((n, int(width)), -1, dtype=np.int64)
+        count = np.full(n, -1, dtype=np.int64)
+        for i in range(n):
+            q = int(keep[i])
+            valid = (p[i] > 0) & (np.arange(m) != skip)
+            if not 1 <= q <= width or valid.sum() < q:
+                continue
+            top = np.sort(p[i][valid])[-q]
+            cols = np.flatnonzero(valid & (p[i] >= top * (np.float32(1) - margin)))
+            idx[i, :min(len(cols), width)] = cols[:width]
+            count[i] = len(cols)
+        outputs[0][0], outputs[1][0] = idx, count
+
+
+if not hasattr(Op, "pullback"):  # PyTensor before `pullback` called `L_op`
+    _RowwiseOp.L_op = _RowwiseOp.pullback
+
+invariant_dot = InvariantDot()
+softmax_rows = SoftmaxRows()
+draw_rows = DrawRows()
+beam_candidates = BeamCandidates()
+
+
+def batch_invariant(outputs: list[Variable]) -> list[Variable]:
+    """outputs, rebuilt with every float32 matrix·matrix `Dot` of their graph batch-invariant."""
+    new: dict[Variable, Variable] = {}
+    for node in toposort(outputs):
+        inputs = [new.get(v, v) for v in node.inputs]
+        if isinstance(node.op, Dot) and all(v.ndim == 2 and v.dtype == "float32" for v in inputs):
+            new[node.outputs[0]] = invariant_dot(*inputs)
+        elif any(a is not b for a, b in zip(inputs, node.inputs, strict=True)):
+            new.update(zip(node.outputs, node.clone_with_new_inputs(inputs).outputs, strict=True))
+    return [new.get(v, v) for v in outputs]
