@@ -40,7 +40,7 @@ def test_wheel_has_no_top_level_cli(tmp_path):
     assert "uvs/cli/main.py" in names and "uvs/tools.py" in names
     # every package and C source of the checkout ships (uvs.decoding once did not)
     sources = {f"uvs/{p.relative_to(ROOT / 'uvs').as_posix()}"
-               for pattern in ("**/*.py", "*.c") for p in (ROOT / "uvs").glob(pattern)
+               for pattern in ("**/*.py", "*.c", "*.h") for p in (ROOT / "uvs").glob(pattern)
                if "__pycache__" not in p.parts}
     assert sources - set(names) == set()
     entry = next(n for n in names if n.endswith("entry_points.txt"))

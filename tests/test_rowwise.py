@@ -5,7 +5,7 @@ import pytensor.tensor as pt
 import pytest
 
 from uvs import backend
-from uvs.rowwise import batch_invariant, invariant_dot
+from uvs.rowwise import invariant_dot, rowwise_graph
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +52,13 @@ def test_bad_shapes_are_one_line_errors(c_dot):
         invariant_dot(pt.vector("v", dtype="float32"), pt.matrix("w", dtype="float32"))
 
 
-def test_batch_invariant_replaces_every_product():
+def test_rowwise_graph_replaces_every_product():
     x = pt.matrix("x", dtype="float32")
     w1 = pt.matrix("w1", dtype="float32")
     w2 = pt.matrix("w2", dtype="float32")
     h = pt.tanh(pt.dot(x, w1) + 1)
     out = pt.special.softmax(pt.dot(h, w2) + pt.dot(x, w1).sum(), axis=-1)
-    (inv,) = batch_invariant([out])
+    (inv,) = rowwise_graph([out])
     f = backend.function([x, w1, w2], inv, mode="CVM")
     names = {type(n.op).__name__ for n in f.maker.fgraph.apply_nodes}
     assert "InvariantDot" in names
@@ -147,3 +147,45 @@ def test_beam_candidates_c_and_numpy_agree():
             want = [j for j in range(40) if valid[j] and probs[i, j] >= top * np.float32(0.99)]
             assert count[i] == len(want)
             assert idx[i, :min(len(want), 8)].tolist() == want[:8]
+
+
+def _round32(q):
+    """The float32 nearest the rational q (ties to even), exactly."""
+    from fractions import Fraction
+
+    r = np.float32(float(q))
+    best = r
+    for cand in (np.nextafter(r, np.float32(-np.inf)), np.nextafter(r, np.float32(np.inf))):
+        d, db = abs(Fraction(float(cand)) - q), abs(Fraction(float(best)) - q)
+        if d < db or (d == db and int(cand.view(np.int32)) % 2 == 0):
+            best = cand
+    return best
+
+
+def test_fma32_rounds_once():
+    from fractions import Fraction
+
+    from uvs.rowwise import fma32
+
+    f = np.float32
+    # exactly halfway in float64, the true value just above: rounding twice gives 1.0
+    a = np.array([-(2.0 ** -24) * (1 + 2.0 ** -18)], f)
+    b = np.array([1 - 2.0 ** -18], f)
+    c = np.array([1 + 2.0 ** -23], f)
+    assert fma32(a, b, c)[0] == f(1 + 2.0 ** -23)
+    assert f(a.astype(np.float64) * b + c)[0] == f(1.0)  # what rounding twice gives
+    rng = np.random.RandomState(9)
+    a = (rng.randn(3000) * 2.0 ** rng.randint(-30, 30, 3000)).astype(f)
+    b = (rng.randn(3000) * 2.0 ** rng.randint(-30, 30, 3000)).astype(f)
+    c = np.where(rng.rand(3000) < 0.5, -(a.astype(np.float64) * b), rng.randn(3000)).astype(f)
+    got = fma32(a, b, c)
+    want = [_round32(Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z)))
+            for x, y, z in zip(a, b, c, strict=True)]
+    assert got.tobytes() == np.array(want, f).tobytes()
+
+
+def test_c_product_fuses_each_multiply_add(c_dot):
+    f = np.float32
+    x = np.array([[1 + 2.0 ** -23, -(2.0 ** -24) * (1 + 2.0 ** -18)]] * 3, f)
+    w = np.tile(np.array([[1.0], [1 - 2.0 ** -18]], f), (1, 19))  # vector and tail columns
+    assert (c_dot(x, w) == f(1 + 2.0 ** -23)).all()

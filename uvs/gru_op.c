@@ -55,40 +55,7 @@ static int uvs_shape_error(const char* what) {
     return -1;
 }
 
-/* exp(x) in float, ~1 ulp (Cephes expf), branch-free so that loops over it vectorize. */
-static inline float uvs_expf(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    const float fx = x * 1.44269504088896341f;
-    const int ni = (int)(fx + (fx >= 0.0f ? 0.5f : -0.5f));
-    const float n = (float)ni;
-    float r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    const float z = r * r;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * z + r + 1.0f;
-    const int bits = (ni + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-static inline float uvs_sigmoid(float x) { return 1.0f / (1.0f + uvs_expf(-x)); }
-/* tanh in float: 1 - 2/(e^2|x| + 1), odd; a Taylor polynomial near 0 (abs. error < 1e-7). */
-static inline float uvs_tanh(float x) {
-    const float ax = x < 0.0f ? -x : x;
-    const float big = 1.0f - 2.0f / (uvs_expf(2.0f * ax) + 1.0f);
-    const float x2 = x * x;
-    const float small = x + x * x2 * (-0.333333333f + x2 * (0.133333333f + x2 * -0.0539682540f));
-    const float t = x < 0.0f ? -big : big;  /* (two selects: a nested one does not vectorize) */
-    return ax < 0.0625f ? small : t;
-}
-static inline double uvs_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
-static inline double uvs_tanh(double x) { return tanh(x); }
+/* uvs_expf, uvs_sigmoid, uvs_tanh: fastmath.h, which gru_op.py puts in front of this file */
 
 template <typename T>
 static bool uvs_all_zero(const T* a, npy_intp n) {

@@ -13,7 +13,10 @@ default (see `benchmarks/train_bench.py`), except under the JAX backend, which c
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +31,15 @@ from pytensor.scalar import upcast
 IMPLEMENTATIONS = ("fused", "scan")
 DEFAULT = "fused"
 C_FILE = "gru_op.c"  # beside this module; PyTensor keys its compile cache by the file's hash
+FASTMATH = "fastmath.h"  # float math shared with rowwise.c, put in front of both
+
+
+@functools.cache
+def fastmath_header() -> tuple[str, str]:
+    """(text, sha256) of fastmath.h: C Ops prepend the text and add the hash to their cache
+    version, as PyTensor hashes only their own file."""
+    text = (Path(__file__).with_name(FASTMATH)).read_text()
+    return text, hashlib.sha256(text.encode()).hexdigest()
 
 
 def gru_impl(name: str | None = None, mode: str | None = None) -> str:
@@ -68,7 +80,7 @@ class _BlasCOp(ExternalCOp):
     def c_support_code(self, **kwargs: Any) -> str:
         from pytensor.tensor.blas_headers import blas_header_text
 
-        return blas_header_text() + super().c_support_code(**kwargs)
+        return blas_header_text() + fastmath_header()[0] + super().c_support_code(**kwargs)
 
     def c_headers(self, **kwargs: Any) -> list[str]:
         return ["<math.h>", "<stdlib.h>", "<string.h>"]
@@ -97,7 +109,7 @@ class _BlasCOp(ExternalCOp):
     def c_code_cache_version(self) -> tuple:
         from pytensor.tensor.blas_headers import blas_header_version
 
-        return (*super().c_code_cache_version(), blas_header_version())
+        return (*super().c_code_cache_version(), blas_header_version(), fastmath_header()[1])
 
     def _check_c(self, node: Apply) -> None:
         if not _blas_ldflags():

@@ -6,15 +6,31 @@
    The batch-invariant product: out (n, m) = x (n, k) . w (k, m) in float32, every element
    summed in one fixed order, whatever n is and wherever the row sits:
 
-       acc = 0; for kk in 0 .. k-1: acc = acc + (x[i, kk] * w[kk, j])   (two roundings)
+       acc = 0; for kk in 0 .. k-1: acc = fma(x[i, kk], w[kk, j], acc)   (one rounding each)
 
    A BLAS sums differently for the tail rows of its blocks and when threads split the rows,
    so one context's scores would depend on the other contexts beside it. Vectors run across
    columns (j), never across kk; the scalar tail does the same operations one column at a time.
-   Built with -ffp-contract=off so that no multiply-add is fused: NumPy, which rounds the
-   product and the sum separately, gives bit-identical results (the Op's `perform`). */
+   Every multiply-add is an explicit fused one (the FMA instruction where the target has it,
+   else fmaf per lane), and the file is built with -ffp-contract=off so that nothing else is
+   fused: the Op's `perform` emulates the same fma exactly in NumPy, bit for bit. */
+
+#if defined(__FMA__) && defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 typedef float uvs_v8 __attribute__((vector_size(32)));
+
+/* a * b + c per lane, rounded once */
+static inline uvs_v8 uvs_fma8(uvs_v8 a, uvs_v8 b, uvs_v8 c) {
+#if defined(__FMA__) && defined(__AVX__)
+    return (uvs_v8)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#else
+    uvs_v8 r;
+    for (int l = 0; l < 8; l++) r[l] = fmaf(a[l], b[l], c[l]);
+    return r;
+#endif
+}
 
 static inline uvs_v8 uvs_load8(const float* p) {
     uvs_v8 v;
@@ -42,7 +58,7 @@ static void uvs_panel(const float* x, npy_intp k, const float* wp, npy_intp ldw,
         for (int r = 0; r < R; r++) {
             const float a = x[r * k + kk];
             const uvs_v8 b = {a, a, a, a, a, a, a, a};
-            for (int v = 0; v < UVS_NV; v++) acc[r][v] += wv[v] * b;
+            for (int v = 0; v < UVS_NV; v++) acc[r][v] = uvs_fma8(wv[v], b, acc[r][v]);
         }
     }
     for (int r = 0; r < R; r++)
@@ -55,8 +71,7 @@ static void uvs_tail(const float* x, npy_intp k, const float* w, npy_intp m, flo
     for (npy_intp j = j0; j < m; j++) {
         float acc = 0.0f;
         for (npy_intp kk = 0; kk < k; kk++) {
-            const float p = x[kk] * w[kk * m + j];
-            acc = acc + p;
+            acc = fmaf(x[kk], w[kk * m + j], acc);
         }
         out[j] = acc;
     }
@@ -165,32 +180,6 @@ static int uvs_invariant_dot_apply(PyArrayObject* xa, PyArrayObject* wa, PyArray
     return o ? 0 : -1;
 }
 
-/* exp(x) for x <= 0 in float, ~1 ulp (Cephes expf's polynomial), down to the denormals: 2^n
-   is applied as two normal factors. Branch-free, so that loops over it vectorize. */
-static inline float uvs_exp_nonpositive(float x) {
-    x = x < -104.0f ? -104.0f : x;
-    x = x > 0.0f ? 0.0f : x;
-    const float fx = x * 1.44269504088896341f;
-    const int ni = (int)(fx - 0.5f); /* round to nearest for fx <= 0 */
-    const float n = (float)ni;
-    float r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    const float z = r * r;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * z + r + 1.0f;
-    const int half = ni / 2;
-    const int b1 = (half + 127) << 23, b2 = (ni - half + 127) << 23;
-    float s1, s2;
-    memcpy(&s1, &b1, sizeof s1);
-    memcpy(&s2, &b2, sizeof s2);
-    return p * s1 * s2;
-}
-
 /* The softmax of each row of x (n, m): e = exp(x - max), summed in 8 float lanes then in
    double, p = e / sum. */
 static void uvs_softmax(const float* x, npy_intp n, npy_intp m, float* out) {
@@ -200,7 +189,7 @@ static void uvs_softmax(const float* x, npy_intp n, npy_intp m, float* out) {
         float* oi = out + i * m;
         float top = m ? xi[0] : 0.0f;
         for (npy_intp j = 1; j < m; j++) top = xi[j] > top ? xi[j] : top;
-        for (npy_intp j = 0; j < m; j++) oi[j] = uvs_exp_nonpositive(xi[j] - top);
+        for (npy_intp j = 0; j < m; j++) oi[j] = uvs_expf(xi[j] - top);
         uvs_v8 lanes = {0, 0, 0, 0, 0, 0, 0, 0};
         npy_intp j = 0;
         for (; j + 8 <= m; j += 8) lanes += uvs_load8(oi + j);
@@ -336,4 +325,34 @@ static int uvs_top_apply(PyArrayObject* pa, PyArrayObject* ka, PyArrayObject* sa
     Py_DECREF(p);
     Py_DECREF(k);
     return count ? 0 : -1;
+}
+
+/* sigmoid or tanh of every element of x (any shape), fastmath.h's vectorized float math. */
+static int uvs_unary_apply(PyArrayObject* xa, PyArrayObject** out, bool tanh_) {
+    PyArrayObject* x = uvs_contig(xa, NPY_FLOAT32, PyArray_NDIM(xa));
+    if (!x) return -1;
+    PyArrayObject* o = uvs_output(out, PyArray_NDIM(x), PyArray_DIMS(x), NPY_FLOAT32);
+    if (o) {
+        const float* xd = (const float*)PyArray_DATA(x);
+        float* od = (float*)PyArray_DATA(o);
+        const npy_intp size = PyArray_SIZE(x), block = 4096;
+        Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel for schedule(static) if (size > 1 << 16)
+        for (npy_intp b = 0; b < size; b += block) {
+            const npy_intp end = b + block < size ? b + block : size;
+            if (tanh_)
+                for (npy_intp i = b; i < end; i++) od[i] = uvs_tanh(xd[i]);
+            else
+                for (npy_intp i = b; i < end; i++) od[i] = uvs_sigmoid(xd[i]);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    Py_DECREF(x);
+    return o ? 0 : -1;
+}
+static int uvs_sigmoid_apply(PyArrayObject* x, PyArrayObject** out) {
+    return uvs_unary_apply(x, out, false);
+}
+static int uvs_tanh_apply(PyArrayObject* x, PyArrayObject** out) {
+    return uvs_unary_apply(x, out, true);
 }

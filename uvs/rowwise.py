@@ -3,11 +3,12 @@
 A BLAS `sgemm` sums a row's products in an order that depends on how many rows come with it
 and where the row sits (tail blocks, thread splits), so the same hypothesis could get a
 different float32 score alone than among 5 000. The sampler (`f_init`, `f_next`) multiplies
-with `invariant_dot` instead: every element summed in ascending k, one rounding per product
-and one per sum, so the batched beam search scores exactly as the one-context-at-a-time
+with `invariant_dot` instead: every element summed in ascending k by fused multiply-adds (one
+rounding each), so the batched beam search scores exactly as the one-context-at-a-time
 original (`uvs.decoding.search`). `softmax_rows` and `draw_rows` are the sampler's softmax
 and inverse-CDF draw, in C (PyTensor's Softmax has no C code). C in `rowwise.c` (beside this
 file), rows spread over OpenMP threads; NumPy in `perform` (bit-identical for the product).
+`rowwise_graph` puts them in a graph, with vectorized sigmoid and tanh (`fastmath.h`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ from pytensor.graph.basic import Apply, Variable
 from pytensor.graph.op import Op
 from pytensor.graph.traversal import toposort
 from pytensor.link.c.op import ExternalCOp
+from pytensor.scalar.basic import Tanh
+from pytensor.scalar.math import Sigmoid
+from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.math import Dot
+
+from uvs.gru_op import fastmath_header
 
 C_FILE = "rowwise.c"  # beside this module; PyTensor keys its compile cache by its hash
 
@@ -33,6 +39,24 @@ def _openmp() -> bool:
     from pytensor.link.c.cmodule import GCC_compiler
 
     return bool(GCC_compiler.try_flags(["-fopenmp"]))
+
+
+def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """a·b + c for float32 arrays, rounded once to float32 (IEEE fusedMultiplyAdd).
+
+    a·b is exact in float64 and so is the error of the float64 sum (Knuth's TwoSum); the one
+    case where rounding that sum to float32 errs is a sum exactly halfway between two floats
+    with a non-zero error, which then decides the side.
+    """
+    p = a.astype(np.float64) * b
+    s = p + c
+    v = s - p
+    err = (p - (s - v)) + (c - v)
+    r = s.astype(np.float32)
+    toward = np.nextafter(r, np.where(s > r, np.float32(np.inf), np.float32(-np.inf)))
+    half = (r.astype(np.float64) + toward) / 2 == s
+    fix = half & (err != 0) & ((err > 0) == (s > r))
+    return np.where(fix, toward, r).astype(np.float32)
 
 
 class _RowwiseOp(ExternalCOp):
@@ -47,9 +71,15 @@ class _RowwiseOp(ExternalCOp):
     def c_headers(self, **kwargs: Any) -> list[str]:
         return ["<math.h>", "<stdlib.h>", "<string.h>"]
 
+    def c_support_code(self, **kwargs: Any) -> str:
+        return fastmath_header()[0] + super().c_support_code(**kwargs)
+
+    def c_code_cache_version(self) -> tuple:
+        return (*super().c_code_cache_version(), fastmath_header()[1])
+
     def c_compile_args(self, **kwargs: Any) -> list[str]:
-        # no fused multiply-add (NumPy's rounding, bit for bit); threads where OpenMP builds;
-        # -fno-trapping-math lets the branch-free exp loop vectorize
+        # no multiply-add fused but the explicit ones (`perform` is bit for bit); threads where
+        # OpenMP builds; -fno-trapping-math lets the branch-free exp loop vectorize
         return ["-ffp-contract=off", "-fno-trapping-math",
                 *(["-fopenmp"] if _openmp() else [])]
 
@@ -92,7 +122,7 @@ class InvariantDot(_RowwiseOp):
             raise ValueError(f"invariant dot: shapes {x.shape} and {w.shape} do not multiply")
         acc = np.zeros((x.shape[0], w.shape[1]), dtype=np.float32)
         for kk in range(x.shape[1]):
-            acc += x[:, kk, None] * w[kk]  # the product rounds, then the sum: as the C does
+            acc = fma32(x[:, kk, None], w[kk], acc)  # as the C does
         outputs[0][0] = acc
 
 
@@ -136,6 +166,35 @@ class DrawRows(_RowwiseOp):
             raise ValueError(f"row draw: {len(p)} rows of probabilities, {len(u)} uniforms")
         below = (np.cumsum(p, axis=1, dtype=np.float32) < u[:, None]).sum(axis=1)
         outputs[0][0] = np.minimum(below, max(p.shape[1] - 1, 0)).astype(np.int64)
+
+
+class FastUnary(_RowwiseOp):
+    """x (any shape) float32 -> sigmoid(x) or tanh(x) by fastmath.h's vectorized float math
+    (Cephes' exp polynomial, ~1 ulp; tanh near 0 a polynomial, absolute error < 1e-7)."""
+
+    __props__ = ("fn",)
+
+    def __init__(self, fn: str) -> None:
+        if fn not in ("sigmoid", "tanh"):
+            raise ValueError(f"FastUnary: sigmoid or tanh, not {fn!r}")
+        self.fn = fn
+        self.apply = f"uvs_{fn}_apply"
+        super().__init__()
+
+    def make_node(self, x) -> Apply:
+        x = pt.as_tensor_variable(x)
+        if x.dtype != "float32":
+            raise TypeError(f"fast {self.fn}: float32 expected, got {x.type}")
+        return Apply(self, [x], [x.type()])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[0]]
+
+    def perform(self, node, inputs, outputs) -> None:
+        (x,) = inputs
+        one = np.float32(1)
+        outputs[0][0] = (one / (one + np.exp(-x)) if self.fn == "sigmoid" else np.tanh(x)
+                         ).astype(np.float32)
 
 
 class BeamCandidates(_RowwiseOp):
@@ -186,15 +245,23 @@ invariant_dot = InvariantDot()
 softmax_rows = SoftmaxRows()
 draw_rows = DrawRows()
 beam_candidates = BeamCandidates()
+fast_sigmoid = FastUnary("sigmoid")
+fast_tanh = FastUnary("tanh")
+_FAST = {Sigmoid: fast_sigmoid, Tanh: fast_tanh}
 
 
-def batch_invariant(outputs: list[Variable]) -> list[Variable]:
-    """outputs, rebuilt with every float32 matrix·matrix `Dot` of their graph batch-invariant."""
+def rowwise_graph(outputs: list[Variable]) -> list[Variable]:
+    """outputs, rebuilt with this module's Ops: every float32 matrix·matrix `Dot` of their
+    graph batch-invariant, every float32 sigmoid and tanh vectorized."""
     new: dict[Variable, Variable] = {}
     for node in toposort(outputs):
         inputs = [new.get(v, v) for v in node.inputs]
-        if isinstance(node.op, Dot) and all(v.ndim == 2 and v.dtype == "float32" for v in inputs):
+        float32 = all(v.dtype == "float32" for v in inputs)
+        fast = _FAST.get(type(getattr(node.op, "scalar_op", None))) if float32 else None
+        if isinstance(node.op, Dot) and float32 and all(v.ndim == 2 for v in inputs):
             new[node.outputs[0]] = invariant_dot(*inputs)
+        elif isinstance(node.op, Elemwise) and fast is not None:
+            new[node.outputs[0]] = fast(*inputs)
         elif any(a is not b for a, b in zip(inputs, node.inputs, strict=True)):
             new.update(zip(node.outputs, node.clone_with_new_inputs(inputs).outputs, strict=True))
     return [new.get(v, v) for v in outputs]

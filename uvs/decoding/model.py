@@ -22,7 +22,7 @@ from pytensor.tensor.random import shared_rng
 
 from uvs import backend
 from uvs.layers import fflayer, get_layer
-from uvs.rowwise import batch_invariant, draw_rows, softmax_rows
+from uvs.rowwise import draw_rows, rowwise_graph, softmax_rows
 from uvs.utils import _p, norm_weight
 
 
@@ -142,7 +142,7 @@ def build_sampler(tparams, options, trng, mode: str | None = None):
         v = fflayer(tparams, ctx, options, prefix="ff_state", activ=linear)
         init_state = tensor.concatenate([tensor.zeros((ctx.shape[0], dim), dtype="float32"), v],
                                         axis=1)
-    (init_state,) = batch_invariant([init_state])
+    (init_state,) = rowwise_graph([init_state])
     f_init = backend.function([ctx], init_state, mode=mode, name="f_init")
 
     y = tensor.vector("y_sampler", dtype="int64")
@@ -158,7 +158,7 @@ def build_sampler(tparams, options, trng, mode: str | None = None):
     next_state = proj[0]
     logit = _logit(tparams, next_state, options)
     # every product row by row, so that a row's results do not depend on the rows beside it
-    logit, next_state = batch_invariant([logit, next_state])
+    logit, next_state = rowwise_graph([logit, next_state])
     next_probs = softmax_rows(logit)
     # a draw by inverse CDF, as Theano's MRG multinomial did (float32 probabilities whose sum
     # rounds above 1 are fine): the first word whose cumulative probability reaches u
