@@ -168,39 +168,46 @@ def test_batched_search_equals_gen_sample_where_blas_rows_differ():
 def test_candidate_shortcut_is_the_full_sort():
     """A beam step through `beam_candidates` picks what sorting the whole array picks,
     on near-ties, exact ties, zeros and UNK, or declines (and the whole array decides)."""
-    from uvs.decoding.search import MARGIN, WIDTH, _Beam
+    from uvs.decoding.search import MARGIN, WIDTH, _Beam, _shortcuts
     from uvs.rowwise import beam_candidates
 
     rng = np.random.RandomState(8)
     used = declined = 0
-    for trial in range(300):
-        k, rows, m = rng.randint(1, 7), rng.randint(1, 6), rng.choice([7, 50, 400])
-        logits = rng.randn(rows, m) * rng.choice([0.01, 1, 5])
-        if trial % 3 == 0:  # duplicated values: exact ties
-            logits[:, : m // 2] = logits[:, m // 2: 2 * (m // 2)]
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        p = (p / p.sum(axis=1, keepdims=True)).astype("float32")
-        if trial % 5 == 0:
-            p[:, rng.randint(m, size=3)] = 0
+    for trial in range(100):
+        beams, ps, fulls = [], [], []
+        for _ in range(4):  # four beams in one step, each with its own rows
+            k, rows, m = rng.randint(1, 7), rng.randint(1, 6), 400
+            logits = rng.randn(rows, m) * rng.choice([0.01, 1, 5])
+            if rng.rand() < 0.3:  # duplicated values: exact ties
+                logits[:, : m // 2] = logits[:, m // 2: 2 * (m // 2)]
+            p = np.exp(logits - logits.max(axis=1, keepdims=True))
+            p = (p / p.sum(axis=1, keepdims=True)).astype("float32")
+            if rng.rand() < 0.2:
+                p[:, rng.randint(m, size=3)] = 0
+            hyp = (rng.rand(rows) * rng.choice([1, 100, 9000])).astype("float32")
+            fast, full = _Beam(k), _Beam(k)
+            fast.dead_k = full.dead_k = rng.randint(0, k)
+            for b in (fast, full):
+                b.hyp_samples = [[int(w)] for w in range(2, 2 + rows)]
+                b.hyp_scores, b.live_k = hyp.copy(), rows
+            beams.append(fast), fulls.append(full), ps.append(p)
         use_unk = bool(trial % 2)
-        hyp = rng.rand(rows).astype("float32") * rng.choice([1, 100])
-        fast, full = _Beam(k), _Beam(k)
-        for b in (fast, full):
-            b.hyp_samples = [[int(w)] for w in rng.randint(2, 9, size=rows)]
-            b.hyp_scores, b.live_k = hyp.copy(), rows
-        full.hyp_samples = [list(s) for s in fast.hyp_samples]
-        keep = np.full(rows, k + 1, dtype="int64")
+        sizes = [len(p) for p in ps]
+        p = np.concatenate(ps)
+        keep = np.repeat([b.k - b.dead_k + 1 for b in beams], sizes)
         idx, count = [None], [None]
         beam_candidates.perform(None, [p, keep, np.int64(-1 if use_unk else 1), MARGIN, WIDTH],
                                 [idx, count])
-        got = fast._shortcut(p, idx[0], count[0])
-        used, declined = used + (got is not None), declined + (got is None)
-        state = np.arange(rows, dtype="float32")[:, None]
-        a = fast.step(p, state, use_unk, idx[0], count[0])
-        b = full.step(p, state, use_unk)
-        assert a.tolist() == b.tolist()
-        assert fast.hyp_samples == full.hyp_samples and fast.sample == full.sample
-        assert [s.tobytes() for s in fast.hyp_scores] == [s.tobytes() for s in full.hyp_scores]
-        assert [s.tobytes() for s in fast.sample_score] == \
-            [s.tobytes() for s in full.sample_score]
+        found = _shortcuts(beams, p, sizes, idx[0], count[0])
+        for fast, full, pj, pick in zip(beams, fulls, ps, found, strict=True):
+            used, declined = used + (pick is not None), declined + (pick is None)
+            state = np.arange(len(pj), dtype="float32")[:, None]
+            a = fast.advance(*(pick or fast.choose(pj, use_unk)), pj.shape[1], state)
+            b = full.advance(*full.choose(pj, use_unk), pj.shape[1], state)
+            assert a.tolist() == b.tolist()
+            assert fast.hyp_samples == full.hyp_samples and fast.sample == full.sample
+            assert [s.tobytes() for s in fast.hyp_scores] == \
+                [s.tobytes() for s in full.hyp_scores]
+            assert [s.tobytes() for s in fast.sample_score] == \
+                [s.tobytes() for s in full.sample_score]
     assert used > 100 and declined > 20  # both paths ran

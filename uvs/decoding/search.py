@@ -176,49 +176,30 @@ class _Beam:
         self.hyp_scores = np.zeros(1).astype("float32")
         self.done = False
 
-    def _shortcut(self, next_p, idx, count):
-        """(ranks_flat, costs) from the candidates of `beam_candidates`, or None where the
-        whole candidate array must decide (a row with too many or too few candidates, a
-        possible tie, costs too large)."""
-        n = self.k - self.dead_k
-        if idx is None or n + 1 > WIDTH or count.max() > WIDTH or count.min() < n + 1 \
-                or np.abs(self.hyp_scores).max() >= MAX_COST:
-            return None
-        rows = np.repeat(np.arange(len(count)), count)
-        cols = idx[idx >= 0]
-        costs = self.hyp_scores[rows] - np.log(next_p[rows, cols])  # as the original's
-        order = np.argsort(costs, kind="stable")[:n + 1]
-        values = costs[order]
-        if (values[1:] == values[:-1]).any():
-            return None
-        top = order[:n]
-        return rows[top] * next_p.shape[1] + cols[top], costs[top]
+    def choose(self, next_p, use_unk):
+        """(ranks_flat, costs) of the k − dead_k cheapest candidates, from the whole candidate
+        array as `gen_sample` builds it."""
+        cand_scores = self.hyp_scores[:, None] - np.log(next_p)
+        cand_flat = cand_scores.flatten()
+        if not use_unk:
+            cand_flat[1::next_p.shape[1]] = 1e20
+        ranks_flat = _cheapest(cand_flat, self.k - self.dead_k)
+        return ranks_flat, cand_flat[ranks_flat]
 
-    def step(self, next_p, next_state, use_unk, idx=None, count=None):
-        """Advance on this beam's rows of f_next (and their `beam_candidates`, if computed);
-        returns the surviving states."""
-        voc_size = next_p.shape[1]
-        found = self._shortcut(next_p, idx, count)
-        if found is None:
-            cand_scores = self.hyp_scores[:, None] - np.log(next_p)
-            cand_flat = cand_scores.flatten()
-            if not use_unk:
-                cand_flat[1::voc_size] = 1e20
-            ranks_flat = _cheapest(cand_flat, self.k - self.dead_k)
-            found = ranks_flat, cand_flat[ranks_flat]
-        ranks_flat, costs = found
+    def advance(self, ranks_flat, costs, voc_size, next_state):
+        """Extend the hypotheses by the chosen candidates; returns the surviving states."""
         trans_indices = ranks_flat // voc_size
         word_indices = ranks_flat % voc_size
         hyp_samples, hyp_scores, keep = [], [], []
-        for idx_, (ti, wi) in enumerate(zip(trans_indices, word_indices, strict=True)):
+        for idx, (ti, wi) in enumerate(zip(trans_indices, word_indices, strict=True)):
             words = self.hyp_samples[ti] + [int(wi)]
             if wi == 0:
                 self.sample.append(words)
-                self.sample_score.append(np.float32(costs[idx_]))
+                self.sample_score.append(np.float32(costs[idx]))
                 self.dead_k += 1
             else:
                 hyp_samples.append(words)
-                hyp_scores.append(np.float32(costs[idx_]))
+                hyp_scores.append(np.float32(costs[idx]))
                 keep.append(ti)
         self.hyp_samples = hyp_samples
         self.hyp_scores = np.array(hyp_scores)
@@ -232,6 +213,39 @@ class _Beam:
             self.sample.append(self.hyp_samples[idx])
             self.sample_score.append(self.hyp_scores[idx])
         return self.sample, self.sample_score
+
+
+def _shortcuts(beams, next_p, sizes, idx, count):
+    """Per beam (its rows of next_p are consecutive, `sizes` of them) the (ranks_flat, costs)
+    of its k − dead_k cheapest candidates found among `beam_candidates`' (idx, count), or None
+    where the whole candidate array must decide: a row with too few or too many candidates,
+    costs too large, or a possible tie among the n + 1 cheapest."""
+    need = np.array([b.k - b.dead_k for b in beams])
+    starts = np.cumsum([0, *sizes])[:-1]
+    beam_of_row = np.repeat(np.arange(len(beams)), sizes)
+    hyp = np.concatenate([b.hyp_scores for b in beams])
+    row_ok = (count >= need[beam_of_row] + 1) & (count <= WIDTH)
+    ok = np.logical_and.reduceat(row_ok, starts) & (need + 1 <= WIDTH) \
+        & (np.maximum.reduceat(np.abs(hyp), starts) < MAX_COST)
+    rows, slots = np.nonzero((idx >= 0) & ok[beam_of_row][:, None])
+    cols = idx[rows, slots]
+    costs = hyp[rows] - np.log(next_p[rows, cols])  # as the original computes them
+    beam_of = beam_of_row[rows]
+    order = np.lexsort((costs, beam_of))
+    first = np.searchsorted(beam_of[order], np.arange(len(beams)))
+    out = []
+    for j, n in enumerate(need):
+        if not ok[j]:
+            out.append(None)
+            continue
+        pick = order[first[j]:first[j] + n + 1]
+        values = costs[pick]
+        if (values[1:] == values[:-1]).any():
+            out.append(None)
+            continue
+        top = pick[:n]
+        out.append(((rows[top] - starts[j]) * next_p.shape[1] + cols[top], costs[top]))
+    return out
 
 
 def gen_sample_batch(tparams, f_init, f_next, ctx, options, trng=None, k=1, maxlen=30,
@@ -256,12 +270,13 @@ def gen_sample_batch(tparams, f_init, f_next, ctx, options, trng=None, k=1, maxl
                                            np.concatenate([states[i] for i in active]))
             keep = np.repeat([beams[i].k - beams[i].dead_k + 1 for i in active], sizes)
             idx, count = _candidates()(next_p, keep, np.int64(-1 if use_unk else 1))
+            found = _shortcuts([beams[i] for i in active], next_p, sizes, idx, count)
             offset = 0
-            for i, n in zip(active, sizes, strict=True):
+            for i, n, pick in zip(active, sizes, found, strict=True):
                 b = beams[i]
                 rows = slice(offset, offset + n)
-                states[i] = b.step(next_p[rows], next_state[rows], use_unk, idx[rows],
-                                   count[rows])
+                ranks_flat, costs = pick if pick is not None else b.choose(next_p[rows], use_unk)
+                states[i] = b.advance(ranks_flat, costs, next_p.shape[1], next_state[rows])
                 words[i] = np.array([w[-1] for w in b.hyp_samples], dtype="int64")
                 offset += n
         out.extend(b.finish() for b in beams)
