@@ -4,7 +4,12 @@
    (vocabulary 10000, dim_word 512, dim 512, batch 128, 16 words): uvs (PyTensor) against
    the same decoder, loss and Adam written in PyTorch on the same CPU threads.
 2. Beam-5 generation of N captions: `gen_sample_batch` against the original's loop of
-   `gen_sample` calls, one context at a time; the outputs must be identical.
+   `gen_sample` calls, one context at a time, on the same sampler (whose row-wise Ops make
+   the outputs identical, which is checked); and against that loop on the original's graph
+   (`build_sampler(rowwise=False)`: BLAS products, PyTensor's softmax), whose outputs agree
+   only to float32 rounding (how many beams come out the same is printed).
+3. The sampler's batch-invariant product against PyTensor's BLAS product (`pt.dot`) at the
+   logit layer's sizes, for 640 rows (a batched step) and for 5 (a one-context step).
 
     python benchmarks/decoder_bench.py [--captions 1000] [--loop-sample 100] [--updates 5]
 """
@@ -12,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import numpy as np
@@ -106,31 +112,67 @@ def main() -> None:
               f"of {args.updates}: uvs {tu:.3f} s, PyTorch {tt:.3f} s ({torch.get_num_threads()}"
               f" threads); uvs/PyTorch = {tu / tt:.2f}")
 
+    generation(args, options, rng)
+    products()
+
+
+def same(a, b) -> bool:
+    """Two (sample, score) results equal: word sequences, and float32 scores bit for bit."""
+    return a[0] == b[0] and [np.float32(s).tobytes() for s in a[1]] \
+        == [np.float32(s).tobytes() for s in b[1]]
+
+
+def generation(args, options, rng) -> None:
     from pytensor.tensor.random import shared_rng
 
     from uvs.decoding.model import build_sampler, init_params
     from uvs.decoding.search import gen_sample, gen_sample_batch
     from uvs.utils import init_tparams
 
-    gen_opts = dict(options, dimctx=DIMCTX)
-    tparams = init_tparams(init_params(gen_opts, rng=np.random.RandomState(1)))
-    f_init, f_next = build_sampler(tparams, gen_opts, shared_rng(seed=1))
+    tparams = init_tparams(init_params(options, rng=np.random.RandomState(1)))
+    f_init, f_next = build_sampler(tparams, options, shared_rng(seed=1))
+    plain_init, plain_next = build_sampler(tparams, options, shared_rng(seed=1), rowwise=False)
     C = rng.randn(args.captions, DIMCTX).astype("float32")
+    gen_sample_batch(tparams, f_init, f_next, C[:2], options, k=5, maxlen=16)  # warm up
     t = time.perf_counter()
-    batched = gen_sample_batch(tparams, f_init, f_next, C, gen_opts, k=5, maxlen=16)
+    batched = gen_sample_batch(tparams, f_init, f_next, C, options, k=5, maxlen=16)
     tb = time.perf_counter() - t
     m = args.loop_sample if 0 < args.loop_sample < len(C) else len(C)
-    t = time.perf_counter()
-    loop = [gen_sample(tparams, f_init, f_next, C[i:i + 1], gen_opts, k=5, maxlen=16,
-                       stochastic=False) for i in range(m)]
-    tl = (time.perf_counter() - t) * len(C) / m
-    same = all(a[0] == b[0] and [np.float32(s).tobytes() for s in a[1]]
-               == [np.float32(s).tobytes() for s in b[1]] for a, b in zip(batched[:m], loop,
-                                                                          strict=True))
     how = "measured" if m == len(C) else f"measured on the first {m}, extrapolated"
-    print(f"beam-5 generation of {len(C)} captions (maxlen 16, V {V}): batched {tb:.2f} s, "
-          f"one at a time (original; {how}) {tl:.2f} s; speed-up {tl / tb:.1f}x; identical "
-          f"on the {m} compared: {same}")
+    for name, (fi, fn) in (("same sampler", (f_init, f_next)),
+                           ("original's graph", (plain_init, plain_next))):
+        t = time.perf_counter()
+        loop = [gen_sample(tparams, fi, fn, C[i:i + 1], options, k=5, maxlen=16,
+                           stochastic=False) for i in range(m)]
+        tl = (time.perf_counter() - t) * len(C) / m
+        agree = sum(same(a, b) for a, b in zip(batched[:m], loop, strict=True))
+        best = sum(a[0][int(np.argmin(a[1]))] == b[0][int(np.argmin(b[1]))]
+                   for a, b in zip(batched[:m], loop, strict=True))
+        print(f"beam-5 generation of {len(C)} captions (maxlen 16, V {V}): batched {tb:.2f} s; "
+              f"one at a time, {name} ({how}) {tl:.2f} s; speed-up {tl / tb:.1f}x; "
+              f"identical beams {agree}/{m}, same best caption {best}/{m}")
+
+
+def products() -> None:
+    import pytensor.tensor as pt
+
+    from uvs import backend
+    from uvs.rowwise import invariant_dot
+
+    a, b = pt.matrix(dtype="float32"), pt.matrix(dtype="float32")
+    f_inv = backend.function([a, b], invariant_dot(a, b))
+    f_blas = backend.function([a, b], pt.dot(a, b))
+    rng = np.random.RandomState(2)
+    w = rng.randn(D, V).astype("float32")
+    for n in (640, 5):
+        x = rng.randn(n, D).astype("float32")
+        f_inv(x, w), f_blas(x, w)
+        reps = 20 if n > 5 else 200
+        ti = best_of(functools.partial(f_inv, x, w), reps)
+        tb = best_of(functools.partial(f_blas, x, w), reps)
+        print(f"product ({n}, {D}) x ({D}, {V}), best of {reps}: batch-invariant "
+              f"{ti * 1e3:.2f} ms, BLAS (pt.dot) {tb * 1e3:.2f} ms; invariant/BLAS = "
+              f"{ti / tb:.2f}")
 
 
 if __name__ == "__main__":

@@ -108,3 +108,24 @@ def test_sampler_draws_from_probs(compiled):
     probs, sample, _ = f_next(-np.ones(4000, dtype="int64"), state)
     freq = np.bincount(sample, minlength=9) / 4000.0
     np.testing.assert_allclose(freq, probs[0], atol=0.03)
+
+
+def test_rowwise_sampler_is_the_original_graph(compiled):
+    """The sampler's row-wise Ops against the original's graph (BLAS products, PyTensor's
+    softmax and cumulative-sum draw): the same states and probabilities to float32 rounding."""
+    from pytensor.tensor.random import shared_rng
+
+    o, params, _, f_init, f_next = compiled
+    plain_init, plain_next = build_sampler(init_tparams(params), o, shared_rng(seed=7),
+                                           rowwise=False)
+    names = {type(n.op).__name__ for n in plain_next.maker.fgraph.apply_nodes}
+    assert not names & {"InvariantDot", "SoftmaxRows", "DrawRows", "FastUnary"}
+    x, mask, ctx = batch(np.random.RandomState(7), B=3)
+    a, b = f_init(ctx), plain_init(ctx)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    y = -np.ones(3, dtype="int64")
+    for t in range(x.shape[0]):
+        (pa, _, a), (pb, _, b) = f_next(y, a), plain_next(y, b)
+        np.testing.assert_allclose(pa, pb, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        y = x[t]

@@ -123,17 +123,20 @@ def build_model(tparams, options, impl: str | None = None):
     return trng, [x, mask, ctx], cost
 
 
-def build_sampler(tparams, options, trng, mode: str | None = None):
+def build_sampler(tparams, options, trng, mode: str | None = None, rowwise: bool = True):
     """(f_init(ctx) -> state, f_next(y, state) -> (probs, sample, state)).
 
     y: (n,) int64, a negative entry meaning "first word"; state: (n, dim) for `init`.
     For `bias` the state is (n, dim + dim_word): the GRU state, then v = ctx·W + b carried
     along, which a negative y feeds in place of the zero word vector.
     sample is a draw from probs (trng is a shared NumPy Generator, advanced by each call).
-    Products, softmax and draw are `uvs.rowwise`'s: a row's results do not depend on the
-    other rows of the call, so searches that batch many contexts score as one at a time.
+    rowwise: products, sigmoid/tanh, softmax and draw are `uvs.rowwise`'s: a row's results
+    do not depend on the other rows of the call, so searches that batch many contexts score
+    as one at a time (`gen_sample_batch`). False: the original's graph as it was, BLAS
+    products and PyTensor's softmax (the same values to float32 rounding).
     mode: the PyTensor mode to compile in (default `uvs.backend.mode()`).
     """
+    swap = rowwise_graph if rowwise else list
     dim, dim_word = options["dim"], options["dim_word"]
     ctx = tensor.matrix("ctx", dtype="float32")
     if inject(options) == "init":
@@ -142,7 +145,7 @@ def build_sampler(tparams, options, trng, mode: str | None = None):
         v = fflayer(tparams, ctx, options, prefix="ff_state", activ=linear)
         init_state = tensor.concatenate([tensor.zeros((ctx.shape[0], dim), dtype="float32"), v],
                                         axis=1)
-    (init_state,) = rowwise_graph([init_state])
+    (init_state,) = swap([init_state])
     f_init = backend.function([ctx], init_state, mode=mode, name="f_init")
 
     y = tensor.vector("y_sampler", dtype="int64")
@@ -158,12 +161,17 @@ def build_sampler(tparams, options, trng, mode: str | None = None):
     next_state = proj[0]
     logit = _logit(tparams, next_state, options)
     # every product row by row, so that a row's results do not depend on the rows beside it
-    logit, next_state = rowwise_graph([logit, next_state])
-    next_probs = softmax_rows(logit)
+    logit, next_state = swap([logit, next_state])
+    next_probs = softmax_rows(logit) if rowwise else tensor.special.softmax(logit, axis=-1)
     # a draw by inverse CDF, as Theano's MRG multinomial did (float32 probabilities whose sum
     # rounds above 1 are fine): the first word whose cumulative probability reaches u
     next_rng, u = trng.uniform(0.0, 1.0, size=(next_probs.shape[0],))
-    next_sample = draw_rows(next_probs, u.astype("float32"))
+    u = u.astype("float32")
+    if rowwise:
+        next_sample = draw_rows(next_probs, u)
+    else:
+        below = tensor.lt(tensor.cumsum(next_probs, axis=1), u[:, None])
+        next_sample = tensor.minimum(below.sum(axis=1), next_probs.shape[1] - 1).astype("int64")
     if inject(options) == "bias":
         next_state = tensor.concatenate([next_state, state[:, dim:]], axis=1)
     f_next = backend.function([y, state], [next_probs, next_sample, next_state],
