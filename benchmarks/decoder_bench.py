@@ -6,7 +6,7 @@
 2. Beam-5 generation of N captions: `gen_sample_batch` against the original's loop of
    `gen_sample` calls, one context at a time, on the same sampler (whose row-wise Ops make
    the outputs identical, which is checked); and against that loop on the original's graph
-   (`build_sampler(rowwise=False)`: BLAS products, PyTensor's softmax), whose outputs agree
+   (`build_sampler(rowwise_ops=False)`: BLAS products, PyTensor's softmax), whose outputs agree
    only to float32 rounding (how many beams come out the same is printed).
 3. The sampler's batch-invariant product against PyTensor's BLAS product (`pt.dot`) at the
    logit layer's sizes, for 640 rows (a batched step) and for 5 (a one-context step).
@@ -131,7 +131,7 @@ def generation(args, options, rng) -> None:
 
     tparams = init_tparams(init_params(options, rng=np.random.RandomState(1)))
     f_init, f_next = build_sampler(tparams, options, shared_rng(seed=1))
-    plain_init, plain_next = build_sampler(tparams, options, shared_rng(seed=1), rowwise=False)
+    plain_init, plain_next = build_sampler(tparams, options, shared_rng(seed=1), rowwise_ops=False)
     C = rng.randn(args.captions, DIMCTX).astype("float32")
     gen_sample_batch(tparams, f_init, f_next, C[:2], options, k=5, maxlen=16)  # warm up
     t = time.perf_counter()

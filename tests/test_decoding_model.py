@@ -117,7 +117,7 @@ def test_rowwise_sampler_is_the_original_graph(compiled):
 
     o, params, _, f_init, f_next = compiled
     plain_init, plain_next = build_sampler(init_tparams(params), o, shared_rng(seed=7),
-                                           rowwise=False)
+                                           rowwise_ops=False)
     names = {type(n.op).__name__ for n in plain_next.maker.fgraph.apply_nodes}
     assert not names & {"InvariantDot", "SoftmaxRows", "DrawRows", "FastUnary"}
     x, mask, ctx = batch(np.random.RandomState(7), B=3)

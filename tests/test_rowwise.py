@@ -189,3 +189,16 @@ def test_c_product_fuses_each_multiply_add(c_dot):
     x = np.array([[1 + 2.0 ** -23, -(2.0 ** -24) * (1 + 2.0 ** -18)]] * 3, f)
     w = np.tile(np.array([[1.0], [1 - 2.0 ** -18]], f), (1, 19))  # vector and tail columns
     assert (c_dot(x, w) == f(1 + 2.0 ** -23)).all()
+
+
+def test_softmax_rows_gradient_is_the_softmax_gradient():
+    from uvs.rowwise import softmax_rows
+
+    x = pt.matrix("x", dtype="float32")
+    g = pt.matrix("g", dtype="float32")
+    mine = pt.grad((softmax_rows(x) * g).sum(), x)
+    ref = pt.grad((pt.special.softmax(x, axis=-1) * g).sum(), x)
+    f = backend.function([x, g], [mine, ref], mode="CVM")
+    rng = np.random.RandomState(11)
+    a, b = f(rng.randn(7, 30).astype("float32") * 3, rng.randn(7, 30).astype("float32"))
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -304,9 +304,11 @@ def mode(name: str | None = None) -> str:
 _mode = mode  # `function` takes a `mode` argument
 
 
-# uvs's fused GRU has no Numba implementation: under NUMBA its Ops run their NumPy `perform`
-# (still faster than Numba's scan), which Numba announces once per Op.
-_NUMBA_FALLBACK = "Numba will use object mode to run GRU(Forward|Backward)"
+# uvs's C Ops (the fused GRU, `uvs.rowwise`) have no Numba implementation: under NUMBA they
+# run their NumPy `perform` (the GRU's still faster than Numba's scan), which Numba announces
+# once per Op.
+_NUMBA_FALLBACK = ("Numba will use object mode to run (GRU(Forward|Backward)|InvariantDot|"
+                   "SoftmaxRows|SoftmaxRowsGrad|DrawRows|FastUnary|BeamCandidates)")
 
 
 def function(inputs: Any, outputs: Any = None, mode: Any = None, **kwargs: Any) -> Any:

@@ -356,3 +356,40 @@ static int uvs_sigmoid_apply(PyArrayObject* x, PyArrayObject** out) {
 static int uvs_tanh_apply(PyArrayObject* x, PyArrayObject** out) {
     return uvs_unary_apply(x, out, true);
 }
+
+/* The gradient of each row's softmax: dx = p * (g - sum(g * p)), the sum in double. */
+static int uvs_softmax_grad_apply(PyArrayObject* pa, PyArrayObject* ga, PyArrayObject** out) {
+    if (PyArray_NDIM(ga) != 2 || PyArray_DIMS(ga)[0] != PyArray_DIMS(pa)[0]
+        || PyArray_DIMS(ga)[1] != PyArray_DIMS(pa)[1]) {
+        PyErr_SetString(PyExc_ValueError, "softmax gradient: p and g differ in shape");
+        return -1;
+    }
+    PyArrayObject* p = uvs_contig(pa, NPY_FLOAT32, 2);
+    PyArrayObject* g = p ? uvs_contig(ga, NPY_FLOAT32, 2) : NULL;
+    if (!g) {
+        Py_XDECREF(p);
+        return -1;
+    }
+    PyArrayObject* o = uvs_output(out, 2, PyArray_DIMS(p), NPY_FLOAT32);
+    if (o) {
+        const npy_intp n = PyArray_DIMS(p)[0], m = PyArray_DIMS(p)[1];
+        const float* pd = (const float*)PyArray_DATA(p);
+        const float* gd = (const float*)PyArray_DATA(g);
+        float* od = (float*)PyArray_DATA(o);
+        Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel for schedule(static) if (n * m > 1 << 16)
+        for (npy_intp i = 0; i < n; i++) {
+            const float* pi = pd + i * m;
+            const float* gi = gd + i * m;
+            float* oi = od + i * m;
+            double dot = 0.0;
+            for (npy_intp j = 0; j < m; j++) dot += (double)gi[j] * pi[j];
+            const float s = (float)dot;
+            for (npy_intp j = 0; j < m; j++) oi[j] = pi[j] * (gi[j] - s);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    Py_DECREF(p);
+    Py_DECREF(g);
+    return o ? 0 : -1;
+}

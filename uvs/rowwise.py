@@ -127,9 +127,16 @@ class InvariantDot(_RowwiseOp):
 
 
 class SoftmaxRows(_RowwiseOp):
-    """x: (n, m) float32 -> the softmax of each row (exp(x - max), summed in double)."""
+    """x: (n, m) float32 -> the softmax of each row (exp(x - max), summed in double).
+
+    Differentiable (`SoftmaxRowsGrad`), so that the decoders' training loss uses it too:
+    PyTensor's own Softmax has no C code.
+    """
 
     apply = "uvs_softmax_apply"
+
+    def pullback(self, inputs, outputs, output_grads):
+        return [softmax_rows_grad(outputs[0], output_grads[0])]
 
     def make_node(self, x) -> Apply:
         (x,) = _float32_matrix("softmax_rows", x)
@@ -142,6 +149,24 @@ class SoftmaxRows(_RowwiseOp):
         (x,) = inputs
         e = np.exp(x - x.max(axis=1, keepdims=True)) if x.size else x.copy()
         outputs[0][0] = e / e.sum(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+
+
+class SoftmaxRowsGrad(_RowwiseOp):
+    """(p, g): (n, m) float32 -> p ⊙ (g − Σ_row g ⊙ p), the softmax's gradient (sum in double)."""
+
+    apply = "uvs_softmax_grad_apply"
+
+    def make_node(self, p, g) -> Apply:
+        p, g = _float32_matrix("softmax_rows_grad", p, g)
+        return Apply(self, [p, g], [p.type()])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[0]]
+
+    def perform(self, node, inputs, outputs) -> None:
+        p, g = inputs
+        dot = (g.astype(np.float64) * p).sum(axis=1, keepdims=True).astype(np.float32)
+        outputs[0][0] = p * (g - dot)
 
 
 class DrawRows(_RowwiseOp):
@@ -243,11 +268,25 @@ if not hasattr(Op, "pullback"):  # PyTensor before `pullback` called `L_op`
 
 invariant_dot = InvariantDot()
 softmax_rows = SoftmaxRows()
+softmax_rows_grad = SoftmaxRowsGrad()
 draw_rows = DrawRows()
 beam_candidates = BeamCandidates()
 fast_sigmoid = FastUnary("sigmoid")
 fast_tanh = FastUnary("tanh")
 _FAST = {Sigmoid: fast_sigmoid, Tanh: fast_tanh}
+
+
+def available(mode: str | None = None) -> bool:
+    """Whether these Ops run in `mode` (default uvs's): every mode but JAX, which cannot call
+    them (NUMBA runs their `perform`)."""
+    from uvs import backend
+
+    return backend.mode(mode) != "JAX"
+
+
+def softmax(x: Variable, mode: str | None = None) -> Variable:
+    """The softmax of each row of x: (n, m) float32, `softmax_rows` where `available(mode)`."""
+    return softmax_rows(x) if available(mode) else pt.special.softmax(x, axis=-1)
 
 
 def rowwise_graph(outputs: list[Variable]) -> list[Variable]:

@@ -20,9 +20,8 @@ import numpy as np
 import pytensor.tensor as tensor
 from pytensor.tensor.random import shared_rng
 
-from uvs import backend
+from uvs import backend, rowwise
 from uvs.layers import fflayer, get_layer
-from uvs.rowwise import draw_rows, rowwise_graph, softmax_rows
 from uvs.utils import _p, norm_weight
 
 
@@ -82,12 +81,14 @@ def _logit(tparams, state, options):
     return fflayer(tparams, state, options, prefix="ff_logit", activ=linear)
 
 
-def build_model(tparams, options, impl: str | None = None):
+def build_model(tparams, options, impl: str | None = None, mode: str | None = None):
     """The training loss: returns (trng, [x, mask, ctx], cost).
 
     x: (T, B) int64, mask: (T, B) float32, ctx: (B, dimctx) float32. cost is the summed
     masked negative log-likelihood Σ −log(p(x_t | x_<t, ctx) + 1e-8), as the original.
     impl: the GRU implementation, 'scan' or 'fused' (default `uvs.gru_op.gru_impl()`).
+    mode: the PyTensor mode it will compile in: the softmax is `uvs.rowwise`'s C, but under
+    JAX (`uvs.rowwise.softmax`).
     """
     trng = shared_rng(seed=1234, name="trng")
     x = tensor.matrix("x", dtype="int64")
@@ -111,8 +112,7 @@ def build_model(tparams, options, impl: str | None = None):
                                             prefix="decoder", mask=mask, impl=impl)
     logit = _logit(tparams, proj[0], options)
     logit_shp = logit.shape
-    probs = tensor.special.softmax(
-        logit.reshape([logit_shp[0] * logit_shp[1], logit_shp[2]]), axis=-1)
+    probs = rowwise.softmax(logit.reshape([logit_shp[0] * logit_shp[1], logit_shp[2]]), mode)
 
     x_flat = x.flatten()
     p_flat = probs.flatten()
@@ -123,20 +123,24 @@ def build_model(tparams, options, impl: str | None = None):
     return trng, [x, mask, ctx], cost
 
 
-def build_sampler(tparams, options, trng, mode: str | None = None, rowwise: bool = True):
+def build_sampler(tparams, options, trng, mode: str | None = None,
+                  rowwise_ops: bool | None = None):
     """(f_init(ctx) -> state, f_next(y, state) -> (probs, sample, state)).
 
     y: (n,) int64, a negative entry meaning "first word"; state: (n, dim) for `init`.
     For `bias` the state is (n, dim + dim_word): the GRU state, then v = ctx·W + b carried
     along, which a negative y feeds in place of the zero word vector.
     sample is a draw from probs (trng is a shared NumPy Generator, advanced by each call).
-    rowwise: products, sigmoid/tanh, softmax and draw are `uvs.rowwise`'s: a row's results
+    rowwise_ops: products, sigmoid/tanh, softmax and draw are `uvs.rowwise`'s: a row's results
     do not depend on the other rows of the call, so searches that batch many contexts score
     as one at a time (`gen_sample_batch`). False: the original's graph as it was, BLAS
-    products and PyTensor's softmax (the same values to float32 rounding).
+    products and PyTensor's softmax (the same values to float32 rounding). Default: True but
+    under JAX, which cannot run them.
     mode: the PyTensor mode to compile in (default `uvs.backend.mode()`).
     """
-    swap = rowwise_graph if rowwise else list
+    if rowwise_ops is None:
+        rowwise_ops = rowwise.available(mode)
+    swap = rowwise.rowwise_graph if rowwise_ops else list
     dim, dim_word = options["dim"], options["dim_word"]
     ctx = tensor.matrix("ctx", dtype="float32")
     if inject(options) == "init":
@@ -162,13 +166,14 @@ def build_sampler(tparams, options, trng, mode: str | None = None, rowwise: bool
     logit = _logit(tparams, next_state, options)
     # every product row by row, so that a row's results do not depend on the rows beside it
     logit, next_state = swap([logit, next_state])
-    next_probs = softmax_rows(logit) if rowwise else tensor.special.softmax(logit, axis=-1)
+    next_probs = rowwise.softmax_rows(logit) if rowwise_ops else tensor.special.softmax(logit,
+                                                                                         axis=-1)
     # a draw by inverse CDF, as Theano's MRG multinomial did (float32 probabilities whose sum
     # rounds above 1 are fine): the first word whose cumulative probability reaches u
     next_rng, u = trng.uniform(0.0, 1.0, size=(next_probs.shape[0],))
     u = u.astype("float32")
-    if rowwise:
-        next_sample = draw_rows(next_probs, u)
+    if rowwise_ops:
+        next_sample = rowwise.draw_rows(next_probs, u)
     else:
         below = tensor.lt(tensor.cumsum(next_probs, axis=1), u[:, None])
         next_sample = tensor.minimum(below.sum(axis=1), next_probs.shape[1] - 1).astype("int64")

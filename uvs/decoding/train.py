@@ -156,7 +156,7 @@ def compile_run(params: dict, options: dict, worddict: dict, mode: str | None = 
              "later starts fast)")
     t0 = time.time()
     tparams = init_tparams(params)
-    trng, inps, cost = build_model(tparams, options, gru_impl(gru, mode))
+    trng, inps, cost = build_model(tparams, options, gru_impl(gru, mode), mode)
     f_init, f_next = build_sampler(tparams, options, trng, mode)
     f_log_probs = backend.function(inps, cost, mode=mode, name="f_log_probs")
     if options["decay_c"] > 0.0:
