@@ -87,7 +87,7 @@ def torch_update(x, mask, ctx):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--captions", type=int, default=1000)
+    ap.add_argument("--captions", type=int, default=1000, help="0 skips generation.")
     ap.add_argument("--loop-sample", type=int, default=100,
                     help="Contexts the one-at-a-time loop runs (its time is extrapolated to "
                          "--captions; 0 = all).")
@@ -112,8 +112,9 @@ def main() -> None:
               f"of {args.updates}: uvs {tu:.3f} s, PyTorch {tt:.3f} s ({torch.get_num_threads()}"
               f" threads); uvs/PyTorch = {tu / tt:.2f}")
 
-    generation(args, options, rng)
-    products()
+    if args.captions > 0:
+        generation(args, options, rng)
+        products()
 
 
 def same(a, b) -> bool:

@@ -243,7 +243,7 @@ def test_divergence_stops_and_keeps_best(sample_data, tmp_path):
     assert first.exit_code == 0, first.output
     best = open(saveto, "rb").read()
     result = CliRunner().invoke(main, [str(a) for a in _train_args(
-        sample_data, saveto, "--max-epochs", "2", "--lrate", "1e30", "--reload", "-q")])
+        sample_data, saveto, "--max-epochs", "2", "--lrate", "1e38", "--reload", "-q")])
     assert result.exit_code != 0
     assert "diverged" in result.stderr and "best model kept" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
