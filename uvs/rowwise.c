@@ -132,6 +132,19 @@ static PyArrayObject* uvs_contig(PyArrayObject* a, int type_num, int nd) {
                                            NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED, NULL);
 }
 
+/* a and b as C-contiguous aligned arrays of these types and ranks (new references, 0), or
+   neither (-1, the error set). */
+static int uvs_contig2(PyArrayObject* a, int type_a, int nd_a, PyArrayObject* b, int type_b,
+                       int nd_b, PyArrayObject** ra, PyArrayObject** rb) {
+    *ra = uvs_contig(a, type_a, nd_a);
+    *rb = *ra ? uvs_contig(b, type_b, nd_b) : NULL;
+    if (!*rb) {
+        Py_CLEAR(*ra);
+        return -1;
+    }
+    return 0;
+}
+
 /* *out as a C-contiguous array of this shape and type: kept when it already is one, else new. */
 static PyArrayObject* uvs_output(PyArrayObject** out, int nd, const npy_intp* dims,
                                  int type_num) {
@@ -154,12 +167,8 @@ static int uvs_invariant_dot_apply(PyArrayObject* xa, PyArrayObject* wa, PyArray
                      (long)PyArray_DIMS(wa)[0], (long)PyArray_DIMS(wa)[1]);
         return -1;
     }
-    PyArrayObject* x = uvs_contig(xa, NPY_FLOAT32, 2);
-    PyArrayObject* w = x ? uvs_contig(wa, NPY_FLOAT32, 2) : NULL;
-    if (!w) {
-        Py_XDECREF(x);
-        return -1;
-    }
+    PyArrayObject *x, *w;
+    if (uvs_contig2(xa, NPY_FLOAT32, 2, wa, NPY_FLOAT32, 2, &x, &w) != 0) return -1;
     npy_intp dims[2] = {PyArray_DIMS(x)[0], PyArray_DIMS(w)[1]};
     PyArrayObject* o = uvs_output(out, 2, dims, NPY_FLOAT32);
     if (o) {
@@ -238,12 +247,8 @@ static int uvs_draw_apply(PyArrayObject* pa, PyArrayObject* ua, PyArrayObject** 
                      (long)PyArray_DIMS(pa)[0], (long)PyArray_DIMS(ua)[0]);
         return -1;
     }
-    PyArrayObject* p = uvs_contig(pa, NPY_FLOAT32, 2);
-    PyArrayObject* u = p ? uvs_contig(ua, NPY_FLOAT32, 1) : NULL;
-    if (!u) {
-        Py_XDECREF(p);
-        return -1;
-    }
+    PyArrayObject *p, *u;
+    if (uvs_contig2(pa, NPY_FLOAT32, 2, ua, NPY_FLOAT32, 1, &p, &u) != 0) return -1;
     PyArrayObject* o = uvs_output(out, 1, PyArray_DIMS(p), NPY_INT64);
     if (o) {
         Py_BEGIN_ALLOW_THREADS
@@ -304,12 +309,8 @@ static int uvs_top_apply(PyArrayObject* pa, PyArrayObject* ka, PyArrayObject* sa
         PyErr_SetString(PyExc_ValueError, "beam candidates: one keep per row, width 1..64");
         return -1;
     }
-    PyArrayObject* p = uvs_contig(pa, NPY_FLOAT32, 2);
-    PyArrayObject* k = p ? uvs_contig(ka, NPY_INT64, 1) : NULL;
-    if (!k) {
-        Py_XDECREF(p);
-        return -1;
-    }
+    PyArrayObject *p, *k;
+    if (uvs_contig2(pa, NPY_FLOAT32, 2, ka, NPY_INT64, 1, &p, &k) != 0) return -1;
     npy_intp dims[2] = {PyArray_DIMS(p)[0], (npy_intp)width};
     PyArrayObject* idx = uvs_output(idx_out, 2, dims, NPY_INT64);
     PyArrayObject* count = idx ? uvs_output(count_out, 1, dims, NPY_INT64) : NULL;
@@ -358,35 +359,33 @@ static int uvs_tanh_apply(PyArrayObject* x, PyArrayObject** out) {
 }
 
 /* The gradient of each row's softmax: dx = p * (g - sum(g * p)), the sum in double. */
+static void uvs_softmax_grad(const float* p, const float* g, npy_intp n, npy_intp m,
+                             float* out) {
+#pragma omp parallel for schedule(static) if (n * m > 1 << 16)
+    for (npy_intp i = 0; i < n; i++) {
+        const float* pi = p + i * m;
+        const float* gi = g + i * m;
+        float* oi = out + i * m;
+        double dot = 0.0;
+        for (npy_intp j = 0; j < m; j++) dot += (double)gi[j] * pi[j];
+        const float s = (float)dot;
+        for (npy_intp j = 0; j < m; j++) oi[j] = pi[j] * (gi[j] - s);
+    }
+}
+
 static int uvs_softmax_grad_apply(PyArrayObject* pa, PyArrayObject* ga, PyArrayObject** out) {
     if (PyArray_NDIM(ga) != 2 || PyArray_DIMS(ga)[0] != PyArray_DIMS(pa)[0]
         || PyArray_DIMS(ga)[1] != PyArray_DIMS(pa)[1]) {
         PyErr_SetString(PyExc_ValueError, "softmax gradient: p and g differ in shape");
         return -1;
     }
-    PyArrayObject* p = uvs_contig(pa, NPY_FLOAT32, 2);
-    PyArrayObject* g = p ? uvs_contig(ga, NPY_FLOAT32, 2) : NULL;
-    if (!g) {
-        Py_XDECREF(p);
-        return -1;
-    }
+    PyArrayObject *p, *g;
+    if (uvs_contig2(pa, NPY_FLOAT32, 2, ga, NPY_FLOAT32, 2, &p, &g) != 0) return -1;
     PyArrayObject* o = uvs_output(out, 2, PyArray_DIMS(p), NPY_FLOAT32);
     if (o) {
-        const npy_intp n = PyArray_DIMS(p)[0], m = PyArray_DIMS(p)[1];
-        const float* pd = (const float*)PyArray_DATA(p);
-        const float* gd = (const float*)PyArray_DATA(g);
-        float* od = (float*)PyArray_DATA(o);
         Py_BEGIN_ALLOW_THREADS
-#pragma omp parallel for schedule(static) if (n * m > 1 << 16)
-        for (npy_intp i = 0; i < n; i++) {
-            const float* pi = pd + i * m;
-            const float* gi = gd + i * m;
-            float* oi = od + i * m;
-            double dot = 0.0;
-            for (npy_intp j = 0; j < m; j++) dot += (double)gi[j] * pi[j];
-            const float s = (float)dot;
-            for (npy_intp j = 0; j < m; j++) oi[j] = pi[j] * (gi[j] - s);
-        }
+        uvs_softmax_grad((const float*)PyArray_DATA(p), (const float*)PyArray_DATA(g),
+                         PyArray_DIMS(p)[0], PyArray_DIMS(p)[1], (float*)PyArray_DATA(o));
         Py_END_ALLOW_THREADS
     }
     Py_DECREF(p);
