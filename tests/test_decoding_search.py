@@ -194,11 +194,12 @@ def test_candidate_shortcut_is_the_full_sort():
         use_unk = bool(trial % 2)
         sizes = [len(p) for p in ps]
         p = np.concatenate(ps)
-        keep = np.repeat([b.k - b.dead_k + 1 for b in beams], sizes)
+        need = np.array([b.k - b.dead_k for b in beams])
         idx, count = [None], [None]
-        beam_candidates.perform(None, [p, keep, np.int64(-1 if use_unk else 1), MARGIN, WIDTH],
+        beam_candidates.perform(None, [p, np.repeat(need + 1, sizes),
+                                       np.int64(-1 if use_unk else 1), MARGIN, WIDTH],
                                 [idx, count])
-        found = _shortcuts(beams, p, sizes, idx[0], count[0])
+        found = _shortcuts(beams, need, p, sizes, idx[0], count[0])
         for fast, full, pj, pick in zip(beams, fulls, ps, found, strict=True):
             used, declined = used + (pick is not None), declined + (pick is None)
             state = np.arange(len(pj), dtype="float32")[:, None]

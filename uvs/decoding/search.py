@@ -215,12 +215,11 @@ class _Beam:
         return self.sample, self.sample_score
 
 
-def _shortcuts(beams, next_p, sizes, idx, count):
+def _shortcuts(beams, need, next_p, sizes, idx, count):
     """Per beam (its rows of next_p are consecutive, `sizes` of them) the (ranks_flat, costs)
-    of its k − dead_k cheapest candidates found among `beam_candidates`' (idx, count), or None
-    where the whole candidate array must decide: a row with too few or too many candidates,
-    costs too large, or a possible tie among the n + 1 cheapest."""
-    need = np.array([b.k - b.dead_k for b in beams])
+    of its need[j] = k − dead_k cheapest candidates found among `beam_candidates`' (idx,
+    count), or None where the whole candidate array must decide: a row with too few or too
+    many candidates, costs too large, or a possible tie among the need[j] + 1 cheapest."""
     starts = np.cumsum([0, *sizes])[:-1]
     beam_of_row = np.repeat(np.arange(len(beams)), sizes)
     hyp = np.concatenate([b.hyp_scores for b in beams])
@@ -268,9 +267,11 @@ def gen_sample_batch(tparams, f_init, f_next, ctx, options, trng=None, k=1, maxl
             sizes = [len(words[i]) for i in active]
             next_p, _, next_state = f_next(np.concatenate([words[i] for i in active]),
                                            np.concatenate([states[i] for i in active]))
-            keep = np.repeat([beams[i].k - beams[i].dead_k + 1 for i in active], sizes)
-            idx, count = _candidates()(next_p, keep, np.int64(-1 if use_unk else 1))
-            found = _shortcuts([beams[i] for i in active], next_p, sizes, idx, count)
+            live = [beams[i] for i in active]
+            need = np.array([b.k - b.dead_k for b in live])
+            idx, count = _candidates()(next_p, np.repeat(need + 1, sizes),
+                                       np.int64(-1 if use_unk else 1))
+            found = _shortcuts(live, need, next_p, sizes, idx, count)
             offset = 0
             for i, n, pick in zip(active, sizes, found, strict=True):
                 b = beams[i]
