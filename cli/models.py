@@ -187,8 +187,13 @@ def convert(model, output, dictionary):
     from uvs.modelfile import read_model, write_model
 
     mf = read_model(model, dictionary=dictionary)
-    write_model(output, mf.params, mf.options, mf.worddict,
-                extra_meta=None if mf.kind == "vse" else {"kind": mf.kind})
+    if mf.kind in ("mlbl", "mlblf", "scnlm"):  # with momentum buffers and schedule state
+        from uvs.mnlm.files import net_from_file, write_mnlm
+
+        write_mnlm(output, net_from_file(mf, dtype="float64"))
+    else:
+        write_model(output, mf.params, mf.options, mf.worddict,
+                    extra_meta=None if mf.kind == "vse" else {"kind": mf.kind})
     click.echo(f"wrote {output} ({mf.layout} layout -> uvs)", err=True)
 
 

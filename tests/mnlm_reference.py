@@ -298,7 +298,7 @@ def ref_beam_search(net, word_dict, index_dict, num, Im, initial=None, k=2):
         initial = ['<start>'] * net.context
     inputs = np.array([word_dict[w] for w in initial]).reshape(1, net.context)
     beam_tokens, beam_inputs, beam_scores = [], [], []
-    for i in range(k):
+    for _ in range(k):
         beam_scores.append([0])
         beam_tokens.append(['<start>'] * net.context)
         beam_inputs.append(np.array([word_dict[w] for w in initial]).reshape(1, net.context))

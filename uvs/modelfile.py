@@ -135,7 +135,20 @@ class ModelKind:
 
 KINDS: dict[str, ModelKind] = {}
 # kinds declared by other parts of uvs, registered when their module is imported
-KIND_MODULES = {"decoder": "uvs.decoding.files"}
+KIND_MODULES = {"decoder": "uvs.decoding.files", "mlbl": "uvs.mnlm.files",
+                "mlblf": "uvs.mnlm.files", "scnlm": "uvs.mnlm.files"}
+
+
+def _pickled_instance(path: str) -> bool:
+    """Whether `path` starts as Python 2's pickle of a class instance (the log-bilinear
+    models' `pickle.dump(net)`: protocol 0/1 `copy_reg._reconstructor`, protocol 2 NEWOBJ)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        return False
+    return head.startswith(b"ccopy_reg\n_reconstructor\n") or (
+        head.startswith(b"\x80\x02c") and b"\n" in head[3:] and not head.startswith(b"PK"))
 
 
 def register_kind(kind: ModelKind) -> None:
@@ -561,6 +574,13 @@ def read_model(path: str | os.PathLike, kind: str | None = None,
     """
     layout, npz, pkl = locate(path)
     dictionary = os.fspath(dictionary) if dictionary is not None else None
+    if layout == "uvs" and _pickled_instance(npz):
+        from uvs.mnlm.files import read_pickled
+
+        mf = read_pickled(npz)
+        if kind is not None and mf.kind != kind:
+            raise _wrong_kind(npz, mf.kind, kind)
+        return mf
     with Archive(npz) as z:
         extra: dict = {}
         if layout == "vse":

@@ -191,8 +191,8 @@ class LBL:
                     break
                 pts = minibatch * self.batchsize
                 if minibatch > 0 and pts % prog["_details"] == 0 and self.verbose:
-                    print("epoch: %d, pts: %d, time: %.2f" % (epoch, pts,
-                          (time.time() - tic) / 60), file=sys.stderr)
+                    print(f"epoch: {epoch}, pts: {pts}, time: {(time.time() - tic) / 60:.2f}",
+                          file=sys.stderr)
                 if minibatch > 0 and pts % prog["_samples"] == 0 and self.verbose:
                     print(f"best: {scores}", file=sys.stderr)
                     for i in range(min(5, len(VIM))):

@@ -18,6 +18,12 @@ def gather_words(R: np.ndarray, X: np.ndarray, K: int, context: int) -> np.ndarr
     return np.ascontiguousarray(R[:, np.asarray(X)].transpose(1, 0, 2))
 
 
+def context_acts(words: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """Σ_i words[:, :, i]·C[i] (B, K), as one product."""
+    B, K, context = words.shape
+    return words.transpose(0, 2, 1).reshape(B, context * K) @ C.reshape(context * K, -1)
+
+
 def image_features(Im, J: np.ndarray, bj: np.ndarray) -> np.ndarray:
     """IF = max(0, Im·J + bj)."""
     IF = np.dot(np.asarray(Im, dtype=J.dtype), J) + bj
@@ -92,7 +98,7 @@ class MLBL(LBL):
         if self.dropout > 0 and not test:
             IF = IF * (np.random.rand(batchsize, self.h) > self.dropout)
         words = gather_words(self.R, X, self.K, self.context)
-        acts = words.transpose(0, 2, 1).reshape(batchsize, -1) @ self.C.reshape(-1, self.K)
+        acts = context_acts(words, self.C)
         acts = acts + np.dot(IF, self.M * (1 - self.dropout) if test else self.M)
         preds = softmax_rows(np.dot(acts, self.R) + self.bw)
         return (words, acts, IF, preds)

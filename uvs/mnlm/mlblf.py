@@ -12,7 +12,7 @@ from numpy.random import RandomState
 
 from uvs.mnlm import svd_tools
 from uvs.mnlm.lbl import LBL
-from uvs.mnlm.mlbl import image_features, init_R, relu, softmax_rows
+from uvs.mnlm.mlbl import context_acts, image_features, init_R, relu, softmax_rows
 
 
 class MLBLF(LBL):
@@ -69,7 +69,7 @@ class MLBLF(LBL):
         # only the columns of R that X names: Wfx·Whf[:, X]
         words = np.dot(self.Wfx, self.Whf[:, X.reshape(-1)]).reshape(self.K, *X.shape)
         words = np.ascontiguousarray(words.transpose(1, 0, 2))
-        acts = words.transpose(0, 2, 1).reshape(batchsize, -1) @ self.C.reshape(-1, self.K)
+        acts = context_acts(words, self.C)
         scale = (1 - self.dropout) if test else 1
         acts = acts + np.dot(IF, self.M * scale)
         F = np.dot(acts, self.Wfx) * np.dot(IF, self.Wfv * scale)
