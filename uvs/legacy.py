@@ -341,6 +341,7 @@ class _RestrictedUnpickler(pickle._Unpickler):
                 raise _Refused("copy_reg._reconstructor is called with other than (an admitted "
                                "class, object, None)")
             return self._legacy_object(args[0])
+        if func is collections.OrderedDict:
             if len(args) > 1 or (args and type(args[0]) not in (list, tuple)):
                 raise _Refused("OrderedDict is called with other than a list of pairs")
             return collections.OrderedDict(*args)

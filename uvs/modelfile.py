@@ -504,6 +504,8 @@ def locate(path: str | os.PathLike) -> tuple[str, str, str | None]:
     """(layout guess, .npz path, companion pickle) for a path as a user gives it."""
     path = os.fspath(path)
     if path.endswith(".pkl") and not path.endswith(".npz.pkl") and _exists(path[:-4] + ".npz"):
+        if _pickled_instance(path):  # a log-bilinear model's pickle, not a companion
+            return "uvs", path, None
         return "order", path[:-4] + ".npz", path
     if not path.endswith(".npz") and _exists(path + ".npz"):
         path = path + ".npz"
@@ -511,7 +513,8 @@ def locate(path: str | os.PathLike) -> tuple[str, str, str | None]:
         raise UVSError(path, "model file not found")
     if path.endswith(".npz") and _exists(path + ".pkl"):
         return "vse", path, path + ".pkl"
-    if path.endswith(".npz") and _exists(path[:-4] + ".pkl"):
+    if path.endswith(".npz") and _exists(path[:-4] + ".pkl") and not _pickled_instance(
+            path[:-4] + ".pkl"):
         return "order", path, path[:-4] + ".pkl"
     return "uvs", path, None
 
