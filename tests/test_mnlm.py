@@ -229,3 +229,79 @@ def test_gradients_by_finite_differences(cls, ref_cls, extra):
                 num += sign * net.compute_obj(X, Im, Y) / 2e-6
             setattr(net, p, before[p])
             assert grads[p].reshape(-1)[i] == pytest.approx(num, rel=1e-5, abs=1e-9), (p, i)
+
+
+# --- the SC-NLM --------------------------------------------------------------------------
+
+def scnlm(dtype="float64", **kw):
+    from uvs.mnlm.scnlm import SCNLM
+
+    args = {**KW, "factors": 3, "n_tags": 5, "structure_context": 2, **kw}
+    net = SCNLM(**args, dtype=dtype)
+    net.init_params()
+    return net
+
+
+def test_scnlm_conditioning_replaces_the_image_vector():
+    """v = max(0, Σ Tt[t_i]·Ct[i] + u·Cm + bj) gates the factors and enters the additive term:
+    an MLBL-F given v's parameters as its image layer predicts the same words."""
+    net = scnlm()
+    rng = np.random.RandomState(8)
+    X, U, _ = batch(rng)
+    tags = rng.randint(0, 5, size=(len(X), 3))
+    v = net.conditioning(tags, U)
+    want = sum(net.Tt[tags[:, i]] @ net.Ct[i] for i in range(3)) + U @ net.Cm + net.bj
+    np.testing.assert_allclose(v, np.maximum(want, 0), atol=1e-12)
+    f = MLBLF(**{**KW, "D": H}, factors=3, dtype="float64")
+    f.init_params()
+    for p in ("C", "bw", "M", "Whf", "Wfv", "Wfx"):
+        setattr(f, p, getattr(net, p))
+    f.J, f.bj = np.eye(H), np.zeros((1, H))  # IF = max(0, v) = v
+    np.testing.assert_allclose(net.forward(X, U, tags=tags)[-1], f.forward(X, v)[-1],
+                               atol=1e-12)
+    assert net.forward(X, U, tags=(tags + 1) % 5)[-1].tolist() != net.forward(
+        X, U, tags=tags)[-1].tolist()
+
+
+@pytest.mark.slow
+def test_scnlm_gradients_by_finite_differences():
+    rng = np.random.RandomState(9)
+    net = scnlm(p_i=0.0, p_f=0.0, eta_t=1.0, gamma_r=0.0, gamma_c=0.0)
+    X, U, Y = batch(rng, B=5)
+    tags = rng.randint(0, 5, size=(5, 3))
+    before = {p: getattr(net, p).copy() for p in net.PARAMS}
+    obj0 = net.compute_obj(X, U, Y, tags=tags)
+    obj, _ = net.train_step(X, U, Y, tags=tags)
+    assert obj == pytest.approx(obj0, rel=1e-10)
+    grads = {p: -getattr(net, d) * 5 / net.eta_t for p, d in net.PARAMS.items()}
+    for p in net.PARAMS:
+        setattr(net, p, before[p])
+    for p in net.PARAMS:
+        flat = before[p].reshape(-1)
+        for i in rng.choice(flat.size, size=min(10, flat.size), replace=False):
+            num = 0.0
+            for sign in (1, -1):
+                x = flat.copy()
+                x[i] += sign * 1e-6
+                setattr(net, p, x.reshape(before[p].shape))
+                num += sign * net.compute_obj(X, U, Y, tags=tags) / 2e-6
+            setattr(net, p, before[p])
+            assert grads[p].reshape(-1)[i] == pytest.approx(num, rel=1e-5, abs=1e-9), (p, i)
+
+
+def test_scnlm_round_trip(tmp_path):
+    net = scnlm(dtype="float32")
+    net.tag_dict = {"<end>": 0, "DT": 1, "NN": 2, "VBZ": 3, ".": 4}
+    net.word_dict = {"<start>": 0, "<end>": 1}
+    lm_tools.save_model(net, tmp_path / "s.npz")
+    back = lm_tools.load_model(tmp_path / "s.npz")
+    assert type(back).__name__ == "SCNLM" and back.tag_dict == net.tag_dict
+    assert back.structure_context == 2 and back.n_tags == 5
+    for p in net.PARAMS:
+        np.testing.assert_array_equal(getattr(back, p), getattr(net, p))
+
+
+def test_tag_windows():
+    from uvs.mnlm.scnlm import tag_windows
+
+    assert tag_windows([3, 4, 5], 3, 1, 0).tolist() == [[3, 4], [4, 5], [5, 0], [0, 0]]

@@ -35,8 +35,7 @@ OPTIONS = {"V": _SIZE, "K": _SIZE, "D": _SIZE, "h": _SIZE, "context": Option(int
            "verbose": Option(int, required=False), "eta_t": Option(float, required=False),
            "p_t": Option(float, required=False), "step": Option(int, required=False, low=0)}
 FACTORED = {**OPTIONS, "factors": _SIZE}
-SCNLM = {**FACTORED, "n_tags": _SIZE, "structure_context": Option(int, low=0, high=64),
-         "dim_content": _SIZE}
+SCNLM = {**FACTORED, "n_tags": _SIZE, "structure_context": Option(int, low=0, high=64)}
 
 
 def param_shapes(kind: str, o: dict) -> dict[str, tuple]:
@@ -51,7 +50,7 @@ def param_shapes(kind: str, o: dict) -> dict[str, tuple]:
     if kind == "scnlm":
         del shapes["J"]
         shapes.update({"Tt": (o["n_tags"], K), "Ct": (o["structure_context"] + 1, K, h),
-                       "Cm": (o["dim_content"], h)})
+                       "Cm": (D, h)})
     return shapes
 
 
@@ -92,7 +91,7 @@ def write_mnlm(path: str | os.PathLike, net) -> None:
     deltas = {d: getattr(net, d) for d in net.PARAMS.values()}
     meta = {"kind": kind_of(net)}
     if getattr(net, "tag_dict", None):
-        meta["tags"] = list(net.tag_dict)
+        meta["tags"] = sorted(net.tag_dict, key=net.tag_dict.get)
     write_model(path, params, _options(net), getattr(net, "word_dict", None) or {},
                 extra_meta=meta, extra_arrays=deltas)
 

@@ -141,9 +141,10 @@ class LBL:
         ins = list(sym.values()) + [Y, lr, p_t]
         return backend.function(ins, [obj, nan], updates=updates)
 
-    def train_step(self, X, Im, Y) -> tuple[float, bool]:
+    def train_step(self, X, Im, Y, **extra) -> tuple[float, bool]:
         """One update: the original's `forward(test=False)`, `backward`, `update_params`.
 
+        Y: one-hot rows (B, V), SciPy sparse or dense. `extra`: the SC-NLM's `tags`.
         Returns (objective before the update, whether `acts` held a NaN).
         """
         if "step" not in self._fns:
@@ -153,7 +154,8 @@ class LBL:
         Y = to_dense(Y, self.V).astype(self.dtype, copy=False)
         mask = self._dropmask(B, self._mask_width())
         lr = (1 - self.p_t) * (self.eta_t / B)
-        obj, nan = self._fns["step"](*self._inputs(X, Im, mask), Y, lr, self.p_t)
+        obj, nan = self._fns["step"](*self._inputs(X, Im, mask, **extra), Y, lr,
+                                     self.p_t)
         return float(obj), bool(nan)
 
     def _mask_width(self) -> int:
