@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from clirun import ok, one_line_error, run
 from models import write_tiny_dataset
@@ -256,41 +257,49 @@ def test_mode_is_passed_not_written_to_the_environment(tiny_data, tmp_path, monk
     assert seen and set(seen) == {"CVM"} and "UVS_MODE" not in os.environ
 
 
-def test_run_epochs_checkpoints_each_epoch_and_on_a_signal(tmp_path):
-    """The epoch loop every trainer shares: a checkpoint after each epoch, and one more when
-    a signal stops an epoch, then `Interrupted` completed with where the run stands."""
+def test_batches_count_checkpoint_each_epoch_and_on_a_signal(tmp_path, monkeypatch):
+    """The loop every trainer shares: batches from where the state stands, the epoch's end
+    (when asked) before its checkpoint, one more checkpoint when a signal stops an epoch, then
+    `Interrupted` completed with where the run stands."""
     import signal
 
     calls = []
     with runs.Run(tmp_path / "m.npz") as run:
-        state = runs.TrainState()
-
-        def epoch():
-            calls.append(("epoch", state.epoch, state.batch))
-            state.uidx += 3
-            state.batch = 3
-
-        runs.run_epochs(run, state, 2, epoch, lambda: calls.append(("ckpt", state.epoch)),
-                        after_epoch=lambda: calls.append(("after", state.epoch, state.batch)))
-        assert calls == [("epoch", 0, 0), ("after", 1, 0), ("ckpt", 1),
-                         ("epoch", 1, 0), ("after", 2, 0), ("ckpt", 2)]
-        assert runs.unvalidated(state, 4) and not runs.unvalidated(state, 3)
-        assert not runs.unvalidated(runs.TrainState(), 4)
+        monkeypatch.setattr(run, "checkpoint", lambda: calls.append(("ckpt", run.state.epoch)))
+        state = run.state
+        for batch in run.batches(lambda epoch: [(epoch, b) for b in range(3)], 2, 2,
+                                 epoch_end=True):
+            if batch is runs.EPOCH_END:
+                calls.append(("end", state.epoch, state.batch))
+                continue
+            calls.append(("batch", *batch, state.batch))
+            if batch[1] == 1:
+                continue  # a batch without an update
+            assert run.cost(np.float32(0.5)) == 0.5
+            assert run.every(2) == (state.uidx % 2 == 0) and not run.every(0)
+        assert calls == [("batch", 0, 0, 1), ("batch", 0, 1, 2), ("batch", 0, 2, 3),
+                         ("end", 1, 0), ("ckpt", 1),
+                         ("batch", 1, 0, 1), ("batch", 1, 1, 2), ("batch", 1, 2, 3),
+                         ("end", 2, 0), ("ckpt", 2)]
+        assert state.uidx == 4 and run.unvalidated(3) and not run.unvalidated(4)
+        updates = [e for e in map(json.loads, open(tmp_path / "m.log.jsonl"))
+                   if e["event"] == "update"]
+        assert [e["update"] for e in updates] == [2, 4] and updates[0]["cost"] == 0.5
 
         calls.clear()
-
-        def stopped():
-            state.uidx += 1
-            run.signal = signal.SIGTERM
-            run.stop_point()
-
         with pytest.raises(runs.Interrupted) as stop:
-            runs.run_epochs(run, state, 4, stopped, lambda: calls.append(("ckpt", state.epoch)))
-        assert calls == [("ckpt", 2)]
-        assert (stop.value.update, stop.value.epoch, stop.value.exit_status) == (7, 2, 143)
+            for _ in run.batches(lambda epoch: list(range(5)), 4, 1):
+                run.cost(1.0)
+                run.signal = signal.SIGTERM
+        assert calls == [("ckpt", 2)] and state.batch == 1
+        assert (stop.value.update, stop.value.epoch, stop.value.exit_status) == (5, 2, 143)
         assert stop.value.last == run.paths.last
+
+        with pytest.raises(UVSError, match="diverged: cost is nan at update 6"):
+            run.cost(float("nan"))
     log = [json.loads(line) for line in open(tmp_path / "m.log.jsonl")]
-    assert log[-1]["event"] == "interrupted" and log[-1]["update"] == 7
+    assert [e["event"] for e in log[-2:]] == ["interrupted", "diverged"]
+    assert log[-2]["update"] == 5
 
 
 def test_saved_score_and_resume_options(tmp_path):
