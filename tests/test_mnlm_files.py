@@ -168,3 +168,52 @@ def test_mnlm_reader_refuses_a_vse_model(tmp_path):
                                              "encoder": "bow"}, {"a": 2})
     with pytest.raises(UVSError, match="not a multimodal log-bilinear model"):
         lm_tools.load_model(tmp_path / "v.npz")
+
+
+# --- part-of-speech tags ------------------------------------------------------------------
+
+def test_sample_tags_are_the_grammars(sample_data):
+    from uvs import sample
+    from uvs.datasets import load_split
+    from uvs.mnlm.tags import load_tags
+
+    sp = load_split("sample", "dev", str(sample_data))
+    tags = load_tags(sp.caps_path, sp.caps)
+    assert len(tags) == len(sp.caps)
+    for cap, t in zip(sp.caps[:50], tags[:50], strict=True):
+        assert t == sample.caption_tags(cap)
+        assert t[0] == "DT" and t[-1] == "." and "NN" in t and "VBZ" in t
+
+
+def test_tag_file_must_match_captions(tmp_path):
+    from uvs.mnlm.tags import load_tags
+
+    caps_path = tmp_path / "x_caps.txt"
+    caps = ["a dog runs .", "the cat sits ."]
+    (tmp_path / "x_tags.txt").write_text("DT NN VBZ .\n")
+    with pytest.raises(UVSError, match="has 1 lines, the captions 2"):
+        load_tags(str(caps_path), caps)
+    (tmp_path / "x_tags.txt").write_text("DT NN VBZ .\nDT NN .\n")
+    with pytest.raises(UVSError, match="line 2 has 3 tags for the 4 tokens"):
+        load_tags(str(caps_path), caps)
+    (tmp_path / "x_tags.txt").write_text("DT NN VBZ .\nDT NN VBZ .\n")
+    assert load_tags(str(caps_path), caps)[1] == ["DT", "NN", "VBZ", "."]
+
+
+def test_no_tags_and_no_tagger_names_both_ways_out(tmp_path, monkeypatch):
+    import builtins
+
+    from uvs.mnlm.tags import load_tags
+
+    real_import = builtins.__import__
+
+    def no_spacy(name, *a, **kw):
+        if name == "spacy" or name.startswith("spacy."):
+            raise ImportError("No module named 'spacy'")
+        return real_import(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_spacy)
+    with pytest.raises(UVSError) as err:
+        load_tags(str(tmp_path / "y_caps.txt"), ["a dog ."])
+    msg = str(err.value)
+    assert "y_tags.txt" in msg and "[pos]" in msg and "\n" not in msg
