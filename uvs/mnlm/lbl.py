@@ -109,7 +109,8 @@ class LBL:
     def _dropmask(self, batchsize: int, width: int) -> np.ndarray:
         """The original's training mask (`np.random`, not rescaled); ones without dropout."""
         if self.dropout > 0:
-            return (np.random.rand(batchsize, width) > self.dropout).astype(self.dtype)
+            rng = getattr(self, "mask_rng", None) or np.random
+            return (rng.rand(batchsize, width) > self.dropout).astype(self.dtype)
         return np.ones((batchsize, width), dtype=self.dtype)
 
     def _compile_step(self):
@@ -141,21 +142,26 @@ class LBL:
         ins = list(sym.values()) + [Y, lr, p_t]
         return backend.function(ins, [obj, nan], updates=updates)
 
+    def compile(self):
+        """The compiled update (made once): inputs, labels, lr and p_t in; objective and
+        NaN flag out; parameters and momentum buffers updated in place."""
+        if "step" not in self._fns:
+            self._fns["step"] = self._compile_step()
+        return self._fns["step"]
+
     def train_step(self, X, Im, Y, **extra) -> tuple[float, bool]:
         """One update: the original's `forward(test=False)`, `backward`, `update_params`.
 
         Y: one-hot rows (B, V), SciPy sparse or dense. `extra`: the SC-NLM's `tags`.
         Returns (objective before the update, whether `acts` held a NaN).
         """
-        if "step" not in self._fns:
-            self._fns["step"] = self._compile_step()
+        step = self.compile()
         X = np.asarray(X)
         B = X.shape[0]
         Y = to_dense(Y, self.V).astype(self.dtype, copy=False)
         mask = self._dropmask(B, self._mask_width())
         lr = (1 - self.p_t) * (self.eta_t / B)
-        obj, nan = self._fns["step"](*self._inputs(X, Im, mask, **extra), Y, lr,
-                                     self.p_t)
+        obj, nan = step(*self._inputs(X, Im, mask, **extra), Y, lr, self.p_t)
         return float(obj), bool(nan)
 
     def _mask_width(self) -> int:

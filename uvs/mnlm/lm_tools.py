@@ -85,16 +85,18 @@ def _top(logp: np.ndarray, k: int) -> np.ndarray:
 
 
 def beam_search(net, word_dict: dict, index_dict: dict, num: int, Im, initial=None, k: int = 2,
-                N: int = 1) -> list[list[str]]:
+                N: int = 1, template=None) -> list[list[str]]:
     """The original's beam search for one image: k beams (best first), each the words after
     the `<start>` padding without its last token; at most num - 1 words.
 
     The first step takes the top k words of one prediction; a finished beam (last token
     `<end>`) stays a candidate once; scores are the sum of log(p + 1e-20) over the generated
     tokens divided by their number. `N` is accepted and unused, as in the original.
+    template: the SC-NLM's tag indices to follow (see `beam_search_batch`).
     """
     return beam_search_batch(net, word_dict, index_dict, num, np.asarray(Im)[None, :],
-                             initial=initial, k=k, chunk=1)[0]
+                             initial=initial, k=k, chunk=1,
+                             templates=None if template is None else [template])[0]
 
 
 def _check_num(num: int) -> None:
@@ -104,26 +106,52 @@ def _check_num(num: int) -> None:
 
 
 def beam_search_batch(net, word_dict: dict, index_dict: dict, num: int, IM,
-                      initial=None, k: int = 2, chunk: int = 256) -> list[list[list[str]]]:
+                      initial=None, k: int = 2, chunk: int = 256,
+                      templates=None) -> list[list[list[str]]]:
     """`beam_search` for every row of IM (n, D) at once, `chunk` images per forward pass:
-    the same beams, scores and captions as the original's loop over images."""
+    the same beams, scores and captions as the original's loop over images.
+
+    templates (SC-NLM): one sequence of tag indices per row; the word at position n is
+    predicted with the tags of positions n..n+k (`net.tag_dict['<end>']` past the end).
+    """
     _check_num(num)
     IM = np.asarray(IM)
     out: list = []
     for s in range(0, len(IM), chunk):
-        out.extend(_search_chunk(net, word_dict, index_dict, num, IM[s:s + chunk], initial, k))
+        part = None if templates is None else templates[s:s + chunk]
+        out.extend(_search_chunk(net, word_dict, index_dict, num, IM[s:s + chunk], initial, k,
+                                 part))
     return out
 
 
-def _search_chunk(net, word_dict, index_dict, num, IM, initial, k):
+def _predict(net, X, IM, windows=None) -> np.ndarray:
+    """log(preds + 1e-20) of a forward pass (with the SC-NLM's tag windows when given)."""
+    if windows is None:
+        preds = net.forward(X, IM)[-1]
+    else:
+        preds = net.forward(X, IM, tags=windows)[-1]
+    return np.log(preds + 1e-20)
+
+
+def _window(template, position: int, width: int, end: int) -> list[int]:
+    padded = list(template[position:position + width])
+    return padded + [end] * (width - len(padded))
+
+
+def _search_chunk(net, word_dict, index_dict, num, IM, initial, k, templates=None):
     ctx = net.context
     n = len(IM)
     if initial is None:
         initial = ["<start>"] * ctx
     start = np.array([word_dict[w] for w in initial]).reshape(1, ctx)
     end = word_dict.get("<end>", -1)
+    width = end_tag = None
+    tagw = None
+    if templates is not None:
+        width, end_tag = net.structure_context + 1, net.tag_dict["<end>"]
+        tagw = np.array([_window(t, 0, width, end_tag) for t in templates], dtype=np.int64)
     # first step: one prediction per image
-    logp = np.log(net.forward(np.repeat(start[:, -ctx:], n, 0), IM)[-1] + 1e-20)
+    logp = _predict(net, np.repeat(start[:, -ctx:], n, 0), IM, tagw)
     seqs = np.zeros((n, k, num + 1), dtype=int)  # generated indices per beam
     lens = np.ones((n, k), dtype=int)
     sums = np.zeros((n, k), dtype=logp.dtype)
@@ -141,8 +169,12 @@ def _search_chunk(net, word_dict, index_dict, num, IM, initial, k):
         need = ~ends
         rows_img, rows_beam = np.nonzero(need)
         if len(rows_img):
-            logp = np.log(net.forward(windows[act[rows_img], rows_beam],
-                                      IM[act[rows_img]])[-1] + 1e-20)
+            tagw = None
+            if templates is not None:
+                tagw = np.array([_window(templates[act[a]], lens[act[a], b], width, end_tag)
+                                 for a, b in zip(rows_img, rows_beam, strict=True)],
+                                dtype=np.int64)
+            logp = _predict(net, windows[act[rows_img], rows_beam], IM[act[rows_img]], tagw)
         row_of = {(a, b): r for r, (a, b) in enumerate(zip(rows_img, rows_beam, strict=True))}
         for a, i in enumerate(act):
             cand_beam, cand_word, cand_sum, cand_norm = [], [], [], []
