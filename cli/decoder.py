@@ -85,15 +85,32 @@ def _vgg_features(dec, vse, image, weights, crops, device):
 @click.option("--crops", type=click.Choice(["1", "10"]), default="1", show_default=True)
 @click.option("--device", default=None, help="torch device for --image.")
 @click.option("--seed", type=int, default=1234, show_default=True, help="Sampling seed.")
+@click.option("--template", default=None,
+              help='SC-NLM models: the tags to follow, e.g. "DT NN VBZ IN DT NN ." (default: '
+                   "the structures of the nearest training captions).")
+@click.option("--data", default=None, help="SC-NLM: the training data of its default "
+              "templates (default: the model's own).")
+@data_dir_option
 @json_option
 def caption(decoder_path, vse_model, dictionary, image, image_features, row, text, minus, plus,
-            beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed, as_json):
-    """Generate sentences for a photo, a feature row, a sentence, or photo − word + word."""
+            beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed, template, data,
+            data_dir, as_json):
+    """Generate sentences for a photo, a feature row, a sentence, or photo − word + word.
+
+    DECODER is a GRU decoder (uvs decoder train) or a log-bilinear model (uvs mnlm train:
+    MLBL, MLBL-F, SC-NLM; beam search as the original's, at most MAXLEN - 1 words).
+    """
     from uvs.decoding import tools
 
     given = [q for q in (image, image_features, text) if q is not None]
     if len(given) != 1:
         raise click.UsageError("give exactly one of --image, --image-features, --text")
+    if _is_mnlm(decoder_path):
+        return _caption_mnlm(decoder_path, vse_model, image, image_features, row, text, minus,
+                             plus, beam, n, maxlen, weights, crops, device, template, data,
+                             data_dir, as_json)
+    if template is not None:
+        raise click.UsageError("--template is for SC-NLM models")
     if n > beam and not stochastic:
         raise click.UsageError(f"-n {n} is more than the beam holds (--beam {beam})")
     dec = tools.load_model(decoder_path, dictionary, seed=seed)
@@ -149,6 +166,9 @@ def evalcap(decoder_path, vse_model, dictionary, data, data_dir, split, beam, ma
     from uvs.decoding import tools
     from uvs.decoding.evaluation import evalcap as run
 
+    if _is_mnlm(decoder_path):
+        return _evalcap_mnlm(decoder_path, vse_model, data, data_dir, split, beam, maxlen,
+                             output, as_json, quiet)
     dec = tools.load_model(decoder_path, dictionary)
     vse = tools.load_encoder(dec, vse_model)
     data = data or dec["options"].get("data")
@@ -174,6 +194,118 @@ def evalcap(decoder_path, vse_model, dictionary, data, data_dir, split, beam, ma
     click.echo("  ".join(f"{100 * m[k]:7.1f}" for k in names))
     click.echo(f"{res['images']} images, beam {beam}; perplexity {res['perplexity']:.2f} "
                f"({res['cost_per_word']:.4f} nats/word over {res['words']} words)")
+
+
+def _is_mnlm(path: str) -> bool:
+    """Whether PATH holds a log-bilinear model (either layout)."""
+    import os
+
+    from uvs.modelfile import _pickled_instance, locate
+
+    if os.path.isfile(path) and _pickled_instance(path):
+        return True
+    from uvs.modelfile import read_model
+
+    try:
+        layout, npz, _ = locate(path)
+        if layout != "uvs":
+            return False
+        return read_model(npz).kind in ("mlbl", "mlblf", "scnlm")
+    except Exception:  # noqa: BLE001 - the decoder reader says what is wrong
+        return False
+
+
+def _caption_mnlm(path, vse_model, image, image_features, row, text, minus, plus, beam, n,
+                  maxlen, weights, crops, device, template, data, data_dir, as_json):
+    import numpy as np
+
+    from uvs import retrieval
+    from uvs.errors import UVSError
+    from uvs.mnlm import evaluation
+
+    net, vse = evaluation.load(path, vse_model)
+    if n > beam:
+        raise click.UsageError(f"-n {n} is more than the beam holds (--beam {beam})")
+    if maxlen < 3:
+        raise click.UsageError("--maxlen must be at least 3 for a log-bilinear model")
+    tags = getattr(net, "tag_dict", None)
+    if template is not None and not tags:
+        raise click.UsageError("--template is for SC-NLM models")
+    if vse is None and (text is not None or minus or plus):
+        raise UVSError(path, "this model is conditioned on CNN features: --text, --minus and "
+                       "--plus need one trained on a VSE model's joint space (--model)")
+    if image is not None or image_features is not None:
+        if image is not None:
+            feats, where = _vgg_features({"options": {"dimctx": net.D}}, vse, image, weights,
+                                         crops, device), image
+        else:
+            from uvs.features import read_image_features
+
+            want = vse["options"]["dim_image"] if vse is not None else net.D
+            feats, _ = read_image_features(image_features, want)
+            if row >= len(feats):
+                raise UVSError(image_features, f"row {row} is out of range: the file has "
+                               f"{len(feats)} rows")
+            feats, where = feats[row:row + 1], image_features
+        if vse is not None:
+            from uvs.tools import check_features, encode_images
+
+            vec = encode_images(vse, check_features(vse, feats, where))[0]
+        else:
+            vec = feats[0]
+    else:
+        vec = retrieval.embed_text(vse, text)
+    if minus or plus:
+        vec = retrieval.arithmetic(vse, vec, minus, plus)
+    templates, train = None, None
+    if tags and template is not None:
+        templates = [[evaluation.parse_template(net, template, maxlen)]]
+    elif tags:
+        from uvs.datasets import load_split
+
+        data = data or net.options.get("data")
+        if not data:
+            raise click.UsageError("give --template, or --data for the default templates")
+        train = load_split(data, "train", data_dir or net.options.get("data_dir"))
+    cands = evaluation.captions_for(net, vse, np.asarray([vec], dtype=np.float32), k=beam,
+                                    maxlen=maxlen, templates=templates, train=train)[0][:n]
+    if as_json:
+        print_json({"decoder": path, "mode": "beam", "beam": beam, "sentences": cands})
+        return
+    for i, c in enumerate(cands, 1):
+        shown = f"  [{c['template']}]" if c.get("template") else ""
+        score = f"  score {c['score']:.3f}" if "score" in c else ""
+        click.echo(f"{i:>2}{score}  {c['text']}{shown}")
+
+
+def _evalcap_mnlm(path, vse_model, data, data_dir, split, beam, maxlen, output, as_json,
+                  quiet):
+    from uvs.mnlm import evaluation
+
+    net, vse = evaluation.load(path, vse_model)
+    data = data or net.options.get("data")
+    if not data:
+        raise click.UsageError("give --data")
+    res = evaluation.evalcap(net, vse, data, split, data_dir or net.options.get("data_dir"),
+                             k=beam, maxlen=max(maxlen, 3), cnn=net.options.get("cnn"))
+    if output:
+        from uvs.fileio import write_text
+
+        write_text(output, "".join(c + "\n" for c in res["captions"]))
+    if not quiet:
+        for note in res["notes"]:
+            click.echo(note, err=True)
+    if as_json:
+        print_json({k: v for k, v in res.items() if k not in ("captions", "references")}
+                   | {"decoder": path, "data": data, "split": split, "beam": beam})
+        return
+    m = res["metrics"]
+    names = [k for k in ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
+             if k in m]
+    click.echo("  ".join(f"{k:>7}" for k in names))
+    click.echo("  ".join(f"{100 * m[k]:7.1f}" for k in names))
+    click.echo(f"{res['images']} images, beam {beam}; perplexity {res['perplexity']:.2f} "
+               "(log2, the original's, over every n-gram)")
 
 
 def register(group: click.Group) -> None:

@@ -116,6 +116,7 @@ def net_from_file(mf: ModelFile, dtype: str = "float32"):
                            f"parameter {p} {mf.params[p].shape}")
         setattr(net, d, value)
     net.word_dict = dict(mf.worddict) or None
+    net.options = dict(o)
     if mf.kind == "scnlm":
         tags = mf.extra.get("tags")
         if not isinstance(tags, list) or len(tags) != o["n_tags"] or not all(

@@ -42,9 +42,12 @@ def model_inputs(ngrams, word_dict: dict, context: int = 5, include_last: bool =
     return (instances, index) if include_index else instances
 
 
-def compute_ll(net, instances: np.ndarray, Im=None) -> float:
-    """Σ log2(p(last word | context) + 1e-20) over the rows of `instances` (test mode)."""
-    if Im is not None:
+def compute_ll(net, instances: np.ndarray, Im=None, tags=None) -> float:
+    """Σ log2(p(last word | context) + 1e-20) over the rows of `instances` (test mode);
+    `tags`: the SC-NLM's tag windows, one row per instance."""
+    if tags is not None:
+        preds = net.forward(instances[:, :-1], Im, tags=tags)[-1]
+    elif Im is not None:
         preds = net.forward(instances[:, :-1], Im)[-1]
     else:
         preds = net.forward(instances[:, :-1])[-1]
@@ -53,9 +56,10 @@ def compute_ll(net, instances: np.ndarray, Im=None) -> float:
 
 
 def perplexity(net, ngrams, word_dict: dict, Im=None, context: int = 5,
-               chunk: int = 4096) -> float:
+               chunk: int = 4096, tags=None) -> float:
     """2 ** (-mean log2 p) over all n-grams of all captions (pooled, not per caption);
-    caption i uses image row i. Computed in batches of `chunk` n-grams."""
+    caption i uses image row i. Computed in batches of `chunk` n-grams. tags: the SC-NLM's
+    tag windows, one row per n-gram in order."""
     instances, index = model_inputs(ngrams, word_dict, context=context, include_index=True)
     N = len(instances)
     if N == 0:
@@ -66,7 +70,7 @@ def perplexity(net, ngrams, word_dict: dict, Im=None, context: int = 5,
     for s in range(0, N, chunk):
         part = instances[s:s + chunk]
         im = None if Im is None else np.asarray(Im)[rows[s:s + chunk]]
-        ll += compute_ll(net, part, im)
+        ll += compute_ll(net, part, im, None if tags is None else tags[s:s + chunk])
     return pow(2, (-1.0 / N) * ll)
 
 
