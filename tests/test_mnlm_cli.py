@@ -89,3 +89,28 @@ def test_evalcap_mlbl_on_the_sample(tmp_path, sample_data):
                             "--split", "dev", "--beam", "2", "--json")).stdout)
     assert res["images"] == 500 and res["perplexity"] > 1
     assert 0 <= res["metrics"]["bleu1"] <= 1
+
+
+@pytest.mark.slow
+def test_train_resumes_exactly_and_refuses_to_overwrite(tmp_path, sample_data):
+    """One epoch, then --reload to two, equals two epochs at once (parameters, momentum
+    buffers, schedule); a second run on the same files is refused without --overwrite."""
+    common = ["mnlm", "train", "--type", "mul", "--data", "sample", "--data-dir", sample_data,
+              "--hidden-size", "8", "--k", "8", "--factors", "4", "--context", "3",
+              "--learning-rate", "2", "--bleu", "10000000", "--neval", "20", "-q"]
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    ok(run(*common, "--saveto", a, "--maxepoch", "1"))
+    one_line_error(run(*common, "--saveto", a, "--maxepoch", "1"), "--reload", "--overwrite")
+    ok(run(*common, "--saveto", a, "--maxepoch", "2", "--reload"))
+    ok(run(*common, "--saveto", b, "--maxepoch", "2"))
+    from uvs.modelfile import read_model
+
+    la, lb = read_model(tmp_path / "a.last.npz"), read_model(tmp_path / "b.last.npz")
+    assert la.extra["train_state"]["uidx"] == lb.extra["train_state"]["uidx"] > 0
+    for k in la.params:
+        np.testing.assert_array_equal(la.params[k], lb.params[k])
+    for k in la.extra["arrays"]:
+        np.testing.assert_array_equal(la.extra["arrays"][k], lb.extra["arrays"][k])
+    for k in ("eta_t", "p_t", "step"):
+        assert la.options[k] == lb.options[k]
+    assert la.options["step"] == 2 and la.kind == "mlblf"
