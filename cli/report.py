@@ -18,6 +18,8 @@ def report(runs, output, title, as_json):
     from uvs.report.build import training_report
 
     summary = training_report(list(runs), output, title=title)
+    for note in summary["left_out"]:
+        click.echo(f"uvs: left out of the page: {note}", err=True)
     if as_json:
         print_json(summary)
         return
