@@ -88,6 +88,7 @@ def training_report(runs: Sequence[str], output: str, title: str | None = None) 
                 "lead": metrics.leads(k[0], k[1]),
                 "svg": _markup(plots.training_plot(found, k[0], k[1], f"p{i}", colours, k[2]))}
                for i, k in enumerate(keys)]
+    figures.sort(key=lambda f: not f["lead"])  # as the page shows them: what leads, then more
     rows = [{"colour": c, "label": label, "name": run.name, "kind": run.kind, "log": run.log,
              "updates": run.updates, "status": _status(run), "best": _best(run),
              "best_name": None}
