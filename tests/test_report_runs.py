@@ -346,6 +346,21 @@ def test_dollar_signs_are_drawn_as_written(tmp_path):
         assert text in html, text
 
 
+def test_control_characters_are_not_printed_raw(tmp_path):
+    """A name holding an escape sequence is spelled out on the terminal, never sent raw."""
+    logs_ = [write_log(tmp_path / f"{n}.log.jsonl", [
+        {"event": "start", "options": {"\x1b]0;pwned\x07": f"\x1b[2J{n}", "k" * 500: n}},
+        {"event": "update", "update": 1, "cost": 1.0},
+        *[{"event": "update", "update": 2, **{f"m{i}\x1b[31m": 1 for i in range(101)}}]])
+        for n in ("a", "b")]
+    result = ok(run("report", *logs_, "-o", tmp_path / "c.html"))
+    assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stderr
+    assert "\\x1b[2Ja" in result.stdout
+    assert "left out of the page" in result.stderr
+    label = result.stdout.splitlines()[0]
+    assert len(label) < 200  # a 500-character option name is cut in the label
+
+
 def test_non_regular_files_are_refused_without_blocking(tmp_path):
     fifo = tmp_path / "pipe.log.jsonl"
     os.mkfifo(fifo)

@@ -68,8 +68,8 @@ def labels(runs: list[Run]) -> list[str]:
     differing = {kind: differing_options(group) for kind, group in groups.items()}
     out = []
     for r in runs:
-        parts = [f"{k}={show(r.options[k], MAX_LABEL_VALUE)}" for k in differing[r.kind]
-                 if k in r.options]
+        parts = [f"{show(k, MAX_LABEL_VALUE)}={show(r.options[k], MAX_LABEL_VALUE)}"
+                 for k in differing[r.kind] if k in r.options]
         if len(parts) > MAX_LABEL_OPTIONS:
             parts[MAX_LABEL_OPTIONS:] = [f"(+{len(parts) - MAX_LABEL_OPTIONS} more)"]
         if len(groups) > 1:

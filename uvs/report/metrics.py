@@ -36,6 +36,8 @@ def metric_name(metric: str, short: bool = False) -> str:
     'rsum' without its definition)."""
     if metric.startswith("dev_"):
         metric = metric[4:]
+    if not metric.isprintable():
+        metric = ascii(metric)[1:-1]  # control characters spelled out
     return " ".join(p if short and p == "rsum" else _NAMES.get(p, p.replace("_", " "))
                     for p in metric.split("."))
 

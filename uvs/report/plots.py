@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import warnings
 
 import numpy as np
 
@@ -32,7 +33,11 @@ def _literal_text():
     need("matplotlib")
     import matplotlib
 
-    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}), \
+            warnings.catch_warnings():
+        # the SVG keeps text as text (the browser's fonts draw it): a glyph missing from
+        # matplotlib's font only makes its measure of the text approximate
+        warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
         yield
 
 
