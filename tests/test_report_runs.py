@@ -316,6 +316,17 @@ def test_an_update_that_is_no_count_is_a_one_line_error(tmp_path, update):
     assert not (tmp_path / "u.html").exists()
 
 
+def test_numbers_json_cannot_hold_are_one_line_errors(tmp_path):
+    log = tmp_path / "big.log.jsonl"
+    log.write_text('{"event": "update", "update": 1, "cost": ' + "9" * 5000 + "}\n")
+    one_line_error(run("report", log, "-o", tmp_path / "b.html"), "big.log.jsonl",
+                   "line 1 is not a JSON object", "4300")
+    log.write_text('{"event": "update", "update": ' + "9" * 400 + ', "cost": 1}\n')
+    one_line_error(run("report", log, "-o", tmp_path / "b.html"), "big.log.jsonl",
+                   "line 1: update is 9999", "not a count of updates")
+    assert not (tmp_path / "b.html").exists()
+
+
 def test_deep_nesting_is_a_one_line_error(tmp_path):
     log = tmp_path / "deep.log.jsonl"
     log.write_text('{"event": "start", "options": {}}\n{"event": "update", "update": 1, '

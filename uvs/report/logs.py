@@ -15,7 +15,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from uvs.errors import UVSError
+from uvs.errors import UVSError, one_line
 
 LOG_SUFFIX = ".log.jsonl"
 NOT_METRICS = {"update", "epoch", "max_epochs", "uidx", "time", "best"}  # and `*seconds*`
@@ -145,8 +145,9 @@ def read_run(run: str | os.PathLike) -> Run:
         except RecursionError:
             raise UVSError(path, f"line {n} is nested too deeply to be a training log "
                            "event") from None
-        except (ValueError, UnicodeDecodeError):
-            raise UVSError(path, f"line {n} is not a JSON object") from None
+        except (ValueError, UnicodeDecodeError) as err:
+            raise UVSError(path, f"line {n} is not a JSON object ({one_line(err, 80)})") \
+                from None
         if not isinstance(event, dict):
             raise UVSError(path, f"line {n} is not a JSON object")
         _add_event(out, event, path, n)
