@@ -8,6 +8,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -237,18 +238,20 @@ def test_one_short_run_leads_with_what_matters(tmp_path):
 
 # --- hostile logs: bounded, noted, refused in one line --------------------------------------
 
-def peak_mb(*args) -> tuple[int, str, float, float]:
+def peak_mb(*args, timeout: float = 120) -> tuple[int, str, float, float]:
     """`uvs report ARGS` in a child process: exit status, stderr, seconds and the child's
-    peak resident memory in MB (from wait4)."""
-    start = time.time()
-    with open(os.devnull, "wb") as null:
-        proc = subprocess.Popen([sys.executable, "-c", "from uvs.cli.main import main; main()",
-                                 "report", *map(str, args)], stdout=null,
-                                stderr=subprocess.PIPE)
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, err.decode(), time.time() - start, usage.ru_maxrss / 1024
+    peak resident memory in MB (the child reports its own, at exit)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        code = ("import atexit, resource\n"
+                f"atexit.register(lambda: open({rss.name!r}, 'w').write(str("
+                "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
+                "from uvs.cli.main import main\nmain()")
+        start = time.time()
+        proc = subprocess.run([sys.executable, "-c", code, "report", *map(str, args)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              timeout=timeout)
+        seconds = time.time() - start
+        return proc.returncode, proc.stderr.decode(), seconds, int(rss.read()) / 1024
 
 
 @pytest.mark.parametrize("case", ["fields", "options", "bytes"])

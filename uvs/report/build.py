@@ -55,9 +55,27 @@ def _best(run: logs.Run) -> dict | None:
     return None if best is None else {"metric": metric, "at": best[0], "value": best[1]}
 
 
-def _notes(found: list[logs.Run], names: list[str]) -> list[str]:
-    return [f"{label}: {note}" for run, label in zip(found, names, strict=True)
-            for note in run.notes]
+def _row(run: logs.Run, label: str, colour: str) -> dict:
+    best = _best(run)
+    return {"colour": colour, "label": label, "name": run.name, "kind": run.kind,
+            "log": run.log, "updates": run.updates, "status": _status(run), "best": best,
+            "best_name": metrics.metric_name(best["metric"], short=True) if best else None}
+
+
+def _figures(found: list[logs.Run], colours: list[str], notes: list[str]) -> list[dict]:
+    """The plots (at most MAX_PLOTS, what leads first; a note says what is not drawn)."""
+    keys = _plot_keys(found)
+    if len(keys) > MAX_PLOTS:
+        gone = [metrics.metric_title(*k) for k in keys[MAX_PLOTS:]]
+        notes.append(f"{len(gone)} curves beyond the first {MAX_PLOTS} are not drawn: "
+                     + ", ".join(gone[:10]) + (", …" if len(gone) > 10 else ""))
+        keys = keys[:MAX_PLOTS]
+    figures = [{"title": metrics.metric_title(*k),
+                "id": f"{k[0]}.{k[1]}" + (f"@{k[2]}" if k[2] else ""),
+                "lead": metrics.leads(k[0], k[1]),
+                "svg": _markup(plots.training_plot(found, k[0], k[1], f"p{i}", colours, k[2]))}
+               for i, k in enumerate(keys)]
+    return sorted(figures, key=lambda f: not f["lead"])  # as the page shows them
 
 
 def training_report(runs: Sequence[str], output: str, title: str | None = None) -> dict:
@@ -76,26 +94,10 @@ def training_report(runs: Sequence[str], output: str, title: str | None = None) 
     page.check_output(output, tuple(r.log for r in found))  # before the slow part
     names = compare.labels(found)
     colours = [plots.colour(i) for i in range(len(found))]
-    keys = _plot_keys(found)
-    notes = _notes(found, names)
-    if len(keys) > MAX_PLOTS:
-        gone = [metrics.metric_title(*k) for k in keys[MAX_PLOTS:]]
-        notes.append(f"{len(gone)} curves beyond the first {MAX_PLOTS} are not drawn: "
-                     + ", ".join(gone[:10]) + (", …" if len(gone) > 10 else ""))
-        keys = keys[:MAX_PLOTS]
-    figures = [{"title": metrics.metric_title(*k),
-                "id": f"{k[0]}.{k[1]}" + (f"@{k[2]}" if k[2] else ""),
-                "lead": metrics.leads(k[0], k[1]),
-                "svg": _markup(plots.training_plot(found, k[0], k[1], f"p{i}", colours, k[2]))}
-               for i, k in enumerate(keys)]
-    figures.sort(key=lambda f: not f["lead"])  # as the page shows them: what leads, then more
-    rows = [{"colour": c, "label": label, "name": run.name, "kind": run.kind, "log": run.log,
-             "updates": run.updates, "status": _status(run), "best": _best(run),
-             "best_name": None}
-            for run, label, c in zip(found, names, colours, strict=True)]
-    for r in rows:
-        if r["best"]:
-            r["best_name"] = metrics.metric_name(r["best"]["metric"], short=True)
+    notes = [f"{label}: {note}" for run, label in zip(found, names, strict=True)
+             for note in run.notes]
+    figures = _figures(found, colours, notes)
+    rows = [_row(*x) for x in zip(found, names, colours, strict=True)]
     options, hidden = compare.option_rows(found)
     if len({r.kind for r in found}) > 1:
         options.insert(0, {"name": "kind", "differs": False, "cells": [r.kind for r in found]})
@@ -108,8 +110,7 @@ def training_report(runs: Sequence[str], output: str, title: str | None = None) 
     page.write(output, html, inputs=tuple(r.log for r in found))
     return {"output": output, "plots": [f["id"] for f in figures],
             "lead": [f["id"] for f in figures if f["lead"]], "left_out": notes,
-            "runs": [{"log": r["log"], "label": r["label"], "kind": r["kind"],
-                      "updates": r["updates"], "status": r["status"], "best": r["best"]}
+            "runs": [{k: r[k] for k in ("log", "label", "kind", "updates", "status", "best")}
                      for r in rows]}
 
 
