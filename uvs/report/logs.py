@@ -134,8 +134,8 @@ def read_run(run: str | os.PathLike) -> Run:
                          "were read; later events are left out")
         partial = b""
     if len(lines) > MAX_LOG_LINES:
-        out.notes.append(f"only the first {MAX_LOG_LINES} of {len(lines)} lines read were used; "
-                         "later events are left out")
+        out.notes.append(f"only the first {MAX_LOG_LINES} lines were used (of {len(lines)} "
+                         "read); later events are left out")
         del lines[MAX_LOG_LINES:]
     for n, line in enumerate(lines, 1):
         if not line.strip():
