@@ -190,13 +190,8 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
                       n_words=V, **extra)
         bs = o["batch_size"]
         schedule = lambda epoch: epoch_batches(o["seed"], len(train.X), bs, epoch)  # noqa: E731
-        for rows in run.batches(schedule, o["maxepoch"], max(1, o["details"] // bs),
-                                epoch_end=True):
-            if rows is runs.EPOCH_END:
-                net.update_hyperparams()
-                net.step += 1
-                _sync(net, o)
-                continue
+        numbatches = len(train.X) // bs
+        for rows in run.batches(schedule, o["maxepoch"], max(1, o["details"] // bs)):
             minibatch = run.state.batch - 1
             net.mask_rng = RandomState([o["seed"], run.state.uidx])
             Y = np.zeros((len(rows), V), dtype=net.dtype)
@@ -216,13 +211,19 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
                 net.step += 1
                 _sync(net, o)
                 run.say(f"learning rate: {net.eta_t:.4f}, momentum: {net.p_t:.4f}")
+            stop = False
             if minibatch > 0 and pts % o["bleu"] == 0:
-                if validate(c, dev, train, run):
-                    break
+                stop = validate(c, dev, train, run)
                 run.restart_clock()
+            if run.state.batch == numbatches or stop:  # the epoch's end, before its checkpoint
+                net.update_hyperparams()
+                net.step += 1
+                _sync(net, o)
+            if stop:
+                break
         if run.state.best < 0:
             validate(c, dev, train, run)
-            run.checkpoint()
+        run.checkpoint()
         return run.finish("best_dev_bleu4")
 
 
