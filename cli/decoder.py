@@ -224,11 +224,11 @@ def _caption_mnlm(path, vse_model, image, image_features, row, text, minus, plus
     from uvs.mnlm import evaluation
 
     net, vse = evaluation.load(path, vse_model)
-    if n > beam:
+    tags = getattr(net, "tag_dict", None)
+    if n > beam and (not tags or template is not None):
         raise click.UsageError(f"-n {n} is more than the beam holds (--beam {beam})")
     if maxlen < 3:
         raise click.UsageError("--maxlen must be at least 3 for a log-bilinear model")
-    tags = getattr(net, "tag_dict", None)
     if template is not None and not tags:
         raise click.UsageError("--template is for SC-NLM models")
     if vse is None and (text is not None or minus or plus):

@@ -114,3 +114,30 @@ def test_train_resumes_exactly_and_refuses_to_overwrite(tmp_path, sample_data):
     for k in ("eta_t", "p_t", "step"):
         assert la.options[k] == lb.options[k]
     assert la.options["step"] == 2 and la.kind == "mlblf"
+
+
+def test_scnlm_default_templates_reranked_in_the_joint_space(tmp_path):
+    """No --template: the structures of the training captions nearest to the query in the
+    VSE joint space, one beam each, reranked by the VSE score; --json shows each template."""
+    from models import write_tiny_dataset, write_tiny_model
+
+    vse, _, _, _ = write_tiny_model(tmp_path)  # dim 8, dim_image 10
+    loc = write_tiny_dataset(tmp_path / "data")
+    caps = (tmp_path / "data" / "tiny" / "tiny_train_caps.txt").read_text().splitlines()
+    tagged = [" ".join(["DT", "NN", "VBZ", "."][i % 4] for i in range(len(c.split())))
+              for c in caps]
+    (tmp_path / "data" / "tiny" / "tiny_train_tags.txt").write_text("\n".join(tagged) + "\n")
+    net = SCNLM(V=len(WORDS), K=6, D=8, h=4, context=2, factors=3, n_tags=5,
+                structure_context=1)
+    net.init_params()
+    net.word_dict = {w: i for i, w in enumerate(WORDS)}
+    net.tag_dict = {t: i for i, t in enumerate(TAGS)}
+    lm_tools.save_model(net, tmp_path / "s.npz")
+    res = json.loads(ok(run("caption", tmp_path / "s.npz", "--model", vse, "--text",
+                            "a dog runs", "--data", "tiny", "--data-dir", tmp_path / "data",
+                            "--beam", "2", "-n", "3", "--json")).stdout)
+    sents = res["sentences"]
+    assert 1 <= len(sents) <= 3 and all(s["template"] in tagged for s in sents)
+    scores = [s["score"] for s in sents]
+    assert scores == sorted(scores, reverse=True)
+    assert loc
