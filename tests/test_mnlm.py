@@ -305,3 +305,25 @@ def test_tag_windows():
     from uvs.mnlm.scnlm import tag_windows
 
     assert tag_windows([3, 4, 5], 3, 1, 0).tolist() == [[3, 4], [4, 5], [5, 0], [0, 0]]
+
+
+@pytest.mark.slow
+def test_original_train_signature_runs_its_schedule(tmp_path):
+    """`train(X, indX, XY, V, indV, VY, IM, VIM, count_dict, word_dict, embed_map, prog)`:
+    epochs of `inds[minibatch::numbatches]` batches, the schedule stepped every epoch, the
+    model saved where BLEU-4 does not drop."""
+    rng = np.random.RandomState(12)
+    N = 60
+    X = rng.randint(0, V, size=(N, CTX))
+    indX = np.repeat(np.arange(N // 5), 5)[:, None].astype(float) * 5
+    XY = sp.csr_matrix((np.ones(N), (np.arange(N), rng.randint(0, V, N))), shape=(N, V))
+    IM = rng.randn(N // 5, D)
+    word_dict, index_dict = _dicts()
+    net = MLBL(**{**KW, "batchsize": 7, "maxepoch": 3, "T": 20.0}, loc=str(tmp_path / "m.npz"))
+    prog = {"_details": 10**6, "_samples": 10**6, "_update": 10**6, "_bleu": 14}
+    seen = []
+    best = net.train(X, indX, XY, None, None, None, IM, IM[:2], index_dict, word_dict, None,
+                     prog, bleu=lambda m: seen.append(m.step) or [0.5, 0.4, 0.3, 0.2])
+    assert net.step == 3 and net.eta_t == pytest.approx(0.5 * 0.9 ** 3)
+    assert best == 0.2 and seen and (tmp_path / "m.npz").exists()
+    assert lm_tools.load_model(tmp_path / "m.npz").V == V
