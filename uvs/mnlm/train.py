@@ -161,6 +161,15 @@ def _sync(net, options: dict) -> None:
 def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = False,
             **kw) -> dict:
     """Train an MNLM; returns the best dev BLEU-4, the paths and the update count."""
+    try:
+        return _train(progress, overwrite, **kw)
+    except UVSError as err:
+        if "--lrate" not in err.problem:
+            raise
+        raise UVSError(err.path, err.problem.replace("--lrate", "--learning-rate")) from None
+
+
+def _train(progress, overwrite, **kw) -> dict:
     options = resolve_options(**kw)
     kind = TYPES[options["type"]]
     with runs.Run(options["saveto"], reload=options["reload_"], overwrite=overwrite,
