@@ -141,3 +141,11 @@ def test_scnlm_default_templates_reranked_in_the_joint_space(tmp_path):
     scores = [s["score"] for s in sents]
     assert scores == sorted(scores, reverse=True)
     assert loc
+
+
+@pytest.mark.slow
+def test_train_stops_on_nan(tmp_path, sample_data):
+    r = run("mnlm", "train", "--type", "mul", "--data", "sample", "--data-dir", sample_data,
+            "--hidden-size", "8", "--k", "8", "--factors", "4", "--learning-rate", "1e30",
+            "--saveto", tmp_path / "n.npz", "-q")
+    one_line_error(r, "training diverged", "--learning-rate")
