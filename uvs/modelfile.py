@@ -118,7 +118,8 @@ class ModelKind:
     A released file (options pickled beside the arrays) is of this kind when its options hold
     `released_key`; `released_dictionary(path)` reads that layout's dictionary file (default:
     one pickle of word -> index); `released_layout` names that layout. `usage` is said when
-    a file of this kind is given where another kind is needed.
+    a file of this kind is given where another kind is needed. `read_pickled(path)` reads a
+    released model that is one pickled object (the log-bilinear models' `pickle.dump(net)`).
     """
 
     name: str
@@ -131,6 +132,7 @@ class ModelKind:
     released_dictionary: Callable[[str], object] | None = None
     released_layout: str = "vse"
     usage: str = ""
+    read_pickled: Callable[[str], ModelFile] | None = None
 
 
 KINDS: dict[str, ModelKind] = {}
@@ -558,6 +560,16 @@ def _optim_shape(name: str, shapes: dict[str, tuple], ndim: int) -> Shape:
     return shapes[max(owners, key=len)] if owners else (None,) * ndim
 
 
+def _read_pickled(path: str) -> ModelFile:
+    """A model pickled as one object, read by the first kind that reads such files."""
+    for name in KIND_MODULES:
+        model_kind(name)
+    readers = [k.read_pickled for k in KINDS.values() if k.read_pickled]
+    if not readers:
+        raise UVSError(path, "a pickled object, and no kind of model reads one")
+    return readers[0](path)
+
+
 def _wrong_kind(npz: str, own: str, kind: str) -> UVSError:
     spec = model_kind(own)
     usage = f" ({spec.usage})" if spec and spec.usage else ""
@@ -578,9 +590,7 @@ def read_model(path: str | os.PathLike, kind: str | None = None,
     layout, npz, pkl = locate(path)
     dictionary = os.fspath(dictionary) if dictionary is not None else None
     if layout == "uvs" and _pickled_instance(npz):
-        from uvs.mnlm.files import read_pickled
-
-        mf = read_pickled(npz)
+        mf = _read_pickled(npz)
         if kind is not None and mf.kind != kind:
             raise _wrong_kind(npz, mf.kind, kind)
         return mf

@@ -222,4 +222,5 @@ def read_mnlm(path: str | os.PathLike, dtype: str = "float32"):
 for _kind, _options_spec in (("mlbl", OPTIONS), ("mlblf", FACTORED), ("scnlm", SCNLM)):
     register_kind(ModelKind(
         name=_kind, options=_options_spec,
-        shapes=lambda o, k=_kind: param_shapes(k, o), vocabulary=None, usage=USAGE))
+        shapes=lambda o, k=_kind: param_shapes(k, o), vocabulary=None, usage=USAGE,
+        read_pickled=read_pickled))
