@@ -22,7 +22,8 @@ import numpy as np
 
 from uvs.errors import UVSError, one_line
 from uvs.fileio import atomic_path
-from uvs.retrieval import scores, top_k
+from uvs.metrics import top_k
+from uvs.retrieval import scores
 
 MAGIC = b"uvs-index"
 VERSION = 1

@@ -12,6 +12,7 @@ import numpy as np
 
 from uvs.errors import UVSError
 from uvs.kernels import errors
+from uvs.metrics import top_k
 from uvs.vgg import ConvNet, compute_features
 
 
@@ -26,15 +27,6 @@ def scores(method: str, s: np.ndarray, im: np.ndarray) -> np.ndarray:
     Cosine models: s·imᵀ; order models: −‖max(0, s − im)‖² (never −0).
     """
     return 0.0 - errors(method, s, im)
-
-
-def top_k(row: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k highest scores, best first; ties keep the lower index first."""
-    k = min(k, len(row))
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    part = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
-    return part[np.lexsort((part, -row[part]))]
 
 
 def rank_captions(model: dict, image_vec: np.ndarray, cvecs: np.ndarray,

@@ -17,7 +17,7 @@ from uvs.align.model import KIND, build_region_encoder, build_sentence_encoder
 from uvs.align.regions import Regions, match_split, read_regions
 from uvs.datasets import layout, load_split, split_paths
 from uvs.errors import UVSError
-from uvs.metrics import ranks, recall_metrics
+from uvs.metrics import five_folds, mean_of_folds, ranks, recall_summary, tie_rule
 from uvs.modelfile import read_model
 from uvs.progress import progress
 from uvs.utils import init_tparams
@@ -119,20 +119,6 @@ def score_matrix(v: np.ndarray, region_offsets: np.ndarray, w: np.ndarray,
         a = b
 
 
-def alignment_scores(model: dict, regions: Regions, sentences: list[str],
-                     verbose: bool = False, chunk_bytes: int = CHUNK_BYTES) -> np.ndarray:
-    """S: (n_images, n_sentences) float32 for the photos of `regions` and `sentences`."""
-    unique = list(dict.fromkeys(sentences))
-    col = np.array([{s: i for i, s in enumerate(unique)}[s] for s in sentences]) \
-        if len(unique) < len(sentences) else None
-    w, woff = encode_words(model, unique, verbose=verbose)
-    v = encode_regions(model, regions.features)
-    S = np.zeros((len(regions), len(unique)), np.float32)
-    for a, block in score_matrix(v, regions.offsets, w, woff, chunk_bytes):
-        S[a:a + len(block)] = block
-    return S if col is None else S[:, col]
-
-
 def rank_scores(model: dict, regions: Regions, sentences: list[str], ties: str = "last",
                 verbose: bool = False, chunk_bytes: int = CHUNK_BYTES) -> dict:
     """R@1/5/10, medr, meanr both ways for images and their 5 captions each, ranked by S_kl.
@@ -174,9 +160,7 @@ def rank_scores(model: dict, regions: Regions, sentences: list[str], ties: str =
     i2t, t2i = ranks(np.arange(n, dtype=np.float64)[:, None],
                      np.arange(5 * n, dtype=np.float64)[:, None], score=score, ties=ties,
                      chunk=max(1, chunk_bytes // (4 * 5 * n)))
-    out = {"i2t": recall_metrics(i2t), "t2i": recall_metrics(t2i)}
-    out["rsum"] = sum(out[d][k] for d in ("i2t", "t2i") for k in ("r1", "r5", "r10"))
-    return out
+    return recall_summary(i2t, t2i)
 
 
 def image_names(data: str, split: str, data_dir=None) -> list[str] | None:
@@ -219,19 +203,12 @@ def evalrank(model: dict, regions_path: str | None, data: str | None = None, spl
     n = len(ds.caps) // 5
     regions = split_regions(regions_path, data, split, n, data_dir,
                             model["options"]["dim_image"])
-    ties = "last" if layout(data, data_dir) == "vse" else "first"
+    ties = tie_rule(layout(data, data_dir))
     if not fold5:
         return _finite(rank_scores(model, regions, ds.caps, ties, verbose), model)
-    if n % 5:
-        raise UVSError(regions.path, f"{n} images do not split into 5 equal folds")
-    size = n // 5
-    folds = [_finite(rank_scores(model, regions.subset(np.arange(f * size, (f + 1) * size)),
-                                 ds.caps[5 * f * size:5 * (f + 1) * size], ties, verbose),
-                     model) for f in range(5)]
-    mean = {d: {k: float(np.mean([r[d][k] for r in folds])) for k in folds[0][d]}
-            for d in ("i2t", "t2i")}
-    mean["rsum"] = float(np.mean([r["rsum"] for r in folds]))
-    return {**mean, "folds": folds}
+    folds = [_finite(rank_scores(model, regions.subset(np.arange(n)[im]), ds.caps[caps], ties,
+                                 verbose), model) for im, caps in five_folds(n, regions.path)]
+    return {**mean_of_folds(folds), "folds": folds}
 
 
 def _finite(result, model):
