@@ -34,7 +34,6 @@ FORMAT = "uvs-model"
 VERSION = 1
 META_KEY = "__uvs__"
 EXTRA_PREFIX = "optim:"  # arrays that are not parameters: optimizer state in checkpoints
-ENCODERS = ("gru", "bow")
 
 # Limits on what a model archive may declare (README, "Hostile files").
 MAX_MEMBERS = 10_000
@@ -71,8 +70,9 @@ Shape = tuple  # of int (exact) or None (any size)
 
 
 @dataclass(frozen=True)
-class Option:
-    """One option a kind needs: its type, and the range or choices it must lie in."""
+class OptionSpec:
+    """One option a kind needs in a model file: its type, and the range or choices it must
+    lie in (not `uvs.options.Option`, a trainer's option)."""
 
     type: type  # int, float, bool or str
     required: bool = True
@@ -122,7 +122,7 @@ class ModelKind:
     """
 
     name: str
-    options: dict[str, Option]
+    options: dict[str, OptionSpec]
     shapes: Callable[[dict], dict[str, Shape]]
     check: Callable[[dict], str | None] | None = None
     vocabulary: str | None = "Wemb"
@@ -134,12 +134,20 @@ class ModelKind:
 
 
 KINDS: dict[str, ModelKind] = {}
-# kinds declared by other parts of uvs, registered when their module is imported
-KIND_MODULES = {"decoder": "uvs.decoding.files"}
+# where each kind is declared, beside its model: imported when a file of that kind is met
+KIND_MODULES = {"vse": "uvs.model", "align": "uvs.align.model",
+                "decoder": "uvs.decoding.files"}
 
 
 def register_kind(kind: ModelKind) -> None:
-    """Make a kind of model readable by `read_model(path, kind=...)` (and its uvs header)."""
+    """Make a kind of model readable by `read_model(path, kind=...)` (and its uvs header).
+
+    How a model family adds its kind: one call at the top level of the module beside its
+    model, `register_kind(ModelKind(name="mlbl", options={"dim": OptionSpec(int, low=1)},
+    shapes=mlbl_shapes, usage="..."))` (see `ModelKind`), and that module named under the
+    kind's name in `KIND_MODULES`, so that reading a file of the kind imports it first (as
+    `uvs.model` declares 'vse', `uvs.align.model` 'align', `uvs.decoding.files` 'decoder').
+    """
     KINDS[kind.name] = kind
 
 
@@ -159,57 +167,6 @@ def released_kind(options: object) -> str:
         if spec.released_key and isinstance(options, dict) and spec.released_key in options:
             return spec.name
     return "vse"
-
-
-def _vse_shapes(o: dict) -> dict[str, Shape]:
-    dim, dw, di = o["dim"], o["dim_word"], o["dim_image"]
-    shapes = {"Wemb": (None, dw), "ff_image_W": (di, dim), "ff_image_b": (dim,)}
-    if o["encoder"] == "gru":
-        shapes.update({"encoder_W": (dw, 2 * dim), "encoder_b": (2 * dim,),
-                       "encoder_U": (dim, 2 * dim), "encoder_Wx": (dw, dim),
-                       "encoder_Ux": (dim, dim), "encoder_bx": (dim,)})
-    return shapes
-
-
-def _vse_check(o: dict) -> str | None:
-    if o["encoder"] == "bow" and o["dim"] != o["dim_word"]:
-        return f"a bag-of-words model needs dim == dim_word ({o['dim']} != {o['dim_word']})"
-    return None
-
-
-_DIM = 2**16
-register_kind(ModelKind(
-    name="vse",
-    options={"dim": Option(int, low=1, high=_DIM), "dim_word": Option(int, low=1, high=_DIM),
-             "dim_image": Option(int, low=1, high=2**20), "encoder": Option(str, choices=ENCODERS),
-             "n_words": Option(int, required=False, low=1, high=2**26),
-             "method": Option(str, required=False, choices=("cosine", "order")),
-             "abs": Option(bool, required=False),
-             "max_violation": Option(bool, required=False)},
-    shapes=_vse_shapes, check=_vse_check, usage="a visual-semantic embedding model"))
-
-def _align_shapes(o: dict) -> dict[str, Shape]:
-    """Karpathy & Fei-Fei's alignment model (uvs.align.model): BRNN and region map."""
-    dim, dw, di = o["dim"], o["dim_word"], o["dim_image"]
-    shapes = {"Wemb": (None, dw), "brnn_We": (dw, dim), "brnn_be": (dim,)}
-    for d in ("f", "b", "d"):
-        shapes.update({f"brnn_W{d}": (dim, dim), f"brnn_b{d}": (dim,)})
-    shapes.update({"region_W": (di, dim), "region_b": (dim,)})
-    return shapes
-
-
-register_kind(ModelKind(
-    name="align",
-    options={"dim": Option(int, low=1, high=_DIM), "dim_word": Option(int, low=1, high=_DIM),
-             "dim_image": Option(int, low=1, high=2**20),
-             "n_words": Option(int, required=False, low=1, high=2**26),
-             "margin": Option(float, required=False, low=0.0)},
-    shapes=_align_shapes))
-
-
-# `train_state` of a checkpoint (`read_checkpoint`).
-TRAIN_STATE = {"epoch": Option(int, low=0, high=2**53), "batch": Option(int, low=0, high=2**53),
-               "uidx": Option(int, low=0, high=2**53), "best": Option(float, low=-1.0)}
 
 
 def _check_plain(where: str, what: str, value: object, depth: int = 0) -> None:

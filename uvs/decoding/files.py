@@ -14,7 +14,14 @@ from collections import OrderedDict
 
 from uvs.decoding.options import CONDITIONS, INJECTIONS
 from uvs.errors import UVSError
-from uvs.modelfile import ModelFile, ModelKind, Option, read_model, register_kind, write_model
+from uvs.modelfile import (
+    ModelFile,
+    ModelKind,
+    OptionSpec,
+    read_model,
+    register_kind,
+    write_model,
+)
 
 KIND = "decoder"
 
@@ -69,12 +76,14 @@ def write_decoder(path: str | os.PathLike, params: dict, options: dict, worddict
 _DIM = 2**16
 register_kind(ModelKind(
     name=KIND,
-    options={"dimctx": Option(int, low=1, high=2**20), "dim_word": Option(int, low=1, high=_DIM),
-             "dim": Option(int, low=1, high=_DIM), "n_words": Option(int, low=1, high=2**26),
-             "decoder": Option(str, required=False, choices=("gru",)),
-             "doutput": Option(bool, required=False),
-             "inject": Option(str, required=False, choices=INJECTIONS),
-             "condition": Option(str, required=False, choices=CONDITIONS)},
+    options={"dimctx": OptionSpec(int, low=1, high=2**20),
+             "dim_word": OptionSpec(int, low=1, high=_DIM),
+             "dim": OptionSpec(int, low=1, high=_DIM),
+             "n_words": OptionSpec(int, low=1, high=2**26),
+             "decoder": OptionSpec(str, required=False, choices=("gru",)),
+             "doutput": OptionSpec(bool, required=False),
+             "inject": OptionSpec(str, required=False, choices=INJECTIONS),
+             "condition": OptionSpec(str, required=False, choices=CONDITIONS)},
     shapes=expected_shapes, released_extras=("history_errs",), released_key="dimctx",
     released_dictionary=read_dictionary, released_layout="skip-thoughts",
     usage="a generator: use it with `uvs caption` or `uvs evalcap`"))
