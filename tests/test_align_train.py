@@ -10,7 +10,7 @@ from clirun import ok, one_line_error, run
 
 from uvs.align.evaluation import load_model, rank_scores, split_regions
 from uvs.align.regions import read_regions
-from uvs.align.sample_check import alignment_rates
+from uvs.align.samplecheck import alignment_rates
 from uvs.modelfile import read_model, write_model
 
 

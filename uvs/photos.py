@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from uvs.errors import UVSError
+from uvs.errors import UVSError, one_line
 
 MAX_ASPECT = 32  # a thinner picture would be resized to millions of pixels along one side
 
@@ -28,12 +28,6 @@ def need(module: str):
         top = module.split(".")[0]
         name = "Pillow" if top == "PIL" else top
         raise UVSError(None, f"{name} is not installed: {_EXTRA}") from None
-
-
-def one_line(err: Exception, limit: int = 200) -> str:
-    """An exception's message on one line, cut at `limit` characters."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 # --- decoding -------------------------------------------------------------------------------

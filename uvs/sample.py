@@ -63,6 +63,15 @@ def _scene_name(scene) -> str:
     return f"{COLOURS[c]} {SUBJECTS[s]} {ACTIONS[a][0]} {PLACES[p][0]}"
 
 
+def scene_of(name: str) -> dict:
+    """The scene of a `sample_{split}_photos.paths.txt` line, 'test/0003 (colour subject verb
+    place)': {'colour', 'subject', 'action', 'place'} as indices into the grammar's lists."""
+    colour, subject, verb, place = name[name.index("(") + 1:name.rindex(")")].split(" ", 3)
+    return {"colour": COLOURS.index(colour), "subject": SUBJECTS.index(subject),
+            "action": next(i for i, p in enumerate(ACTIONS) if verb == p[0]),
+            "place": next(i for i, p in enumerate(PLACES) if place == p[0])}
+
+
 def _features(rng, prototypes, scenes, dim, noise=NOISE):
     sums = sum(prototypes[k][scenes[:, k]] for k in range(4))
     x = np.maximum(0.0, sums + noise * rng.randn(len(scenes), dim))

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from uvs.errors import UVSError
-from uvs.photos import decode, load_image, need, one_line
+from uvs.errors import UVSError, one_line
+from uvs.photos import decode, load_image, need
 
 LASAGNE_URL = "https://s3.amazonaws.com/lasagne/recipes/pretrained/imagenet/vgg19.pkl"
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)

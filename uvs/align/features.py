@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from uvs.align.regions import DEFAULT_BOXES, box_problem, grid_boxes, read_box_list
-from uvs.errors import UVSError
-from uvs.photos import decode, need, one_line
+from uvs.errors import UVSError, one_line
+from uvs.photos import decode, need
 
 
 def detector_weights_path() -> str:

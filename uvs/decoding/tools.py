@@ -7,6 +7,7 @@ import os
 import numpy as np
 from pytensor.tensor.random import shared_rng
 
+from uvs import vocab
 from uvs.decoding.files import read_decoder
 from uvs.decoding.model import build_sampler
 from uvs.decoding.search import gen_sample, gen_sample_batch
@@ -24,9 +25,7 @@ def load_model(path_to_model: str | os.PathLike,
     'f_next' (as the original), plus 'params', 'layout', 'path' and 'extra'.
     """
     mf = read_decoder(path_to_model, path_to_dictionary)
-    word_idict = {vv: kk for kk, vv in mf.worddict.items()}
-    word_idict[0] = "<eos>"
-    word_idict[1] = "UNK"
+    word_idict = vocab.inverse(mf.worddict)
     tparams = init_tparams(mf.params)
     trng = shared_rng(seed=seed, name="trng")
     f_init, f_next = build_sampler(tparams, mf.options, trng, mode)
@@ -52,7 +51,7 @@ def check_context(dec: dict, c, path: str | None = None) -> np.ndarray:
 def words(dec: dict, sample) -> str:
     """Word indices as text, without the last index (the original's `c[:-1]`: the `<eos>` of
     a finished sample, but a real word of one that stopped at `maxlen`)."""
-    return " ".join(dec["word_idict"].get(int(w), "UNK") for w in sample[:-1])
+    return vocab.text(dec["word_idict"], sample[:-1], eos=False)
 
 
 def run_sampler(dec: dict, c, beam_width: int = 1, stochastic: bool = False,
@@ -82,9 +81,7 @@ def generate(dec: dict, C, beam_width: int = 1, use_unk: bool = False, maxlen: i
                                           dec["options"], k=beam_width, maxlen=maxlen,
                                           use_unk=use_unk):
         order = np.argsort(np.asarray(score, dtype="float64"), kind="stable")[:n]
-        out.append([(" ".join(dec["word_idict"].get(int(w), "UNK")
-                              for w in (sample[i][:-1] if sample[i][-1] == 0 else sample[i])),
-                     float(score[i])) for i in order])
+        out.append([(vocab.text(dec["word_idict"], sample[i]), float(score[i])) for i in order])
     return out
 
 
@@ -142,6 +139,5 @@ def sample_sentences(dec: dict, c, n: int = 1, maxlen: int = 30, use_unk: bool =
         sample, score = gen_sample(dec["tparams"], dec["f_init"], dec["f_next"], c,
                                    dec["options"], trng=dec["trng"], k=1, maxlen=maxlen,
                                    stochastic=True, use_unk=use_unk)
-        body = sample[:-1] if sample and sample[-1] == 0 else sample
-        out.append((" ".join(dec["word_idict"].get(int(w), "UNK") for w in body), float(score)))
+        out.append((vocab.text(dec["word_idict"], sample), float(score)))
     return out
