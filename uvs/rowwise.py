@@ -28,7 +28,7 @@ from pytensor.scalar.math import Sigmoid
 from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.math import Dot
 
-from uvs.gru_op import fastmath_header
+from uvs.cop import fastmath_header
 
 C_FILE = "rowwise.c"  # beside this module; PyTensor keys its compile cache by its hash
 
