@@ -22,8 +22,8 @@ from uvs.errors import UVSError
 def region_features(photos, list_file, root, output, weights, device, strict, boxes,
                     max_regions, as_json, quiet):
     """Whole image + boxes per photo, fc7 of each, into one REGIONS.npz."""
-    from uvs import vgg
-    from uvs.align import features, regions
+    from uvs import regions, vgg
+    from uvs.align import features
     from uvs.cli.images import _bar, _photo_paths
 
     if not output.endswith(".npz"):
@@ -105,7 +105,7 @@ def show(model, text, image, boxes, max_regions, weights, device, regions, row, 
 
     from uvs.align import evaluation
     from uvs.align import show as align_show
-    from uvs.align.regions import read_regions
+    from uvs.regions import read_regions
 
     if bool(image) == bool(regions):
         raise click.UsageError("give --image PHOTO or --regions FILE (one of the two)")

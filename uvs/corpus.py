@@ -14,8 +14,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from uvs import tools
 from uvs.errors import UVSError
-from uvs.fileio import atomic_path
+from uvs.features import embed_feature_file, read_image_features
+from uvs.fileio import atomic_path, read_lines
+from uvs.modelfile import read_npz
+from uvs.progress import progress
 
 CACHE_VERSION = 1
 
@@ -59,8 +63,6 @@ def cached_embeddings(source: str, model: dict, compute: Callable[[], np.ndarray
     and replaced. Returns (vectors, status), status 'hit', 'stored' or 'unwritable'
     (computed, not saved).
     """
-    from uvs.modelfile import read_npz
-
     model_hash = model_hash or model_fingerprint(model)
     key = f"v{CACHE_VERSION}:{model_hash}:{file_sha256(source)}"
     path = cache_path(source, model_hash)
@@ -83,9 +85,6 @@ def cached_embeddings(source: str, model: dict, compute: Callable[[], np.ndarray
 def caption_collection(model: dict, path: str, show_progress: bool = False,
                        model_hash: str | None = None) -> tuple[list[str], np.ndarray, str]:
     """A caption file (one a line) and its embeddings, cached: (captions, (n, dim), status)."""
-    from uvs import tools
-    from uvs.fileio import read_lines
-
     captions = read_lines(path)
     vecs, status = cached_embeddings(
         path, model, lambda: tools.encode_sentences(model, captions, verbose=show_progress),
@@ -96,9 +95,6 @@ def caption_collection(model: dict, path: str, show_progress: bool = False,
 def image_collection(model: dict, path: str, show_progress: bool = False,
                      model_hash: str | None = None) -> tuple[list[str], np.ndarray, str]:
     """FEATS.npy, its names and its embeddings, cached: (names, (n, dim), status)."""
-    from uvs.features import embed_feature_file, read_image_features
-    from uvs.progress import progress
-
     feats, names = read_image_features(path, model["options"]["dim_image"])
 
     def compute() -> np.ndarray:

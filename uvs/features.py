@@ -9,6 +9,7 @@ import numpy as np
 
 from uvs.datasets import open_features
 from uvs.errors import UVSError
+from uvs.tools import check_features, embed_checked_images
 
 
 def paths_file(features_path: str | os.PathLike) -> str:
@@ -37,7 +38,6 @@ def feature_row(model: dict, path: str, row: int) -> np.ndarray:
     feats, _ = read_image_features(path, model["options"]["dim_image"])
     if not 0 <= row < len(feats):
         raise UVSError(path, f"row {row} is out of range: the file has {len(feats)} rows")
-    from uvs.tools import check_features
 
     return check_features(model, feats[row:row + 1], path, first_row=row)
 
@@ -46,8 +46,6 @@ def embed_feature_file(model: dict, feats: np.ndarray, path: str = "",
                        chunk: int = 65536,
                        on_progress: Callable[[int], None] | None = None) -> np.ndarray:
     """encode_images over a (possibly memory-mapped) feature array in chunks, rows unit-normed."""
-    from uvs.tools import check_features, embed_checked_images
-
     out = np.zeros((len(feats), model["options"]["dim"]), dtype=np.float32)
     for start in range(0, len(feats), chunk):
         block = check_features(model, feats[start:start + chunk], path, first_row=start)

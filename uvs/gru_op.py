@@ -25,6 +25,7 @@ from pytensor.graph.utils import MethodNotDefined
 from pytensor.link.c.op import ExternalCOp
 from pytensor.scalar import upcast
 
+from uvs import backend
 from uvs.cop import fastmath_header
 
 IMPLEMENTATIONS = ("fused", "scan")
@@ -43,7 +44,6 @@ def gru_impl(name: str | None = None, mode: str | None = None) -> str:
         raise ValueError(f"{source}={name!r}: expected one of {', '.join(IMPLEMENTATIONS)}")
     if name:
         return name
-    from uvs import backend
 
     return "scan" if backend.mode(mode) == "JAX" else DEFAULT
 

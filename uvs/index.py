@@ -20,10 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from uvs import corpus
 from uvs.errors import UVSError, one_line
 from uvs.fileio import atomic_path
 from uvs.metrics import top_k
-from uvs.retrieval import scores
+from uvs.progress import progress
+from uvs.retrieval import model_method, scores
 
 MAGIC = b"uvs-index"
 VERSION = 1
@@ -212,10 +214,6 @@ def build_collection(model: dict, captions: str | None = None, images: str | Non
 
     The metadata names the model by its fingerprint, so that searching with another is refused.
     """
-    from uvs import corpus
-    from uvs.progress import progress
-    from uvs.retrieval import model_method
-
     if (captions is None) == (images is None):
         raise UVSError(None, "index one collection: a caption file or a feature file")
     fingerprint = corpus.model_fingerprint(model)

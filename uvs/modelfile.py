@@ -29,6 +29,7 @@ import numpy as np
 
 from uvs.errors import UVSError
 from uvs.fileio import atomic_path
+from uvs.legacy import load_pickle
 
 FORMAT = "uvs-model"
 VERSION = 1
@@ -462,8 +463,6 @@ def locate(path: str | os.PathLike) -> tuple[str, str, str | None]:
 
 def _load_dictionary(npz: str, spec: ModelKind | None, dictionary: str | None) -> object:
     """The released layout's word dictionary: `dictionary`, else `X.npz.dictionary.pkl`."""
-    from uvs.legacy import load_pickle
-
     path = dictionary or npz + ".dictionary.pkl"
     if not _exists(path):
         raise UVSError(path, f"word dictionary of {npz} not found"
@@ -473,8 +472,6 @@ def _load_dictionary(npz: str, spec: ModelKind | None, dictionary: str | None) -
 
 
 def _load_order(pkl: str) -> tuple[dict, OrderedDict]:
-    from uvs.legacy import load_pickle
-
     blob = load_pickle(pkl)
     if not isinstance(blob, dict) or "options" not in blob or "worddict" not in blob:
         raise UVSError(pkl, "expected a pickle of {'options': ..., 'worddict': ...}")
@@ -521,8 +518,6 @@ def read_model(path: str | os.PathLike, kind: str | None = None,
     with Archive(npz) as z:
         extra: dict = {}
         if layout == "vse":
-            from uvs.legacy import load_pickle
-
             options = load_pickle(pkl)
             own = released_kind(options)
             if kind is not None and own != kind:

@@ -6,7 +6,7 @@ captions come from a small grammar, each naming a random subset of the scene. Be
 usual files, `sample_{split}_photos.npy` holds one row per image and `.paths.txt` names each
 row by its scene, so that `uvs search --images` shows what it found.
 
-`sample_{split}_regions.npz` gives the alignment model regions (uvs.align.regions format,
+`sample_{split}_regions.npz` gives the alignment model regions (uvs.regions format,
 REGION_DIM wide, from their own prototypes and random stream, so the files above do not
 change): per image, in this order, the whole image, its subject, its place, its colour and
 DISTRACTORS regions of noise alone.
@@ -23,6 +23,7 @@ import numpy as np
 
 from uvs.errors import UVSError
 from uvs.fileio import normal_mode
+from uvs.regions import write_regions
 
 NAME = "sample"
 SUBJECTS = ["dog", "cat", "man", "woman", "boy", "girl", "horse", "bird", "cyclist", "surfer"]
@@ -110,7 +111,6 @@ def make_sample(data_dir: str, seed: int = 1234, dim: int = 4096) -> str:
     rng = np.random.RandomState(seed)
     sizes = [len(SUBJECTS), len(COLOURS), len(ACTIONS), len(PLACES)]
     prototypes = [rng.randn(n, dim) * (1.0 / np.sqrt(4)) for n in sizes]
-    from uvs.align.regions import write_regions
 
     tmp = tempfile.mkdtemp(prefix=".sample.", dir=data_dir)
     made = {}

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from uvs import corpus, retrieval
+from uvs import corpus, retrieval, vgg
+from uvs import index as uindex
 from uvs.errors import UVSError
 
 
@@ -47,8 +48,6 @@ def embed_query(model: dict, text: str | None = None, photo: str | None = None,
     if features is not None:
         vec = retrieval.embed_feature_row(model, features, row)
     else:
-        from uvs import vgg
-
         vec = retrieval.embed_photo(model, vgg.build_convnet(weights, device=device), photo,
                                     crops=crops)
     return retrieval.arithmetic(model, vec, minus, plus) if (minus or plus) else vec
@@ -80,8 +79,6 @@ def search(model: dict, query: np.ndarray, wanted: str, captions: str | None = N
     if sum(p is not None for p in (captions, images, index)) != 1:
         raise UVSError(None, "search one collection: a caption file, a feature file or an index")
     if index is not None:
-        from uvs import index as uindex
-
         idx = uindex.load(index)
         check_index(idx, model, wanted, index)
         rows, sims = uindex.search(idx, query, k, candidates=candidates, nprobe=nprobe)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from uvs.errors import UVSError, one_line
+from uvs.legacy import load_pickle
 from uvs.photos import decode, load_image, need
 
 LASAGNE_URL = "https://s3.amazonaws.com/lasagne/recipes/pretrained/imagenet/vgg19.pkl"
@@ -136,8 +137,6 @@ def build_convnet(weights: str | os.PathLike | None = "torchvision",
     if weights in ("torchvision", "random"):
         module, prep = _torchvision_vgg(load=weights == "torchvision"), "torchvision"
     else:
-        from uvs.legacy import load_pickle
-
         if not os.path.isfile(weights):
             raise UVSError(weights, "VGG-19 weights not found; download the Lasagne file "
                            f"{LASAGNE_URL} and give its path, or use --weights torchvision")

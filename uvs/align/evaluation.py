@@ -14,12 +14,13 @@ import numpy as np
 
 from uvs import backend
 from uvs.align.model import KIND, build_region_encoder, build_sentence_encoder
-from uvs.align.regions import Regions, match_split, read_regions
 from uvs.datasets import layout, load_split, split_paths
 from uvs.errors import UVSError
+from uvs.fileio import read_lines
 from uvs.metrics import five_folds, mean_of_folds, ranks, recall_summary, tie_rule
 from uvs.modelfile import read_model
 from uvs.progress import progress
+from uvs.regions import Regions, match_split, read_regions
 from uvs.utils import init_tparams
 from uvs.vocab import tokenize, word_ids
 
@@ -166,8 +167,6 @@ def rank_scores(model: dict, regions: Regions, sentences: list[str], ties: str =
 def image_names(data: str, split: str, data_dir=None) -> list[str] | None:
     """The split's photo names, one a line beside its captions: NAME_{split}_images.txt, or
     the sample's NAME_{split}_photos.paths.txt; None when there is neither."""
-    from uvs.fileio import read_lines
-
     folder = os.path.dirname(split_paths(data, split, data_dir)[0])
     for name in (f"{data}_{split}_images.txt", f"{data}_{split}_photos.paths.txt"):
         if os.path.exists(os.path.join(folder, name)):

@@ -9,8 +9,8 @@ len(REGION_ROLES).
 from __future__ import annotations
 
 from uvs import sample
-from uvs.align.regions import Regions
 from uvs.align.show import align_sentence
+from uvs.regions import Regions
 
 
 def alignment_rates(model: dict, regions: Regions, beta: float = 0.1,

@@ -17,6 +17,8 @@ import numpy as np
 from uvs.align.evaluation import encode_regions, encode_words
 from uvs.align.mrf import mrf_align, phrases
 from uvs.errors import UVSError
+from uvs.fileio import atomic_path, write_text
+from uvs.photos import need
 from uvs.vocab import tokenize
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -48,9 +50,6 @@ def align_sentence(model: dict, features: np.ndarray, boxes: np.ndarray, text: s
 
 def draw(pixels: np.ndarray, result: dict, output: str) -> None:
     """The photo with each phrase's box and text; `.png` (or any Pillow format) or `.html`."""
-    from uvs.fileio import atomic_path, write_text
-    from uvs.photos import need
-
     Image = need("PIL.Image")
     ImageDraw = need("PIL.ImageDraw")
     img = Image.fromarray(pixels).convert("RGB")

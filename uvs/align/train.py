@@ -20,11 +20,11 @@ from uvs.align.evaluation import compile_model, prepare_words, rank_scores, sent
 from uvs.align.evaluation import split_regions as _split_regions
 from uvs.align.model import KIND, build_model, init_params
 from uvs.align.options import OPTIONS, resolve_options
-from uvs.align.regions import Regions
 from uvs.datasets import layout, load_split
 from uvs.homogeneous_data import epoch_rng, random_batches
 from uvs.metrics import tie_rule
 from uvs.optim import build_optimizer
+from uvs.regions import Regions
 from uvs.runs import Compiled
 from uvs.utils import init_tparams
 from uvs.vocab import build_dictionary

@@ -14,6 +14,7 @@ from collections import OrderedDict
 
 from uvs.decoding.options import CONDITIONS, INJECTIONS
 from uvs.errors import UVSError
+from uvs.legacy import load_pickles
 from uvs.modelfile import (
     ModelFile,
     ModelKind,
@@ -43,8 +44,6 @@ def expected_shapes(o: dict) -> dict:
 
 def read_dictionary(path: str) -> OrderedDict:
     """The worddict of a skip-thoughts dictionary file (two pickles: worddict, wordcount)."""
-    from uvs.legacy import load_pickles
-
     worddict, _wordcount = load_pickles(path, 2, "worddict then wordcount, as "
                                         "vocab.save_dictionary writes them")
     if not isinstance(worddict, dict):

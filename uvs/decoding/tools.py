@@ -7,11 +7,13 @@ import os
 import numpy as np
 from pytensor.tensor.random import shared_rng
 
-from uvs import vocab
+from uvs import retrieval, vocab
 from uvs.decoding.files import read_decoder
 from uvs.decoding.model import build_sampler
 from uvs.decoding.search import gen_sample, gen_sample_batch
 from uvs.errors import UVSError
+from uvs.tools import check_features, encode_images
+from uvs.tools import load_model as load_vse
 from uvs.utils import init_tparams
 
 
@@ -96,7 +98,6 @@ def load_encoder(dec: dict, model: str | os.PathLike | None = None) -> dict | No
     if not path:
         raise UVSError(dec["path"], "this decoder decodes a joint space: give the uvs model "
                        "with --model")
-    from uvs.tools import load_model as load_vse
 
     vse = load_vse(path)
     if vse["options"]["dim"] != dec["options"]["dimctx"]:
@@ -112,9 +113,6 @@ def context(dec: dict, vse: dict | None, features: np.ndarray | None = None,
     `embedding` decoders: the features' or sentence's vector in the joint space, then
     − Σ minus + Σ plus, renormalised; `features` decoders: the feature row itself.
     """
-    from uvs import retrieval
-    from uvs.tools import check_features, encode_images
-
     if vse is None:
         if text is not None or minus or plus:
             raise UVSError(dec["path"], "this decoder is conditioned on CNN features: "

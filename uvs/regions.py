@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from uvs.errors import UVSError
+from uvs.fileio import atomic_path
 
 DEFAULT_BOXES = 19  # the paper: the top 19 detections, plus the whole image
 # The fixed `grid` boxes, as fractions (x0, y0, x1, y1) of the photo: the 9 cells of a 3 x 3
@@ -117,8 +118,6 @@ def read_box_list(path: str) -> list[tuple[str, list]]:
 def write_regions(path: str, features: np.ndarray, image: np.ndarray, boxes: np.ndarray,
                   paths: list[str]) -> None:
     """One `.npz`, atomically."""
-    from uvs.fileio import atomic_path
-
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, features=np.asarray(features, np.float32),
                  image=np.asarray(image, np.int64), boxes=np.asarray(boxes, np.float32),
