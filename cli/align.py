@@ -2,44 +2,45 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
+from uvs import vgg
+from uvs.align import evaluation, features
+from uvs.align import show as align_show
 from uvs.align.options import OPTIONS
+from uvs.align.train import trainer
 from uvs.cli.common import (
     Group,
     json_option,
     overwrite_option,
+    photo_paths,
     print_json,
+    progress_bar,
     quiet_option,
     run_trainer,
     table_options,
 )
 from uvs.errors import UVSError
+from uvs.regions import read_regions, write_regions
 
 
 def region_features(photos, list_file, root, output, weights, device, strict, boxes,
                     max_regions, as_json, quiet):
     """Whole image + boxes per photo, fc7 of each, into one REGIONS.npz."""
-    from uvs import regions, vgg
-    from uvs.align import features
-    from uvs.cli.images import _bar, _photo_paths
-
     if not output.endswith(".npz"):
         raise UVSError(output, "region features go to a .npz file")
     if boxes in ("grid", "detector") or photos or list_file:
-        paths = _photo_paths(photos, list_file)
+        paths = photo_paths(photos, list_file)
     else:
         paths = []
     total = features.photos_to_do(paths, boxes)
     if boxes == "detector":
         features.detector_weights_path()
     net = vgg.build_convnet(weights, device=device)
-    with _bar(total, "photos", quiet) as bar:
+    with progress_bar(total, "photos", quiet) as bar:
         out = features.region_features(net, paths, boxes, max_regions, root, strict,
                                        on_progress=bar.update)
-    regions.write_regions(output, out["features"], out["image"], out["boxes"], out["paths"])
+    write_regions(output, out["features"], out["image"], out["boxes"], out["paths"])
     summary = {"output": output, "photos": len(out["paths"]), "rows": len(out["features"]),
                "dim": int(out["features"].shape[1]), "boxes": boxes,
                "weights": net.weights, "skipped": out["skipped"]}
@@ -73,8 +74,6 @@ def train(overwrite, as_json, quiet, **options):
     The best model on dev is saved at SAVETO with a last checkpoint and a log beside it;
     Ctrl-C or SIGTERM writes the checkpoint and prints the command that resumes it.
     """
-    from uvs.align.train import trainer
-
     run_trainer(lambda: trainer(overwrite=overwrite, **options), ["uvs", "align", "train"],
                 quiet, as_json)
 
@@ -101,51 +100,22 @@ def train(overwrite, as_json, quiet, **options):
 def show(model, text, image, boxes, max_regions, weights, device, regions, row, beta, output,
          as_json):
     """Tie the phrases of TEXT to regions of a photo (the paper's MRF) and draw them."""
-    import numpy as np
-
-    from uvs.align import evaluation
-    from uvs.align import show as align_show
-    from uvs.regions import read_regions
-
     if bool(image) == bool(regions):
         raise click.UsageError("give --image PHOTO or --regions FILE (one of the two)")
     if not output and not as_json:
         raise click.UsageError("give -o PICTURE, --json, or both")
     m = evaluation.load_model(model)
     if image:
-        from uvs import vgg
-        from uvs.align import features
-        from uvs.photos import load_image
-
-        net = vgg.build_convnet(weights, device=device)
-        if net.dim != m["options"]["dim_image"]:
-            raise UVSError(model, f"the model takes {m['options']['dim_image']}-d region "
-                           f"features; these weights give {net.dim}-d")
-        found = features.region_features(net, [image], boxes, max_regions, strict=True)
-        feats, box_rows, pixels = found["features"], found["boxes"], load_image(image)
+        feats, box_rows, pixels = align_show.photo_regions(
+            m, vgg.build_convnet(weights, device=device), image, boxes, max_regions)
     else:
-        r = read_regions(regions)
-        if row >= len(r):
-            raise UVSError(regions, f"row {row} asked, the file has {len(r)} photos")
-        if r.features.shape[1] != m["options"]["dim_image"]:
-            raise UVSError(regions, f"region features are {r.features.shape[1]} wide; the "
-                           f"model takes {m['options']['dim_image']}")
-        feats, box_rows = r.of(row)
-        pixels = None
-        if output:
-            if os.path.isfile(r.paths[row]):
-                from uvs.photos import load_image
-
-                pixels = load_image(r.paths[row])
-            else:  # no photo on disk (the sample): a grey canvas of the whole image's size
-                w, h = (max(1, int(round(c))) for c in box_rows[0][2:])
-                pixels = np.full((h, w, 3), 200, np.uint8)
+        feats, box_rows, pixels = align_show.regions_row(read_regions(regions), row,
+                                                         m["options"]["dim_image"], bool(output))
     result = align_show.align_sentence(m, feats, box_rows, text, beta)
     if output:
         align_show.draw(pixels, result, output)
     if as_json:
-        result = {k: v for k, v in result.items() if k != "unary"}
-        print_json({**result, "output": output})
+        print_json({**align_show.summary(result), "output": output})
         return
     for p in result["phrases"]:
         click.echo(f"{p['text']:<30} region {p['region']:>2}  box "

@@ -11,12 +11,14 @@ from collections.abc import Callable, Iterator
 
 import click
 
+from uvs import runs
 from uvs.errors import UVSError
+from uvs.fileio import read_lines
+from uvs.progress import progress
 
 
 class Group(click.Group):
     """A click group that turns library errors into one line on stderr and exit status 1."""
-
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -124,8 +126,6 @@ def run_trainer(train: Callable[[], dict], command: list[str], quiet: bool, as_j
     SIGINT/SIGTERM: one line with the command that resumes the run (`command --saveto SAVETO
     --reload` then `extra`), then exit 130/143.
     """
-    from uvs import runs
-
     with progress_lines(quiet):
         try:
             result = train()
@@ -135,3 +135,33 @@ def run_trainer(train: Callable[[], dict], command: list[str], quiet: bool, as_j
         print_json(result)
     else:
         click.echo(line(result))
+
+
+WEIGHTS_HELP = ("VGG-19 weights: 'torchvision' (ImageNet weights from torch's cache) or the "
+                "path of Lasagne's vgg19.pkl (Caffe weights, as the released features).")
+
+
+def weights_option(f):
+    """--weights, --crops and --device of the commands that run VGG-19 on photos."""
+    f = click.option("--device", default=None,
+                     help="torch device (default: cuda if available, else cpu).")(f)
+    f = click.option("--crops", type=click.Choice(["1", "10"]), default="1", show_default=True,
+                     help="Centre crop, or the mean over 10 crops.")(f)
+    return click.option("--weights", default="torchvision", show_default=True,
+                        help=WEIGHTS_HELP)(f)
+
+
+def progress_bar(total: int, label: str, quiet: bool):
+    """A progress bar on stderr (none when quiet)."""
+    return progress(total, label, not quiet)
+
+
+def photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
+    """The photos given as arguments or in a list file (one of the two), each on one line."""
+    if bool(photos) == bool(list_file):
+        raise click.UsageError("give photos as arguments or --list FILE (one of the two)")
+    paths = list(photos) if photos else read_lines(list_file)
+    for p in paths:
+        if "\n" in p or "\r" in p:
+            raise UVSError(p, "a path with a line break cannot go into the list of paths")
+    return paths

@@ -14,7 +14,11 @@ from uvs.cli.common import (
     run_trainer,
     table_options,
 )
+from uvs.decoding import tools
+from uvs.decoding.evaluation import evalcap as run
 from uvs.decoding.options import OPTIONS
+from uvs.decoding.train import trainer
+from uvs.fileio import write_text
 
 
 @click.group()
@@ -34,8 +38,6 @@ def train(overwrite, mode, as_json, quiet, **options):
 
     Ctrl-C or SIGTERM writes the last checkpoint and prints the command that resumes it.
     """
-    from uvs.decoding.train import trainer
-
     run_trainer(lambda: trainer(overwrite=overwrite, mode=mode, **options),
                 ["uvs", "decoder", "train"], quiet, as_json, ["--mode", mode] if mode else [],
                 line=cost_line)
@@ -45,18 +47,6 @@ def cost_line(result: dict) -> str:
     """The decoder's result in one line: its best dev cost per word."""
     return (f"best dev cost/word {result['best_dev_cost_per_word']:.4f} after "
             f"{result['updates']} updates; decoder: {result['saveto']}")
-
-
-def _vgg_features(dec, vse, image, weights, crops, device):
-    from uvs import vgg
-    from uvs.errors import UVSError
-
-    net = vgg.build_convnet(weights, device=device)
-    want = vse["options"]["dim_image"] if vse is not None else dec["options"]["dimctx"]
-    if net.dim != want:
-        raise UVSError(net.weights, f"these VGG weights give {net.dim}-d features; "
-                       f"{want}-d expected")
-    return vgg.compute_features(net, [image], crops=int(crops))
 
 
 @click.command()
@@ -89,8 +79,6 @@ def _vgg_features(dec, vse, image, weights, crops, device):
 def caption(decoder_path, vse_model, dictionary, image, image_features, row, text, minus, plus,
             beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed, as_json):
     """Generate sentences for a photo, a feature row, a sentence, or photo − word + word."""
-    from uvs.decoding import tools
-
     given = [q for q in (image, image_features, text) if q is not None]
     if len(given) != 1:
         raise click.UsageError("give exactly one of --image, --image-features, --text")
@@ -98,20 +86,8 @@ def caption(decoder_path, vse_model, dictionary, image, image_features, row, tex
         raise click.UsageError(f"-n {n} is more than the beam holds (--beam {beam})")
     dec = tools.load_model(decoder_path, dictionary, seed=seed)
     vse = tools.load_encoder(dec, vse_model)
-    feats, where = None, None
-    if image is not None:
-        feats, where = _vgg_features(dec, vse, image, weights, crops, device), image
-    elif image_features is not None:
-        from uvs.features import read_image_features
-
-        want = vse["options"]["dim_image"] if vse is not None else dec["options"]["dimctx"]
-        feats, _ = read_image_features(image_features, want)
-        if row >= len(feats):
-            from uvs.errors import UVSError
-
-            raise UVSError(image_features, f"row {row} is out of range: the file has "
-                           f"{len(feats)} rows")
-        feats, where = feats[row:row + 1], image_features
+    feats, where = tools.query_features(dec, vse, image, image_features, row, weights,
+                                        int(crops), device)
     c = tools.context(dec, vse, feats, text, minus, plus, where)
     if stochastic:
         results = tools.sample_sentences(dec, c, n=n, maxlen=maxlen, use_unk=use_unk)
@@ -146,9 +122,6 @@ def evalcap(decoder_path, vse_model, dictionary, data, data_dir, split, beam, ma
             as_json, quiet):
     """Caption every image of a split and score against its references (BLEU, METEOR,
     ROUGE-L, CIDEr) with the decoder's perplexity."""
-    from uvs.decoding import tools
-    from uvs.decoding.evaluation import evalcap as run
-
     dec = tools.load_model(decoder_path, dictionary)
     vse = tools.load_encoder(dec, vse_model)
     data = data or dec["options"].get("data")
@@ -157,8 +130,6 @@ def evalcap(decoder_path, vse_model, dictionary, data, data_dir, split, beam, ma
     res = run(dec, vse, data=data, split=split, data_dir=data_dir, beam_width=beam,
               maxlen=maxlen, cnn=dec["options"].get("cnn"))
     if output:
-        from uvs.fileio import write_text
-
         write_text(output, "".join(c + "\n" for c in res["captions"]))
     if not quiet:
         for note in res["notes"]:

@@ -2,42 +2,30 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
-from uvs.cli.common import Group, json_option, print_json, quiet_option
+from uvs import index as uindex
+from uvs import search as usearch
+from uvs import tools, vgg
+from uvs.cli.align import region_features
+from uvs.cli.common import (
+    Group,
+    json_option,
+    photo_paths,
+    print_json,
+    progress_bar,
+    quiet_option,
+    weights_option,
+)
 from uvs.errors import UVSError
-
-_WEIGHTS_HELP = ("VGG-19 weights: 'torchvision' (ImageNet weights from torch's cache) or the "
-                 "path of Lasagne's vgg19.pkl (Caffe weights, as the released features).")
-
-
-def _weights_option(f):
-    f = click.option("--device", default=None,
-                     help="torch device (default: cuda if available, else cpu).")(f)
-    f = click.option("--crops", type=click.Choice(["1", "10"]), default="1", show_default=True,
-                     help="Centre crop, or the mean over 10 crops.")(f)
-    return click.option("--weights", default="torchvision", show_default=True,
-                        help=_WEIGHTS_HELP)(f)
-
-
-def _bar(total: int, label: str, quiet: bool):
-    from uvs.progress import progress
-
-    return progress(total, label, not quiet)
-
-
-# --- uvs features ---------------------------------------------------------------------------
-
-def _photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
-    from uvs.fileio import read_lines
-
-    if bool(photos) == bool(list_file):
-        raise click.UsageError("give photos as arguments or --list FILE (one of the two)")
-    paths = list(photos) if photos else read_lines(list_file)
-    for p in paths:
-        if "\n" in p or "\r" in p:
-            raise UVSError(p, "a path with a line break cannot go into the list of paths")
-    return paths
+from uvs.features import paths_file, read_image_features
+from uvs.fileio import save_npy, write_text
+from uvs.report import build as report_build
+from uvs.report import check_installed, gallery, page
+from uvs.retrieval import model_method
+from uvs.vocab import unknown_words
 
 
 @click.command()
@@ -48,7 +36,7 @@ def _photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
               help="The folder that the paths are relative to.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="FEATS.npy to write; the image paths go to FEATS.paths.txt beside it.")
-@_weights_option
+@weights_option
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
 @click.option("--regions", "boxes", default=None,
@@ -61,18 +49,12 @@ def _photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
 def features(photos, list_file, root, output, weights, crops, device, batch_size, strict,
              boxes, max_regions, as_json, quiet):
     """VGG-19 fc7 features (after ReLU, rows of unit norm) of PHOTOS into FEATS.npy."""
-    from uvs import vgg
-    from uvs.features import paths_file
-    from uvs.fileio import save_npy, write_text
-
     if boxes is not None:
-        from uvs.cli.align import region_features
-
         return region_features(photos, list_file, root, output, weights, device, strict,
                                boxes, max_regions, as_json, quiet)
-    paths = _photo_paths(photos, list_file)
+    paths = photo_paths(photos, list_file)
     net = vgg.build_convnet(weights, device=device)
-    with _bar(len(paths), "photos", quiet) as bar:
+    with progress_bar(len(paths), "photos", quiet) as bar:
         run = vgg.features_from_files(net, paths, crops=int(crops), batch_size=batch_size,
                                       strict=strict, root=root, on_progress=bar.update)
     if not run.paths:
@@ -127,7 +109,7 @@ def _check_search(image, text, collections, minus, plus):
 @click.option("--plus", multiple=True, help="Word(s) to add to the --image query.")
 @click.option("--rerank", is_flag=True, help="Reorder the photos found by closeness to their mean.")
 @click.option("-k", type=click.IntRange(1), default=5, show_default=True, help="Results.")
-@_weights_option
+@weights_option
 @click.option("--candidates", type=click.IntRange(1),
               help="Order models on an approximate index: candidates re-scored exactly "
                    "(default max(100, 10k)).")
@@ -140,14 +122,7 @@ def _check_search(image, text, collections, minus, plus):
 def search(model, image, image_features, row, text, captions, feats, index_path, minus, plus,
            rerank, k, weights, crops, device, candidates, nprobe, report_path, as_json, quiet):
     """Captions for a photo, or photos for a sentence (or for photo − word + word)."""
-    from uvs import search as usearch
-    from uvs import tools
-    from uvs.retrieval import model_method
-    from uvs.vocab import unknown_words
-
     if report_path:
-        from uvs.report import check_installed, page
-
         check_installed()
         page.check_output(report_path, tuple(p for p in (model, image, image_features, captions,
                                                          feats, index_path) if p))
@@ -170,28 +145,21 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
                           captions=captions, images=feats, index=index_path, k=k,
                           rerank=rerank, candidates=candidates, nprobe=nprobe,
                           show_progress=not quiet)
-    kind, names, rows, sims = hits.kind, hits.names, hits.rows, hits.scores
-    item = "caption" if kind == "captions" else "image"
-    results = [{"rank": r + 1, "row": int(i), "score": float(s), item: names[i]}
-               for r, (i, s) in enumerate(zip(rows, sims, strict=True))]
+    collection = next(iter(collections.values()))
+    results = hits.results()
     if report_path:
         _search_report(report_path, m, model, image, image_features, row, text, minus, plus,
-                       kind, next(iter(collections.values())), [r[item] for r in results],
+                       hits.kind, collection, [r[hits.item] for r in results],
                        [r["score"] for r in results])
     if as_json:
-        method = model_method(m)
-        print_json({
-            "model": model, "method": method,
-            "score": "negative order error" if method == "order" else "cosine similarity",
-            "query": {"image": image, "image_features": image_features,
-                      "row": row if image_features else None, "text": text,
-                      "minus": list(minus), "plus": list(plus), "unknown_words": unknown},
-            "collection": {"kind": kind, "path": next(iter(collections.values())),
-                           "count": len(names), "cache": hits.cache},
-            "results": results, **({"report": report_path} if report_path else {})})
+        query = {"image": image, "image_features": image_features,
+                 "row": row if image_features else None, "text": text, "minus": list(minus),
+                 "plus": list(plus), "unknown_words": unknown}
+        print_json({**hits.summary(model, m, query, collection),
+                    **({"report": report_path} if report_path else {})})
         return
     for r in results:
-        click.echo(f"{r['rank']:>3}  {r['score']:8.4f}  {r[item]}")
+        click.echo(f"{r['rank']:>3}  {r['score']:8.4f}  {r[hits.item]}")
     if report_path:
         click.echo(f"wrote {report_path}")
 
@@ -199,12 +167,6 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
 def _search_report(path, m, model, image, image_features, row, text, minus, plus, kind,
                    collection, hits, scores):
     """The query and its hits as an HTML page (photos found by name are embedded)."""
-    import os
-
-    from uvs.features import paths_file, read_image_features
-    from uvs.report import build, gallery
-    from uvs.retrieval import model_method
-
     if text is not None:
         query = {"text": text}
     elif image:
@@ -215,7 +177,7 @@ def _search_report(path, m, model, image, image_features, row, text, minus, plus
         query = {"label": names[row], "photo": gallery.photo_file(names[row], folder)}
     query.update(minus=list(minus), plus=list(plus))
     folder = os.path.dirname(paths_file(collection))  # image names are relative to it
-    build.search_report(path, model_path=model, method=model_method(m), query=query,
+    report_build.search_report(path, model_path=model, method=model_method(m), query=query,
                         kind=kind, hits=hits, scores=scores, names_folder=folder,
                         collection=collection)
 
@@ -244,9 +206,6 @@ def index():
 @quiet_option
 def build(model, captions, feats, output, index_type, nlist, nprobe, as_json, quiet):
     """Embed a caption file or FEATS.npy with MODEL and index it in OUTPUT."""
-    from uvs import index as uindex
-    from uvs import tools
-
     if bool(captions) == bool(feats):
         raise click.UsageError("index one collection: --captions FILE or --images FEATS.npy")
     built, cache = uindex.build_collection(tools.load_model(model), captions=captions,
@@ -268,8 +227,6 @@ def build(model, captions, feats, output, index_type, nlist, nprobe, as_json, qu
 @json_option
 def info(path, as_json):
     """What an index holds: kind, model, count, type."""
-    from uvs import index as uindex
-
     meta = uindex.read_info(path)
     if as_json:
         print_json({"index": path, **meta})

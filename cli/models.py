@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
+from uvs import queries, tools
+from uvs.align.evaluation import evalrank_file
+from uvs.backend import describe
 from uvs.cli.common import data_dir_option, json_option, print_json, quiet_option
+from uvs.datasets import open_features
+from uvs.fileio import read_lines, save_npy
+from uvs.modelfile import read_model, shown, write_model
+from uvs.progress import progress
+from uvs.report import build, check_installed, page
 
 dictionary_option = click.option(
     "--dictionary", type=click.Path(dir_okay=False),
@@ -44,30 +52,17 @@ def evalrank(model, data, data_dir, split, fold5, regions, report_path, photos_l
 
     An alignment model (uvs align train) ranks by S_kl over the regions of each image.
     """
-    from uvs import evaluation, tools
-    from uvs.modelfile import read_model
-
     if photos_list and not report_path:
         raise click.UsageError("--photos names the images of a --report")
-    mf = read_model(model)
-    if mf.kind == "align":
-        from uvs.align import evaluation as align_eval
-
-        if report_path:
+    if report_path:
+        if regions is not None or read_model(model).kind == "align":
             raise click.UsageError("--report covers embedding models; for an alignment model "
                                    "use `uvs align show` to see its regions")
-        m = align_eval.compile_model(mf.params, mf.options, mf.worddict, mf.path)
-        results = align_eval.evalrank(m, regions, data=data, split=split, data_dir=data_dir,
-                                      fold5=fold5, verbose=not quiet)
-    elif regions is not None:
-        raise click.ClickException(f"{mf.path}: --regions is for alignment models; this is "
-                                   f"a {mf.kind} model")
-    elif report_path:
         results = _evalrank_report(model, data, data_dir, split, fold5, report_path,
                                    photos_list, quiet)
     else:
-        results = evaluation.evalrank(tools.load_model(model), data=data, split=split,
-                                      data_dir=data_dir, fold5=fold5, verbose=not quiet)
+        results = evalrank_file(model, regions, data=data, split=split, data_dir=data_dir,
+                                fold5=fold5, verbose=not quiet)
     if as_json:
         print_json({**results, "report": report_path} if report_path else results)
         return
@@ -80,10 +75,6 @@ def evalrank(model, data, data_dir, split, fold5, regions, report_path, photos_l
 
 def _evalrank_report(model, data, data_dir, split, fold5, report_path, photos_list, quiet):
     """evalrank's metrics, with the HTML report of every query written on the way."""
-    from uvs import queries, tools
-    from uvs.progress import progress
-    from uvs.report import build, check_installed, page
-
     check_installed()
     page.check_output(report_path, (model,))
     m = tools.load_model(model)
@@ -110,9 +101,6 @@ def encode():
 @quiet_option
 def encode_sentences(model, textfile, output, batch_size, quiet):
     """Embed TEXTFILE (UTF-8, one sentence per line) into OUTPUT, one row per line."""
-    from uvs import tools
-    from uvs.fileio import read_lines, save_npy
-
     sentences = read_lines(textfile)
     vectors = tools.encode_sentences(tools.load_model(model), sentences, verbose=not quiet,
                                      batch_size=batch_size)
@@ -128,10 +116,6 @@ def encode_sentences(model, textfile, output, batch_size, quiet):
 @quiet_option
 def encode_images(model, features, output, quiet):
     """Embed FEATURES (.npy, one row of CNN features per image) into OUTPUT."""
-    from uvs import tools
-    from uvs.datasets import open_features
-    from uvs.fileio import save_npy
-
     ims = open_features(features)
     m = tools.load_model(model)
     vectors = tools.encode_images(m, tools.check_features(m, ims, features))
@@ -147,11 +131,7 @@ def encode_images(model, features, output, quiet):
 @json_option
 def info(model, backend, dictionary, as_json):
     """Show MODEL's kind, layout, options, vocabulary size and parameter shapes."""
-    from uvs.modelfile import read_model, shown
-
     if backend:
-        from uvs.backend import describe
-
         found = describe()
         if as_json:
             print_json(found)
@@ -184,8 +164,6 @@ def info(model, backend, dictionary, as_json):
 @dictionary_option
 def convert(model, output, dictionary):
     """Rewrite MODEL in the uvs format (one .npz, no pickle), keeping its kind."""
-    from uvs.modelfile import read_model, write_model
-
     mf = read_model(model, dictionary=dictionary)
     write_model(output, mf.params, mf.options, mf.worddict,
                 extra_meta=None if mf.kind == "vse" else {"kind": mf.kind})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from uvs.cli.common import json_option, print_json
+from uvs.report.build import training_report
 
 
 @click.command()
@@ -15,8 +16,6 @@ from uvs.cli.common import json_option, print_json
 @json_option
 def report(runs, output, title, as_json):
     """Training curves of RUNS (models or their .log.jsonl) overlaid in one HTML page."""
-    from uvs.report.build import training_report
-
     summary = training_report(list(runs), output, title=title)
     if as_json:
         print_json(summary)

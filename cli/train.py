@@ -12,6 +12,7 @@ from uvs.cli.common import (
     run_trainer,
     table_options,
 )
+from uvs.train import trainer
 from uvs.train_options import OPTIONS
 
 
@@ -26,7 +27,5 @@ def train(overwrite, mode, as_json, quiet, **options):
 
     Ctrl-C or SIGTERM writes the last checkpoint and prints the command that resumes it.
     """
-    from uvs.train import trainer
-
     run_trainer(lambda: trainer(overwrite=overwrite, mode=mode, **options), ["uvs", "train"],
                 quiet, as_json, ["--mode", mode] if mode else [])

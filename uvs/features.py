@@ -33,13 +33,18 @@ def read_image_features(path: str, dim_image: int | None = None) -> tuple[np.nda
     return feats, names
 
 
-def feature_row(model: dict, path: str, row: int) -> np.ndarray:
-    """Row `row` of FEATS.npy as a (1, dim_image) float32 query, checked."""
-    feats, _ = read_image_features(path, model["options"]["dim_image"])
+def feature_rows(path: str, row: int, width: int) -> np.ndarray:
+    """Row `row` of FEATS.npy: (1, width), its width and the row checked."""
+    feats, _ = read_image_features(path, width)
     if not 0 <= row < len(feats):
         raise UVSError(path, f"row {row} is out of range: the file has {len(feats)} rows")
+    return feats[row:row + 1]
 
-    return check_features(model, feats[row:row + 1], path, first_row=row)
+
+def feature_row(model: dict, path: str, row: int) -> np.ndarray:
+    """Row `row` of FEATS.npy as a (1, dim_image) float32 query, checked."""
+    feats = feature_rows(path, row, model["options"]["dim_image"])
+    return check_features(model, feats, path, first_row=row)
 
 
 def embed_feature_file(model: dict, feats: np.ndarray, path: str = "",

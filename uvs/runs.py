@@ -43,7 +43,7 @@ from uvs.optim import optimizer_state
 from uvs.options import OptionTable
 
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
-EPOCH_END = None  # what `Run.batches(..., epoch_end=True)` yields after each epoch
+VALIDATE = "validate"  # what `Run.batches` yields when a dev score is due
 
 
 @dataclass(frozen=True)
@@ -367,10 +367,13 @@ class Run:
     # -- the loop ------------------------------------------------------------------------
 
     def batches(self, schedule: Callable[[int], Sequence], max_epochs: int, disp_freq: int,
-                epoch_end: bool = False) -> Iterator:
+                valid_freq: int | None = None, last: str = "unvalidated") -> Iterator:
         """The batches of epochs `state.epoch` to `max_epochs` from batch `state.batch`, as
-        `schedule(epoch)` lists them (fixed by the epoch, for exact resume); after each epoch
-        `EPOCH_END` if `epoch_end`, then the last checkpoint.
+        `schedule(epoch)` lists them (fixed by the epoch, for exact resume), and `VALIDATE`
+        when a dev score is due: every `valid_freq` updates (after each epoch if it is 0 or
+        None), then once more at the end if `last` says so ('unvalidated': updates were made
+        since the last one; 'unscored': there is none). The last checkpoint follows each dev
+        score and each epoch.
 
         Between batches a stop point: on SIGINT/SIGTERM the checkpoint is written and
         `Interrupted` raised, completed with where the run stands.
@@ -384,15 +387,23 @@ class Run:
                 while state.batch < len(batches):
                     self.stop_point()
                     state.batch += 1
+                    updates = state.uidx
                     yield batches[state.batch - 1]
+                    if valid_freq and state.uidx > updates and state.uidx % valid_freq == 0:
+                        yield VALIDATE
+                        self.checkpoint()
+                        self.restart_clock()
                 state.epoch += 1
                 state.batch = 0
-                if epoch_end:
-                    yield EPOCH_END
+                if not valid_freq:
+                    yield VALIDATE
                 self.checkpoint()
         except Interrupted as stop:
             self.checkpoint()
             raise self.interrupted(stop) from None
+        if (state.best < 0 if last == "unscored" else self._unvalidated(valid_freq)):
+            yield VALIDATE
+            self.checkpoint()
 
     def cost(self, cost) -> float:
         """Count an update whose cost is `cost`: stop on a NaN/Inf (before the update is
@@ -413,9 +424,10 @@ class Run:
         """Whether the update just counted is one of every `n` (never when n is 0 or None)."""
         return bool(n) and self.state.uidx % n == 0
 
-    def unvalidated(self, valid_freq: int) -> bool:
-        """Whether updates were made since the last validation (one every `valid_freq`)."""
-        return self.state.uidx > 0 and self.state.uidx % valid_freq != 0
+    def _unvalidated(self, valid_freq: int | None) -> bool:
+        """Whether updates were made since the last dev score (one every `valid_freq`, or
+        after each epoch if 0 or None)."""
+        return bool(valid_freq) and self.state.uidx > 0 and self.state.uidx % valid_freq != 0
 
     def improved(self, score: float, metrics: dict, **meta) -> bool:
         """Record dev `score` (with its `metrics`); when it beats the best so far, save the

@@ -27,6 +27,26 @@ class Hits:
     scores: np.ndarray  # (k,) float32, higher is better
     cache: str  # the embeddings: 'hit', 'stored', 'unwritable' (from the cache) or 'index'
 
+    @property
+    def item(self) -> str:
+        """What one hit is: 'caption' or 'image'."""
+        return "caption" if self.kind == "captions" else "image"
+
+    def results(self) -> list[dict]:
+        """[{'rank', 'row', 'score', 'caption' or 'image'}], best first."""
+        return [{"rank": r + 1, "row": int(i), "score": float(s), self.item: self.names[i]}
+                for r, (i, s) in enumerate(zip(self.rows, self.scores, strict=True))]
+
+    def summary(self, model_path: str, model: dict, query: dict, collection: str) -> dict:
+        """The search as `--json` gives it: model, scoring, `query`, the collection, results."""
+        method = retrieval.model_method(model)
+        return {"model": model_path, "method": method,
+                "score": "negative order error" if method == "order" else "cosine similarity",
+                "query": query,
+                "collection": {"kind": self.kind, "path": collection, "count": len(self.names),
+                               "cache": self.cache},
+                "results": self.results()}
+
 
 def finds(image_query: bool, minus: Sequence[str] = (), plus: Sequence[str] = ()) -> str:
     """What a query finds: 'captions' for a plain photo, else 'images'."""

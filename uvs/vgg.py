@@ -127,6 +127,14 @@ def lasagne_vgg(path: str, values: list[np.ndarray]):
     return _fc7(features, dense[0], dense[1])
 
 
+def check_width(net: ConvNet, want: int, what: str) -> None:
+    """UVSError naming the weights unless the network gives `want`-d features (`what` takes
+    them)."""
+    if net.dim != want:
+        raise UVSError(net.weights, f"these VGG weights give {net.dim}-d features; {what} "
+                       f"takes {want}-d")
+
+
 def build_convnet(weights: str | os.PathLike | None = "torchvision",
                   device: str | None = None) -> ConvNet:
     """VGG-19 to fc7. `weights`: 'torchvision' (torch's cache), a Lasagne `vgg19.pkl`, or

@@ -16,11 +16,13 @@ from uvs import backend
 from uvs.align.model import KIND, build_region_encoder, build_sentence_encoder
 from uvs.datasets import layout, load_split, split_paths
 from uvs.errors import UVSError
+from uvs.evaluation import evalrank as embedding_evalrank
 from uvs.fileio import read_lines
 from uvs.metrics import five_folds, mean_of_folds, ranks, recall_summary, tie_rule
 from uvs.modelfile import read_model
 from uvs.progress import progress
 from uvs.regions import Regions, match_split, read_regions
+from uvs.tools import load_model as load_vse
 from uvs.utils import init_tparams
 from uvs.vocab import tokenize, word_ids
 
@@ -208,6 +210,22 @@ def evalrank(model: dict, regions_path: str | None, data: str | None = None, spl
     folds = [_finite(rank_scores(model, regions.subset(np.arange(n)[im]), ds.caps[caps], ties,
                                  verbose), model) for im, caps in five_folds(n, regions.path)]
     return {**mean_of_folds(folds), "folds": folds}
+
+
+def evalrank_file(path: str, regions_path: str | None = None, data: str | None = None,
+                  split: str = "dev", data_dir=None, fold5: bool = False,
+                  verbose: bool = False) -> dict:
+    """`evalrank` of any retrieval model file, by its kind: an alignment model ranks by S_kl
+    over the split's regions (`regions_path`), an embedding model as `uvs.evaluation`."""
+    mf = read_model(path)
+    if mf.kind == KIND:
+        model = compile_model(mf.params, mf.options, mf.worddict, mf.path)
+        return evalrank(model, regions_path, data=data, split=split, data_dir=data_dir,
+                        fold5=fold5, verbose=verbose)
+    if regions_path is not None:
+        raise UVSError(mf.path, f"--regions is for alignment models; this is a {mf.kind} model")
+    return embedding_evalrank(load_vse(path), data=data, split=split, data_dir=data_dir,
+                              fold5=fold5, verbose=verbose)
 
 
 def _finite(result, model):

@@ -79,8 +79,12 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
         train_ids = sentence_ids(c.model, data.train_caps, "the train captions")
         run.start(c, n_train=len(train_ids), n_words=o["n_words"])
         regions, lrate = data.train_regions, np.float32(o["lrate"])
-        for images, caps in run.batches(partial(epoch_batches, o, regions), o["max_epochs"],
-                                        o["dispFreq"]):
+        for batch in run.batches(partial(epoch_batches, o, regions), o["max_epochs"],
+                                 o["dispFreq"], o["validFreq"]):
+            if batch is runs.VALIDATE:
+                validate(c, data, run)
+                continue
+            images, caps = batch
             keep = [j for j, cap in enumerate(caps) if len(train_ids[cap]) < o["maxlen_w"]]
             if len(keep) < 2:
                 continue
@@ -88,10 +92,6 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
             feats, rmask = region_batch(regions, images[keep])
             run.cost(c.f_grad_shared(x, mask, feats, rmask))
             c.f_update(lrate)
-            if run.every(o["validFreq"]):
-                validate(c, data, run)
-        if run.unvalidated(o["validFreq"]):
-            validate(c, data, run)
         return run.finish()
 
 
@@ -136,11 +136,9 @@ def compile_run(params: dict, options: dict, worddict: dict) -> Compiled:
 
 
 def validate(c: Compiled, data: Data, run: runs.Run) -> None:
-    """Dev recall ranked by S_kl (the model saved at `saveto` when R@1+R@5+R@10 improves),
-    then the last checkpoint."""
+    """Dev recall ranked by S_kl; the model is saved at `saveto` when R@1+R@5+R@10
+    improves."""
     metrics = rank_scores(c.model, data.dev_regions, data.dev_caps, data.ties)
     if metrics is None:
         run.diverged("the dev word or region vectors are NaN or Inf")
     run.recall(metrics)
-    run.checkpoint()
-    run.restart_clock()

@@ -7,11 +7,12 @@ import os
 import numpy as np
 from pytensor.tensor.random import shared_rng
 
-from uvs import retrieval, vocab
+from uvs import retrieval, vgg, vocab
 from uvs.decoding.files import read_decoder
 from uvs.decoding.model import build_sampler
 from uvs.decoding.search import gen_sample, gen_sample_batch
 from uvs.errors import UVSError
+from uvs.features import feature_rows
 from uvs.tools import check_features, encode_images
 from uvs.tools import load_model as load_vse
 from uvs.utils import init_tparams
@@ -104,6 +105,23 @@ def load_encoder(dec: dict, model: str | os.PathLike | None = None) -> dict | No
         raise UVSError(vse["path"], f"its joint space is {vse['options']['dim']}-d; the decoder "
                        f"{dec['path']} is conditioned on {dec['options']['dimctx']}-d vectors")
     return vse
+
+
+def query_features(dec: dict, vse: dict | None, image: str | None = None,
+                   image_features: str | None = None, row: int = 0,
+                   weights: str = "torchvision", crops: int = 1, device: str | None = None
+                   ) -> tuple[np.ndarray | None, str | None]:
+    """(features (1, width), where they came from) of a photo (VGG-19 `weights`) or of row
+    `row` of a feature file, as wide as `vse` takes (dim_image) or, without one, as the
+    decoder's ctx; (None, None) for neither."""
+    want = vse["options"]["dim_image"] if vse is not None else dec["options"]["dimctx"]
+    if image is not None:
+        net = vgg.build_convnet(weights, device=device)
+        vgg.check_width(net, want, vse["path"] if vse is not None else dec["path"])
+        return vgg.compute_features(net, [image], crops=crops), image
+    if image_features is not None:
+        return feature_rows(image_features, row, want), image_features
+    return None, None
 
 
 def context(dec: dict, vse: dict | None, features: np.ndarray | None = None,

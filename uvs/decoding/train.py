@@ -79,8 +79,8 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
         lrate = np.float32(o["lrate"])
         # without validFreq, the dev score comes after each epoch; at least one is made
         for caps in run.batches(partial(epoch_batches, o, data.train), o["max_epochs"],
-                                o["dispFreq"], epoch_end=not o["validFreq"]):
-            if caps is runs.EPOCH_END:
+                                o["dispFreq"], o["validFreq"], last="unscored"):
+            if caps is runs.VALIDATE:
                 validate(c, data, run)
                 continue
             x, mask, ctx = prepare_data([data.train.caps[i] for i in caps],
@@ -94,13 +94,6 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
                 run.checkpoint()
             if run.every(o["sampleFreq"]):
                 show_samples(c.model, x, ctx, run)
-            if run.every(o["validFreq"]):
-                validate(c, data, run)
-                run.checkpoint()
-                run.restart_clock()
-        if run.state.best < 0:
-            validate(c, data, run)
-            run.checkpoint()
         return run.finish("best_dev_cost_per_word")
 
 
