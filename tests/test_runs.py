@@ -270,8 +270,9 @@ def test_batches_count_validate_checkpoint_and_stop_on_a_signal(tmp_path, monkey
         state = run.state
 
         def loop(valid_freq, epochs=2, last="unvalidated"):
-            for batch in run.batches(lambda epoch: [(epoch, b) for b in range(3)], epochs, 2,
-                                     valid_freq, last):
+            schedule = {"max_epochs": epochs, "dispFreq": 2, "validFreq": valid_freq}
+            for batch in run.batches(lambda epoch: [(epoch, b) for b in range(3)], schedule,
+                                     last):
                 if batch is runs.VALIDATE:
                     calls.append(("valid", state.uidx))
                     continue
@@ -306,7 +307,8 @@ def test_batches_count_validate_checkpoint_and_stop_on_a_signal(tmp_path, monkey
         calls.clear()
         state.epoch = state.uidx = 0
         with pytest.raises(runs.Interrupted) as stop:
-            for _ in run.batches(lambda epoch: list(range(5)), 4, 1, 10):
+            for _ in run.batches(lambda epoch: list(range(5)),
+                                 {"max_epochs": 4, "dispFreq": 1, "validFreq": 10}):
                 run.cost(1.0)
                 run.signal = signal.SIGTERM
         assert calls == [("ckpt", 0)] and state.batch == 1

@@ -11,8 +11,8 @@ exact resume), `NAME.log.jsonl` (one JSON object per event) and `NAME.lock` whil
   checks free space for a checkpoint replacement before any long work;
 - `event` appends to the log (opened with O_NOFOLLOW: never through a planted link), tells
   the `on_event` callback, and logs a human line through `logging` (the CLI shows it);
-- SIGINT/SIGTERM set a flag; the trainer calls `stop_point()` between updates, which raises
-  `Interrupted` so that it writes its checkpoint and the command exits 130/143;
+- SIGINT/SIGTERM set a flag; `batches`, the loop of every trainer, stops between updates,
+  writes the checkpoint and raises `Interrupted` so that the command exits 130/143;
 - `diverged` stops on a NaN/Inf with one line saying what is kept.
 
 This module knows no command line and no particular model: trainers pass their parameters,
@@ -191,7 +191,8 @@ class Run:
 
     A trainer reads: `resume` (the options, the checkpoint or None), its data and parameters,
     `preflight`, `start` with the compiled run, then one loop `for batch in run.batches(...)`
-    whose body prepares the batch, reports `cost`, updates, and validates when `every` says.
+    whose body scores the dev split on `VALIDATE` (`recall`, or `improved` and `valid`), or
+    prepares the batch, reports its `cost` and applies the update.
     """
 
     def __init__(self, saveto: str | os.PathLike, reload: bool = False, overwrite: bool = False,
@@ -366,18 +367,21 @@ class Run:
 
     # -- the loop ------------------------------------------------------------------------
 
-    def batches(self, schedule: Callable[[int], Sequence], max_epochs: int, disp_freq: int,
-                valid_freq: int | None = None, last: str = "unvalidated") -> Iterator:
-        """The batches of epochs `state.epoch` to `max_epochs` from batch `state.batch`, as
-        `schedule(epoch)` lists them (fixed by the epoch, for exact resume), and `VALIDATE`
-        when a dev score is due: every `valid_freq` updates (after each epoch if it is 0 or
-        None), then once more at the end if `last` says so ('unvalidated': updates were made
-        since the last one; 'unscored': there is none). The last checkpoint follows each dev
-        score and each epoch.
+    def batches(self, schedule: Callable[[int], Sequence], options: dict,
+                last: str = "unvalidated") -> Iterator:
+        """The batches of epochs `state.epoch` to options['max_epochs'] from batch
+        `state.batch`, as `schedule(epoch)` lists them (fixed by the epoch, for exact resume),
+        and `VALIDATE` when a dev score is due: every options['validFreq'] updates (after each
+        epoch if it is 0 or None), then once more at the end if `last` says so
+        ('unvalidated': updates were made since the last one; 'unscored': there is none).
+        The last checkpoint follows each dev score and each epoch; the progress line comes
+        every options['dispFreq'] updates (`cost`).
 
         Between batches a stop point: on SIGINT/SIGTERM the checkpoint is written and
         `Interrupted` raised, completed with where the run stands.
         """
+        max_epochs, disp_freq = options["max_epochs"], options["dispFreq"]
+        valid_freq = options.get("validFreq")
         state = self.state
         try:
             while state.epoch < max_epochs:

@@ -89,8 +89,7 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
         c = run.start(compile_run(params, o, worddict, mode, gru), n_train=len(train.caps),
                       n_words=o["n_words"])
         lrate = np.float32(o["lrate"])
-        for batch in run.batches(partial(epoch_batches, o, train), o["max_epochs"],
-                                 o["dispFreq"], o["validFreq"]):
+        for batch in run.batches(partial(epoch_batches, o, train), o):
             if batch is runs.VALIDATE:
                 validate(c, dev, run)
                 continue

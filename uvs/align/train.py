@@ -79,8 +79,7 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
         train_ids = sentence_ids(c.model, data.train_caps, "the train captions")
         run.start(c, n_train=len(train_ids), n_words=o["n_words"])
         regions, lrate = data.train_regions, np.float32(o["lrate"])
-        for batch in run.batches(partial(epoch_batches, o, regions), o["max_epochs"],
-                                 o["dispFreq"], o["validFreq"]):
+        for batch in run.batches(partial(epoch_batches, o, regions), o):
             if batch is runs.VALIDATE:
                 validate(c, data, run)
                 continue

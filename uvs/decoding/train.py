@@ -78,8 +78,7 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
                       n_train=len(data.train.caps), n_words=o["n_words"])
         lrate = np.float32(o["lrate"])
         # without validFreq, the dev score comes after each epoch; at least one is made
-        for caps in run.batches(partial(epoch_batches, o, data.train), o["max_epochs"],
-                                o["dispFreq"], o["validFreq"], last="unscored"):
+        for caps in run.batches(partial(epoch_batches, o, data.train), o, last="unscored"):
             if caps is runs.VALIDATE:
                 validate(c, data, run)
                 continue
