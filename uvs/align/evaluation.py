@@ -37,13 +37,15 @@ def load_model(path: str | os.PathLike) -> dict:
 
 
 def compile_model(params: dict, options: dict, worddict: dict, path: str = "",
-                  tparams: dict | None = None) -> dict:
+                  tparams: dict | None = None, mode: str | None = None) -> dict:
+    """The model dict of `load_model` from its parts (on `tparams` if given, the training's
+    shared parameters), compiled in PyTensor `mode` (default `uvs.backend.mode()`)."""
     tparams = tparams if tparams is not None else init_tparams(params)
     [x, m], s = build_sentence_encoder(tparams, options)
     [r], v = build_region_encoder(tparams, options)
     return {"options": options, "worddict": worddict, "params": params, "path": path,
-            "f_words": backend.function([x, m], s, name="f_words"),
-            "f_regions": backend.function([r], v, name="f_regions")}
+            "f_words": backend.function([x, m], s, mode=mode, name="f_words"),
+            "f_regions": backend.function([r], v, mode=mode, name="f_regions")}
 
 
 def prepare_words(caps: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:

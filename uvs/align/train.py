@@ -32,11 +32,11 @@ from uvs.vocab import build_dictionary
 log = logging.getLogger("uvs.align")
 
 
-def compile_update(tparams: dict, options: dict):
+def compile_update(tparams: dict, options: dict, mode: str | None = None):
     """(f_grad_shared(x, mask, regions, rmask) -> cost, f_update(lr)) for the objective
-    (`build_optimizer`: gradients clipped by their global norm)."""
+    (`build_optimizer`: gradients clipped by their global norm), in PyTensor `mode`."""
     inps, cost = build_model(tparams, options)
-    return build_optimizer(tparams, inps, cost, options)
+    return build_optimizer(tparams, inps, cost, options, mode=mode)
 
 
 def region_batch(regions: Regions, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,10 +64,11 @@ class Data:
 
 
 def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = False,
-            **kw) -> dict:
+            mode: str | None = None, **kw) -> dict:
     """Train an alignment model; the best on dev (R@1+R@5+R@10 both ways, by S_kl) is saved
     at `saveto` (kind 'align'), with a last checkpoint and a JSON-lines log beside it.
-    Human-readable lines go to the `uvs.align` logger."""
+    Human-readable lines go to the `uvs.align` logger; mode: the PyTensor mode (default
+    `uvs.backend.mode()`; the BRNN has no GRU to choose)."""
     options = resolve_options(**kw)
     with runs.Run(options["saveto"], reload=options["reload_"], overwrite=overwrite,
                   on_event=progress, logger=log, kind=KIND) as run:
@@ -75,7 +76,7 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
         data = load_data(o)
         worddict, params = (ckpt.worddict, ckpt.params) if ckpt else initialise(o, data)
         run.preflight(params)
-        c = compile_run(params, o, worddict)
+        c = compile_run(params, o, worddict, mode)
         train_ids = sentence_ids(c.model, data.train_caps, "the train captions")
         run.start(c, n_train=len(train_ids), n_words=o["n_words"])
         regions, lrate = data.train_regions, np.float32(o["lrate"])
@@ -123,13 +124,14 @@ def initialise(options: dict, data: Data) -> tuple[OrderedDict, dict]:
     return worddict, params
 
 
-def compile_run(params: dict, options: dict, worddict: dict) -> Compiled:
+def compile_run(params: dict, options: dict, worddict: dict,
+                mode: str | None = None) -> Compiled:
     """Shared parameters, the update functions and the scoring model, compiled."""
-    log.info(f"compiling the training graph ({backend.mode()} mode)")
+    log.info(f"compiling the training graph ({backend.mode(mode)} mode)")
     t0 = time.time()
     tparams = init_tparams(params)
-    f_grad_shared, f_update = compile_update(tparams, options)
-    model = compile_model(params, options, worddict, tparams=tparams)
+    f_grad_shared, f_update = compile_update(tparams, options, mode)
+    model = compile_model(params, options, worddict, tparams=tparams, mode=mode)
     log.info(f"compiled in {time.time() - t0:.1f} s")
     return Compiled(tparams, f_grad_shared, f_update, model)
 
