@@ -66,7 +66,7 @@ def write_decoder(path: str | os.PathLike, params: dict, options: dict, worddict
                 extra_arrays=extra_arrays)
 
 
-_DIM = 2**16
+_DIM = MAX_DIM = 2**16  # dim, dim_word
 register_kind(ModelKind(
     name=KIND,
     options={"dimctx": Option(int, low=1, high=2**20), "dim_word": Option(int, low=1, high=_DIM),
