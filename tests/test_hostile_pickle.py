@@ -370,3 +370,17 @@ def test_embeddings_beyond_the_wemb_bound_are_refused_before_building(tmp_path, 
     res = decoder_train(tmp_path, "--embeddings", path)  # after the sample data is made
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert res.stderr.splitlines()[-1] == f"Error: {path}: a 53 x 64 Wemb is more than 1000 values"
+
+
+def test_good_embeddings_fill_their_rows(tmp_path):
+    from uvs.decoding.train import load_embeddings, read_embeddings
+
+    shared = np.arange(3, dtype="float64")
+    path = embeddings_pickle(tmp_path, {"dog": shared, "cat": shared, "sea": [1, 2.5, -3],
+                                        "unused": [0.0, 0.0, 0.0]})
+    worddict = OrderedDict([("dog", 2), ("sea", 3), ("cat", 4)])
+    wemb = load_embeddings(path, worddict, 5, np.random.RandomState(0), read_embeddings(path))
+    assert wemb.shape == (5, 3) and wemb.dtype == np.float32
+    np.testing.assert_array_equal(wemb[2], [0, 1, 2])
+    np.testing.assert_array_equal(wemb[3], [1, 2.5, -3])
+    np.testing.assert_array_equal(wemb[4], [0, 1, 2])
