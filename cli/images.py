@@ -29,14 +29,16 @@ def _bar(total: int, label: str, quiet: bool):
 # --- uvs features ---------------------------------------------------------------------------
 
 def _photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
-    from uvs.fileio import read_lines
+    from uvs.fileio import has_line_break, read_lines
+    from uvs.modelfile import shown
 
     if bool(photos) == bool(list_file):
         raise click.UsageError("give photos as arguments or --list FILE (one of the two)")
     paths = list(photos) if photos else read_lines(list_file)
     for p in paths:
-        if "\n" in p or "\r" in p:
-            raise UVSError(p, "a path with a line break cannot go into the list of paths")
+        if has_line_break(p) or not p.strip():
+            raise UVSError(shown(p), "a path with a line break or separator (such as U+2028, "
+                           "VT, FF, NEL) cannot go into the list of paths")
     return paths
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import stat
 import tempfile
@@ -57,6 +58,32 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
             os.unlink(tmp)
 
 
+def open_regular(path: str | os.PathLike, what: str = "file") -> io.BufferedReader:
+    """Open `path` for reading in binary only if it is a regular file (symbolic links to one
+    followed): a FIFO, device or folder is refused at once instead of blocking the read."""
+    path = os.fspath(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise UVSError(path, f"{what} not found") from None
+    except IsADirectoryError:
+        raise UVSError(path, f"a folder, not a {what}") from None
+    except (OSError, ValueError) as err:  # ValueError: a NUL in the path
+        raise UVSError(path, f"cannot read ({getattr(err, 'strerror', None) or err})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "a device")
+            raise UVSError(path, f"{kind}, not a regular file: refusing to read it")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """`np.save` to exactly `path`, atomically."""
     with atomic_path(path, suffix=".npy") as tmp:
@@ -69,6 +96,16 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
+# What str.splitlines() ends a line at, besides "\n" and "\r": a name holding one cannot be
+# one line of a list that is read back.
+LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def has_line_break(text: str) -> bool:
+    """Whether `text` holds a character that any reader of lines may split at."""
+    return any(c in text for c in LINE_BREAKS)
+
+
 def read_lines(path: str | os.PathLike) -> list[str]:
     """UTF-8 lines exactly as written, minus their newline; an empty line or file is an error.
 
@@ -76,10 +113,10 @@ def read_lines(path: str | os.PathLike) -> list[str]:
     """
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             raw = f.read()
-    except FileNotFoundError:
-        raise UVSError(path, "file not found") from None
+    except OSError as err:
+        raise UVSError(path, f"cannot read ({err.strerror or err})") from None
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     if not raw:

@@ -43,6 +43,12 @@ MAX_META_DEPTH = 32  # nesting of the JSON header
 MAX_NUMBER_CHARS = 40  # a JSON number written longer than this is refused
 MAX_DIMS = 32
 DEFLATE_RATIO = 1032  # the most deflate can expand: a member may declare no more than this
+# A zip bomb: deflated members together may expand beyond DEFLATED_FREE_BYTES only up to this
+# ratio (real arrays compress a few times; uvs writes its files uncompressed).
+DEFLATED_RATIO = 64
+DEFLATED_FREE_BYTES = 256 * 2**20
+NOT_NPZ = ("not a model file (not a .npz archive, and no companion .pkl of a released model "
+           "beside it)")
 STALE_TEMP_SECONDS = 600  # a temporary of write_model untouched this long is a dead run's
 
 
@@ -282,17 +288,18 @@ class Member:
 class Archive:
     """A `.npz` opened for checked reading: `members` (name -> Member) before any data."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, not_npz: str = NOT_NPZ):
         self.path = path
+        from uvs.fileio import open_regular
+
         try:
-            with open(path, "rb") as f:
+            with open_regular(path) as f:
                 head = f.read(4)
                 size = os.fstat(f.fileno()).st_size
         except OSError as err:
             raise UVSError(path, f"cannot read ({err.strerror or err})") from None
         if head not in (b"PK\x03\x04", b"PK\x05\x06"):
-            raise UVSError(path, "not a model file (not a .npz archive, and no companion .pkl "
-                           "of a released model beside it)")
+            raise UVSError(path, not_npz)
         try:
             self.zip = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as err:
@@ -335,6 +342,12 @@ class Archive:
                 raise UVSError(self.path, f"member '{shown(name)}' declares {info.file_size} "
                                f"bytes from {info.compress_size} compressed (damaged or forged)")
             out[key] = self._header(info)
+        deflated = [i for i in infos if i.compress_type == zipfile.ZIP_DEFLATED]
+        declared = sum(i.file_size for i in deflated)
+        packed = sum(i.compress_size for i in deflated)
+        if declared > max(DEFLATED_FREE_BYTES, DEFLATED_RATIO * packed):
+            raise UVSError(self.path, f"its compressed members expand to {declared} bytes from "
+                           f"{packed} (more than {DEFLATED_RATIO} times: a zip bomb?)")
         return out
 
     def _open(self, info: zipfile.ZipInfo):
