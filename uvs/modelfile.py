@@ -42,6 +42,9 @@ MAX_META_BYTES = 64 * 2**20  # the JSON header
 MAX_META_DEPTH = 32  # nesting of the JSON header
 MAX_NUMBER_CHARS = 40  # a JSON number written longer than this is refused
 MAX_DIMS = 32
+# A parameter beyond this magnitude is refused: trained models stay far below it, and such a
+# value saturates every tanh and softmax, so the model's output would be garbage.
+MAX_PARAM = 1e5
 DEFLATE_RATIO = 1032  # the most deflate can expand: a member may declare no more than this
 # A zip bomb: deflated members together may expand beyond DEFLATED_FREE_BYTES only up to this
 # ratio (real arrays compress a few times; uvs writes its files uncompressed).
@@ -609,7 +612,7 @@ def read_model(path: str | os.PathLike, kind: str | None = None,
         arrays = OrderedDict()
         for key in z.members:
             if key in shapes:
-                params[key] = _finite(z, key)
+                params[key] = _finite(z, key, MAX_PARAM)
             elif key.startswith(EXTRA_PREFIX):
                 arrays[key[len(EXTRA_PREFIX):]] = _finite(z, key)
     if layout == "uvs":
@@ -650,11 +653,22 @@ def _check_arrays(z: Archive, spec: ModelKind, options: dict) -> dict[str, tuple
     return shapes
 
 
-def _finite(z: Archive, key: str) -> np.ndarray:
+def _finite(z: Archive, key: str, limit: float | None = None) -> np.ndarray:
     array = z.read(key).astype(np.float32, copy=False)
-    if not np.isfinite(array).all():
-        raise UVSError(z.path, f"{shown(key)} holds NaN or Inf")
+    problem = param_problem(array, limit)
+    if problem:
+        raise UVSError(z.path, f"{shown(key)} {problem}")
     return array
+
+
+def param_problem(array: np.ndarray, limit: float | None = MAX_PARAM) -> str | None:
+    """Why a parameter array cannot be a trained model's (NaN, Inf, |value| > limit), or None."""
+    if not np.isfinite(array).all():
+        return "holds NaN or Inf"
+    if limit is not None and array.size and float(np.abs(array).max()) > limit:
+        return (f"holds values up to {float(np.abs(array).max()):.3g}, beyond ±{limit:g} "
+                "(no trained model has such weights)")
+    return None
 
 
 def validate(mf: ModelFile) -> None:
@@ -675,6 +689,9 @@ def validate(mf: ModelFile) -> None:
         if not np.issubdtype(mf.params[name].dtype, np.floating):
             raise UVSError(mf.path, f"parameter {name} is {mf.params[name].dtype}, not "
                            "floating point")
+        problem = param_problem(np.asarray(mf.params[name], np.float32))
+        if problem:
+            raise UVSError(mf.path, f"parameter {name} {problem}")
     if spec.vocabulary:
         options.setdefault("n_words", mf.params[spec.vocabulary].shape[0])
     mf.options.update(options)

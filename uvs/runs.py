@@ -451,6 +451,7 @@ def resume_options(table: OptionTable, ckpt: ModelFile, state: TrainState, kw: d
     given.pop("reload_", None)
     given.setdefault("saveto", run.paths.best)
     options = OrderedDict(ckpt.options)
+    check_saved_options(table, options, ckpt.path)
     changes, conflicts = table.on_resume(options, given)
     if conflicts:
         raise UVSError(ckpt.path, f"options contradict the checkpoint: {', '.join(conflicts)}; "
@@ -458,6 +459,15 @@ def resume_options(table: OptionTable, ckpt: ModelFile, state: TrainState, kw: d
     options.update((name, now) for name, (was, now) in changes.items())
     run.resumed(state, changes)
     return options
+
+
+def check_saved_options(table: OptionTable, options: dict, where: str) -> None:
+    """A checkpoint's options against the trainer's table (types, choices, checks), as if
+    they had been given: a one-line error naming `where` when one does not hold."""
+    try:
+        table.check_all(options)
+    except UVSError as err:
+        raise UVSError(where, f"its options do not hold ({err.problem})") from None
 
 
 def saved_score(saveto: str, key: str, kind: str | None = None) -> float:

@@ -15,6 +15,7 @@ captions of `maxlen_w` words or more dropped, `Truth`/`Sample` pairs every `samp
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from uvs.decoding.search import gen_sample
 from uvs.errors import UVSError
 from uvs.gru_op import gru_impl
 from uvs.homogeneous_data import epoch_rng, homogeneous_batches, prepare_data
+from uvs.modelfile import shown
 from uvs.optim import OPTIMIZERS, clip_global_norm
 from uvs.runs import TrainState, optimizer_state
 from uvs.utils import init_tparams, itemlist, norm_weight, unzip
@@ -76,6 +78,8 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
     writing the checkpoint; a NaN/Inf cost stops the run with a `UVSError`. mode, gru: the
     PyTensor mode and GRU implementation (defaults: `uvs.backend.mode()`, `gru_impl()`).
     """
+    if kw.get("model"):  # stored absolute: the decoder finds it from any folder
+        kw = {**kw, "model": os.path.abspath(kw["model"])}
     options = resolve_options(**kw)
     inputs = None if options["reload_"] else read_inputs(options)
     with runs.Run(options["saveto"], reload=options["reload_"], overwrite=overwrite,
@@ -224,8 +228,8 @@ def show_samples(c: Compiled, x: np.ndarray, ctx: np.ndarray, run: runs.Run) -> 
     for jj in range(min(10, x.shape[1])):
         sample, _ = gen_sample(c.tparams, c.f_init, c.f_next, ctx[jj:jj + 1], c.options,
                                trng=c.trng, k=1, maxlen=100, stochastic=False, use_unk=False)
-        run.say(f"Truth {jj}: {_text(word_idict, x[:, jj])}")
-        run.say(f"Sample (0) {jj}: {_text(word_idict, sample[0])}")
+        run.say(f"Truth {jj}: {shown(_text(word_idict, x[:, jj]))}")
+        run.say(f"Sample (0) {jj}: {shown(_text(word_idict, sample[0]))}")
 
 
 def validate(c: Compiled, data: Data, state: TrainState, run: runs.Run) -> None:
@@ -266,7 +270,6 @@ def read_embeddings(path: str) -> dict:
     of finite numbers, all of one length ≤ the decoder's dim_word limit) but not converted."""
     from uvs.decoding.files import MAX_DIM
     from uvs.legacy import load_pickle
-    from uvs.modelfile import shown
 
     embed_map = load_pickle(path, allow_numpy=True)
     if not isinstance(embed_map, dict) or not embed_map:
