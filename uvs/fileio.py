@@ -30,6 +30,12 @@ def _mode_for(path: str) -> int:
     return stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else normal_mode()
 
 
+def write_error(path: str | os.PathLike, err: OSError) -> UVSError:
+    """`PATH: cannot write: No space left on device` (or whichever reason) for `err`."""
+    reason = err.strerror or (os.strerror(err.errno) if err.errno else None) or str(err)
+    return UVSError(path, f"cannot write: {reason}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
@@ -45,14 +51,14 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp" + suffix,
                                    dir=folder)
     except OSError as err:
-        raise UVSError(path, f"cannot write: {err.strerror}") from None
+        raise write_error(path, err) from None
     os.close(fd)
     try:
         yield tmp
         os.chmod(tmp, _mode_for(path))  # mkstemp made it private
         os.replace(tmp, path)
-    except OSError as err:
-        raise UVSError(path, f"cannot write: {err.strerror}") from None
+    except OSError as err:  # a full disk included: the file the user asked for is named
+        raise write_error(path, err) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -173,8 +173,14 @@ def _take_lock(path: str, saveto: str) -> int:
         except FileNotFoundError:
             same = False
         if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            except OSError as err:
+                os.close(fd)
+                from uvs.fileio import write_error
+
+                raise write_error(path, err) from None
             return fd
         os.close(fd)
 
@@ -311,7 +317,12 @@ class Run:
                                "through links") from None
             raise UVSError(self.paths.log, f"cannot write: {err.strerror}") from None
         try:
-            os.write(fd, line)
+            while line:
+                line = line[os.write(fd, line):]
+        except OSError as err:  # a full disk: name the log
+            from uvs.fileio import write_error
+
+            raise write_error(self.paths.log, err) from None
         finally:
             os.close(fd)
         if text is not None:
