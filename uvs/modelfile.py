@@ -566,14 +566,15 @@ def _wrong_kind(npz: str, own: str, kind: str) -> UVSError:
 
 
 def read_model(path: str | os.PathLike, kind: str | None = None,
-               dictionary: str | os.PathLike | None = None) -> ModelFile:
+               dictionary: str | os.PathLike | None = None, arrays: bool = True) -> ModelFile:
     """Read any supported model file (path as `X`, `X.npz` or `X.pkl`), validated.
 
     `kind` (a name in KINDS) is what the caller needs; a file says its own kind (a uvs
     header, or a released file's options, see `released_kind`) and is refused if it differs.
     `dictionary` replaces the released layout's `X.npz.dictionary.pkl`. Options, dictionary
     and every array are checked against the kind before any parameter data is read;
-    parameters come back as finite float32.
+    parameters come back as finite float32. `arrays=False` reads headers only: each array
+    is then a read-only float32 placeholder of its shape (zeros, no memory), unchecked.
     """
     layout, npz, pkl = locate(path)
     dictionary = os.fspath(dictionary) if dictionary is not None else None
@@ -609,14 +610,22 @@ def read_model(path: str | os.PathLike, kind: str | None = None,
         shapes = _check_arrays(z, spec, options)
         worddict = check_worddict(words_where, worddict, options.get("n_words", 0))
         params = OrderedDict()
-        arrays = OrderedDict()
+        others = OrderedDict()
         for key in z.members:
-            if key in shapes:
-                params[key] = _finite(z, key, MAX_PARAM)
+            if not arrays and (key in shapes or key.startswith(EXTRA_PREFIX)):
+                value = np.broadcast_to(np.float32(0), z.members[key].shape)
+            elif key in shapes:
+                value = _finite(z, key, MAX_PARAM)
             elif key.startswith(EXTRA_PREFIX):
-                arrays[key[len(EXTRA_PREFIX):]] = _finite(z, key)
+                value = _finite(z, key)
+            else:
+                continue
+            if key in shapes:
+                params[key] = value
+            else:
+                others[key[len(EXTRA_PREFIX):]] = value
     if layout == "uvs":
-        extra["arrays"] = arrays
+        extra["arrays"] = others
     elif layout == "vse":
         layout = spec.released_layout
     return ModelFile(npz, layout, params, options, worddict, extra, own)
