@@ -187,3 +187,18 @@ def test_huge_box_numbers_are_not_boxes(tmp_path):
 
     assert "beyond 2**20" in box_problem([0, 0, 10**30, 5], 10, 10)
     assert box_problem([0, 0, 5, 5], 10, 10) is None
+
+
+def test_fifos_are_refused_wherever_a_file_is_read(tmp_path):
+    from uvs.datasets import open_features, read_captions
+    from uvs.fileio import read_lines
+    from uvs.legacy import load_pickle
+    from uvs.modelfile import read_model
+
+    fifo = str(tmp_path / "pipe")
+    os.mkfifo(fifo)
+    for reader in (read_captions, open_features, read_lines, load_pickle, read_model):
+        t0 = time.perf_counter()
+        with pytest.raises(UVSError, match="a FIFO, not a regular file"):
+            reader(fifo)
+        assert time.perf_counter() - t0 < 2

@@ -553,12 +553,9 @@ def _load_one(unpickler: _RestrictedUnpickler, where: str) -> object:
 
 
 def _open(where: str) -> io.BufferedReader:
-    try:
-        return open(where, "rb")
-    except FileNotFoundError:
-        raise UVSError(where, "file not found") from None
-    except OSError as err:
-        raise UVSError(where, f"cannot read ({err.strerror or err})") from None
+    from uvs.fileio import open_regular
+
+    return open_regular(where)
 
 
 def load_pickle(path: str | os.PathLike, allow_numpy: bool = False) -> object:

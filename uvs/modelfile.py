@@ -510,8 +510,8 @@ def locate(path: str | os.PathLike) -> tuple[str, str, str | None]:
         return "order", path[:-4] + ".npz", path
     if not path.endswith(".npz") and _exists(path + ".npz"):
         path = path + ".npz"
-    if not _exists(path):
-        raise UVSError(path, "model file not found")
+    if not os.path.exists(path):
+        raise UVSError(path, "model file not found")  # a FIFO or folder: refused on opening
     if path.endswith(".npz") and _exists(path + ".pkl"):
         return "vse", path, path + ".pkl"
     if path.endswith(".npz") and _exists(path[:-4] + ".pkl"):
