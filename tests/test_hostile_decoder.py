@@ -102,3 +102,21 @@ def test_caption_escapes_control_characters_in_words(decoder, tmp_path):
     text = json.loads(ok(run("caption", path, "--image-features", feats, "--json")).stdout)
     assert text["sentences"]  # JSON escapes by itself
     assert os.path.exists(path)
+
+
+@pytest.mark.slow
+def test_a_decoder_finds_its_model_from_another_folder(tmp_path, monkeypatch, sample_data):
+    from models import write_tiny_model
+
+    work = tmp_path / "work"
+    (work / "models").mkdir(parents=True)
+    write_tiny_model(work / "models", "uvs", name="vse", dim_image=4096)
+    monkeypatch.chdir(work)
+    ok(run("decoder", "train", "--data", "sample", "--data-dir", sample_data, "--model",
+           "models/vse.npz", "--dim", 8, "--dim-word", 4, "--batch-size", 500,
+           "--max-epochs", 1, "--saveto", "models/dec.npz", "-q", "--json"))
+    stored = read_decoder("models/dec.npz").options["model"]
+    assert stored == str(work / "models" / "vse.npz")
+    monkeypatch.chdir(tmp_path)
+    res = ok(run("caption", work / "models" / "dec.npz", "--text", "a dog"))
+    assert res.stdout.startswith(" 1  cost")
