@@ -22,7 +22,9 @@ from uvs.cli.common import (
     table_options,
 )
 from uvs.errors import UVSError
+from uvs.modelfile import shown
 from uvs.regions import read_regions, write_regions
+from uvs.report import need
 
 
 def region_features(photos, list_file, root, output, weights, device, strict, boxes,
@@ -50,7 +52,7 @@ def region_features(photos, list_file, root, output, weights, device, strict, bo
         return
     for item in out["skipped"]:
         what = item["path"] if item["box"] is None else f"{item['path']} box {item['box']}"
-        click.echo(f"skipped {what}: {item['problem']}", err=True)
+        click.echo(f"skipped {shown(what)}: {shown(item['problem'])}", err=True)
     click.echo(f"wrote {output}: {summary['rows']} regions of {summary['photos']} photos, "
                f"{summary['dim']}-d")
 
@@ -106,6 +108,8 @@ def show(model, text, image, boxes, max_regions, weights, device, regions, row, 
         raise click.UsageError("give --image PHOTO or --regions FILE (one of the two)")
     if not output and not as_json:
         raise click.UsageError("give -o PICTURE, --json, or both")
+    if output and output.lower().endswith((".html", ".htm")):
+        need("jinja2")  # the page is a report's: say so before the slow work
     m = evaluation.load_model(model)
     if image:
         feats, box_rows, pixels = align_show.photo_regions(
@@ -120,6 +124,6 @@ def show(model, text, image, boxes, max_regions, weights, device, regions, row, 
         print_json({**align_show.summary(result), "output": output})
         return
     for p in result["phrases"]:
-        click.echo(f"{p['text']:<30} region {p['region']:>2}  box "
+        click.echo(f"{shown(p['text']):<30} region {p['region']:>2}  box "
                    f"{' '.join(f'{c:.0f}' for c in p['box'])}  score {p['score']:.3f}")
     click.echo(f"wrote {output}")

@@ -13,7 +13,8 @@ import click
 
 from uvs import runs
 from uvs.errors import UVSError
-from uvs.fileio import read_lines
+from uvs.fileio import has_line_break, read_lines
+from uvs.modelfile import shown
 from uvs.progress import progress
 
 
@@ -162,6 +163,7 @@ def photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
         raise click.UsageError("give photos as arguments or --list FILE (one of the two)")
     paths = list(photos) if photos else read_lines(list_file)
     for p in paths:
-        if "\n" in p or "\r" in p:
-            raise UVSError(p, "a path with a line break cannot go into the list of paths")
+        if has_line_break(p) or not p.strip():
+            raise UVSError(shown(p), "a path with a line break or separator (such as U+2028, "
+                           "VT, FF, NEL) cannot go into the list of paths")
     return paths

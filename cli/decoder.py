@@ -19,6 +19,7 @@ from uvs.decoding.evaluation import evalcap as run
 from uvs.decoding.options import OPTIONS
 from uvs.decoding.train import trainer
 from uvs.fileio import write_text
+from uvs.modelfile import shown
 
 
 @click.group()
@@ -101,7 +102,7 @@ def caption(decoder_path, vse_model, dictionary, image, image_features, row, tex
         return
     label = "prob. sum" if stochastic else "cost"
     for i, (t, s) in enumerate(results, 1):
-        click.echo(f"{i:>2}  {label} {s:8.3f}  {t}")
+        click.echo(f"{i:>2}  {label} {s:8.3f}  {shown(t)}")
 
 
 @click.command()

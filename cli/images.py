@@ -22,6 +22,7 @@ from uvs.cli.common import (
 from uvs.errors import UVSError
 from uvs.features import paths_file, read_image_features
 from uvs.fileio import save_npy, write_text
+from uvs.modelfile import shown
 from uvs.report import build as report_build
 from uvs.report import check_installed, gallery, page
 from uvs.retrieval import model_method
@@ -69,9 +70,9 @@ def features(photos, list_file, root, output, weights, crops, device, batch_size
         print_json(summary)
         return
     for item in run.skipped:
-        click.echo(f"skipped {item['path']}: {item['problem']}", err=True)
+        click.echo(f"skipped {shown(item['path'])}: {shown(item['problem'])}", err=True)
     for item in run.warnings:
-        click.echo(f"warning: {item['path']}: {item['problem']}", err=True)
+        click.echo(f"warning: {shown(item['path'])}: {shown(item['problem'])}", err=True)
     click.echo(f"wrote {output}: {len(run.paths)} x {net.dim} ({listing} names the rows)")
 
 
@@ -159,7 +160,7 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
                     **({"report": report_path} if report_path else {})})
         return
     for r in results:
-        click.echo(f"{r['rank']:>3}  {r['score']:8.4f}  {r[hits.item]}")
+        click.echo(f"{r['rank']:>3}  {r['score']:8.4f}  {shown(r[hits.item])}")
     if report_path:
         click.echo(f"wrote {report_path}")
 
@@ -232,7 +233,7 @@ def info(path, as_json):
         print_json({"index": path, **meta})
         return
     for key, value in meta.items():
-        click.echo(f"{key}: {value}")
+        click.echo(f"{shown(key)}: {shown(value)}")
 
 
 def register(group: click.Group) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from uvs import tools
 from uvs.errors import UVSError
 from uvs.features import embed_feature_file, read_image_features
-from uvs.fileio import atomic_path, read_lines
+from uvs.fileio import atomic_path, open_regular, read_lines
 from uvs.modelfile import read_npz
 from uvs.progress import progress
 
@@ -41,7 +41,7 @@ def file_sha256(path: str) -> str:
     """sha256 of a file's bytes."""
     h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     except OSError as err:

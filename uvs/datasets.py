@@ -13,6 +13,7 @@ import numpy as np
 
 from uvs import sample
 from uvs.errors import UVSError
+from uvs.fileio import open_regular
 from uvs.vocab import ASCII_WHITESPACE
 
 SPLITS = ("train", "dev", "test")
@@ -76,10 +77,10 @@ def read_captions(path: str) -> list[str]:
     A UTF-8 byte-order mark at the start is dropped; a final newline ends the last caption.
     """
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, "caption file") as f:
             raw = f.read()
-    except FileNotFoundError:
-        raise UVSError(path, "caption file not found") from None
+    except OSError as err:
+        raise UVSError(path, f"cannot read ({err.strerror or err})") from None
     if raw.startswith(BOM):
         raw = raw[len(BOM):]
     lines = raw.split(b"\n")
@@ -101,6 +102,7 @@ def read_captions(path: str) -> list[str]:
 
 def open_features(path: str, mmap: bool = False) -> np.ndarray:
     """A 2-D float `.npy` of image features, as stored (memory-mapped if `mmap`)."""
+    open_regular(path, "feature file").close()  # a FIFO would block np.load
     try:
         ims = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileNotFoundError:

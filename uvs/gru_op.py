@@ -44,7 +44,6 @@ def gru_impl(name: str | None = None, mode: str | None = None) -> str:
         raise ValueError(f"{source}={name!r}: expected one of {', '.join(IMPLEMENTATIONS)}")
     if name:
         return name
-
     return "scan" if backend.mode(mode) == "JAX" else DEFAULT
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from uvs import corpus
 from uvs.errors import UVSError, one_line
-from uvs.fileio import atomic_path
+from uvs.fileio import atomic_path, open_regular
 from uvs.metrics import top_k
 from uvs.progress import progress
 from uvs.retrieval import model_method, scores
@@ -115,10 +115,7 @@ def save(index: Index, path: str | os.PathLike) -> None:
 
 
 def _open(path: str):
-    try:
-        return open(path, "rb")
-    except OSError as err:
-        raise UVSError(path, f"cannot read: {err.strerror}") from None
+    return open_regular(path, "index file")
 
 
 def read_info(path: str | os.PathLike) -> dict:

@@ -111,7 +111,6 @@ def make_sample(data_dir: str, seed: int = 1234, dim: int = 4096) -> str:
     rng = np.random.RandomState(seed)
     sizes = [len(SUBJECTS), len(COLOURS), len(ACTIONS), len(PLACES)]
     prototypes = [rng.randn(n, dim) * (1.0 / np.sqrt(4)) for n in sizes]
-
     tmp = tempfile.mkdtemp(prefix=".sample.", dir=data_dir)
     made = {}
     try:

@@ -7,8 +7,6 @@ phrases on the photo with Pillow, as the paper's figures do.
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import os
 
@@ -19,9 +17,10 @@ from uvs.align import features
 from uvs.align.evaluation import encode_regions, encode_words
 from uvs.align.mrf import mrf_align, phrases
 from uvs.errors import UVSError
-from uvs.fileio import atomic_path, write_text
+from uvs.fileio import atomic_path
 from uvs.photos import load_image, need
 from uvs.regions import Regions
+from uvs.report.alignment import alignment_page
 from uvs.vocab import tokenize
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -109,14 +108,10 @@ def draw(pixels: np.ndarray, result: dict, output: str) -> None:
     if ext in (".html", ".htm"):
         buf = io.BytesIO()
         img.save(buf, format="PNG")
-        rows = "".join(f"<tr><td>{html.escape(p['text'])}</td><td>{p['region']}</td>"
-                       f"<td>{', '.join(f'{c:.0f}' for c in p['box'])}</td>"
-                       f"<td>{p['score']:.3f}</td></tr>" for p in result["phrases"])
-        write_text(output, "<!doctype html><meta charset='utf-8'><title>uvs align show"
-                   "</title><img alt='photo with aligned phrases' src='data:image/png;base64,"
-                   f"{base64.b64encode(buf.getvalue()).decode('ascii')}'><table><tr>"
-                   "<th>phrase</th><th>region</th><th>box</th><th>score</th></tr>"
-                   f"{rows}</table>\n")
+        colour = {region: "#{:02x}{:02x}{:02x}".format(*PALETTE[n % len(PALETTE)])
+                  for n, region in enumerate(by_region)}
+        alignment_page(output, buf.getvalue(), result,
+                       [colour[p["region"]] for p in result["phrases"]])
         return
     fmt = Image.registered_extensions().get(ext)
     if fmt is None:

@@ -13,6 +13,7 @@ from uvs.decoding.model import build_sampler
 from uvs.decoding.search import gen_sample, gen_sample_batch
 from uvs.errors import UVSError
 from uvs.features import feature_rows
+from uvs.modelfile import shown
 from uvs.tools import check_features, encode_images
 from uvs.tools import load_model as load_vse
 from uvs.utils import init_tparams
@@ -95,11 +96,10 @@ def load_encoder(dec: dict, model: str | os.PathLike | None = None) -> dict | No
     """
     if dec["options"].get("condition", "embedding") == "features":
         return None
-    path = model or dec["options"].get("model")
+    path = model or trained_model_path(dec)
     if not path:
         raise UVSError(dec["path"], "this decoder decodes a joint space: give the uvs model "
                        "with --model")
-
     vse = load_vse(path)
     if vse["options"]["dim"] != dec["options"]["dimctx"]:
         raise UVSError(vse["path"], f"its joint space is {vse['options']['dim']}-d; the decoder "
@@ -122,6 +122,25 @@ def query_features(dec: dict, vse: dict | None, image: str | None = None,
     if image_features is not None:
         return feature_rows(image_features, row, want), image_features
     return None, None
+
+
+def trained_model_path(dec: dict) -> str | None:
+    """The uvs model a decoder was trained on, as its options name it: absolute (uvs stores
+    it so), else relative to the decoder's folder, else to the current one; UVSError naming
+    the missing file when none exists."""
+    stored = dec["options"].get("model")
+    if not stored:
+        return None
+    if os.path.isabs(stored):
+        candidates = [stored]
+    else:
+        candidates = [os.path.join(os.path.dirname(os.path.abspath(dec["path"])), stored),
+                      stored]
+    for path in candidates:
+        if os.path.lexists(path) or os.path.lexists(path + ".npz"):
+            return path
+    raise UVSError(dec["path"], f"the uvs model it was trained on, {shown(candidates[0])}, "
+                   "is not there: give it with --model")
 
 
 def context(dec: dict, vse: dict | None, features: np.ndarray | None = None,

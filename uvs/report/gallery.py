@@ -62,7 +62,6 @@ def photo_file(name: str, folder: str) -> str | None:
 def thumbnail(path: str, size: int = THUMB) -> str | None:
     """A JPEG data URI of the photo at most `size` pixels wide or high; None if unreadable."""
     Image = need("PIL.Image")
-
     try:
         pixels, _ = decode(path)
     except UVSError:
