@@ -12,14 +12,10 @@ from uvs.align.train import trainer
 from uvs.cli.common import (
     Group,
     json_option,
-    mode_option,
-    overwrite_option,
     photo_paths,
     print_json,
     progress_bar,
-    quiet_option,
-    run_trainer,
-    table_options,
+    trainer_command,
 )
 from uvs.errors import UVSError
 from uvs.modelfile import shown
@@ -66,20 +62,12 @@ def register(group: click.Group) -> None:
     group.add_command(align)
 
 
-@align.command("train", context_settings={"max_content_width": 100})
-@table_options(OPTIONS)
-@overwrite_option
-@mode_option
-@json_option
-@quiet_option
-def train(overwrite, mode, as_json, quiet, **options):
-    """Train an alignment model on a data set's captions and region features.
+align.add_command(trainer_command(OPTIONS, trainer, ["uvs", "align", "train"], """Train an
+alignment model on a data set's captions and region features.
 
-    The best model on dev is saved at SAVETO with a last checkpoint and a log beside it;
-    Ctrl-C or SIGTERM writes the checkpoint and prints the command that resumes it.
-    """
-    run_trainer(lambda: trainer(overwrite=overwrite, mode=mode, **options),
-                ["uvs", "align", "train"], quiet, as_json, ["--mode", mode] if mode else [])
+The best model on dev is saved at SAVETO with a last checkpoint and a log beside it; Ctrl-C
+or SIGTERM writes the checkpoint and prints the command that resumes it.
+"""))
 
 
 @align.command("show")

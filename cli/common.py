@@ -167,3 +167,21 @@ def photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
             raise UVSError(shown(p), "a path with a line break or separator (such as U+2028, "
                            "VT, FF, NEL) cannot go into the list of paths")
     return paths
+
+
+def trainer_command(table, trainer: Callable[..., dict], command: list[str], help: str,
+                    line: Callable[[dict], str] = rsum_line) -> click.Command:
+    """The `train` command of a trainer (`command`: the words that call it): the options of
+    its `table`, --overwrite, --mode, --json and -q; `trainer(overwrite=, mode=, **options)`
+    runs under `run_trainer` (a signal prints the line that resumes it)."""
+    @click.command(command[-1], help=help, context_settings={"max_content_width": 100})
+    @table_options(table)
+    @overwrite_option
+    @mode_option
+    @json_option
+    @quiet_option
+    def train(overwrite, mode, as_json, quiet, **options):
+        run_trainer(lambda: trainer(overwrite=overwrite, mode=mode, **options), command,
+                    quiet, as_json, ["--mode", mode] if mode else [], line=line)
+
+    return train

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import click
 
-from uvs.cli.common import (
-    data_dir_option,
-    json_option,
-    mode_option,
-    overwrite_option,
-    print_json,
-    quiet_option,
-    run_trainer,
-    table_options,
-)
+from uvs.cli.common import data_dir_option, json_option, print_json, quiet_option, trainer_command
 from uvs.decoding import tools
 from uvs.decoding.evaluation import evalcap as run
 from uvs.decoding.options import OPTIONS
@@ -27,27 +18,18 @@ def decoder():
     """Decoders: language models that turn a vector into a sentence."""
 
 
-@decoder.command("train", context_settings={"max_content_width": 100})
-@table_options(OPTIONS)
-@overwrite_option
-@mode_option
-@json_option
-@quiet_option
-def train(overwrite, mode, as_json, quiet, **options):
-    """Train a decoder on a data set's captions; the best on dev is saved at SAVETO, with a
-    last checkpoint and log.
-
-    Ctrl-C or SIGTERM writes the last checkpoint and prints the command that resumes it.
-    """
-    run_trainer(lambda: trainer(overwrite=overwrite, mode=mode, **options),
-                ["uvs", "decoder", "train"], quiet, as_json, ["--mode", mode] if mode else [],
-                line=cost_line)
-
-
 def cost_line(result: dict) -> str:
     """The decoder's result in one line: its best dev cost per word."""
     return (f"best dev cost/word {result['best_dev_cost_per_word']:.4f} after "
             f"{result['updates']} updates; decoder: {result['saveto']}")
+
+
+decoder.add_command(trainer_command(OPTIONS, trainer, ["uvs", "decoder", "train"], """Train a
+decoder on a data set's captions; the best on dev is saved at SAVETO, with a last checkpoint
+and log.
+
+Ctrl-C or SIGTERM writes the last checkpoint and prints the command that resumes it.
+""", line=cost_line))
 
 
 @click.command()
