@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from uvs.cli.common import Group, json_option, print_json, quiet_option
+from uvs.cli.common import (
+    Group,
+    cluster_options,
+    cluster_where,
+    json_option,
+    print_json,
+    progress_lines,
+    quiet_option,
+)
 from uvs.errors import UVSError
 
 _WEIGHTS_HELP = ("VGG-19 weights: 'torchvision' (ImageNet weights from torch's cache) or the "
@@ -46,8 +54,9 @@ def _photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
               help="A UTF-8 file of image paths, one a line.")
 @click.option("--root", type=click.Path(file_okay=False),
               help="The folder that the paths are relative to.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="FEATS.npy to write; the image paths go to FEATS.paths.txt beside it.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="FEATS.npy to write (the image paths go to FEATS.paths.txt beside it), or "
+                   "a FEATS.zarr store (a job of chunks: resumable, on a cluster).")
 @_weights_option
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
@@ -56,15 +65,23 @@ def _photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
                    "'grid', 'detector' (Faster R-CNN from torch's cache) or a JSON-lines file.")
 @click.option("--max-regions", type=click.IntRange(1), default=19, show_default=True,
               help="With --regions: boxes per photo, besides the whole image.")
+@cluster_options
 @json_option
 @quiet_option
 def features(photos, list_file, root, output, weights, crops, device, batch_size, strict,
-             boxes, max_regions, as_json, quiet):
+             boxes, max_regions, cluster, workers, shard, chunk_rows, as_json, quiet):
     """VGG-19 fc7 features (after ReLU, rows of unit norm) of PHOTOS into FEATS.npy."""
     from uvs import vgg
     from uvs.features import paths_file
     from uvs.fileio import save_npy, write_text
 
+    where = cluster_where(cluster, workers, shard, output)
+    if where is not None:
+        if boxes is not None:
+            raise click.UsageError("--regions writes one .npz in one process; --cluster, "
+                                   "--workers, --shard and .zarr stores are for fc7 features")
+        return _features_job(photos, list_file, root, output, weights, crops, device,
+                             batch_size, strict, chunk_rows, where, as_json, quiet)
     if boxes is not None:
         from uvs.cli.align import region_features
 
@@ -91,6 +108,25 @@ def features(photos, list_file, root, output, weights, crops, device, batch_size
     for item in run.warnings:
         click.echo(f"warning: {item['path']}: {item['problem']}", err=True)
     click.echo(f"wrote {output}: {len(run.paths)} x {net.dim} ({listing} names the rows)")
+
+
+def _features_job(photos, list_file, root, output, weights, crops, device, batch_size, strict,
+                  chunk_rows, where, as_json, quiet):
+    """`uvs features -o FEATS.zarr`: a job of chunks, here or on a Dask cluster."""
+    from uvs.cli.common import print_job
+    from uvs.cluster import jobs
+
+    if bool(photos) == bool(list_file):
+        raise click.UsageError("give photos as arguments or --list FILE (one of the two)")
+    paths = _photo_paths(photos, None) if photos else jobs.iter_lines(list_file)
+    with progress_lines(quiet):
+        store, spec = jobs.features_job(output, paths, weights, int(crops), batch_size, strict,
+                                        root, device, chunk_rows)
+        summary = jobs.run_job(store, spec, where, quiet)
+    if summary["complete"] and len(summary["skipped"]) == summary["rows"]:
+        raise UVSError(list_file or photos[0], f"none of the {summary['rows']} images could "
+                       "be read")
+    print_job(summary, as_json, "photos")
 
 
 # --- uvs search -----------------------------------------------------------------------------

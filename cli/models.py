@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from uvs.cli.common import data_dir_option, json_option, print_json, quiet_option
+from uvs.cli.common import (
+    cluster_options,
+    cluster_where,
+    data_dir_option,
+    json_option,
+    print_job,
+    print_json,
+    progress_lines,
+    quiet_option,
+)
 
 dictionary_option = click.option(
     "--dictionary", type=click.Path(dir_okay=False),
@@ -105,38 +114,73 @@ def encode():
 @encode.command("sentences")
 @click.argument("model", type=click.Path())
 @click.argument("textfile", type=click.Path())
-@click.option("-o", "--output", required=True, type=click.Path(), help="Output .npy file.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Output .npy file, or a .zarr store (a job of chunks, resumable).")
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
+@cluster_options
+@json_option
 @quiet_option
-def encode_sentences(model, textfile, output, batch_size, quiet):
+def encode_sentences(model, textfile, output, batch_size, cluster, workers, shard, chunk_rows,
+                     as_json, quiet):
     """Embed TEXTFILE (UTF-8, one sentence per line) into OUTPUT, one row per line."""
     from uvs import tools
     from uvs.fileio import read_lines, save_npy
+
+    where = cluster_where(cluster, workers, shard, output)
+    if where is not None:
+        from uvs.cluster import jobs
+
+        with progress_lines(quiet):
+            store, spec = jobs.sentences_job(output, model, textfile, batch_size, chunk_rows)
+            print_job(jobs.run_job(store, spec, where, quiet), as_json, "sentences")
+        return
 
     sentences = read_lines(textfile)
     vectors = tools.encode_sentences(tools.load_model(model), sentences, verbose=not quiet,
                                      batch_size=batch_size)
     save_npy(output, vectors)
-    if not quiet:
+    if as_json:
+        print_json({"output": output, "rows": vectors.shape[0], "dim": vectors.shape[1]})
+    elif not quiet:
         click.echo(f"wrote {output}: {vectors.shape[0]} x {vectors.shape[1]}", err=True)
 
 
 @encode.command("images")
 @click.argument("model", type=click.Path())
 @click.argument("features", type=click.Path())
-@click.option("-o", "--output", required=True, type=click.Path(), help="Output .npy file.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Output .npy file, or a .zarr store (a job of chunks, resumable).")
+@cluster_options
+@json_option
 @quiet_option
-def encode_images(model, features, output, quiet):
-    """Embed FEATURES (.npy, one row of CNN features per image) into OUTPUT."""
+def encode_images(model, features, output, cluster, workers, shard, chunk_rows, as_json,
+                  quiet):
+    """Embed FEATURES (.npy or a .zarr store, one row of CNN features per image) into OUTPUT."""
     from uvs import tools
+    from uvs.cluster import is_store
     from uvs.datasets import open_features
     from uvs.fileio import save_npy
 
-    ims = open_features(features)
+    where = cluster_where(cluster, workers, shard, output)
+    if where is not None:
+        from uvs.cluster import jobs
+
+        with progress_lines(quiet):
+            store, spec = jobs.images_job(output, model, features, chunk_rows)
+            print_job(jobs.run_job(store, spec, where, quiet), as_json, "images")
+        return
+    if is_store(features):
+        from uvs.features import read_image_features
+
+        ims = read_image_features(features)[0]
+    else:
+        ims = open_features(features)
     m = tools.load_model(model)
     vectors = tools.encode_images(m, tools.check_features(m, ims, features))
     save_npy(output, vectors)
-    if not quiet:
+    if as_json:
+        print_json({"output": output, "rows": vectors.shape[0], "dim": vectors.shape[1]})
+    elif not quiet:
         click.echo(f"wrote {output}: {vectors.shape[0]} x {vectors.shape[1]}", err=True)
 
 

@@ -69,35 +69,91 @@ def build(vectors: np.ndarray, names: Sequence[str], meta: dict, index_type: str
     index_type 'auto' is 'flat' (exact) up to EXACT_LIMIT vectors, else 'ivf' (approximate).
     """
     faiss = _faiss()
-    if index_type not in TYPES:
-        raise UVSError(None, f"index type must be one of {', '.join(TYPES)}, not {index_type!r}")
-    if meta.get("kind") not in KINDS:
-        raise UVSError(None, f"index kind must be one of {', '.join(KINDS)}")
+    _check_args(index_type, meta)
     n, dim = vectors.shape
     if n != len(names) or n == 0:
         raise UVSError(None, f"{n} vectors for {len(names)} names")
-    if index_type == "auto":
-        index_type = "flat" if n <= EXACT_LIMIT else "ivf"
-    if index_type == "flat":
-        index = faiss.IndexFlatIP(dim)
-        nlist = nprobe = None
-    else:
-        nlist = min(nlist or default_nlist(n), n)
-        nprobe = min(nprobe or default_nprobe(nlist), nlist)
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(seed)
-        sample = np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))
+    index_type, nlist, nprobe = _plan(n, index_type, nlist, nprobe)
+    index = _new_index(faiss, dim, index_type, nlist, nprobe)
+    if index_type == "ivf":
+        sample = training_rows(n, nlist, seed)
         index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
-        index.nprobe = nprobe
     for start in range(0, n, _CHUNK):
         index.add(np.ascontiguousarray(vectors[start:start + _CHUNK], dtype=np.float32))
         if on_progress:
             on_progress(min(_CHUNK, n - start))
+    return _finish(index, names, meta, n, dim, index_type, nlist, nprobe)
+
+
+def _check_args(index_type: str, meta: dict) -> None:
+    if index_type not in TYPES:
+        raise UVSError(None, f"index type must be one of {', '.join(TYPES)}, not {index_type!r}")
+    if meta.get("kind") not in KINDS:
+        raise UVSError(None, f"index kind must be one of {', '.join(KINDS)}")
+
+
+def _plan(n: int, index_type: str, nlist: int | None, nprobe: int | None):
+    """(type, nlist, nprobe) for n vectors: 'auto' is flat up to EXACT_LIMIT."""
+    if index_type == "auto":
+        index_type = "flat" if n <= EXACT_LIMIT else "ivf"
+    if index_type == "flat":
+        return "flat", None, None
+    nlist = min(nlist or default_nlist(n), n)
+    return "ivf", nlist, min(nprobe or default_nprobe(nlist), nlist)
+
+
+def _new_index(faiss, dim: int, index_type: str, nlist: int | None, nprobe: int | None):
+    if index_type == "flat":
+        return faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.nprobe = nprobe
+    return index
+
+
+def training_rows(n: int, nlist: int, seed: int = 0) -> np.ndarray:
+    """The rows an IVF quantiser is trained on: 64 per list (all when fewer), sorted."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))
+
+
+def _finish(index, names, meta, n, dim, index_type, nlist, nprobe) -> Index:
     if index_type == "ivf":
         index.make_direct_map()  # reconstruct() for the exact re-ranking of order models
     meta = {"format": "uvs-index", "version": VERSION, **meta, "count": n, "dim": dim,
             "type": index_type, "nlist": nlist, "nprobe": nprobe}
     return Index(index, meta, list(names))
+
+
+def build_stream(rows, dim: int, embed: Callable[[np.ndarray, int], np.ndarray],
+                 names: Sequence[str], meta: dict, index_type: str = "auto",
+                 nlist: int | None = None, nprobe: int | None = None, seed: int = 0,
+                 on_progress: Callable[[int], None] | None = None) -> Index:
+    """Index a store's rows (`uvs.cluster.rows.StoreRows`) read one chunk at a time.
+
+    `embed(block, first_row)` turns (m, d) stored rows into (m, dim) unit vectors. An IVF
+    quantiser is trained on the same sample of rows as `build` takes, read first; memory is
+    the index itself plus one chunk and the sample.
+    """
+    faiss = _faiss()
+    _check_args(index_type, meta)
+    n = len(rows)
+    if n != len(names) or n == 0:
+        raise UVSError(None, f"{n} rows for {len(names)} names")
+    index_type, nlist, nprobe = _plan(n, index_type, nlist, nprobe)
+    index = _new_index(faiss, dim, index_type, nlist, nprobe)
+    if index_type == "ivf":
+        sample = training_rows(n, nlist, seed)
+        raw = rows.take(sample)
+        bad = ~np.isfinite(raw).all(axis=1)
+        if bad.any():
+            raise UVSError(rows.path, f"row {int(sample[np.argmax(bad)])} holds NaN or Inf")
+        index.train(np.ascontiguousarray(embed(raw, 0), dtype=np.float32))
+        del raw
+    for first, block in rows.blocks():
+        index.add(np.ascontiguousarray(embed(block, first), dtype=np.float32))
+        if on_progress:
+            on_progress(len(block))
+    return _finish(index, names, meta, n, dim, index_type, nlist, nprobe)
 
 
 def save(index: Index, path: str | os.PathLike) -> None:
@@ -217,14 +273,33 @@ def build_collection(model: dict, captions: str | None = None, images: str | Non
 
     if (captions is None) == (images is None):
         raise UVSError(None, "index one collection: a caption file or a feature file")
+    from uvs.cluster import is_store
+
     fingerprint = corpus.model_fingerprint(model)
     source = captions or images
-    collect = corpus.caption_collection if captions else corpus.image_collection
-    names, vecs, cache = collect(model, source, show_progress, model_hash=fingerprint)
     meta = {"kind": "captions" if captions else "images", "method": model_method(model),
             "model": fingerprint, "model_path": model_path, "source": source,
-            "source_sha256": corpus.file_sha256(source)}
+            "source_sha256": corpus.content_sha256(source)}
+    if images and is_store(images):
+        return _build_from_store(model, images, meta, index_type, nlist, nprobe,
+                                 show_progress), "streamed"
+    collect = corpus.caption_collection if captions else corpus.image_collection
+    names, vecs, cache = collect(model, source, show_progress, model_hash=fingerprint)
     with progress(len(vecs), "indexing", show_progress) as bar:
         built = build(vecs, names, meta, index_type=index_type, nlist=nlist, nprobe=nprobe,
                       on_progress=bar.update)
     return built, cache
+
+
+def _build_from_store(model: dict, path: str, meta: dict, index_type: str, nlist: int | None,
+                      nprobe: int | None, show_progress: bool) -> Index:
+    """A FEATS.zarr store embedded and indexed chunk by chunk (no embeddings cache)."""
+    from uvs.features import embed_block, read_image_features
+    from uvs.progress import progress
+
+    feats, names = read_image_features(path, model["options"]["dim_image"])
+    with progress(len(feats), "embedding and indexing", show_progress) as bar:
+        return build_stream(feats, model["options"]["dim"],
+                            lambda block, first: embed_block(model, block, path, first),
+                            names, meta, index_type=index_type, nlist=nlist, nprobe=nprobe,
+                            on_progress=bar.update)
