@@ -5,11 +5,15 @@ from __future__ import annotations
 import click
 
 from uvs.cli.common import (
+    cluster_options,
+    cluster_where,
     data_dir_option,
     json_option,
     mode_option,
     overwrite_option,
+    print_job,
     print_json,
+    progress_lines,
     quiet_option,
     run_trainer,
     table_options,
@@ -85,9 +89,17 @@ def _vgg_features(dec, vse, image, weights, crops, device):
 @click.option("--crops", type=click.Choice(["1", "10"]), default="1", show_default=True)
 @click.option("--device", default=None, help="torch device for --image.")
 @click.option("--seed", type=int, default=1234, show_default=True, help="Sampling seed.")
+@click.option("--rows", "rows_text", default=None, metavar="all|A:B",
+              help="With --image-features: caption every row (or rows A to B-1) into -o "
+                   "CAPTIONS.jsonl, beam search, one JSON line per row.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="With --rows: the JSON-lines file to write.")
+@cluster_options
 @json_option
+@quiet_option
 def caption(decoder_path, vse_model, dictionary, image, image_features, row, text, minus, plus,
-            beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed, as_json):
+            beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed, rows_text,
+            output, cluster, workers, shard, chunk_rows, as_json, quiet):
     """Generate sentences for a photo, a feature row, a sentence, or photo − word + word."""
     from uvs.decoding import tools
 
@@ -96,6 +108,15 @@ def caption(decoder_path, vse_model, dictionary, image, image_features, row, tex
         raise click.UsageError("give exactly one of --image, --image-features, --text")
     if n > beam and not stochastic:
         raise click.UsageError(f"-n {n} is more than the beam holds (--beam {beam})")
+    if rows_text is not None or output or cluster or workers or shard:
+        if rows_text is None or not output or not image_features or stochastic or minus or plus:
+            raise click.UsageError("many rows: --image-features FEATS --rows all|A:B -o "
+                                   "CAPTIONS.jsonl (beam search, no --minus/--plus)")
+        where = cluster_where(cluster, workers, shard, output,
+                              store=bool(cluster or workers or shard))
+        options = {"beam": beam, "n": n, "maxlen": maxlen, "use_unk": use_unk, "seed": seed}
+        return _caption_rows(decoder_path, dictionary, vse_model, image_features, rows_text,
+                             output, options, where, chunk_rows, as_json, quiet)
     dec = tools.load_model(decoder_path, dictionary, seed=seed)
     vse = tools.load_encoder(dec, vse_model)
     feats, where = None, None
@@ -126,6 +147,51 @@ def caption(decoder_path, vse_model, dictionary, image, image_features, row, tex
     label = "prob. sum" if stochastic else "cost"
     for i, (t, s) in enumerate(results, 1):
         click.echo(f"{i:>2}  {label} {s:8.3f}  {t}")
+
+
+def _caption_rows(decoder_path, dictionary, vse_model, features, rows_text, output, options,
+                  where, chunk_rows, as_json, quiet):
+    """`uvs caption --rows`: here in chunks, or as a job of chunks (resumable, on a cluster)."""
+    from uvs.cluster import jobs
+
+    if where is not None:
+        with progress_lines(quiet):
+            setup = jobs.caption_setup(decoder_path, dictionary, vse_model)
+            count = len(_features_of(features, setup["dim_image"])[1])
+            store, spec = jobs.captions_job(output, setup, features,
+                                            jobs.parse_rows(rows_text, count, features),
+                                            options, chunk_rows)
+            summary = jobs.run_job(store, spec, where, quiet, output=output)
+        return print_job(summary, as_json, "captioned rows")
+    from uvs.cluster.tasks import caption_lines, caption_rows
+    from uvs.decoding import tools
+    from uvs.fileio import atomic_path
+    from uvs.progress import progress
+
+    dec = tools.load_model(decoder_path, dictionary, seed=options["seed"])
+    vse = tools.load_encoder(dec, vse_model)
+    want = vse["options"]["dim_image"] if vse is not None else dec["options"]["dimctx"]
+    feats, names = _features_of(features, want)
+    a, b = jobs.parse_rows(rows_text, len(names), features)
+    step = chunk_rows or jobs.CHUNK_ROWS["captions"]
+    with progress(b - a, "rows", not quiet) as bar, atomic_path(output) as tmp, \
+            open(tmp, "w", encoding="utf-8") as out:
+        for start in range(a, b, step):
+            stop = min(start + step, b)
+            found = caption_rows(dec, vse, feats[start:stop], options, features)
+            out.write(caption_lines(start, names[start:stop], found))
+            bar.update(stop - start)
+    summary = {"output": output, "rows": b - a, "first_row": a}
+    if as_json:
+        print_json(summary)
+    else:
+        click.echo(f"wrote {output}: captions of {b - a} rows")
+
+
+def _features_of(path, want):
+    from uvs.features import read_image_features
+
+    return read_image_features(path, want)
 
 
 @click.command()

@@ -92,18 +92,19 @@ def _client(where: Where, quiet: bool):
         except (OSError, TimeoutError) as err:
             raise UVSError(where.address, f"no Dask scheduler answers ({one_line(err)})") \
                 from None
-    import importlib.util
-
-    dashboard = ":0" if importlib.util.find_spec("bokeh") else None
     cluster = distributed.LocalCluster(n_workers=where.workers, threads_per_worker=1,
-                                       processes=True, dashboard_address=dashboard,
-                                       silence_logs=logging.ERROR, env=dict(WORKER_ENV))
+                                       processes=True, dashboard_address=":0",
+                                       silence_logs=logging.CRITICAL, env=dict(WORKER_ENV))
     return distributed.Client(cluster), cluster
 
 
-def _dashboard(client) -> str | None:
-    info = client.scheduler_info()
-    if "dashboard" not in info.get("services", {}):
+def _dashboard(client, local: bool) -> str | None:
+    """The dashboard's address: a remote scheduler's, or ours when bokeh can draw it."""
+    import importlib.util
+
+    if "dashboard" not in client.scheduler_info().get("services", {}):
+        return None
+    if local and importlib.util.find_spec("bokeh") is None:
         return None
     return client.dashboard_link
 
@@ -155,7 +156,7 @@ def _on_cluster(store, spec, todo, where, quiet, failed, on_result) -> int:
     distributed = need("distributed", "--cluster")
     client, cluster = _client(where, quiet)
     try:
-        link = _dashboard(client)
+        link = _dashboard(client, cluster is not None)
         if link and not quiet:
             print(f"Dask dashboard: {link}", file=sys.stderr)
         if where.workers:

@@ -207,6 +207,7 @@ def create_or_open(path: str | os.PathLike, kind: str, lines: Iterable[str], chu
         raise UVSError(path, "exists and is not a store (a folder)")
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
     try:
+        group = zarr.open_group(tmp, mode="w", zarr_format=3)  # before anything else is there
         rows, digest = _copy_inputs(lines, tmp, chunk_rows)
         if rows == 0:
             raise UVSError(path, "no inputs: the job has nothing to do")
@@ -217,7 +218,6 @@ def create_or_open(path: str | os.PathLike, kind: str, lines: Iterable[str], chu
             return store
         meta = {"format": FORMAT, "version": VERSION, "kind": kind, "rows": rows,
                 "chunk_rows": chunk_rows, "arrays": arrays, "fingerprint": fingerprint}
-        group = zarr.open_group(tmp, mode="w", zarr_format=3)
         for name, width in arrays.items():
             group.create_array(name, shape=(rows, width), chunks=(chunk_rows, width),
                                dtype="float32", fill_value=0.0)
