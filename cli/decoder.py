@@ -70,8 +70,8 @@ def _vgg_features(dec, vse, image, weights, crops, device):
 @click.option("--dictionary", type=click.Path(dir_okay=False),
               help="Dictionary file of a released skip-thoughts decoder.")
 @click.option("--image", type=click.Path(dir_okay=False), help="A photo ([images] extra).")
-@click.option("--image-features", type=click.Path(dir_okay=False),
-              help="A .npy of CNN feature rows ...")
+@click.option("--image-features", type=click.Path(),
+              help="A .npy (or .zarr store) of CNN feature rows ...")
 @click.option("--row", type=click.IntRange(0), default=0, show_default=True,
               help="... and the row of it.")
 @click.option("--text", help="A sentence: decode its own vector (reconstruction).")

@@ -148,15 +148,17 @@ def _check_search(image, text, collections, minus, plus):
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--image", type=click.Path(dir_okay=False), help="Query photo.")
-@click.option("--image-features", type=click.Path(dir_okay=False),
-              help="Query by precomputed CNN features instead of a photo: a .npy of rows ...")
+@click.option("--image-features", type=click.Path(),
+              help="Query by precomputed CNN features instead of a photo: a .npy (or .zarr "
+                   "store) of rows ...")
 @click.option("--row", type=click.IntRange(0), default=0, show_default=True,
               help="... and the row of it to use.")
 @click.option("--text", help="Query sentence (pre-tokenised, as the model's training text).")
 @click.option("--captions", type=click.Path(dir_okay=False),
               help="Captions to search, one a line (embeddings cached beside it).")
-@click.option("--images", "feats", type=click.Path(dir_okay=False),
-              help="FEATS.npy from `uvs features` to search (embeddings cached beside it).")
+@click.option("--images", "feats", type=click.Path(),
+              help="FEATS.npy or FEATS.zarr from `uvs features` to search (embeddings cached "
+                   "beside it).")
 @click.option("--index", "index_path", type=click.Path(dir_okay=False),
               help="An index from `uvs index build` to search.")
 @click.option("--minus", multiple=True, help="Word(s) to subtract from the --image query.")
@@ -266,8 +268,9 @@ def index():
 @index.command("build")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--captions", type=click.Path(dir_okay=False), help="Captions, one a line.")
-@click.option("--images", "feats", type=click.Path(dir_okay=False),
-              help="FEATS.npy from `uvs features`.")
+@click.option("--images", "feats", type=click.Path(),
+              help="FEATS.npy from `uvs features`, or a FEATS.zarr store (read chunk by "
+                   "chunk).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="The index file to write.")
 @click.option("--type", "index_type", type=click.Choice(["auto", "flat", "ivf"]),

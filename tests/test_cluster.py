@@ -1,0 +1,347 @@
+"""Batch jobs into Zarr stores on a real `distributed.LocalCluster` of 2 worker processes:
+the same bits as one process, a worker killed mid-job, shards, resume, refusals."""
+
+import json
+import os
+import signal
+import sys
+
+import numpy as np
+import pytest
+from clirun import ok, one_line_error, run
+from models import write_tiny_model
+from vggfixtures import DENSE, photo, write_lasagne_vgg
+
+pytest.importorskip("distributed")
+zarr = pytest.importorskip("zarr")
+pytest.importorskip("torchvision")
+Image = pytest.importorskip("PIL.Image")
+
+from uvs.cluster import jobs  # noqa: E402
+from uvs.cluster.run import WORKER_ENV, Where  # noqa: E402
+from uvs.cluster.store import open_store  # noqa: E402
+
+PHOTOS = 12
+CAPTIONS = ["a dog runs on the beach", "a red car", "a blue car", "a cat sits", "the sky",
+            "a dog", "the red sky", "a cat on a car"]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """Painted photos (one unreadable among them), a narrow vgg19.pkl, a tiny model, captions,
+    a features decoder."""
+    from uvs.decoding.files import write_decoder
+    from uvs.decoding.model import init_params
+
+    root = tmp_path_factory.mktemp("cluster")
+    names = []
+    for i in range(PHOTOS):
+        Image.fromarray(photo(40 + 3 * i, 60, seed=i)).save(root / f"p{i:02d}.png")
+        names.append(f"p{i:02d}.png")
+    (root / "broken.jpg").write_bytes(b"this is not a picture")
+    names.insert(4, "broken.jpg")
+    (root / "list.txt").write_text("".join(n + "\n" for n in names), encoding="utf-8")
+    write_lasagne_vgg(root / "vgg19.pkl")
+    model, *_ = write_tiny_model(root, "uvs", name="vse", dim_image=DENSE[1])
+    (root / "caps.txt").write_text("".join(c + "\n" for c in CAPTIONS * 3), encoding="utf-8")
+    words = ["a", "dog", "runs", "on", "the", "beach", "."]
+    o = {"dimctx": DENSE[1], "dim_word": 4, "dim": 5, "n_words": 9, "decoder": "gru",
+         "doutput": False, "condition": "features", "inject": "init"}
+    write_decoder(root / "dec.npz", init_params(o, rng=np.random.RandomState(0)), o,
+                  {w: i + 2 for i, w in enumerate(words)})
+    return {"root": root, "names": names, "model": model, "dec": root / "dec.npz"}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A LocalCluster of 2 worker processes, 1 thread each (as `--workers 2` makes)."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=":0", silence_logs=logging.CRITICAL,
+                      env=dict(WORKER_ENV)) as c, Client(c) as client:
+        yield c.scheduler_address, client
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread here too, as on each worker: the same arithmetic, bit for bit."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def features(work, out, *extra):
+    r = work["root"]
+    return run("features", "--list", r / "list.txt", "--root", r, "-o", out, "--weights",
+               r / "vgg19.pkl", "--chunk-rows", 3, "-q", "--json", *extra)
+
+
+def arrays(path):
+    g = zarr.open_group(str(path), mode="r")
+    return {name: g[name][:] for name in ("features", "embeddings", "status") if name in g}
+
+
+def same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+
+
+@pytest.fixture(scope="module")
+def whole(work, tmp_path_factory):
+    """The features job run in this process, 1 thread: the reference store."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("whole") / "feats.zarr"
+    summary = json.loads(ok(features(work, out)).stdout)
+    torch.set_num_threads(before)
+    return out, summary
+
+
+def test_features_store_rows_names_and_skipped(work, whole, tmp_path):
+    out, summary = whole
+    assert summary["complete"] and summary["rows"] == PHOTOS + 1 and summary["chunks"] == 5
+    assert summary["skipped"] == [{"path": "broken.jpg", "problem":
+                                   "not an image Pillow can read"}]
+    got = arrays(out)
+    assert got["status"].tolist() == [1] * 4 + [2] + [1] * 8
+    assert not got["features"][4].any()
+    from uvs.features import read_image_features
+
+    feats, names = read_image_features(str(out))
+    assert names == [n for n in work["names"] if n != "broken.jpg"]
+    assert feats.shape == (PHOTOS, DENSE[1])
+    ok(run("features", "--list", work["root"] / "list.txt", "--root", work["root"], "-o",
+           tmp_path / "f.npy", "--weights", work["root"] / "vgg19.pkl", "-q"))
+    np.testing.assert_allclose(np.asarray(feats), np.load(tmp_path / "f.npy"), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_array_equal(feats[5:9], got["features"][6:10])
+    np.testing.assert_array_equal(feats.take(np.array([11, 0, 4])),
+                                  got["features"][[12, 0, 5]])
+    blocks = list(feats.blocks())
+    assert [first for first, _ in blocks] == [0, 3, 5, 8, 11]
+    np.testing.assert_array_equal(np.concatenate([b for _, b in blocks]), np.asarray(feats))
+
+
+@pytest.mark.slow
+def test_features_on_the_cluster_equal_one_process_bit_for_bit(work, whole, cluster,
+                                                              tmp_path):
+    out = tmp_path / "c.zarr"
+    summary = json.loads(ok(features(work, out, "--cluster", cluster[0])).stdout)
+    assert summary["ran"] == 5 and summary["complete"]
+    same(arrays(out), arrays(whole[0]))
+    assert (out / "inputs.txt").read_text() == (whole[0] / "inputs.txt").read_text()
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_job_loses_only_its_task(work, whole, cluster, tmp_path):
+    """SIGKILL to a worker process that is running a task; the nanny starts another, the
+    scheduler reruns the task, and the store is the same."""
+    address, client = cluster
+    store, spec = jobs.features_job(str(tmp_path / "k.zarr"), work["names"],
+                                    str(work["root"] / "vgg19.pkl"), 1, 16, False,
+                                    str(work["root"]), None, chunk_rows=3)
+    killed = []
+
+    def kill_one(result):
+        if killed:
+            return
+        for worker, keys in client.processing().items():
+            if keys:
+                pid = client.run(os.getpid, workers=[worker])[worker]
+                os.kill(pid, signal.SIGKILL)
+                killed.append((worker, pid, keys))
+                return
+
+    pids_before = set(client.run(os.getpid).values())
+    summary = jobs.run_job(store, spec, Where(address=address), quiet=True,
+                           on_result=kill_one)
+    assert killed, "no worker was busy when the first task finished"
+    assert summary["complete"] and summary["ran"] == 5
+    assert killed[0][1] in pids_before
+    assert killed[0][1] not in set(client.run(os.getpid).values())
+    a, b = arrays(tmp_path / "k.zarr"), arrays(whole[0])
+    same(a, b)
+
+
+def test_shards_combine_into_the_whole(work, whole, tmp_path, one_thread):
+    shared = tmp_path / "shared.zarr"
+    apart = []
+    for i in (1, 2, 3):
+        s = json.loads(ok(features(work, shared, "--shard", f"{i}/3")).stdout)
+        assert s["complete"] == (i == 3) and s["ran"] == s["shard_chunks"]
+        apart.append(tmp_path / f"piece{i}.zarr")
+        ok(features(work, apart[-1], "--shard", f"{i}/3"))
+    assert [open_store(p).done() for p in apart] == [{0}, {1, 2}, {3, 4}]
+    same(arrays(shared), arrays(whole[0]))
+    merged = tmp_path / "merged.zarr"
+    res = json.loads(ok(run("store", "merge", *apart, "-o", merged, "--json")).stdout)
+    assert res["copied"] == 5 and res["complete"]
+    same(arrays(merged), arrays(whole[0]))
+    info = json.loads(ok(run("store", "info", merged, "--json")).stdout)
+    assert info["written_chunks"] == 5 and info["skipped"] == 1
+
+
+def test_a_rerun_redoes_only_the_missing_chunks(work, whole, tmp_path, one_thread):
+    import shutil
+
+    out = tmp_path / "r.zarr"
+    shutil.copytree(whole[0], out)
+    # an interrupted job: chunks 1 and 3 not recorded (chunk 3's rows half written)
+    os.unlink(out / "uvs-done" / "00000001.json")
+    os.unlink(out / "uvs-done" / "00000003.json")
+    (out / "features" / "c" / "3" / "0").write_bytes(b"partial")
+    one_line_error(run("search", work["model"], "--text", "a dog", "--images", out),
+                   "2 of 5 chunks are not written yet")
+    summary = json.loads(ok(features(work, out)).stdout)
+    assert (summary["ran"], summary["already"]) == (2, 3) and summary["complete"]
+    same(arrays(out), arrays(whole[0]))
+    again = json.loads(ok(features(work, out)).stdout)
+    assert (again["ran"], again["already"]) == (0, 5)
+
+
+@pytest.mark.slow
+def test_a_job_killed_midway_is_finished_by_a_rerun(work, whole, tmp_path, one_thread):
+    """`uvs features` in a subprocess, SIGKILLed once some chunks are written; the rerun
+    runs exactly the chunks without a marker, and the store equals the uninterrupted one."""
+    import subprocess
+    import time
+
+    r, out = work["root"], tmp_path / "i.zarr"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", "from uvs.cli.main import main; main()",
+                             "features", "--list",
+                             str(r / "list.txt"), "--root", str(r), "-o", str(out),
+                             "--weights", str(r / "vgg19.pkl"), "--chunk-rows", "3", "-q"],
+                            env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = out / "uvs-done"
+        if done.is_dir() and len(os.listdir(done)) >= 2:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
+    written = len(open_store(out).done())
+    assert 2 <= written < 5
+    summary = json.loads(ok(features(work, out)).stdout)
+    assert (summary["ran"], summary["already"]) == (5 - written, written)
+    same(arrays(out), arrays(whole[0]))
+
+
+def test_another_job_is_refused_rather_than_mixed_in(work, whole, tmp_path):
+    out = whole[0]
+    one_line_error(features(work, out, "--crops", "10"), str(out), "options.crops")
+    other = tmp_path / "other.txt"
+    other.write_text("p00.png\np01.png\n", encoding="utf-8")
+    r = work["root"]
+    one_line_error(run("features", "--list", other, "--root", r, "-o", out, "--weights",
+                       r / "vgg19.pkl", "--chunk-rows", 3, "-q"), "inputs")
+    write_lasagne_vgg(tmp_path / "vgg19.pkl", seed=5)
+    one_line_error(run("features", "--list", r / "list.txt", "--root", r, "-o", out,
+                       "--weights", tmp_path / "vgg19.pkl", "--chunk-rows", 3, "-q"),
+                   "differs in model")
+
+
+def test_strict_fails_the_job_with_the_photo(work, tmp_path):
+    one_line_error(features(work, tmp_path / "s.zarr", "--strict"), "broken.jpg",
+                   "not an image")
+
+
+@pytest.mark.slow
+def test_sentences_images_and_index_from_stores(work, whole, cluster, tmp_path, one_thread):
+    m, root = work["model"], work["root"]
+    here, there = tmp_path / "s1.zarr", tmp_path / "s2.zarr"
+    ok(run("encode", "sentences", m, root / "caps.txt", "-o", here, "--chunk-rows", 5, "-q"))
+    ok(run("encode", "sentences", m, root / "caps.txt", "-o", there, "--chunk-rows", 5,
+           "--cluster", cluster[0], "-q"))
+    same(arrays(here), arrays(there))
+    ok(run("encode", "sentences", m, root / "caps.txt", "-o", tmp_path / "s.npy", "-q"))
+    np.testing.assert_allclose(arrays(here)["embeddings"], np.load(tmp_path / "s.npy"),
+                               rtol=1e-5, atol=1e-6)
+    ims1, ims2 = tmp_path / "i1.zarr", tmp_path / "i2.zarr"
+    ok(run("encode", "images", m, whole[0], "-o", ims1, "--chunk-rows", 5, "-q"))
+    ok(run("encode", "images", m, whole[0], "-o", ims2, "--chunk-rows", 5, "--cluster",
+           cluster[0], "-q"))
+    same(arrays(ims1), arrays(ims2))
+    ok(run("encode", "images", m, whole[0], "-o", tmp_path / "i.npy", "-q"))
+    np.testing.assert_allclose(arrays(ims1)["embeddings"], np.load(tmp_path / "i.npy"),
+                               rtol=1e-5, atol=1e-6)
+    # the index streams the store; a .npy of the same rows gives the same answers
+    from uvs.features import read_image_features
+
+    feats, names = read_image_features(str(whole[0]))
+    np.save(tmp_path / "f.npy", np.asarray(feats))
+    (tmp_path / "f.paths.txt").write_text("".join(n + "\n" for n in names), encoding="utf-8")
+    for kind in ("flat", "ivf"):
+        idx_store, idx_npy = tmp_path / f"{kind}s.idx", tmp_path / f"{kind}n.idx"
+        built = json.loads(ok(run("index", "build", m, "--images", whole[0], "-o", idx_store,
+                                  "--type", kind, "--nlist", 2, "--json", "-q")).stdout)
+        assert built["count"] == PHOTOS and built["cache"] == "streamed"
+        ok(run("index", "build", m, "--images", tmp_path / "f.npy", "-o", idx_npy, "--type",
+               kind, "--nlist", 2, "-q"))
+        hits = [json.loads(ok(run("search", m, "--text", "a dog", "--index", p, "-k", 4,
+                                  "--nprobe", 2, "--json")).stdout)["results"]
+                for p in (idx_store, idx_npy)]
+        assert [h["image"] for h in hits[0]] == [h["image"] for h in hits[1]]
+        np.testing.assert_allclose([h["score"] for h in hits[0]],
+                                   [h["score"] for h in hits[1]], rtol=1e-5)
+    direct = json.loads(ok(run("search", m, "--text", "a dog", "--images", whole[0], "-k", 4,
+                               "--json")).stdout)["results"]
+    assert [h["image"] for h in direct] == [h["image"] for h in hits[0]]
+
+
+@pytest.mark.slow
+def test_captions_on_the_cluster_equal_one_process(work, whole, cluster, tmp_path, one_thread):
+    dec = work["dec"]
+    here, there = tmp_path / "c1.jsonl", tmp_path / "c2.jsonl"
+    common = ("--image-features", whole[0], "--rows", "all", "--beam", 2, "--maxlen", 5,
+              "--chunk-rows", 5, "-q")
+    ok(run("caption", dec, *common, "-o", here))
+    s = json.loads(ok(run("caption", dec, *common, "-o", there, "--cluster", cluster[0],
+                          "--json")).stdout)
+    assert s["complete"] and s["chunks"] == 3
+    assert here.read_bytes() == there.read_bytes()
+    lines = [json.loads(line) for line in here.read_text().splitlines()]
+    assert [x["row"] for x in lines] == list(range(PHOTOS))
+    assert lines[4]["name"] == "p04.png"
+    single = json.loads(ok(run("caption", dec, "--image-features", whole[0], "--row", 4,
+                               "--beam", 2, "--maxlen", 5, "--json")).stdout)
+    assert single["sentences"][0]["text"] == lines[4]["sentences"][0]["text"]
+
+
+@pytest.mark.slow
+def test_workers_flag_starts_a_local_cluster(work, whole, tmp_path):
+    out = tmp_path / "w.zarr"
+    summary = json.loads(ok(features(work, out, "--workers", 2)).stdout)
+    assert summary["ran"] == 5
+    same(arrays(out), arrays(whole[0]))
+
+
+def test_missing_extra_is_one_line_before_any_work(work, tmp_path, monkeypatch):
+    missing = tmp_path / "missing.pkl"  # never read: the extra is checked first
+    r = work["root"]
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    one_line_error(run("features", "--list", r / "list.txt", "-o", tmp_path / "f.zarr",
+                       "--weights", missing, "--workers", 2), "--workers needs distributed",
+                   "uvs[cluster]")
+    monkeypatch.setitem(sys.modules, "zarr", None)
+    one_line_error(run("encode", "sentences", work["model"], r / "caps.txt", "-o",
+                       tmp_path / "s.zarr"), "a .zarr store needs zarr", "uvs[cluster]")
+    usage = run("features", "--list", r / "list.txt", "-o", tmp_path / "f.npy", "--shard",
+                "1/2", "--weights", missing)
+    assert usage.exit_code == 2 and "give -o NAME.zarr" in usage.output
+
+
+def test_bad_shard_and_unreadable_weights(work, tmp_path):
+    one_line_error(features(work, tmp_path / "x.zarr", "--shard", "4/3"), "--shard", "1 to n")
+    one_line_error(features(work, tmp_path / "x.zarr", "--shard", "two"), "expected i/n")
