@@ -182,14 +182,14 @@ def print_job(summary: dict, as_json: bool, unit: str = "rows") -> None:
         print_json(summary)
         return
     for item in summary["skipped"]:
-        click.echo(f"skipped {item['path']}: {item['problem']}", err=True)
+        what = item["path"] if item.get("box") is None else f"{item['path']} box {item['box']}"
+        click.echo(f"skipped {what}: {item['problem']}", err=True)
     for item in summary["warnings"]:
         click.echo(f"warning: {item['path']}: {item['problem']}", err=True)
     ran = f"{summary['ran']} chunks run, {summary['already']} already written"
     if summary["complete"]:
-        kept = summary["rows"] - len(summary["skipped"])
-        click.echo(f"wrote {summary['output']}: {kept} {unit} in {summary['chunks']} chunks "
-                   f"({ran})")
+        click.echo(f"wrote {summary['output']}: {summary['kept']} {unit} in "
+                   f"{summary['chunks']} chunks ({ran})")
     else:
         click.echo(f"{summary['store']}: {ran}; {summary['missing_chunks']} of "
                    f"{summary['chunks']} chunks still to write (other shards, or a rerun)")

@@ -75,11 +75,14 @@ def features(photos, list_file, root, output, weights, crops, device, batch_size
     from uvs.features import paths_file
     from uvs.fileio import save_npy, write_text
 
+    if boxes is not None:
+        where = cluster_where(cluster, workers, shard, output,
+                              store=bool(cluster or workers or shard))
+        if where is not None:
+            return _regions_job(photos, list_file, root, output, weights, device, strict,
+                                boxes, max_regions, chunk_rows, where, as_json, quiet)
     where = cluster_where(cluster, workers, shard, output)
     if where is not None:
-        if boxes is not None:
-            raise click.UsageError("--regions writes one .npz in one process; --cluster, "
-                                   "--workers, --shard and .zarr stores are for fc7 features")
         return _features_job(photos, list_file, root, output, weights, crops, device,
                              batch_size, strict, chunk_rows, where, as_json, quiet)
     if boxes is not None:
@@ -126,6 +129,23 @@ def _features_job(photos, list_file, root, output, weights, crops, device, batch
     if summary["complete"] and len(summary["skipped"]) == summary["rows"]:
         raise UVSError(list_file or photos[0], f"none of the {summary['rows']} images could "
                        "be read")
+    print_job(summary, as_json, "photos")
+
+
+def _regions_job(photos, list_file, root, output, weights, device, strict, boxes, max_regions,
+                 chunk_rows, where, as_json, quiet):
+    """`uvs features --regions grid|detector -o REGIONS.npz --workers N`: a job of chunks in
+    REGIONS.npz.job.zarr, assembled into REGIONS.npz when complete."""
+    from uvs.cli.common import print_job
+    from uvs.cluster import jobs
+
+    if bool(photos) == bool(list_file):
+        raise click.UsageError("give photos as arguments or --list FILE (one of the two)")
+    paths = _photo_paths(photos, None) if photos else jobs.iter_lines(list_file)
+    with progress_lines(quiet):
+        store, spec = jobs.regions_job(output, paths, weights, boxes, max_regions, strict,
+                                       root, device, chunk_rows)
+        summary = jobs.run_job(store, spec, where, quiet, output=output)
     print_job(summary, as_json, "photos")
 
 

@@ -345,3 +345,47 @@ def test_missing_extra_is_one_line_before_any_work(work, tmp_path, monkeypatch):
 def test_bad_shard_and_unreadable_weights(work, tmp_path):
     one_line_error(features(work, tmp_path / "x.zarr", "--shard", "4/3"), "--shard", "1 to n")
     one_line_error(features(work, tmp_path / "x.zarr", "--shard", "two"), "expected i/n")
+
+
+@pytest.mark.slow
+def test_region_features_on_the_cluster_equal_one_process(work, cluster, tmp_path, one_thread):
+    r = work["root"]
+    common = ("--list", r / "list.txt", "--root", r, "--weights", r / "vgg19.pkl", "--regions",
+              "grid", "--max-regions", 4, "-q")
+    ok(run("features", *common, "-o", tmp_path / "one.npz"))
+    s = json.loads(ok(run("features", *common, "-o", tmp_path / "many.npz", "--chunk-rows", 4,
+                          "--cluster", cluster[0], "--json")).stdout)
+    assert s["complete"] and s["kept"] == PHOTOS and s["skipped"][0]["path"] == "broken.jpg"
+    one, many = np.load(tmp_path / "one.npz"), np.load(tmp_path / "many.npz")
+    assert one.files == many.files
+    for key in one.files:
+        assert np.array_equal(one[key], many[key]), key
+    one_line_error(run("features", *common[:-1], "-o", tmp_path / "f.npz", "--regions",
+                       r / "boxes.jsonl", "--workers", 2), "grid or detector")
+
+
+def test_a_worker_that_cannot_read_the_weights_says_so(work, whole, tmp_path):
+    from uvs.cluster import tasks
+
+    store = open_store(whole[0])
+    spec = {"kind": "features", "store": str(tmp_path / "x.zarr"), "meta": store.meta,
+            "weights": str(tmp_path / "gone.pkl"), "weights_file": str(tmp_path / "gone.pkl"),
+            "model_hash": "0" * 64, "crops": 1, "batch_size": 16, "strict": False}
+    (tmp_path / "x.zarr" / "uvs-done").mkdir(parents=True)
+    found = tasks.run_chunk(spec, 0)
+    assert "gone.pkl" in found["error"] and "cannot be read on" in found["error"]
+    assert "same file on every worker" in found["error"]
+    spec["weights_file"] = spec["weights"] = str(work["root"] / "vgg19.pkl")
+    found = tasks.run_chunk(spec, 0)
+    assert "model hash mismatch" in found["error"]
+
+
+def test_search_and_caption_take_a_store_row(work, whole):
+    res = json.loads(ok(run("search", work["model"], "--image-features", whole[0], "--row", 4,
+                            "--images", whole[0], "--minus", "dog", "-k", 1, "--json")).stdout)
+    assert res["collection"]["count"] == PHOTOS
+    res = json.loads(ok(run("caption", work["dec"], "--image-features", whole[0], "--row", 11,
+                            "--beam", 2, "--maxlen", 4, "--json")).stdout)
+    assert res["sentences"]
+    one_line_error(run("caption", work["dec"], "--image-features", whole[0], "--row", 12),
+                   "row 12 is out of range")

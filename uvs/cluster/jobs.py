@@ -19,7 +19,8 @@ from uvs.corpus import file_sha256
 from uvs.errors import UVSError
 from uvs.fileio import atomic_path
 
-CHUNK_ROWS = {"features": 256, "sentences": 20000, "images": 65536, "captions": 64}
+CHUNK_ROWS = {"features": 256, "regions": 32, "sentences": 20000, "images": 65536,
+              "captions": 64}
 
 
 def iter_lines(path: str) -> Iterator[str]:
@@ -94,6 +95,67 @@ def features_job(output: str, paths: Iterable[str], weights: str, crops: int, ba
                         weights, weights_file=wfile, model_hash=digest, device=device,
                         crops=crops, batch_size=batch_size, strict=strict,
                         root=os.path.abspath(root) if root else None)
+
+
+def regions_job(output: str, paths: Iterable[str], weights: str, boxes: str, max_regions: int,
+                strict: bool, root: str | None, device: str | None,
+                chunk_rows: int | None = None) -> tuple[Store, dict]:
+    """Region features (whole image + `max_regions` boxes from 'grid' or 'detector') of
+    photos, into REGIONS.npz through a job store of fixed slots per photo."""
+    from uvs.vgg import build_convnet
+
+    if boxes not in ("grid", "detector"):
+        raise UVSError(boxes, "a job of chunks takes --regions grid or detector; a file of "
+                       "boxes runs in one process (-o REGIONS.npz without cluster flags)")
+    if not output.endswith(".npz"):
+        raise UVSError(output, "region features go to a .npz file")
+    wfile = weights_file(weights)
+    digest = file_sha256(wfile)
+    detector = None
+    if boxes == "detector":
+        from uvs.align.features import detector_weights_path, load_detector
+
+        load_detector("cpu")  # its one-line error when the weights are not in torch's cache
+        detector = file_sha256(detector_weights_path())
+    dim = build_convnet(weights, device="cpu").dim
+    slots = max_regions + 1
+    fingerprint = {"kind": "regions", "model": digest, "detector": detector,
+                   "options": {"boxes": boxes, "max_regions": max_regions, "device": device}}
+    store = create_or_open(job_store_path(output), "regions", paths,
+                           _chunk("regions", chunk_rows), fingerprint,
+                           {"regions": slots * dim, "boxes": slots * 4})
+    return store, _spec("regions", store, weights=wfile if weights != "torchvision" else
+                        weights, weights_file=wfile, model_hash=digest, device=device,
+                        boxes=boxes, max_regions=max_regions, strict=strict,
+                        root=os.path.abspath(root) if root else None)
+
+
+def assemble_regions(store: Store, output: str) -> None:
+    """A complete regions job's rows as one REGIONS.npz (`uvs.align.regions`), atomically."""
+    import numpy as np
+
+    from uvs.align.regions import write_regions
+    from uvs.cluster.store import OK
+
+    store.check_complete()
+    slots = store.meta["arrays"]["boxes"] // 4
+    dim = store.meta["arrays"]["regions"] // slots
+    status = store.status()
+    feats, boxes, counts = [], [], []  # counts: regions of each photo read
+    regions, box_rows = store.array("regions"), store.array("boxes")
+    for k in range(store.chunks):
+        a, b = store.chunk_range(k)
+        r, bx = regions[a:b], box_rows[a:b]
+        for i in np.flatnonzero(status[a:b] == OK):
+            bi = bx[i].reshape(slots, 4)
+            n = int((~np.isnan(bi[:, 0])).sum())
+            feats.append(r[i].reshape(slots, dim)[:n])
+            boxes.append(bi[:n])
+            counts.append(n)
+    if not feats:
+        raise UVSError(store.path, f"none of the {store.rows} photos could be read")
+    write_regions(output, np.concatenate(feats), np.repeat(np.arange(len(counts)), counts),
+                  np.concatenate(boxes), store.names(status))
 
 
 def sentences_job(output: str, model: str, textfile: str, batch_size: int,
@@ -211,10 +273,15 @@ def run_job(store: Store, spec: dict, where: crun.Where, quiet: bool = False,
         warnings += marker.get("warnings", [])
     if outcome.complete and output and spec["kind"] == "captions":
         assemble_text(store, output)
+    if outcome.complete and output and spec["kind"] == "regions":
+        assemble_regions(store, output)
     return {"output": output or store.path, "store": store.path, "kind": spec["kind"],
             "rows": store.rows, "chunks": store.chunks, "chunk_rows": store.chunk_rows,
             "shard": list(where.shard) if where.shard else None,
             "shard_chunks": outcome.shard_chunks, "ran": outcome.ran,
             "already": outcome.already, "complete": outcome.complete,
-            "missing_chunks": len(store.missing()), "skipped": skipped, "warnings": warnings,
+            "missing_chunks": len(store.missing()),
+            "kept": store.rows - sum(1 for s in skipped if s.get("box") is None)
+            if outcome.complete else None,
+            "skipped": skipped, "warnings": warnings,
             "seconds": round(outcome.seconds, 3)}

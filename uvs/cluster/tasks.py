@@ -151,6 +151,51 @@ def feature_chunk(spec: dict, store: Store, k: int) -> dict:
     return {"rows": len(paths), "skipped": len(skipped)}
 
 
+def region_chunk(spec: dict, store: Store, k: int) -> dict:
+    """Whole image + boxes of each of chunk k's photos, fc7 of each, in fixed slots: a row
+    holds `slots` features (unused slots zero) and `slots` boxes (unused ones NaN)."""
+    from uvs.align.features import load_detector, region_features
+
+    net = _convnet(spec)
+    detector = None
+    if spec["boxes"] == "detector":
+        detector = cached(("detector", net.device), lambda: load_detector(net.device))
+    paths, slots = store.chunk_inputs(k), spec["max_regions"] + 1
+    feats = np.zeros((len(paths), slots * net.dim), np.float32)
+    boxes = np.full((len(paths), slots * 4), np.nan, np.float32)
+    status = np.zeros(len(paths), np.int8)
+    skipped = []
+    for i, p in enumerate(paths):
+        try:
+            out = region_features(net, [p], spec["boxes"], spec["max_regions"], spec.get("root"),
+                                  spec["strict"], detector=detector)
+        except UVSError as err:
+            if spec["strict"] or "could be read" not in err.problem:
+                raise
+            skipped.append({"path": p, "box": None, "problem": out_problem(spec, p)})
+            status[i] = SKIPPED
+            continue
+        n = len(out["features"])
+        feats[i, :n * net.dim] = out["features"].reshape(-1)
+        boxes[i, :n * 4] = out["boxes"].reshape(-1)
+        skipped += out["skipped"]
+        status[i] = OK
+    store.write_chunk(k, {"regions": feats, "boxes": boxes}, status, {"skipped": skipped})
+    return {"rows": len(paths), "skipped": int((status == SKIPPED).sum())}
+
+
+def out_problem(spec: dict, name: str) -> str:
+    """Why the photo `name` could not be read (decoded again, for the message)."""
+    from uvs.photos import decode
+
+    full = os.path.join(spec["root"], name) if spec.get("root") else name
+    try:
+        decode(full)
+    except UVSError as err:
+        return err.problem
+    return "could not be read"
+
+
 def sentence_chunk(spec: dict, store: Store, k: int) -> dict:
     """Embeddings of chunk k's sentences."""
     from uvs import tools
@@ -207,8 +252,8 @@ def caption_chunk(spec: dict, store: Store, k: int) -> dict:
     return {"rows": b - a, "skipped": 0}
 
 
-KINDS = {"features": feature_chunk, "sentences": sentence_chunk, "images": image_chunk,
-         "captions": caption_chunk}
+KINDS = {"features": feature_chunk, "regions": region_chunk, "sentences": sentence_chunk,
+         "images": image_chunk, "captions": caption_chunk}
 
 
 def run_chunk(spec: dict, k: int) -> dict:
