@@ -33,17 +33,22 @@ def info(path, as_json):
               help="The store to write (or to complete: it must belong to the same job).")
 @json_option
 def merge(sources, output, as_json):
-    """Combine the stores of shards of one job (run apart) into OUTPUT."""
+    """Combine the stores of shards of one job (run apart) into OUTPUT.
+
+    OUTPUT named X.job.zarr (a captions or regions job): X is written too once complete.
+    """
     from uvs.cluster import jobs
     from uvs.cluster.merge import merge as run
     from uvs.cluster.store import open_store
 
     found = run(sources, output)
-    text_output = output[:-len(".job.zarr")] if output.endswith(".job.zarr") else None
+    final = output[:-len(".job.zarr")] if output.endswith(".job.zarr") else None
     merged = open_store(output)
-    if found["complete"] and merged.meta["kind"] == "captions" and text_output:
-        jobs.assemble_text(merged, text_output)
-        found["text"] = text_output
+    if found["complete"] and final and merged.meta["kind"] in ("captions", "regions"):
+        assemble = jobs.assemble_text if merged.meta["kind"] == "captions" else \
+            jobs.assemble_regions
+        assemble(merged, final)
+        found["assembled"] = final
     if as_json:
         print_json(found)
         return
