@@ -17,8 +17,7 @@ zarr = pytest.importorskip("zarr")
 pytest.importorskip("torchvision")
 Image = pytest.importorskip("PIL.Image")
 
-from uvs.cluster import jobs  # noqa: E402
-from uvs.cluster.run import WORKER_ENV, Where  # noqa: E402
+from uvs.cluster.run import WORKER_ENV  # noqa: E402
 from uvs.cluster.store import open_store  # noqa: E402
 
 PHOTOS = 12
@@ -142,34 +141,37 @@ def test_features_on_the_cluster_equal_one_process_bit_for_bit(work, whole, clus
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_job_loses_only_its_task(work, whole, cluster, tmp_path):
-    """SIGKILL to a worker process that is running a task; the nanny starts another, the
-    scheduler reruns the task, and the store is the same."""
+def test_a_worker_killed_mid_job_loses_only_its_task(work, cluster, tmp_path, one_thread):
+    """`uvs features --cluster` in a subprocess; the test SIGKILLs a worker process while it
+    runs a task; the nanny starts another, the task runs again, and the store is the same."""
+    import subprocess
+    import time
+
     address, client = cluster
-    store, spec = jobs.features_job(str(tmp_path / "k.zarr"), work["names"],
-                                    str(work["root"] / "vgg19.pkl"), 1, 16, False,
-                                    str(work["root"]), None, chunk_rows=3)
-    killed = []
-
-    def kill_one(result):
-        if killed:
-            return
-        for worker, keys in client.processing().items():
-            if keys:
-                pid = client.run(os.getpid, workers=[worker])[worker]
-                os.kill(pid, signal.SIGKILL)
-                killed.append((worker, pid, keys))
-                return
-
+    reference, out = tmp_path / "ref.zarr", tmp_path / "k.zarr"
+    ok(features(work, reference, "--crops", "10"))  # ten crops: tasks long enough to catch
+    r = work["root"]
+    proc = subprocess.Popen([sys.executable, "-c", "from uvs.cli.main import main; main()",
+                             "features", "--list", str(r / "list.txt"), "--root", str(r), "-o",
+                             str(out), "--weights", str(r / "vgg19.pkl"), "--crops", "10",
+                             "--chunk-rows", "3", "--cluster", address, "--json", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pids_before = set(client.run(os.getpid).values())
-    summary = jobs.run_job(store, spec, Where(address=address), quiet=True,
-                           on_result=kill_one)
-    assert killed, "no worker was busy when the first task finished"
-    assert summary["complete"] and summary["ran"] == 5
-    assert killed[0][1] in pids_before
-    assert killed[0][1] not in set(client.run(os.getpid).values())
-    a, b = arrays(tmp_path / "k.zarr"), arrays(whole[0])
-    same(a, b)
+    killed, deadline = None, time.monotonic() + 300
+    while proc.poll() is None and killed is None and time.monotonic() < deadline:
+        if (out / "uvs-done").is_dir() and os.listdir(out / "uvs-done"):
+            busy = [w for w, keys in client.processing().items() if keys]
+            if busy:
+                killed = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                os.kill(killed, signal.SIGKILL)
+        time.sleep(0.005)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert killed in pids_before, "no worker was busy once the first chunk was written"
+    assert killed not in set(client.run(os.getpid).values())
+    summary = json.loads(stdout)
+    assert summary["complete"] and summary["chunks"] == 5
+    same(arrays(out), arrays(reference))
 
 
 def test_shards_combine_into_the_whole(work, whole, tmp_path, one_thread):

@@ -17,6 +17,7 @@ from uvs.errors import UVSError, one_line
 log = logging.getLogger("uvs.cluster")
 # One BLAS/OpenMP/torch thread per worker process: N processes use N cores, and results do not
 # depend on how many threads a product was split over.
+RESUBMITS = 3  # a task whose result was lost in transit is submitted again this many times
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
@@ -162,16 +163,29 @@ def _on_cluster(store, spec, todo, where, quiet, failed, on_result) -> int:
         if where.workers:
             spec = {**spec, "threads": 1}
         token = secrets.token_hex(4)
-        futures = {client.submit(tasks.run_chunk, spec, k, pure=False, retries=2,
-                                 key=f"uvs-{spec['kind']}-{k:08d}-{token}"): k for k in todo}
+
+        def submit(k: int, attempt: int = 0):
+            return client.submit(tasks.run_chunk, spec, k, pure=False, retries=2,
+                                 key=f"uvs-{spec['kind']}-{k:08d}-{token}-{attempt}")
+
+        futures = {submit(k): (k, 0) for k in todo}
         ran, skipped = 0, [0]
         with _bar(len(todo), quiet) as bar:
+            pending = distributed.as_completed(list(futures))
             try:
-                for fut in distributed.as_completed(futures):
+                for fut in pending:
+                    k, attempt = futures[fut]
                     try:
                         result = fut.result()
-                    except Exception as err:  # noqa: BLE001 - a task that failed for good
-                        failed.append((futures[fut], one_line(err)))
+                    except Exception as err:  # noqa: BLE001 - decided below
+                        if fut.status != "error" and attempt < RESUBMITS:
+                            # its result was lost before it reached us (the worker holding it
+                            # died): run the chunk again; a written chunk is not rewritten
+                            again = submit(k, attempt + 1)
+                            futures[again] = (k, attempt + 1)
+                            pending.add(again)
+                            continue
+                        failed.append((k, one_line(err)))
                         bar.update(1)
                         continue
                     _account(result, bar, failed, skipped)
