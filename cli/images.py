@@ -287,7 +287,9 @@ def index():
 
 @index.command("build")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--captions", type=click.Path(dir_okay=False), help="Captions, one a line.")
+@click.option("--captions", type=click.Path(),
+              help="Captions, one a line, or a store of their embeddings by MODEL (`uvs "
+                   "encode sentences MODEL CAPTIONS -o X.zarr`).")
 @click.option("--images", "feats", type=click.Path(),
               help="FEATS.npy from `uvs features`, or a FEATS.zarr store (read chunk by "
                    "chunk).")

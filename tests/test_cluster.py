@@ -300,6 +300,19 @@ def test_sentences_images_and_index_from_stores(work, whole, cluster, tmp_path, 
     direct = json.loads(ok(run("search", m, "--text", "a dog", "--images", whole[0], "-k", 4,
                                "--json")).stdout)["results"]
     assert [h["image"] for h in direct] == [h["image"] for h in hits[0]]
+    # a store of sentence embeddings streams into an index of captions
+    for source, idx in ((here, tmp_path / "caps_s.idx"), (root / "caps.txt",
+                                                          tmp_path / "caps_t.idx")):
+        ok(run("index", "build", m, "--captions", source, "-o", idx, "-q"))
+    found = [json.loads(ok(run("search", m, "--image-features", whole[0], "--row", 2,
+                               "--index", p, "-k", 5, "--json")).stdout)["results"]
+             for p in (tmp_path / "caps_s.idx", tmp_path / "caps_t.idx")]
+    assert [h["caption"] for h in found[0]] == [h["caption"] for h in found[1]]
+    np.testing.assert_allclose([h["score"] for h in found[0]],
+                               [h["score"] for h in found[1]], rtol=1e-5)
+    other, *_ = write_tiny_model(tmp_path, "uvs", name="other", dim_image=DENSE[1], seed=5)
+    one_line_error(run("index", "build", other, "--captions", here, "-o", tmp_path / "x.idx"),
+                   str(here), "embedded with another model")
 
 
 @pytest.mark.slow

@@ -283,6 +283,9 @@ def build_collection(model: dict, captions: str | None = None, images: str | Non
     if images and is_store(images):
         return _build_from_store(model, images, meta, index_type, nlist, nprobe,
                                  show_progress), "streamed"
+    if captions and is_store(captions):
+        return _build_from_sentences(model, captions, model_path, meta, index_type, nlist,
+                                     nprobe, show_progress), "streamed"
     collect = corpus.caption_collection if captions else corpus.image_collection
     names, vecs, cache = collect(model, source, show_progress, model_hash=fingerprint)
     with progress(len(vecs), "indexing", show_progress) as bar:
@@ -302,4 +305,31 @@ def _build_from_store(model: dict, path: str, meta: dict, index_type: str, nlist
         return build_stream(feats, model["options"]["dim"],
                             lambda block, first: embed_block(model, block, path, first),
                             names, meta, index_type=index_type, nlist=nlist, nprobe=nprobe,
+                            on_progress=bar.update)
+
+
+def _build_from_sentences(model: dict, path: str, model_path: str | None, meta: dict,
+                          index_type: str, nlist: int | None, nprobe: int | None,
+                          show_progress: bool) -> Index:
+    """A store of sentence embeddings (`uvs encode sentences -o X.zarr`) indexed chunk by
+    chunk; it must have been embedded with this very model."""
+    from uvs.cluster.rows import StoreRows
+    from uvs.cluster.store import open_store
+    from uvs.cluster.tasks import vse_hash
+    from uvs.datasets import check_finite
+    from uvs.progress import progress
+
+    store = open_store(path, "sentences")
+    if model_path is None or store.meta["fingerprint"]["model"] != vse_hash(model_path):
+        raise UVSError(path, "these sentences were embedded with another model; embed them "
+                       "with this one (`uvs encode sentences MODEL ... -o X.zarr`)")
+    rows = StoreRows(store)
+
+    def embed(block: np.ndarray, first: int) -> np.ndarray:
+        check_finite(block, path, first)
+        return block
+
+    with progress(len(rows), "indexing", show_progress) as bar:
+        return build_stream(rows, model["options"]["dim"], embed, store.names(rows.status),
+                            meta, index_type=index_type, nlist=nlist, nprobe=nprobe,
                             on_progress=bar.update)
