@@ -301,9 +301,12 @@ def index():
 @click.option("--nlist", type=click.IntRange(1), help="ivf: inverted lists (default ≈ √n).")
 @click.option("--nprobe", type=click.IntRange(1),
               help="ivf: lists visited per query (default nlist/16, at least 8).")
+@click.option("--on-disk", is_flag=True,
+              help="ivf from a .zarr store: inverted lists in OUTPUT.ivfdata (memory-mapped, "
+                   "need not fit in RAM) and OUTPUT.faiss beside OUTPUT.")
 @json_option
 @quiet_option
-def build(model, captions, feats, output, index_type, nlist, nprobe, as_json, quiet):
+def build(model, captions, feats, output, index_type, nlist, nprobe, on_disk, as_json, quiet):
     """Embed a caption file or FEATS.npy with MODEL and index it in OUTPUT."""
     from uvs import index as uindex
     from uvs import tools
@@ -313,7 +316,8 @@ def build(model, captions, feats, output, index_type, nlist, nprobe, as_json, qu
     built, cache = uindex.build_collection(tools.load_model(model), captions=captions,
                                            images=feats, model_path=model,
                                            index_type=index_type, nlist=nlist, nprobe=nprobe,
-                                           show_progress=not quiet)
+                                           show_progress=not quiet,
+                                           on_disk=output if on_disk else None)
     uindex.save(built, output)
     if as_json:
         print_json({"index": output, **built.meta, "cache": cache})

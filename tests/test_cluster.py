@@ -404,3 +404,53 @@ def test_search_and_caption_take_a_store_row(work, whole):
     assert res["sentences"]
     one_line_error(run("caption", work["dec"], "--image-features", whole[0], "--row", 12),
                    "row 12 is out of range")
+
+
+def test_an_on_disk_index_answers_as_the_one_in_memory(work, whole, tmp_path):
+    """faiss's documented path beyond RAM: blocks added to copies of the trained index,
+    their lists merged into INDEX.ivfdata (memory-mapped); the three files can move."""
+    pytest.importorskip("faiss")
+    from uvs import index as uindex
+    from uvs import tools
+    from uvs.cluster.rows import StoreRows
+    from uvs.features import embed_block
+
+    m = work["model"]
+    (tmp_path / "a").mkdir()
+    ram, disk = tmp_path / "ram.idx", tmp_path / "a" / "disk.idx"
+    for out, extra in ((ram, ()), (disk, ("--on-disk",))):
+        ok(run("index", "build", m, "--images", whole[0], "-o", out, "--type", "ivf",
+               "--nlist", 2, "-q", *extra))
+    assert sorted(os.listdir(tmp_path / "a")) == ["disk.idx", "disk.idx.faiss",
+                                                  "disk.idx.ivfdata"]
+    os.rename(tmp_path / "a", tmp_path / "b")  # the three files move together
+    moved = tmp_path / "b" / "disk.idx"
+    assert json.loads(ok(run("index", "info", moved, "--json")).stdout)["storage"] == "on-disk"
+
+    def hits(path):
+        out = json.loads(ok(run("search", m, "--text", "a dog", "--index", path, "-k", 6,
+                                "--nprobe", 2, "--json")).stdout)["results"]
+        return [h["image"] for h in out], [h["score"] for h in out]
+
+    want = hits(ram)
+    assert hits(moved)[0] == want[0]
+    np.testing.assert_allclose(hits(moved)[1], want[1], rtol=1e-6)
+    # several blocks merged (3-row chunks, blocks of at least 4 rows)
+    model = tools.load_model(m)
+    rows, store = StoreRows(open_store(whole[0])), open_store(whole[0])
+    several = tmp_path / "several.idx"
+    built = uindex.build_stream(rows, model["options"]["dim"],
+                                lambda b, first: embed_block(model, b, "", first),
+                                store.names(rows.status), {"kind": "images", "method": "cosine",
+                                                           "model": "x"},
+                                index_type="ivf", nlist=2, nprobe=2, on_disk=str(several),
+                                block_rows=4)
+    uindex.save(built, several)
+    loaded = uindex.load(several)
+    assert loaded.index.ntotal == PHOTOS
+    mem = uindex.load(ram)
+    np.testing.assert_array_equal(loaded.index.reconstruct_batch(np.arange(PHOTOS)),
+                                  mem.index.reconstruct_batch(np.arange(PHOTOS)))
+    os.unlink(tmp_path / "b" / "disk.idx.ivfdata")
+    one_line_error(run("search", m, "--text", "a dog", "--index", moved),
+                   "disk.idx.ivfdata is missing")

@@ -26,6 +26,7 @@ from uvs.retrieval import scores, top_k
 
 MAGIC = b"uvs-index"
 VERSION = 1
+MAX_VERSION = 2  # version 2: on disk, the faiss part in INDEX.faiss + INDEX.ivfdata
 EXACT_LIMIT = 100_000
 KINDS = ("captions", "images")
 TYPES = ("auto", "flat", "ivf")
@@ -40,6 +41,7 @@ class Index:
     index: object  # faiss.Index over (count, dim) float32 unit vectors
     meta: dict
     names: list[str]
+    lists_tmp: str | None = None  # on-disk inverted lists written, not yet renamed (`save`)
 
 
 def _faiss():
@@ -127,12 +129,15 @@ def _finish(index, names, meta, n, dim, index_type, nlist, nprobe) -> Index:
 def build_stream(rows, dim: int, embed: Callable[[np.ndarray, int], np.ndarray],
                  names: Sequence[str], meta: dict, index_type: str = "auto",
                  nlist: int | None = None, nprobe: int | None = None, seed: int = 0,
-                 on_progress: Callable[[int], None] | None = None) -> Index:
+                 on_progress: Callable[[int], None] | None = None,
+                 on_disk: str | None = None, block_rows: int | None = None) -> Index:
     """Index a store's rows (`uvs.cluster.rows.StoreRows`) read one chunk at a time.
 
     `embed(block, first_row)` turns (m, d) stored rows into (m, dim) unit vectors. An IVF
     quantiser is trained on the same sample of rows as `build` takes, read first; memory is
-    the index itself plus one chunk and the sample.
+    the index itself plus one chunk and the sample. `on_disk` (the final index path): an IVF
+    index whose inverted lists are merged into a file beside it (`uvs.index_ondisk`), built
+    `block_rows` rows at a time; memory is then one block.
     """
     faiss = _faiss()
     _check_args(index_type, meta)
@@ -140,6 +145,9 @@ def build_stream(rows, dim: int, embed: Callable[[np.ndarray, int], np.ndarray],
     if n != len(names) or n == 0:
         raise UVSError(None, f"{n} rows for {len(names)} names")
     index_type, nlist, nprobe = _plan(n, index_type, nlist, nprobe)
+    if on_disk and index_type != "ivf":
+        raise UVSError(on_disk, "an on-disk index is an inverted file: --type ivf or auto "
+                       f"above {EXACT_LIMIT} rows")
     index = _new_index(faiss, dim, index_type, nlist, nprobe)
     if index_type == "ivf":
         sample = training_rows(n, nlist, seed)
@@ -149,6 +157,22 @@ def build_stream(rows, dim: int, embed: Callable[[np.ndarray, int], np.ndarray],
             raise UVSError(rows.path, f"row {int(sample[np.argmax(bad)])} holds NaN or Inf")
         index.train(np.ascontiguousarray(embed(raw, 0), dtype=np.float32))
         del raw
+    if on_disk:
+        from uvs import index_ondisk
+
+        folder = os.path.dirname(os.path.abspath(on_disk))
+        if not os.path.isdir(folder):
+            raise UVSError(on_disk, f"cannot write: folder {folder} does not exist")
+        lists_tmp = f"{on_disk}.ivfdata.tmp"
+        embedded = ((first, np.ascontiguousarray(embed(block, first), dtype=np.float32))
+                    for first, block in rows.blocks())
+        index = index_ondisk.add_in_blocks(faiss, index, embedded, lists_tmp,
+                                           block_rows or index_ondisk.BLOCK_ROWS, on_progress)
+        built = _finish(index, names, {**meta, "storage": "on-disk",
+                                       "version": index_ondisk.FORMAT_VERSION},
+                        n, dim, index_type, nlist, nprobe)
+        built.lists_tmp = lists_tmp
+        return built
     for first, block in rows.blocks():
         index.add(np.ascontiguousarray(embed(block, first), dtype=np.float32))
         if on_progress:
@@ -159,12 +183,21 @@ def build_stream(rows, dim: int, embed: Callable[[np.ndarray, int], np.ndarray],
 def save(index: Index, path: str | os.PathLike) -> None:
     """Write the index as one file, atomically."""
     faiss = _faiss()
+    path = os.fspath(path)
+    version, meta = VERSION, index.meta
+    if index.meta.get("storage") == "on-disk":
+        from uvs import index_ondisk
+
+        meta = {**meta, **index_ondisk.save_parts(faiss, index.index, path, index.lists_tmp),
+                "version": index_ondisk.FORMAT_VERSION}
+        version = index_ondisk.FORMAT_VERSION
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(MAGIC + b" %d\n" % VERSION)
-        f.write(json.dumps(index.meta, ensure_ascii=False).encode("utf-8") + b"\n")
+        f.write(MAGIC + b" %d\n" % version)
+        f.write(json.dumps(meta, ensure_ascii=False).encode("utf-8") + b"\n")
         for name in index.names:
             f.write(json.dumps(name, ensure_ascii=False).encode("utf-8") + b"\n")
-        faiss.write_index(index.index, faiss.PyCallbackIOWriter(f.write))
+        if version == VERSION:
+            faiss.write_index(index.index, faiss.PyCallbackIOWriter(f.write))
 
 
 def _open(path: str):
@@ -191,9 +224,9 @@ def read_meta(f, path: str) -> dict:
         meta = json.loads(f.readline().decode("utf-8"))
     except (ValueError, IndexError, UnicodeDecodeError):
         raise UVSError(path, "damaged uvs index header") from None
-    if version > VERSION:
+    if version > MAX_VERSION:
         raise UVSError(path, f"uvs index version {version} is newer than this uvs reads "
-                       f"({VERSION}); upgrade uvs")
+                       f"({MAX_VERSION}); upgrade uvs")
     if not isinstance(meta, dict) or not {"kind", "method", "count", "dim"} <= set(meta):
         raise UVSError(path, "damaged uvs index header")
     return meta
@@ -207,7 +240,12 @@ def load(path: str | os.PathLike) -> Index:
         meta = read_meta(f, path)
         try:
             names = [json.loads(f.readline().decode("utf-8")) for _ in range(meta["count"])]
-            index = faiss.read_index(faiss.PyCallbackIOReader(f.read))
+            if meta.get("storage") == "on-disk":
+                from uvs import index_ondisk
+
+                index = index_ondisk.load_parts(faiss, path, meta)
+            else:
+                index = faiss.read_index(faiss.PyCallbackIOReader(f.read))
         except (ValueError, UnicodeDecodeError, RuntimeError) as err:
             raise UVSError(path, f"damaged uvs index ({one_line(err)})") from None
     if index.ntotal != meta["count"] or index.d != meta["dim"] or len(names) != meta["count"]:
@@ -262,7 +300,8 @@ def search(index: Index, query: np.ndarray, k: int = 5, candidates: int | None =
 def build_collection(model: dict, captions: str | None = None, images: str | None = None,
                      model_path: str | None = None, index_type: str = "auto",
                      nlist: int | None = None, nprobe: int | None = None,
-                     show_progress: bool = False) -> tuple[Index, str]:
+                     show_progress: bool = False, on_disk: str | None = None
+                     ) -> tuple[Index, str]:
     """Embed a caption file or FEATS.npy with `model` (cached) and index it: (index, cache).
 
     The metadata names the model by its fingerprint, so that searching with another is refused.
@@ -280,12 +319,15 @@ def build_collection(model: dict, captions: str | None = None, images: str | Non
     meta = {"kind": "captions" if captions else "images", "method": model_method(model),
             "model": fingerprint, "model_path": model_path, "source": source,
             "source_sha256": corpus.content_sha256(source)}
+    stream = dict(index_type=index_type, nlist=nlist, nprobe=nprobe, on_disk=on_disk)
     if images and is_store(images):
-        return _build_from_store(model, images, meta, index_type, nlist, nprobe,
-                                 show_progress), "streamed"
+        return _build_from_store(model, images, meta, show_progress, **stream), "streamed"
     if captions and is_store(captions):
-        return _build_from_sentences(model, captions, model_path, meta, index_type, nlist,
-                                     nprobe, show_progress), "streamed"
+        return _build_from_sentences(model, captions, model_path, meta, show_progress,
+                                     **stream), "streamed"
+    if on_disk:
+        raise UVSError(source, "an on-disk index is built from a .zarr store (uvs features "
+                       "or uvs encode sentences -o X.zarr)")
     collect = corpus.caption_collection if captions else corpus.image_collection
     names, vecs, cache = collect(model, source, show_progress, model_hash=fingerprint)
     with progress(len(vecs), "indexing", show_progress) as bar:
@@ -294,8 +336,8 @@ def build_collection(model: dict, captions: str | None = None, images: str | Non
     return built, cache
 
 
-def _build_from_store(model: dict, path: str, meta: dict, index_type: str, nlist: int | None,
-                      nprobe: int | None, show_progress: bool) -> Index:
+def _build_from_store(model: dict, path: str, meta: dict, show_progress: bool,
+                      **stream) -> Index:
     """A FEATS.zarr store embedded and indexed chunk by chunk (no embeddings cache)."""
     from uvs.features import embed_block, read_image_features
     from uvs.progress import progress
@@ -304,13 +346,11 @@ def _build_from_store(model: dict, path: str, meta: dict, index_type: str, nlist
     with progress(len(feats), "embedding and indexing", show_progress) as bar:
         return build_stream(feats, model["options"]["dim"],
                             lambda block, first: embed_block(model, block, path, first),
-                            names, meta, index_type=index_type, nlist=nlist, nprobe=nprobe,
-                            on_progress=bar.update)
+                            names, meta, on_progress=bar.update, **stream)
 
 
 def _build_from_sentences(model: dict, path: str, model_path: str | None, meta: dict,
-                          index_type: str, nlist: int | None, nprobe: int | None,
-                          show_progress: bool) -> Index:
+                          show_progress: bool, **stream) -> Index:
     """A store of sentence embeddings (`uvs encode sentences -o X.zarr`) indexed chunk by
     chunk; it must have been embedded with this very model."""
     from uvs.cluster.rows import StoreRows
@@ -331,5 +371,4 @@ def _build_from_sentences(model: dict, path: str, model_path: str | None, meta: 
 
     with progress(len(rows), "indexing", show_progress) as bar:
         return build_stream(rows, model["options"]["dim"], embed, store.names(rows.status),
-                            meta, index_type=index_type, nlist=nlist, nprobe=nprobe,
-                            on_progress=bar.update)
+                            meta, on_progress=bar.update, **stream)
