@@ -17,7 +17,8 @@ held whole), and a random model mapping them to --embed-dim; then `uvs index bui
 --images STORE` in a child process, whose peak resident memory (getrusage ru_maxrss) is
 printed beside the sizes it must hold: the index (rows x embed-dim x 4 bytes, + 16 bytes a
 row for ids and the direct map) and the names; the baseline is the same command on a
-1000-row store (interpreter, PyTensor, faiss).
+1000-row store (interpreter, PyTensor, faiss). `--on-disk` measures the index whose lists
+are merged into INDEX.ivfdata instead (built one million rows at a time).
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def parse_args() -> argparse.Namespace:
     i.add_argument("--embed-dim", type=int, default=128, help="width of the joint space")
     i.add_argument("--chunk-rows", type=int, default=100_000)
     i.add_argument("--type", default="auto", choices=["auto", "flat", "ivf"])
+    i.add_argument("--on-disk", action="store_true",
+                   help="uvs index build --on-disk (lists in INDEX.ivfdata, memory-mapped)")
+    i.add_argument("--block-rows", type=int, default=1_000_000, help="with --on-disk")
     i.add_argument("--folder", default="cluster_bench_work")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return p.parse_args()
@@ -172,15 +176,31 @@ def write_model(path: str, dim_image: int, dim: int) -> None:
           {w: i + 2 for i, w in enumerate("a dog cat car red blue sky sits runs the".split())})
 
 
-def _build(model: str, store: str, out: str, index_type: str) -> tuple[dict, float, float]:
-    """`uvs index build` in a child: (its JSON, seconds, peak RSS of any child so far, MiB)."""
+def _build(model: str, store: str, out: str, index_type: str,
+           extra: tuple = ()) -> tuple[dict, float, float, float]:
+    """`uvs index build` in a child: (its JSON, seconds, peak RSS of any child so far, peak
+    anonymous RSS of this child sampled every 20 ms; MiB). Anonymous memory leaves out the
+    file-backed pages of memory-mapped files (the page cache may drop those)."""
     start = time.perf_counter()
-    res = subprocess.run([*UVS, "index", "build", model, "--images", store, "-o", out,
-                          "--type", index_type, "--json", "-q"], check=True,
-                         capture_output=True, text=True)
+    proc = subprocess.Popen([*UVS, "index", "build", model, "--images", store, "-o", out,
+                             "--type", index_type, "--json", "-q", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    anon = 0
+    while proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("RssAnon:"):
+                        anon = max(anon, int(line.split()[1]))
+        except OSError:
+            pass
+        time.sleep(0.02)
+    stdout, stderr = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(stderr)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return json.loads(res.stdout), seconds, peak
+    return json.loads(stdout), seconds, peak, anon / 1024
 
 
 def bench_index(args) -> dict:
@@ -195,17 +215,25 @@ def bench_index(args) -> dict:
     if not os.path.exists(model):
         write_model(model, args.dim, args.embed_dim)
     out = os.path.join(args.folder, "bench.idx")
+    for ext in ("", ".faiss", ".ivfdata"):  # an earlier run's files
+        if os.path.exists(out + ext):
+            os.unlink(out + ext)
     # ru_maxrss of children is the largest so far: the small build first gives the baseline
-    _, _, baseline = _build(model, small, out, "flat")
-    built, seconds, peak = _build(model, store, out, args.type)
+    _, _, baseline, base_anon = _build(model, small, out, "flat")
+    extra = ("--on-disk", "--block-rows", str(args.block_rows)) if args.on_disk else ()
+    built, seconds, peak, anon = _build(model, store, out, args.type, extra)
     index_bytes = args.rows * (args.embed_dim * 4 + (16 if built["type"] == "ivf" else 0))
     return {"what": "index", "rows": args.rows, "dim": args.dim, "embed_dim": args.embed_dim,
-            "type": built["type"], "nlist": built["nlist"], "store_seconds": round(written, 1),
+            "type": built["type"], "on_disk": args.on_disk, "nlist": built["nlist"],
+            "store_seconds": round(written, 1),
             "build_seconds": round(seconds, 1), "peak_rss_mib": round(peak, 1),
-            "baseline_rss_mib": round(baseline, 1),
+            "baseline_rss_mib": round(baseline, 1), "peak_anon_mib": round(anon, 1),
+            "baseline_anon_mib": round(base_anon, 1),
             "index_mib": round(index_bytes / 2**20, 1),
             "store_mib": round(args.rows * args.dim * 4 / 2**20, 1),
-            "index_file_mib": round(os.path.getsize(out) / 2**20, 1)}
+            "index_file_mib": round(sum(os.path.getsize(out + ext) for ext in
+                                        ("", ".faiss", ".ivfdata")
+                                        if os.path.exists(out + ext)) / 2**20, 1)}
 
 
 def main() -> None:

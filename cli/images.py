@@ -304,9 +304,13 @@ def index():
 @click.option("--on-disk", is_flag=True,
               help="ivf from a .zarr store: inverted lists in OUTPUT.ivfdata (memory-mapped, "
                    "need not fit in RAM) and OUTPUT.faiss beside OUTPUT.")
+@click.option("--block-rows", type=click.IntRange(1), default=None,
+              help="--on-disk: rows added in memory before a block is written [default: "
+                   "1000000].")
 @json_option
 @quiet_option
-def build(model, captions, feats, output, index_type, nlist, nprobe, on_disk, as_json, quiet):
+def build(model, captions, feats, output, index_type, nlist, nprobe, on_disk, block_rows,
+          as_json, quiet):
     """Embed a caption file or FEATS.npy with MODEL and index it in OUTPUT."""
     from uvs import index as uindex
     from uvs import tools
@@ -317,7 +321,8 @@ def build(model, captions, feats, output, index_type, nlist, nprobe, on_disk, as
                                            images=feats, model_path=model,
                                            index_type=index_type, nlist=nlist, nprobe=nprobe,
                                            show_progress=not quiet,
-                                           on_disk=output if on_disk else None)
+                                           on_disk=output if on_disk else None,
+                                           block_rows=block_rows)
     uindex.save(built, output)
     if as_json:
         print_json({"index": output, **built.meta, "cache": cache})

@@ -300,8 +300,8 @@ def search(index: Index, query: np.ndarray, k: int = 5, candidates: int | None =
 def build_collection(model: dict, captions: str | None = None, images: str | None = None,
                      model_path: str | None = None, index_type: str = "auto",
                      nlist: int | None = None, nprobe: int | None = None,
-                     show_progress: bool = False, on_disk: str | None = None
-                     ) -> tuple[Index, str]:
+                     show_progress: bool = False, on_disk: str | None = None,
+                     block_rows: int | None = None) -> tuple[Index, str]:
     """Embed a caption file or FEATS.npy with `model` (cached) and index it: (index, cache).
 
     The metadata names the model by its fingerprint, so that searching with another is refused.
@@ -319,7 +319,8 @@ def build_collection(model: dict, captions: str | None = None, images: str | Non
     meta = {"kind": "captions" if captions else "images", "method": model_method(model),
             "model": fingerprint, "model_path": model_path, "source": source,
             "source_sha256": corpus.content_sha256(source)}
-    stream = dict(index_type=index_type, nlist=nlist, nprobe=nprobe, on_disk=on_disk)
+    stream = dict(index_type=index_type, nlist=nlist, nprobe=nprobe, on_disk=on_disk,
+                  block_rows=block_rows)
     if images and is_store(images):
         return _build_from_store(model, images, meta, show_progress, **stream), "streamed"
     if captions and is_store(captions):
