@@ -111,6 +111,10 @@ def show(model, text, image, boxes, max_regions, weights, device, regions, row, 
         raise click.UsageError("give --image PHOTO or --regions FILE (one of the two)")
     if not output and not as_json:
         raise click.UsageError("give -o PICTURE, --json, or both")
+    if output and output.lower().endswith((".html", ".htm")):
+        from uvs.report import need
+
+        need("jinja2")  # the page is a report's: say so before the slow work
     m = evaluation.load_model(model)
     if image:
         from uvs import vgg
