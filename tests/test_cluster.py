@@ -454,3 +454,22 @@ def test_an_on_disk_index_answers_as_the_one_in_memory(work, whole, tmp_path):
     os.unlink(tmp_path / "b" / "disk.idx.ivfdata")
     one_line_error(run("search", m, "--text", "a dog", "--index", moved),
                    "disk.idx.ivfdata is missing")
+
+
+def test_store_names_keep_odd_characters_and_refuse_an_empty_job(tmp_path):
+    from uvs.cluster.store import OK, create_or_open
+    from uvs.errors import UVSError
+
+    lines = ["a dog\ra cat", "the sky\x85", "x"]
+    store = create_or_open(tmp_path / "s.zarr", "sentences", lines, 2, {"model": "m"},
+                           {"embeddings": 3})
+    for k in range(store.chunks):
+        a, b = store.chunk_range(k)
+        store.write_chunk(k, {"embeddings": np.ones((b - a, 3), np.float32)},
+                          np.full(b - a, OK, np.int8), {})
+    assert store.names() == lines and store.chunk_inputs(1) == ["x"]
+    with pytest.raises(UVSError, match="no inputs"):
+        create_or_open(tmp_path / "e.zarr", "sentences", [], 2, {"model": "m"},
+                       {"embeddings": 3})
+    assert not (tmp_path / "e.zarr").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["s.zarr"]  # no temporary folder left

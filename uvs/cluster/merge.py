@@ -19,7 +19,7 @@ _DERIVED = ("inputs", "rows", "chunk_rows")  # create_or_open adds these from th
 
 
 def _lines(store: Store):
-    with open(os.path.join(store.path, INPUTS), encoding="utf-8") as f:
+    with open(os.path.join(store.path, INPUTS), encoding="utf-8", newline="\n") as f:
         for line in f:
             yield line[:-1]
 

@@ -122,7 +122,7 @@ class Store:
         """The inputs of the rows that hold a result (skipped inputs left out)."""
         status = self.status() if status is None else status
         keep = (status == OK) | (status == TRUNCATED)
-        with open(os.path.join(self.path, INPUTS), encoding="utf-8") as f:
+        with open(os.path.join(self.path, INPUTS), encoding="utf-8", newline="\n") as f:
             return [line[:-1] for line, k in zip(f, keep, strict=True) if k]
 
     def part_path(self, k: int) -> str:
