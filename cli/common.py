@@ -193,3 +193,11 @@ def print_job(summary: dict, as_json: bool, unit: str = "rows") -> None:
     else:
         click.echo(f"{summary['store']}: {ran}; {summary['missing_chunks']} of "
                    f"{summary['chunks']} chunks still to write (other shards, or a rerun)")
+
+
+def check_store_inputs(*paths) -> None:
+    """A one-line error before any slow work when a .zarr input is given without zarr."""
+    from uvs.cluster import is_store, need
+
+    if any(p and is_store(p) for p in paths):
+        need("zarr", "a .zarr store")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from uvs.cli.common import (
+    check_store_inputs,
     cluster_options,
     cluster_where,
     data_dir_option,
@@ -108,6 +109,7 @@ def caption(decoder_path, vse_model, dictionary, image, image_features, row, tex
         raise click.UsageError("give exactly one of --image, --image-features, --text")
     if n > beam and not stochastic:
         raise click.UsageError(f"-n {n} is more than the beam holds (--beam {beam})")
+    check_store_inputs(image_features)
     if rows_text is not None or output or cluster or workers or shard:
         if rows_text is None or not output or not image_features or stochastic or minus or plus:
             raise click.UsageError("many rows: --image-features FEATS --rows all|A:B -o "

@@ -6,6 +6,7 @@ import click
 
 from uvs.cli.common import (
     Group,
+    check_store_inputs,
     cluster_options,
     cluster_where,
     json_option,
@@ -209,6 +210,7 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
         check_installed()
         page.check_output(report_path, tuple(p for p in (model, image, image_features, captions,
                                                          feats, index_path) if p))
+    check_store_inputs(image_features, feats)
     given = {"captions": captions, "images": feats, "index": index_path}
     collections = {name: path for name, path in given.items() if path}
     if image and image_features:
@@ -317,6 +319,7 @@ def build(model, captions, feats, output, index_type, nlist, nprobe, on_disk, bl
 
     if bool(captions) == bool(feats):
         raise click.UsageError("index one collection: --captions FILE or --images FEATS.npy")
+    check_store_inputs(captions, feats)
     built, cache = uindex.build_collection(tools.load_model(model), captions=captions,
                                            images=feats, model_path=model,
                                            index_type=index_type, nlist=nlist, nprobe=nprobe,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from uvs.cli.common import (
+    check_store_inputs,
     cluster_options,
     cluster_where,
     data_dir_option,
@@ -161,6 +162,7 @@ def encode_images(model, features, output, cluster, workers, shard, chunk_rows, 
     from uvs.datasets import open_features
     from uvs.fileio import save_npy
 
+    check_store_inputs(features)
     where = cluster_where(cluster, workers, shard, output)
     if where is not None:
         from uvs.cluster import jobs

@@ -352,6 +352,14 @@ def test_missing_extra_is_one_line_before_any_work(work, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "zarr", None)
     one_line_error(run("encode", "sentences", work["model"], r / "caps.txt", "-o",
                        tmp_path / "s.zarr"), "a .zarr store needs zarr", "uvs[cluster]")
+    missing_model = tmp_path / "no-model.npz"  # the store is checked before the model
+    for args in (("index", "build", missing_model, "--images", tmp_path / "f.zarr", "-o",
+                  tmp_path / "x.idx"),
+                 ("search", missing_model, "--text", "a", "--images", tmp_path / "f.zarr"),
+                 ("caption", missing_model, "--image-features", tmp_path / "f.zarr"),
+                 ("encode", "images", missing_model, tmp_path / "f.zarr", "-o",
+                  tmp_path / "x.npy")):
+        one_line_error(run(*args), "a .zarr store needs zarr")
     usage = run("features", "--list", r / "list.txt", "-o", tmp_path / "f.npy", "--shard",
                 "1/2", "--weights", missing)
     assert usage.exit_code == 2 and "give -o NAME.zarr" in usage.output
