@@ -33,10 +33,11 @@ def read_image_features(path: str, dim_image: int | None = None) -> tuple[np.nda
     if is_store(path):
         return feats, names
     listing = paths_file(path)
-    if not os.path.isfile(listing):
+    if not os.path.lexists(listing):
         return feats, [f"#{i}" for i in range(len(feats))]
-    with open(listing, encoding="utf-8") as f:
-        names = f.read().splitlines()
+    from uvs.fileio import read_lines
+
+    names = read_lines(listing)  # split at "\n" only, as `uvs features` writes it
     if len(names) != len(feats):
         raise UVSError(listing, f"{len(names)} paths for {len(feats)} feature rows in {path}")
     return feats, names
