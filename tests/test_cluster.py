@@ -481,3 +481,26 @@ def test_store_names_keep_odd_characters_and_refuse_an_empty_job(tmp_path):
                        {"embeddings": 3})
     assert not (tmp_path / "e.zarr").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["s.zarr"]  # no temporary folder left
+
+
+@pytest.mark.slow
+def test_captions_of_an_embedding_decoder_on_the_cluster(work, whole, cluster, tmp_path,
+                                                         one_thread):
+    """A decoder of the joint space: each worker loads the decoder and its uvs model once."""
+    from uvs.decoding.files import write_decoder
+    from uvs.decoding.model import init_params
+
+    words = ["a", "dog", "runs", "on", "the", "beach", "."]
+    o = {"dimctx": 8, "dim_word": 4, "dim": 5, "n_words": 9, "decoder": "gru",
+         "doutput": False, "condition": "embedding", "inject": "init",
+         "model": str(work["model"])}
+    dec = tmp_path / "emb.npz"
+    write_decoder(dec, init_params(o, rng=np.random.RandomState(1)), o,
+                  {w: i + 2 for i, w in enumerate(words)})
+    common = ("--image-features", whole[0], "--rows", "2:9", "--beam", 2, "--maxlen", 5,
+              "--chunk-rows", 3, "-q")
+    ok(run("caption", dec, *common, "-o", tmp_path / "a.jsonl"))
+    ok(run("caption", dec, *common, "-o", tmp_path / "b.jsonl", "--cluster", cluster[0]))
+    a = (tmp_path / "a.jsonl").read_bytes()
+    assert a == (tmp_path / "b.jsonl").read_bytes()
+    assert [json.loads(x)["row"] for x in a.decode().splitlines()] == list(range(2, 9))

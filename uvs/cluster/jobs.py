@@ -215,7 +215,9 @@ def caption_setup(decoder: str, dictionary: str | None, vse_model: str | None) -
     mf = read_decoder(decoder, dictionary)
     vse = None
     if mf.options.get("condition", "embedding") != "features":
-        vse = vse_model or mf.options.get("model")
+        from uvs.decoding.tools import trained_model_path
+
+        vse = vse_model or trained_model_path({"options": mf.options, "path": mf.path})
         if not vse:
             raise UVSError(decoder, "this decoder decodes a joint space: give the uvs model "
                            "with --model")
