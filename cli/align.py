@@ -24,7 +24,7 @@ def region_features(photos, list_file, root, output, weights, device, strict, bo
     """Whole image + boxes per photo, fc7 of each, into one REGIONS.npz."""
     from uvs import vgg
     from uvs.align import features, regions
-    from uvs.cli.images import _bar, _photo_paths
+    from uvs.cli.images import _bar, _photo_paths, check_photos_not_written
 
     if not output.endswith(".npz"):
         raise UVSError(output, "region features go to a .npz file")
@@ -32,6 +32,7 @@ def region_features(photos, list_file, root, output, weights, device, strict, bo
         paths = _photo_paths(photos, list_file)
     else:
         paths = []
+    check_photos_not_written(output, [], paths, root, list_file, weights, boxes)
     total = features.photos_to_do(paths, boxes)
     if boxes == "detector":
         features.detector_weights_path()

@@ -85,7 +85,7 @@ def _evalrank_report(model, data, data_dir, split, fold5, report_path, photos_li
     from uvs.report import build, check_installed, page
 
     check_installed()
-    page.check_output(report_path, (model,))
+    page.check_output(report_path, (model, photos_list))
     m = tools.load_model(model)
     results, found, ds = queries.evalrank_queries(m, data=data, split=split, data_dir=data_dir,
                                                   fold5=fold5, verbose=not quiet)
@@ -111,8 +111,9 @@ def encode():
 def encode_sentences(model, textfile, output, batch_size, quiet):
     """Embed TEXTFILE (UTF-8, one sentence per line) into OUTPUT, one row per line."""
     from uvs import tools
-    from uvs.fileio import read_lines, save_npy
+    from uvs.fileio import check_not_input, read_lines, save_npy
 
+    check_not_input(output, (model, textfile))
     sentences = read_lines(textfile)
     vectors = tools.encode_sentences(tools.load_model(model), sentences, verbose=not quiet,
                                      batch_size=batch_size)
@@ -130,8 +131,9 @@ def encode_images(model, features, output, quiet):
     """Embed FEATURES (.npy, one row of CNN features per image) into OUTPUT."""
     from uvs import tools
     from uvs.datasets import open_features
-    from uvs.fileio import save_npy
+    from uvs.fileio import check_not_input, save_npy
 
+    check_not_input(output, (model, features))
     ims = open_features(features)
     m = tools.load_model(model)
     vectors = tools.encode_images(m, tools.check_features(m, ims, features))
@@ -184,8 +186,10 @@ def info(model, backend, dictionary, as_json):
 @dictionary_option
 def convert(model, output, dictionary):
     """Rewrite MODEL in the uvs format (one .npz, no pickle), keeping its kind."""
+    from uvs.fileio import check_not_input
     from uvs.modelfile import read_model, write_model
 
+    check_not_input(output, (model, dictionary))
     mf = read_model(model, dictionary=dictionary)
     write_model(output, mf.params, mf.options, mf.worddict,
                 extra_meta=None if mf.kind == "vse" else {"kind": mf.kind})

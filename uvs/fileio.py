@@ -97,3 +97,44 @@ def read_lines(path: str | os.PathLike) -> list[str]:
         if not ln.strip():
             raise UVSError(path, f"line {n} is empty")
     return lines
+
+
+# --- outputs never over inputs -------------------------------------------------------------
+
+def companion_files(path: str | os.PathLike) -> list[str]:
+    """`path` and the files uvs keeps beside it: a released model's `X.pkl` and
+    `X.dictionary.pkl`, a run's `.last.npz`/`.log.jsonl`, `FEATS.paths.txt`."""
+    path = os.fspath(path)
+    stem = path[:-4] if path.endswith((".npz", ".npy")) else path
+    return [path, path + ".pkl", path + ".dictionary.pkl", stem + ".paths.txt",
+            stem + ".last.npz", stem + ".log.jsonl"]
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): compare where they would be
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _is_cache_of(path: str, source: str) -> bool:
+    """Whether `path` is an embedding cache kept beside `source` (`SOURCE.uvs-<hash>.npz`)."""
+    real, src = os.path.realpath(path), os.path.realpath(source)
+    return real.startswith(src + ".uvs-") and real.endswith(".npz")
+
+
+def check_not_input(output: str | os.PathLike, inputs, writes=()) -> None:
+    """Refuse to write `output` (or the files `writes` beside it) over one of `inputs`.
+
+    inputs: paths the command reads (None entries skipped), each with its companion files
+    (`companion_files`) and embedding caches. One line naming the output and the input.
+    """
+    output = os.fspath(output)
+    written = [output, *(os.fspath(w) for w in writes)]
+    for given in (os.fspath(i) for i in inputs if i is not None):
+        for read in companion_files(given):
+            for out in written:
+                if _same_file(out, read) or _is_cache_of(out, given):
+                    which = given if read == given else f"{read}, beside {given}"
+                    raise UVSError(output, f"would write over an input of this command "
+                                   f"({which}): give the output another name")

@@ -43,12 +43,9 @@ class Index:
 
 
 def _faiss():
-    try:
-        import faiss
-    except ImportError:
-        raise UVSError(None, "faiss is not installed: pip install 'uvs[index]' "
-                       "(faiss-cpu)") from None
-    return faiss
+    from uvs.extras import import_from
+
+    return import_from("index", "faiss")
 
 
 def default_nlist(n: int) -> int:

@@ -15,19 +15,13 @@ from uvs.errors import UVSError
 
 MAX_ASPECT = 32  # a thinner picture would be resized to millions of pixels along one side
 
-_EXTRA = "pip install 'uvs[images]' (torch, torchvision, Pillow)"
 
 
 def need(module: str):
-    """Import an optional dependency, or say which extra provides it."""
-    import importlib
+    """Import a module of the `[images]` extra, or say how to install it."""
+    from uvs.extras import import_from
 
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        top = module.split(".")[0]
-        name = "Pillow" if top == "PIL" else top
-        raise UVSError(None, f"{name} is not installed: {_EXTRA}") from None
+    return import_from("images", module)
 
 
 def one_line(err: Exception, limit: int = 200) -> str:
@@ -49,7 +43,23 @@ def _truncated_ok(allow: bool):
         ImageFile.LOAD_TRUNCATED_IMAGES = before
 
 
+def check_photo(path: str | os.PathLike) -> str:
+    """`path` if it names a readable regular file, else one line saying why not (asked before
+    any optional package is imported, so a typo is not reported as a missing extra)."""
+    path = os.fspath(path)
+    if not os.path.lexists(path):
+        raise UVSError(path, "cannot read: no such file")
+    if os.path.isdir(path):
+        raise UVSError(path, "cannot read: a folder, not a photo")
+    if not os.path.isfile(path):
+        raise UVSError(path, "cannot read: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise UVSError(path, "cannot read: Permission denied")
+    return path
+
+
 def _open(path: str, allow_truncated: bool):
+    check_photo(path)
     Image = need("PIL.Image")
     with _truncated_ok(allow_truncated):
         try:
