@@ -47,5 +47,6 @@ def test_the_seeds_names_still_come_from_demo():
 
 def test_missing_index_extra_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)
-    with pytest.raises(UVSError, match=r"pip install 'uvs\[index\]'"):
+    with pytest.raises(UVSError, match=r"faiss-cpu is not installed: in the uvs checkout run "
+                       r"pip install -e '\.\[index\]'"):
         uindex.build(np.ones((2, 3), np.float32), ["a", "b"], {"kind": "images"})

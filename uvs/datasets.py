@@ -101,12 +101,9 @@ def read_captions(path: str) -> list[str]:
 
 def open_features(path: str, mmap: bool = False) -> np.ndarray:
     """A 2-D float `.npy` of image features, as stored (memory-mapped if `mmap`)."""
-    try:
-        ims = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except FileNotFoundError:
-        raise UVSError(path, "feature file not found") from None
-    except (ValueError, OSError, EOFError) as err:
-        raise UVSError(path, f"not a readable .npy array ({err})") from None
+    from uvs.fileio import load_npy
+
+    ims = load_npy(path, mmap, what="feature file")
     if not isinstance(ims, np.ndarray) or ims.ndim != 2:
         raise UVSError(path, f"expected a 2-D array of features, got shape {np.shape(ims)}")
     if not np.issubdtype(ims.dtype, np.floating):

@@ -69,6 +69,44 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def load_npy(path: str | os.PathLike, mmap: bool = False, what: str = "file") -> np.ndarray:
+    """A `.npy` array (memory-mapped if `mmap`), never unpickled: a file that is no `.npy`
+    (a text file, a pickle) or that holds Python objects is one line saying so."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(NPY_MAGIC))
+    except FileNotFoundError:
+        raise UVSError(path, f"{what} not found") from None
+    except OSError as err:
+        raise UVSError(path, f"cannot read: {err.strerror}") from None
+    if head != NPY_MAGIC:
+        kind = "an .npz archive" if head.startswith(b"PK") else (
+            "text" if _looks_like_text(path) else "some other file")
+        raise UVSError(path, f"not a .npy array: it is {kind} (a .npy starts with "
+                       "NumPy's header; `uvs features` or numpy.save writes one)")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except ValueError as err:
+        if "pickle" in str(err):
+            raise UVSError(path, "holds Python objects, not numbers: refused") from None
+        raise UVSError(path, f"not a readable .npy array ({err})") from None
+    except (OSError, EOFError) as err:
+        raise UVSError(path, f"not a readable .npy array ({err})") from None
+
+
+def _looks_like_text(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            f.read(4096).decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return True
+
+
 def read_lines(path: str | os.PathLike) -> list[str]:
     """UTF-8 lines exactly as written, minus their newline; an empty line or file is an error.
 
