@@ -26,6 +26,7 @@ def region_features(photos, list_file, root, output, weights, device, strict, bo
     from uvs import vgg
     from uvs.align import features, regions
     from uvs.cli.images import _bar, _photo_paths, check_photos_not_written
+    from uvs.fileio import check_replaceable, npz_members
 
     if not output.endswith(".npz"):
         raise UVSError(output, "region features go to a .npz file")
@@ -34,6 +35,7 @@ def region_features(photos, list_file, root, output, weights, device, strict, bo
     else:
         paths = []
     check_photos_not_written(output, [], paths, root, list_file, weights, boxes)
+    check_replaceable(output, lambda p: npz_members(p) == set(regions.KEYS), "a regions file")
     total = features.photos_to_do(paths, boxes)
     if boxes == "detector":
         features.detector_weights_path()

@@ -75,7 +75,7 @@ def features(photos, list_file, root, output, weights, crops, device, batch_size
     """VGG-19 fc7 features (after ReLU, rows of unit norm) of PHOTOS into FEATS.npy."""
     from uvs import vgg
     from uvs.features import paths_file
-    from uvs.fileio import save_npy, write_text
+    from uvs.fileio import check_replaceable, is_npy, save_npy, write_text
 
     if boxes is not None:
         from uvs.cli.align import region_features
@@ -84,6 +84,7 @@ def features(photos, list_file, root, output, weights, crops, device, batch_size
                                boxes, max_regions, as_json, quiet)
     paths = _photo_paths(photos, list_file)
     check_photos_not_written(output, [paths_file(output)], paths, root, list_file, weights)
+    check_replaceable(output, is_npy, "a .npy array of features")
     net = vgg.build_convnet(weights, device=device)
     with _bar(len(paths), "photos", quiet) as bar:
         run = vgg.features_from_files(net, paths, crops=int(crops), batch_size=batch_size,
@@ -292,14 +293,13 @@ def build(model, captions, feats, output, index_type, nlist, nprobe, as_json, qu
     """Embed a caption file or FEATS.npy with MODEL and index it in OUTPUT."""
     from uvs import index as uindex
     from uvs import tools
+    from uvs.extras import require
+    from uvs.fileio import check_not_input, check_replaceable
 
     if bool(captions) == bool(feats):
         raise click.UsageError("index one collection: --captions FILE or --images FEATS.npy")
-    from uvs.fileio import check_not_input
-
     check_not_input(output, (model, captions, feats))
-    from uvs.extras import require
-
+    check_replaceable(output, uindex.is_index, "an index")
     require("index", "uvs index build")  # before the collection is embedded
     built, cache = uindex.build_collection(tools.load_model(model), captions=captions,
                                            images=feats, model_path=model,

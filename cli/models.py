@@ -111,9 +111,10 @@ def encode():
 def encode_sentences(model, textfile, output, batch_size, quiet):
     """Embed TEXTFILE (UTF-8, one sentence per line) into OUTPUT, one row per line."""
     from uvs import tools
-    from uvs.fileio import check_not_input, read_lines, save_npy
+    from uvs.fileio import check_not_input, check_replaceable, is_npy, read_lines, save_npy
 
     check_not_input(output, (model, textfile))
+    check_replaceable(output, is_npy, "a .npy array")
     sentences = read_lines(textfile)
     vectors = tools.encode_sentences(tools.load_model(model), sentences, verbose=not quiet,
                                      batch_size=batch_size)
@@ -131,9 +132,10 @@ def encode_images(model, features, output, quiet):
     """Embed FEATURES (.npy, one row of CNN features per image) into OUTPUT."""
     from uvs import tools
     from uvs.datasets import open_features
-    from uvs.fileio import check_not_input, save_npy
+    from uvs.fileio import check_not_input, check_replaceable, is_npy, save_npy
 
     check_not_input(output, (model, features))
+    check_replaceable(output, is_npy, "a .npy array")
     ims = open_features(features)
     m = tools.load_model(model)
     vectors = tools.encode_images(m, tools.check_features(m, ims, features))

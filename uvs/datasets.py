@@ -147,7 +147,9 @@ def layout(name: str, data_dir: str | os.PathLike | None = None) -> str:
     """'vse' or 'order', by which files the data set's folder holds (it only looks)."""
     loc = os.path.join(data_root(data_dir), name)
     if not os.path.isdir(loc):
-        raise UVSError(loc, f"data set {name!r} not found (set --data-dir or $UVS_DATA)")
+        hint = "" if name == sample.NAME else (
+            f"; --data {sample.NAME} uses the small synthetic data set, made on first use")
+        raise UVSError(loc, f"data set {name!r} not found (set --data-dir or $UVS_DATA){hint}")
     if any(os.path.exists(os.path.join(loc, f"{name}_{s}_caps.txt")) for s in SPLITS):
         return "vse"
     if any(os.path.exists(os.path.join(loc, f"{s}.txt")) for s in ("train", "val", "test")):

@@ -176,3 +176,37 @@ def check_not_input(output: str | os.PathLike, inputs, writes=()) -> None:
                     which = given if read == given else f"{read}, beside {given}"
                     raise UVSError(output, f"would write over an input of this command "
                                    f"({which}): give the output another name")
+
+
+def check_replaceable(output: str | os.PathLike, looks_right, what: str) -> None:
+    """Refuse to replace an existing file at `output` unless `looks_right(path)` says it is
+    `what` this command writes (an older one of its outputs), e.g. never a model by features."""
+    output = os.fspath(output)
+    if not os.path.lexists(output):
+        return
+    if not os.path.isfile(output):
+        raise UVSError(output, "exists and is not a regular file: give the output another name")
+    try:
+        ours = bool(looks_right(output))
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise UVSError(output, f"exists and is not {what}: refusing to overwrite it (remove "
+                       "it first, or give the output another name)")
+
+
+def is_npy(path: str) -> bool:
+    """Whether the file starts as a `.npy` does."""
+    with open(path, "rb") as f:
+        return f.read(len(NPY_MAGIC)) == NPY_MAGIC
+
+
+def npz_members(path: str) -> set[str]:
+    """The array names of a `.npz` (from its zip directory; nothing is decompressed)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return {n[:-4] for n in z.namelist() if n.endswith(".npy")}
+    except zipfile.BadZipFile:
+        return set()

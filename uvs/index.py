@@ -108,6 +108,12 @@ def save(index: Index, path: str | os.PathLike) -> None:
         faiss.write_index(index.index, faiss.PyCallbackIOWriter(f.write))
 
 
+def is_index(path: str) -> bool:
+    """Whether the file starts as an index written by `save` does."""
+    with open(path, "rb") as f:
+        return f.read(len(MAGIC) + 1) == MAGIC + b" "
+
+
 def _open(path: str):
     try:
         return open(path, "rb")
