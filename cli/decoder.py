@@ -166,7 +166,7 @@ def evalcap(decoder_path, vse_model, dictionary, data, data_dir, split, beam, ma
             as_json, quiet):
     """Caption every image of a split and score against its references (BLEU, METEOR,
     ROUGE-L, CIDEr) with the decoder's perplexity."""
-    from uvs.datasets import split_paths
+    from uvs.datasets import split_files
     from uvs.decoding import tools
     from uvs.decoding.evaluation import captions_text
     from uvs.decoding.evaluation import evalcap as run
@@ -183,7 +183,7 @@ def evalcap(decoder_path, vse_model, dictionary, data, data_dir, split, beam, ma
     if output:
         trained_on = dec["options"].get("model")
         check_not_input(output, (trained_on if isinstance(trained_on, str) else None,
-                                 *split_paths(data, split, data_dir, dec["options"].get("cnn"))))
+                                 *split_files(data, split, data_dir, dec["options"].get("cnn"))))
     vse = tools.load_encoder(dec, vse_model)
     with progress_lines(quiet):
         res = run(dec, vse, data=data, split=split, data_dir=data_dir, beam_width=beam,

@@ -173,11 +173,17 @@ def split_paths(name: str, split: str, data_dir=None, cnn: str | None = None) ->
     return os.path.join(loc, f"{fname}.txt"), os.path.join(loc, "images", cnn, f"{fname}.npy")
 
 
-def load_split(name: str, split: str, data_dir=None, cnn: str | None = None) -> Split:
-    """Captions and features of one split, checked; the sample is generated on first use."""
+def split_files(name: str, split: str, data_dir=None, cnn: str | None = None
+                ) -> tuple[str, str]:
+    """`split_paths`, the sample generated first if it is the sample and not there yet."""
     if name == sample.NAME:
         sample.ensure_sample(data_root(data_dir))
-    caps_path, ims_path = split_paths(name, split, data_dir, cnn)
+    return split_paths(name, split, data_dir, cnn)
+
+
+def load_split(name: str, split: str, data_dir=None, cnn: str | None = None) -> Split:
+    """Captions and features of one split, checked; the sample is generated on first use."""
+    caps_path, ims_path = split_files(name, split, data_dir, cnn)
     return check_split(read_captions(caps_path), read_features(ims_path), caps_path, ims_path)
 
 
