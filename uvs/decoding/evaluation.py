@@ -22,6 +22,9 @@ PUNCTUATION = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?
                ":", "-", "--", "...", ";"}
 
 
+LINE_LIKE = ("Cc", "Zl", "Zp")  # unicodedata categories that a line splitter may split on
+
+
 def one_line(caption: str) -> str:
     """A caption as one line of words: every control, format or separator character (CR,
     FF, U+2028, ...) a space, runs of spaces one."""
@@ -107,8 +110,10 @@ def captions_text(captions: list[str], path: str = "") -> str:
 
     from uvs.modelfile import shown
 
-    if path.lower().endswith(".jsonl"):
-        return "".join(json.dumps({"image": i, "caption": c}, ensure_ascii=False) + "\n"
+    if path.lower().endswith(".jsonl"):  # and no raw U+2028, NEL, ... for a line splitter
+        return "".join("".join(f"\\u{ord(ch):04x}" if unicodedata.category(ch) in LINE_LIKE
+                               else ch for ch in json.dumps({"image": i, "caption": c},
+                                                            ensure_ascii=False)) + "\n"
                        for i, c in enumerate(captions))
     return "".join(shown(c) + "\n" for c in captions)
 
