@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from clirun import ok, one_line_error, run
+from clirun import one_line_error, run
 
 from uvs.errors import UVSError
 from uvs.fileio import check_not_input, check_replaceable, is_npy

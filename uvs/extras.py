@@ -50,10 +50,10 @@ def require(extra: str, what: str | None = None) -> None:
     """Refuse at once, before any slow work, when a package of `extra` is missing."""
     gone = missing(extra)
     if gone:
-        verb = "is" if len(gone) == 1 else "are"
-        why = f" ({what} needs it)" if what else ""
-        raise UVSError(None, f"{' and '.join(gone)} {verb} not installed{why}: "
-                       f"{install_advice(extra)}")
+        names = gone[0] if len(gone) == 1 else f"{', '.join(gone[:-1])} and {gone[-1]}"
+        verb, them = ("is", "it") if len(gone) == 1 else ("are", "them")
+        why = f" ({what} needs {them})" if what else ""
+        raise UVSError(None, f"{names} {verb} not installed{why}: {install_advice(extra)}")
 
 
 def import_from(extra: str, module: str):

@@ -82,13 +82,14 @@ def collapse(rows: np.ndarray, keys: Sequence, k: int) -> tuple[np.ndarray, np.n
 
 
 def _distinct(rank, key, k: int, n: int):
-    """`rank(k')` -> (rows, scores) widened until k distinct `key(row)` are found (or all n)."""
+    """`rank(k')` -> (rows, scores) widened until k distinct `key(row)` are found and every
+    row identical to one of them (which scores the same) is counted: past the lowest kept
+    score, or all n rows."""
     want = k
     while True:
         rows, sims = rank(min(n, want))
         pos, dups = collapse(rows, [key(r) for r in rows], k)
-        if len(pos) >= k or len(rows) >= n:
-            # identical rows past the last one examined are not counted
+        if len(rows) >= n or (len(pos) >= k and sims[-1] < sims[pos].min()):
             return rows[pos], sims[pos], dups
         want *= 4
 
