@@ -1,4 +1,4 @@
-"""An independent NumPy float64 reference of the decoder's equations (README, "Generation")."""
+"""An independent NumPy float64 reference of the decoder's equations (docs/generation.md)."""
 
 from __future__ import annotations
 
