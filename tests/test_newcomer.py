@@ -209,3 +209,9 @@ def test_ptb_tokenizer_prints_nothing(capfd):
     assert _tokenize({0: ["A dog ."]}) == {0: ["a dog"]}
     captured = capfd.readouterr()
     assert "PTBTokenizer" not in captured.err + captured.out
+
+
+def test_sample_readme_says_which_features_to_search(sample_data):
+    readme = (sample_data / "sample" / "README.txt").read_text()
+    assert "sample_SPLIT_photos.npy        one feature row PER IMAGE" in readme
+    assert "uvs search --images" in readme and "PER CAPTION" in readme
