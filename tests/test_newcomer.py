@@ -215,3 +215,33 @@ def test_sample_readme_says_which_features_to_search(sample_data):
     readme = (sample_data / "sample" / "README.txt").read_text()
     assert "sample_SPLIT_photos.npy        one feature row PER IMAGE" in readme
     assert "uvs search --images" in readme and "PER CAPTION" in readme
+
+
+def test_align_show_negative_beta_is_the_exact_optimum(tmp_path):
+    import itertools
+
+    from uvs.align import show as align_show
+    from uvs.align.evaluation import load_model
+    from uvs.align.model import KIND, init_params
+    from uvs.align.mrf import energy
+    from uvs.align.regions import read_regions, write_regions
+    from uvs.modelfile import write_model
+
+    o = {"dim_word": 3, "dim": 4, "dim_image": 6, "n_words": 6}
+    model = tmp_path / "a.npz"
+    write_model(model, init_params(o, rng=np.random.RandomState(2)), o,
+                {"a": 2, "dog": 3, "runs": 4, "fast": 5}, extra_meta={"kind": KIND})
+    regions = tmp_path / "r.npz"
+    write_regions(str(regions), np.random.RandomState(3).rand(4, 6).astype(np.float32),
+                  np.zeros(4, np.int64), np.tile(np.array([0, 0, 8, 8], np.float32), (4, 1)),
+                  ["p.png"])
+    text = "a dog runs fast a dog"
+    out = json.loads(ok(run("align", "show", model, "--regions", regions, "--text", text,
+                            "--beta", "-1", "--json")).stdout)
+    feats, boxes = read_regions(str(regions)).of(0)
+    unary = np.array(align_show.align_sentence(load_model(model), feats, boxes, text,
+                                               -1.0)["unary"])
+    best = max(energy(unary, np.array(a), -1.0)
+               for a in itertools.product(range(unary.shape[1]), repeat=unary.shape[0]))
+    assert out["energy"] == pytest.approx(best, abs=1e-6)
+    assert energy(unary, np.array(out["region"]), -1.0) == pytest.approx(best, abs=1e-6)
