@@ -48,8 +48,8 @@ def check_photos_not_written(output: str, writes: list[str], paths: list[str], r
     from uvs.fileio import check_not_input
 
     photos = [p if root is None or os.path.isabs(p) else os.path.join(root, p) for p in paths]
-    check_not_input(output, [*photos, list_file, *(m for m in more if m and os.path.isfile(m))],
-                    writes)
+    check_not_input(output, [list_file, *(m for m in more if m and os.path.isfile(m))], writes,
+                    plain=photos)
 
 
 @click.command()

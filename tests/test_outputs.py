@@ -43,21 +43,34 @@ def _unchanged(*paths):
 def test_check_not_input_sees_links_companions_and_caches(tmp_path):
     model = tmp_path / "m.npz"
     model.write_bytes(b"model")
+    for companion in ("m.npz.pkl", "m.npz.dictionary.pkl", "m.last.npz", "m.log.jsonl",
+                      "m.npz.uvs-0123456789abcdef.npz"):
+        (tmp_path / companion).write_bytes(b"beside")
+    (tmp_path / "pkl-link").symlink_to(tmp_path / "m.npz.pkl")
     (tmp_path / "link.npz").symlink_to(model)
     os.link(model, tmp_path / "hard.npz")
     for out in (model, tmp_path / "link.npz", tmp_path / "hard.npz",
                 tmp_path / "sub" / ".." / "m.npz", tmp_path / "m.npz.pkl",
                 tmp_path / "m.npz.dictionary.pkl", tmp_path / "m.last.npz",
-                tmp_path / "m.log.jsonl", tmp_path / "m.npz.uvs-0123456789abcdef.npz"):
+                tmp_path / "m.log.jsonl", tmp_path / "m.npz.uvs-0123456789abcdef.npz",
+                tmp_path / "pkl-link"):
         with pytest.raises(UVSError, match="would write over an input of this command"):
             check_not_input(out, [None, model])
     feats = tmp_path / "f.npy"
+    (tmp_path / "f.paths.txt").write_text("x\n")
     with pytest.raises(UVSError, match=r"f\.paths\.txt, beside"):
         check_not_input(tmp_path / "f.paths.txt", [feats])
+    (tmp_path / "list.txt").write_text("x\n")
     with pytest.raises(UVSError, match="o.npy"):  # a file the output brings along
         check_not_input(tmp_path / "o.npy", [tmp_path / "list.txt"],
                         writes=[tmp_path / "list.txt"])
+    with pytest.raises(UVSError, match="list.txt"):  # a photo: itself only
+        check_not_input(tmp_path / "list.txt", [], plain=[tmp_path / "list.txt"])
+    check_not_input(tmp_path / "list.txt.pkl", [], plain=[tmp_path / "list.txt"])
     check_not_input(tmp_path / "other.npz", [model, None])  # a new name is fine
+    check_not_input(tmp_path / "m.npz.dictionary.pkl", [tmp_path / "n.npz"])
+    with pytest.raises(UVSError, match="n.npz.pkl, beside"):  # not there yet, still refused
+        check_not_input(tmp_path / "n.npz.pkl", [tmp_path / "n.npz"])
 
 
 def test_check_replaceable(tmp_path):
@@ -185,7 +198,9 @@ def test_evalcap_never_over_the_decoder_or_the_split(decoder, tmp_path):
 def test_reports_use_the_same_check(vse, tmp_path):
     pytest.importorskip("matplotlib")
     pytest.importorskip("jinja2")
-    caps = tmp_path / "c.txt"
-    caps.write_text("a dog\n")
-    one_line_error(run("search", vse, "--text", "a dog", "--captions", caps, "--report",
+    feats = tmp_path / "f.npy"
+    np.save(feats, np.ones((2, 6), np.float32))
+    one_line_error(run("search", vse, "--text", "a dog", "--images", feats, "--report",
                        f"{vse}.dictionary.pkl"), "would write over an input")
+    one_line_error(run("search", vse, "--text", "a dog", "--images", feats, "--report",
+                       tmp_path / "f.paths.txt"), "would write over an input")

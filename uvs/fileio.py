@@ -148,34 +148,46 @@ def companion_files(path: str | os.PathLike) -> list[str]:
             stem + ".last.npz", stem + ".log.jsonl"]
 
 
-def _same_file(a: str, b: str) -> bool:
+def _stat(path: str):
     try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist (yet): compare where they would be
-        return os.path.realpath(a) == os.path.realpath(b)
+        return os.stat(path)
+    except (OSError, ValueError):
+        return None
+
+
+def check_not_input(output: str | os.PathLike, inputs, writes=(), plain=()) -> None:
+    """Refuse to write `output` (or the files `writes` beside it) over one of `inputs`.
+
+    inputs: paths the command reads (None entries skipped), each with its companion files
+    (`companion_files`, refused even before they exist: uvs would read them later) and
+    embedding caches (`SOURCE.uvs-<hash>.npz`); plain: inputs without companions (photos: one
+    stat each). Links, `..` and hard links are resolved. One line naming both.
+    """
+    output = os.fspath(output)
+    written = [(w, _stat(w), os.path.realpath(w))
+               for w in (output, *(os.fspath(w) for w in writes))]
+    checks = [(os.fspath(i), False) for i in plain if i is not None]
+    checks += [(os.fspath(i), True) for i in inputs if i is not None]
+    for given, with_companions in checks:
+        reads = companion_files(given) if with_companions else [given]
+        stats = [(r, _stat(r)) for r in reads]
+        for w, wst, real in written:
+            clash = next((r for r, st in stats if st is not None and wst is not None
+                          and os.path.samestat(st, wst)), None)
+            if clash is None and with_companions:
+                clash = next((r for r in reads if os.path.realpath(r) == real), None)
+                if clash is None and _is_cache_of(w, given):
+                    clash = w
+            if clash is not None:
+                which = given if clash == given else f"{clash}, beside {given}"
+                raise UVSError(output, f"would write over an input of this command "
+                               f"({which}): give the output another name")
 
 
 def _is_cache_of(path: str, source: str) -> bool:
     """Whether `path` is an embedding cache kept beside `source` (`SOURCE.uvs-<hash>.npz`)."""
     real, src = os.path.realpath(path), os.path.realpath(source)
     return real.startswith(src + ".uvs-") and real.endswith(".npz")
-
-
-def check_not_input(output: str | os.PathLike, inputs, writes=()) -> None:
-    """Refuse to write `output` (or the files `writes` beside it) over one of `inputs`.
-
-    inputs: paths the command reads (None entries skipped), each with its companion files
-    (`companion_files`) and embedding caches. One line naming the output and the input.
-    """
-    output = os.fspath(output)
-    written = [output, *(os.fspath(w) for w in writes)]
-    for given in (os.fspath(i) for i in inputs if i is not None):
-        for read in companion_files(given):
-            for out in written:
-                if _same_file(out, read) or _is_cache_of(out, given):
-                    which = given if read == given else f"{read}, beside {given}"
-                    raise UVSError(output, f"would write over an input of this command "
-                                   f"({which}): give the output another name")
 
 
 def check_replaceable(output: str | os.PathLike, looks_right, what: str) -> None:
