@@ -42,7 +42,8 @@ def evalrank(model, data, data_dir, split, fold5, regions, report_path, photos_l
              quiet):
     """Score image-to-text and text-to-image retrieval of MODEL on a data split.
 
-    An alignment model (uvs align train) ranks by S_kl over the regions of each image.
+    An alignment model (uvs align train) ranks by S_kl over the regions of each image, with
+    --report too.
     """
     from uvs import evaluation, tools
     from uvs.modelfile import read_model
@@ -53,12 +54,13 @@ def evalrank(model, data, data_dir, split, fold5, regions, report_path, photos_l
     if mf.kind == "align":
         from uvs.align import evaluation as align_eval
 
-        if report_path:
-            raise click.UsageError("--report covers embedding models; for an alignment model "
-                                   "use `uvs align show` to see its regions")
         m = align_eval.compile_model(mf.params, mf.options, mf.worddict, mf.path)
-        results = align_eval.evalrank(m, regions, data=data, split=split, data_dir=data_dir,
-                                      fold5=fold5, verbose=not quiet)
+        if report_path:
+            results = _evalrank_report(model, data, data_dir, split, fold5, report_path,
+                                       photos_list, quiet, align=(m, regions))
+        else:
+            results = align_eval.evalrank(m, regions, data=data, split=split,
+                                          data_dir=data_dir, fold5=fold5, verbose=not quiet)
     elif regions is not None:
         raise click.ClickException(f"{mf.path}: --regions is for alignment models; this is "
                                    f"a {mf.kind} model")
@@ -78,22 +80,37 @@ def evalrank(model, data, data_dir, split, fold5, regions, report_path, photos_l
         click.echo(f"wrote {report_path}")
 
 
-def _evalrank_report(model, data, data_dir, split, fold5, report_path, photos_list, quiet):
-    """evalrank's metrics, with the HTML report of every query written on the way."""
+def _evalrank_report(model, data, data_dir, split, fold5, report_path, photos_list, quiet,
+                     align=None):
+    """evalrank's metrics, with the HTML report of every query written on the way.
+
+    align: (compiled alignment model, --regions) for an alignment model, ranked by S_kl."""
     from uvs import queries, tools
     from uvs.progress import progress
     from uvs.report import build, check_installed, page
 
     check_installed()
-    page.check_output(report_path, (model, photos_list))
-    m = tools.load_model(model)
-    results, found, ds = queries.evalrank_queries(m, data=data, split=split, data_dir=data_dir,
-                                                  fold5=fold5, verbose=not quiet)
+    page.check_output(report_path, (model, photos_list, align and align[1]))
+    inputs = ()
+    if align is not None:
+        from uvs.align import evaluation as align_eval
+
+        m, regions = align
+        results, found, ds, regions_path = align_eval.evalrank_queries(
+            m, regions, data=data, split=split, data_dir=data_dir, fold5=fold5,
+            verbose=not quiet)
+        method, inputs = "align", (regions_path,)
+    else:
+        m = tools.load_model(model)
+        results, found, ds = queries.evalrank_queries(m, data=data, split=split,
+                                                      data_dir=data_dir, fold5=fold5,
+                                                      verbose=not quiet)
+        method = m["options"].get("method", "cosine")
     with progress(len(found.i2t_ranks), "report: images", not quiet) as bar:
         build.retrieval_report(report_path, results, found, ds, model_path=model,
                                data=data or m["options"].get("data"), split_name=split,
-                               fold5=fold5, method=m["options"].get("method", "cosine"),
-                               names_file=photos_list, on_progress=bar.update)
+                               fold5=fold5, method=method, names_file=photos_list,
+                               inputs=inputs, on_progress=bar.update)
     return results
 
 
