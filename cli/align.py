@@ -134,6 +134,11 @@ def _show(model, text, image, boxes, max_regions, weights, device, regions, row,
         from uvs.fileio import check_not_input
 
         align_show.check_picture_type(output)
+        from uvs.extras import install_advice, missing
+
+        if "Pillow" in missing("images"):  # before the model is read and the words aligned
+            raise UVSError(None, f"Pillow is not installed (-o needs it to draw): "
+                           f"{install_advice('images')}")
         check_not_input(output, (model, image, regions, boxes if image else None,
                                  weights if os.path.isfile(weights) else None))
     if image:

@@ -86,6 +86,15 @@ def test_missing_photo_is_named_before_a_missing_extra(argv, tmp_path, monkeypat
                    "download.pytorch.org/whl/cpu")  # before the (missing) model is read
 
 
+def test_align_show_checks_pillow_before_aligning(tmp_path, monkeypatch):
+    _mask(monkeypatch, "PIL")
+    regions = tmp_path / "r.npz"
+    regions.write_bytes(b"not read yet")
+    one_line_error(run("align", "show", tmp_path / "missing.npz", "--text", "a dog",
+                       "--regions", regions, "-o", tmp_path / "a.png"),
+                   "Pillow is not installed (-o needs it to draw)", "pip install -e '.[images]'")
+
+
 def test_index_build_checks_faiss_before_embedding(vse, tmp_path, monkeypatch):
     _mask(monkeypatch, "faiss")
     caps = tmp_path / "c.txt"
