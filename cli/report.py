@@ -16,10 +16,13 @@ from uvs.cli.common import json_option, print_json, progress_lines, quiet_option
 @quiet_option
 def report(runs, output, title, as_json, quiet):
     """Training curves of RUNS (models or their .log.jsonl) overlaid in one HTML page."""
+    from uvs.modelfile import shown
     from uvs.report.build import training_report
 
     with progress_lines(quiet):
         summary = training_report(list(runs), output, title=title)
+    for note in summary["left_out"]:
+        click.echo(f"uvs: left out of the page: {shown(note)}", err=True)
     if as_json:
         print_json(summary)
         return
@@ -27,5 +30,5 @@ def report(runs, output, title, as_json, quiet):
         best = run["best"]
         best = (f"best {best['metric']} {best['value']:.4g} at update {best['at']}" if best
                 else "no dev score yet")
-        click.echo(f"{run['label']}: {run['updates']} updates, {best} ({run['status']})")
+        click.echo(shown(f"{run['label']}: {run['updates']} updates, {best} ({run['status']})"))
     click.echo(f"wrote {output}")

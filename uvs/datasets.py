@@ -75,11 +75,13 @@ def read_captions(path: str) -> list[str]:
 
     A UTF-8 byte-order mark at the start is dropped; a final newline ends the last caption.
     """
+    from uvs.fileio import open_regular
+
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, "caption file") as f:
             raw = f.read()
-    except FileNotFoundError:
-        raise UVSError(path, "caption file not found") from None
+    except OSError as err:
+        raise UVSError(path, f"cannot read ({err.strerror or err})") from None
     if raw.startswith(BOM):
         raw = raw[len(BOM):]
     lines = raw.split(b"\n")

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 
 import numpy as np
 
 from uvs.errors import UVSError
 
 MAX_ASPECT = 32  # a thinner picture would be resized to millions of pixels along one side
-
+# The most pixels a photo may declare (8192 x 8192): checked from its header before decoding,
+# below Pillow's own decompression-bomb limit; decoding it takes ~200 MB per copy.
+MAX_PIXELS = 2**26
 
 
 def need(module: str):
@@ -46,32 +49,42 @@ def _truncated_ok(allow: bool):
 def check_photo(path: str | os.PathLike) -> str:
     """`path` if it names a readable regular file, else one line saying why not (asked before
     any optional package is imported, so a typo is not reported as a missing extra)."""
+    from uvs.fileio import open_regular
+
     path = os.fspath(path)
     if not os.path.lexists(path):
         raise UVSError(path, "cannot read: no such file")
-    if os.path.isdir(path):
-        raise UVSError(path, "cannot read: a folder, not a photo")
-    if not os.path.isfile(path):
-        raise UVSError(path, "cannot read: not a regular file")
-    if not os.access(path, os.R_OK):
-        raise UVSError(path, "cannot read: Permission denied")
+    open_regular(path, "photo").close()  # a folder, FIFO or unreadable file: one line
     return path
+
+
+def _too_large(path: str, size: tuple) -> UVSError:
+    w, h = size
+    return UVSError(path, f"{w} x {h} pixels: more than the {MAX_PIXELS} pixels a photo may "
+                    "have (refused before decoding)")
 
 
 def _open(path: str, allow_truncated: bool):
     check_photo(path)
     Image = need("PIL.Image")
-    with _truncated_ok(allow_truncated):
+    from uvs.fileio import open_regular
+
+    with _truncated_ok(allow_truncated), open_regular(path, "photo") as fh, \
+            warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(path) as img:
+            with Image.open(fh) as img:
+                if img.size[0] * img.size[1] > MAX_PIXELS:
+                    raise _too_large(path, img.size)
                 img.load()
                 return img.copy()
         except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
             raise UVSError(path, f"cannot read: {err.strerror}") from None
         except Image.UnidentifiedImageError:
             raise UVSError(path, "not an image Pillow can read") from None
-        except Image.DecompressionBombError as err:
-            raise UVSError(path, f"too large to decode safely ({one_line(err)})") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise UVSError(path, f"too large to decode safely ({one_line(err)}; at most "
+                           f"{MAX_PIXELS} pixels)") from None
         except (OSError, SyntaxError, ValueError) as err:
             raise UVSError(path, f"damaged image ({one_line(err)})") from None
 
