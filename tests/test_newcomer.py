@@ -79,7 +79,7 @@ def test_missing_photo_is_named_before_a_missing_extra(argv, tmp_path, monkeypat
     photo = tmp_path / "nope.jpg"
     args = [str(photo) if a == "PHOTO" else str(tmp_path / a) if a.isupper() else a
             for a in argv]
-    one_line_error(run(*args), str(photo), "cannot read: no such file")
+    one_line_error(run(*args), str(photo), "photo not found")
     photo.write_bytes(b"\xff\xd8")  # now there: the missing extra is what is reported,
     one_line_error(run(*args), "torch, torchvision and Pillow are not installed (--image "
                    "needs them)", "pip install -e '.[images]'",
