@@ -20,6 +20,7 @@ from uvs.cli.common import (
     table_options,
 )
 from uvs.decoding.options import OPTIONS
+from uvs.fileio import check_not_input
 
 
 @click.group()
@@ -73,8 +74,8 @@ def _vgg_features(dec, vse, image, weights, crops, device):
 @click.option("--image", type=click.Path(dir_okay=False), help="A photo ([images] extra).")
 @click.option("--image-features", type=click.Path(),
               help="A .npy (or .zarr store) of CNN feature rows ...")
-@click.option("--row", type=click.IntRange(0), default=0, show_default=True,
-              help="... and the row of it.")
+@click.option("--row", type=click.IntRange(0), default=None,
+              help="... and the row of it [default: 0].")
 @click.option("--text", help="A sentence: decode its own vector (reconstruction).")
 @click.option("--minus", multiple=True, help="Word(s) to subtract in the joint space.")
 @click.option("--plus", multiple=True, help="Word(s) to add in the joint space.")
@@ -102,6 +103,15 @@ def caption(decoder_path, vse_model, dictionary, image, image_features, row, tex
             beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed, rows_text,
             output, cluster, workers, shard, chunk_rows, as_json, quiet):
     """Generate sentences for a photo, a feature row, a sentence, or photo − word + word."""
+    with progress_lines(quiet):
+        _caption(decoder_path, vse_model, dictionary, image, image_features, row, text, minus,
+                 plus, beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed,
+                 rows_text, output, cluster, workers, shard, chunk_rows, as_json, quiet)
+
+
+def _caption(decoder_path, vse_model, dictionary, image, image_features, row, text, minus, plus,
+             beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed, rows_text,
+             output, cluster, workers, shard, chunk_rows, as_json, quiet):
     from uvs.decoding import tools
 
     given = [q for q in (image, image_features, text) if q is not None]
@@ -116,9 +126,19 @@ def caption(decoder_path, vse_model, dictionary, image, image_features, row, tex
                                    "CAPTIONS.jsonl (beam search, no --minus/--plus)")
         where = cluster_where(cluster, workers, shard, output,
                               store=bool(cluster or workers or shard))
+        check_not_input(output, (decoder_path, dictionary, vse_model, image_features))
         options = {"beam": beam, "n": n, "maxlen": maxlen, "use_unk": use_unk, "seed": seed}
         return _caption_rows(decoder_path, dictionary, vse_model, image_features, rows_text,
                              output, options, where, chunk_rows, as_json, quiet)
+    if row is not None and image_features is None:
+        raise click.UsageError("--row picks a row of --image-features")
+    row = row or 0
+    if image is not None:
+        from uvs.extras import require
+        from uvs.photos import check_photo
+
+        check_photo(image)  # a typo is not a missing extra
+        require("images", "--image")
     dec = tools.load_model(decoder_path, dictionary, seed=seed)
     vse = tools.load_encoder(dec, vse_model)
     feats, where = None, None
@@ -209,27 +229,39 @@ def _features_of(path, want):
 @click.option("--beam", type=click.IntRange(1), default=3, show_default=True)
 @click.option("--maxlen", type=click.IntRange(1), default=30, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Also write the generated captions here, one a line.")
+              help="Also write the generated captions here: one a line (control characters "
+                   "spelled out, as \\r), or JSON lines {image, caption} for a .jsonl file.")
 @json_option
 @quiet_option
 def evalcap(decoder_path, vse_model, dictionary, data, data_dir, split, beam, maxlen, output,
             as_json, quiet):
     """Caption every image of a split and score against its references (BLEU, METEOR,
     ROUGE-L, CIDEr) with the decoder's perplexity."""
+    from uvs.datasets import split_files
     from uvs.decoding import tools
+    from uvs.decoding.evaluation import captions_text
     from uvs.decoding.evaluation import evalcap as run
+    from uvs.extras import require
 
+    require("captions", "uvs evalcap")  # before the slow generation
+    if output:
+        check_not_input(output, (decoder_path, vse_model, dictionary))
     dec = tools.load_model(decoder_path, dictionary)
-    vse = tools.load_encoder(dec, vse_model)
     data = data or dec["options"].get("data")
     if not data:
         raise click.UsageError("give --data")
-    res = run(dec, vse, data=data, split=split, data_dir=data_dir, beam_width=beam,
-              maxlen=maxlen, cnn=dec["options"].get("cnn"))
+    if output:
+        trained_on = dec["options"].get("model")
+        check_not_input(output, (trained_on if isinstance(trained_on, str) else None,
+                                 *split_files(data, split, data_dir, dec["options"].get("cnn"))))
+    vse = tools.load_encoder(dec, vse_model)
+    with progress_lines(quiet):
+        res = run(dec, vse, data=data, split=split, data_dir=data_dir, beam_width=beam,
+                  maxlen=maxlen, cnn=dec["options"].get("cnn"))
     if output:
         from uvs.fileio import write_text
 
-        write_text(output, "".join(c + "\n" for c in res["captions"]))
+        write_text(output, captions_text(res["captions"], output))
     if not quiet:
         for note in res["notes"]:
             click.echo(note, err=True)

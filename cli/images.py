@@ -51,6 +51,18 @@ def _photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
     return paths
 
 
+def check_photos_not_written(output: str, writes: list[str], paths: list[str], root, list_file,
+                             *more) -> None:
+    """`uvs features` never writes over a photo, the list, the weights or a boxes file."""
+    import os
+
+    from uvs.fileio import check_not_input
+
+    photos = [p if root is None or os.path.isabs(p) else os.path.join(root, p) for p in paths]
+    check_not_input(output, [list_file, *(m for m in more if m and os.path.isfile(m))], writes,
+                    plain=photos)
+
+
 @click.command()
 @click.argument("photos", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--list", "list_file", type=click.Path(dir_okay=False),
@@ -76,7 +88,7 @@ def features(photos, list_file, root, output, weights, crops, device, batch_size
     """VGG-19 fc7 features (after ReLU, rows of unit norm) of PHOTOS into FEATS.npy."""
     from uvs import vgg
     from uvs.features import paths_file
-    from uvs.fileio import save_npy, write_text
+    from uvs.fileio import check_replaceable, is_npy, save_npy, write_text
 
     if boxes is not None:
         where = cluster_where(cluster, workers, shard, output,
@@ -94,6 +106,8 @@ def features(photos, list_file, root, output, weights, crops, device, batch_size
         return region_features(photos, list_file, root, output, weights, device, strict,
                                boxes, max_regions, as_json, quiet)
     paths = _photo_paths(photos, list_file)
+    check_photos_not_written(output, [paths_file(output)], paths, root, list_file, weights)
+    check_replaceable(output, is_npy, "a .npy array of features")
     net = vgg.build_convnet(weights, device=device)
     with _bar(len(paths), "photos", quiet) as bar:
         run = vgg.features_from_files(net, paths, crops=int(crops), batch_size=batch_size,
@@ -170,14 +184,27 @@ def _check_search(image, text, collections, minus, plus):
                                "images")
 
 
+def _check_extras(image: str | None, index_path: str | None) -> None:
+    """A missing photo, then a missing extra, before the model is loaded or anything embedded."""
+    from uvs.extras import require
+
+    if image:
+        from uvs.photos import check_photo
+
+        check_photo(image)
+        require("images", "--image")
+    if index_path:
+        require("index", "--index")
+
+
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--image", type=click.Path(dir_okay=False), help="Query photo.")
 @click.option("--image-features", type=click.Path(),
               help="Query by precomputed CNN features instead of a photo: a .npy (or .zarr "
                    "store) of rows ...")
-@click.option("--row", type=click.IntRange(0), default=0, show_default=True,
-              help="... and the row of it to use.")
+@click.option("--row", type=click.IntRange(0), default=None,
+              help="... and the row of it to use [default: 0].")
 @click.option("--text", help="Query sentence (pre-tokenised, as the model's training text).")
 @click.option("--captions", type=click.Path(dir_okay=False),
               help="Captions to search, one a line (embeddings cached beside it).")
@@ -190,6 +217,9 @@ def _check_search(image, text, collections, minus, plus):
 @click.option("--plus", multiple=True, help="Word(s) to add to the --image query.")
 @click.option("--rerank", is_flag=True, help="Reorder the photos found by closeness to their mean.")
 @click.option("-k", type=click.IntRange(1), default=5, show_default=True, help="Results.")
+@click.option("--all-duplicates", is_flag=True,
+              help="Show identical captions (or identical image rows) one by one; by default "
+                   "each is shown once, with how many it stands for.")
 @_weights_option
 @click.option("--candidates", type=click.IntRange(1),
               help="Order models on an approximate index: candidates re-scored exactly "
@@ -201,8 +231,11 @@ def _check_search(image, text, collections, minus, plus):
 @json_option
 @quiet_option
 def search(model, image, image_features, row, text, captions, feats, index_path, minus, plus,
-           rerank, k, weights, crops, device, candidates, nprobe, report_path, as_json, quiet):
+           rerank, k, all_duplicates, weights, crops, device, candidates, nprobe, report_path,
+           as_json, quiet):
     """Captions for a photo, or photos for a sentence (or for photo − word + word)."""
+    import numpy as np
+
     from uvs import search as usearch
     from uvs import tools
     from uvs.retrieval import model_method
@@ -221,6 +254,10 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
         raise click.UsageError("give --image or --image-features, not both")
     image_query = image or image_features
     _check_search(image_query, text, collections, minus, plus)
+    if row is not None and not image_features:
+        raise click.UsageError("--row picks a row of --image-features")
+    row = row or 0
+    _check_extras(image, index_path)
     m = tools.load_model(model)
     unknown = unknown_words([text] if text else [*minus, *plus], m["worddict"],
                             m["options"]["n_words"])
@@ -233,11 +270,19 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
     hits = usearch.search(m, query, usearch.finds(bool(image_query), minus, plus),
                           captions=captions, images=feats, index=index_path, k=k,
                           rerank=rerank, candidates=candidates, nprobe=nprobe,
-                          show_progress=not quiet)
+                          show_progress=not quiet, distinct=not all_duplicates)
     kind, names, rows, sims = hits.kind, hits.names, hits.rows, hits.scores
     item = "caption" if kind == "captions" else "image"
-    results = [{"rank": r + 1, "row": int(i), "score": float(s), item: names[i]}
-               for r, (i, s) in enumerate(zip(rows, sims, strict=True))]
+    dups = hits.duplicates if hits.duplicates is not None else np.zeros(len(rows), np.int64)
+    results = [{"rank": r + 1, "row": int(i), "score": float(s), item: names[i],
+                "duplicates": int(d)}
+               for r, (i, s, d) in enumerate(zip(rows, sims, dups, strict=True))]
+    collapsed = int(dups.sum())
+    if collapsed and kind == "images" and feats and not quiet:
+        click.echo(f"note: {feats} holds identical rows ({collapsed} folded into the results "
+                   "shown): is it one row per caption? Search one row per photo (the sample's "
+                   "*_photos.npy, or `uvs features`); --all-duplicates shows every row",
+                   err=True)
     if report_path:
         _search_report(report_path, m, model, image, image_features, row, text, minus, plus,
                        kind, next(iter(collections.values())), [r[item] for r in results],
@@ -252,12 +297,14 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
                       "minus": list(minus), "plus": list(plus), "unknown_words": unknown},
             "collection": {"kind": kind, "path": next(iter(collections.values())),
                            "count": len(names), "cache": hits.cache},
+            "duplicates": "kept" if all_duplicates else "collapsed", "collapsed": collapsed,
             "results": results, **({"report": report_path} if report_path else {})})
         return
     from uvs.modelfile import shown
 
     for r in results:
-        click.echo(f"{r['rank']:>3}  {r['score']:8.4f}  {shown(r[item])}")
+        more = f"  (+{r['duplicates']} identical)" if r["duplicates"] else ""
+        click.echo(f"{r['rank']:>3}  {r['score']:8.4f}  {shown(r[item])}{more}")
     if report_path:
         click.echo(f"wrote {report_path}")
 
@@ -322,10 +369,15 @@ def build(model, captions, feats, output, index_type, nlist, nprobe, on_disk, bl
     """Embed a caption file or FEATS.npy with MODEL and index it in OUTPUT."""
     from uvs import index as uindex
     from uvs import tools
+    from uvs.extras import require
+    from uvs.fileio import check_not_input, check_replaceable
 
     if bool(captions) == bool(feats):
         raise click.UsageError("index one collection: --captions FILE or --images FEATS.npy")
     check_store_inputs(captions, feats)
+    check_not_input(output, (model, captions, feats))
+    check_replaceable(output, uindex.is_index, "an index")
+    require("index", "uvs index build")  # before the collection is embedded
     built, cache = uindex.build_collection(tools.load_model(model), captions=captions,
                                            images=feats, model_path=model,
                                            index_type=index_type, nlist=nlist, nprobe=nprobe,

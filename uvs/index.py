@@ -45,12 +45,9 @@ class Index:
 
 
 def _faiss():
-    try:
-        import faiss
-    except ImportError:
-        raise UVSError(None, "faiss is not installed: pip install 'uvs[index]' "
-                       "(faiss-cpu)") from None
-    return faiss
+    from uvs.extras import import_from
+
+    return import_from("index", "faiss")
 
 
 def default_nlist(n: int) -> int:
@@ -198,6 +195,12 @@ def save(index: Index, path: str | os.PathLike) -> None:
             f.write(json.dumps(name, ensure_ascii=False).encode("utf-8") + b"\n")
         if version == VERSION:
             faiss.write_index(index.index, faiss.PyCallbackIOWriter(f.write))
+
+
+def is_index(path: str) -> bool:
+    """Whether the file starts as an index written by `save` does."""
+    with open(path, "rb") as f:
+        return f.read(len(MAGIC) + 1) == MAGIC + b" "
 
 
 def _open(path: str):
