@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from uvs import __version__
-from uvs.cli import align, decoder, images, models, report, train
+from uvs.cli import align, decoder, images, models, report, store, train
 from uvs.cli.common import Group
 
 
@@ -22,6 +22,7 @@ def _register() -> None:
     align.register(main)
     main.add_command(report.report)
     decoder.register(main)
+    main.add_command(store.store)
 
 
 _register()

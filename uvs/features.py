@@ -20,13 +20,24 @@ def paths_file(features_path: str | os.PathLike) -> str:
 
 
 def read_image_features(path: str, dim_image: int | None = None) -> tuple[np.ndarray, list[str]]:
-    """FEATS.npy (memory-mapped) and its row names from `FEATS.paths.txt` (else `#row`)."""
-    feats = open_features(path, mmap=True)
+    """FEATS.npy (memory-mapped) and its row names from `FEATS.paths.txt` (else `#row`), or a
+    FEATS.zarr store's rows (`uvs.cluster.rows.StoreRows`, read lazily) and their paths."""
+    from uvs.cluster import is_store
+
+    if is_store(path):
+        from uvs.cluster.rows import open_rows
+
+        feats, names = open_rows(path)
+    else:
+        feats = open_features(path, mmap=True)
     if dim_image is not None and feats.shape[1] != dim_image:
         raise UVSError(path, f"features are {feats.shape[1]}-d; the model expects {dim_image}")
+    if is_store(path):
+        return feats, names
     listing = paths_file(path)
     if not os.path.lexists(listing):
         return feats, [f"#{i}" for i in range(len(feats))]
+
     names = read_lines(listing)  # split at "\n" only, as `uvs features` writes it
     if len(names) != len(feats):
         raise UVSError(listing, f"{len(names)} paths for {len(feats)} feature rows in {path}")
@@ -44,6 +55,7 @@ def feature_rows(path: str, row: int, width: int) -> np.ndarray:
 def feature_row(model: dict, path: str, row: int) -> np.ndarray:
     """Row `row` of FEATS.npy as a (1, dim_image) float32 query, checked."""
     feats = feature_rows(path, row, model["options"]["dim_image"])
+
     return check_features(model, feats, path, first_row=row)
 
 
@@ -53,10 +65,17 @@ def embed_feature_file(model: dict, feats: np.ndarray, path: str = "",
     """encode_images over a (possibly memory-mapped) feature array in chunks, rows unit-normed."""
     out = np.zeros((len(feats), model["options"]["dim"]), dtype=np.float32)
     for start in range(0, len(feats), chunk):
-        block = check_features(model, feats[start:start + chunk], path, first_row=start)
-        norms = np.linalg.norm(block, axis=1, keepdims=True)
-        out[start:start + len(block)] = embed_checked_images(
-            model, block / np.maximum(norms, 1e-12))
+        block = embed_block(model, feats[start:start + chunk], path, start)
+        out[start:start + len(block)] = block
         if on_progress:
             on_progress(len(block))
     return out
+
+
+def embed_block(model: dict, block: np.ndarray, path: str = "", first_row: int = 0
+                ) -> np.ndarray:
+    """Rows of image features (m, dim_image), checked and unit-normed, embedded: (m, dim)."""
+
+    block = check_features(model, block, path, first_row=first_row)
+    norms = np.linalg.norm(block, axis=1, keepdims=True)
+    return embed_checked_images(model, block / np.maximum(norms, 1e-12))

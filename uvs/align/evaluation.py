@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from uvs import backend
+from uvs import backend, queries
 from uvs.align.model import KIND, build_region_encoder, build_sentence_encoder
 from uvs.datasets import layout, load_split, split_paths
 from uvs.errors import UVSError
@@ -124,15 +124,11 @@ def score_matrix(v: np.ndarray, region_offsets: np.ndarray, w: np.ndarray,
         a = b
 
 
-def rank_scores(model: dict, regions: Regions, sentences: list[str], ties: str = "last",
-                verbose: bool = False, chunk_bytes: int = CHUNK_BYTES) -> dict:
-    """R@1/5/10, medr, meanr both ways for images and their 5 captions each, ranked by S_kl.
-
-    Scores are made block by block (unique sentences once), never as a words x regions whole.
-    """
-    if len(sentences) != 5 * len(regions):
-        raise UVSError(regions.path, f"{len(regions)} photos need {5 * len(regions)} "
-                       f"captions, got {len(sentences)}")
+def pair_scores(model: dict, regions: Regions, sentences: list[str], verbose: bool = False,
+                chunk_bytes: int = CHUNK_BYTES):
+    """score(im_idx (c, 1), cap_idx (m, 1)) -> (c, m) float32 S_kl of those photos and
+    sentences (indices as floats, for `uvs.metrics.ranks`), or None when the model gives
+    NaN/Inf vectors. Unique sentences are encoded once; blocks stay within chunk_bytes."""
     unique = list(dict.fromkeys(sentences))
     index = {s: i for i, s in enumerate(unique)}
     col = np.array([index[s] for s in sentences])
@@ -161,9 +157,29 @@ def rank_scores(model: dict, regions: Regions, sentences: list[str], ties: str =
             out[a:a + len(block)] = block[:, pos]
         return out
 
+    return score
+
+
+def _indices(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Photos (n, 1) and sentences (5n, 1) as the index "vectors" `pair_scores` takes."""
+    return (np.arange(n, dtype=np.float64)[:, None],
+            np.arange(5 * n, dtype=np.float64)[:, None])
+
+
+def rank_scores(model: dict, regions: Regions, sentences: list[str], ties: str = "last",
+                verbose: bool = False, chunk_bytes: int = CHUNK_BYTES) -> dict:
+    """R@1/5/10, medr, meanr both ways for images and their 5 captions each, ranked by S_kl.
+
+    Scores are made block by block (unique sentences once), never as a words x regions whole.
+    """
+    if len(sentences) != 5 * len(regions):
+        raise UVSError(regions.path, f"{len(regions)} photos need {5 * len(regions)} "
+                       f"captions, got {len(sentences)}")
+    score = pair_scores(model, regions, sentences, verbose, chunk_bytes)
+    if score is None:
+        return None
     n = len(regions)
-    i2t, t2i = ranks(np.arange(n, dtype=np.float64)[:, None],
-                     np.arange(5 * n, dtype=np.float64)[:, None], score=score, ties=ties,
+    i2t, t2i = ranks(*_indices(n), score=score, ties=ties,
                      chunk=max(1, chunk_bytes // (4 * 5 * n)))
     return recall_summary(i2t, t2i)
 
@@ -228,6 +244,32 @@ def evalrank_file(path: str, regions_path: str | None = None, data: str | None =
         raise UVSError(mf.path, f"--regions is for alignment models; this is a {mf.kind} model")
     return embedding_evalrank(load_vse(path), data=data, split=split, data_dir=data_dir,
                               fold5=fold5, verbose=verbose)
+
+
+def evalrank_queries(model: dict, regions_path: str | None, data: str | None = None,
+                     split: str = "dev", data_dir=None, fold5: bool = False, k: int = 10,
+                     verbose: bool = False):
+    """`evalrank` with its per-query results, as `uvs.queries.evalrank_queries` gives them for
+    embedding models: (metrics, QueryResults, the split, the regions file). Scores are S_kl."""
+    data = data or model["options"].get("data")
+    if not data:
+        raise UVSError(model.get("path"), "the model names no data set: pass one")
+    ds = load_split(data, split, data_dir)
+    n = len(ds.caps) // 5
+    regions = split_regions(regions_path, data, split, n, data_dir,
+                            model["options"]["dim_image"])
+    ties = tie_rule(layout(data, data_dir))
+    parts = five_folds(n, regions.path) if fold5 else [(slice(0, n), slice(0, 5 * n))]
+    folds = []
+    for im, caps in parts:
+        part = regions.subset(np.arange(n)[im]) if fold5 else regions
+        score = _finite(pair_scores(model, part, ds.caps[caps], verbose), model)
+        folds.append(queries.query_results(None, *_indices(len(part)), ties, k, score=score))
+    if not fold5:
+        return queries.metrics_of(folds[0]), folds[0], ds, regions.path
+    per_fold = [queries.metrics_of(q) for q in folds]
+    return ({**mean_of_folds(per_fold), "folds": per_fold},
+            queries.concat_folds(folds, n // 5), ds, regions.path)
 
 
 def _finite(result, model):
