@@ -212,17 +212,24 @@ def split_regions(regions_path: str | None, data: str, split: str, n_images: int
                        f"the {split} split of {data}")
 
 
-def evalrank(model: dict, regions_path: str | None, data: str | None = None, split: str = "dev",
-             data_dir=None, fold5: bool = False, verbose: bool = False) -> dict:
-    """Retrieval both ways ranked by S_kl; with `fold5` the mean of 5 equal folds (COCO 1K)."""
+def _split_with_regions(model: dict, regions_path: str | None, data: str | None, split: str,
+                        data_dir) -> tuple:
+    """(the split, its regions, the tie rule) as `evalrank` scores them; `data` defaults to
+    the model's."""
     data = data or model["options"].get("data")
     if not data:
         raise UVSError(model.get("path"), "the model names no data set: pass one")
     ds = load_split(data, split, data_dir)
-    n = len(ds.caps) // 5
-    regions = split_regions(regions_path, data, split, n, data_dir,
+    regions = split_regions(regions_path, data, split, len(ds.caps) // 5, data_dir,
                             model["options"]["dim_image"])
-    ties = tie_rule(layout(data, data_dir))
+    return ds, regions, tie_rule(layout(data, data_dir))
+
+
+def evalrank(model: dict, regions_path: str | None, data: str | None = None, split: str = "dev",
+             data_dir=None, fold5: bool = False, verbose: bool = False) -> dict:
+    """Retrieval both ways ranked by S_kl; with `fold5` the mean of 5 equal folds (COCO 1K)."""
+    ds, regions, ties = _split_with_regions(model, regions_path, data, split, data_dir)
+    n = len(ds.caps) // 5
     if not fold5:
         return _finite(rank_scores(model, regions, ds.caps, ties, verbose), model)
     folds = [_finite(rank_scores(model, regions.subset(np.arange(n)[im]), ds.caps[caps], ties,
@@ -251,14 +258,8 @@ def evalrank_queries(model: dict, regions_path: str | None, data: str | None = N
                      verbose: bool = False):
     """`evalrank` with its per-query results, as `uvs.queries.evalrank_queries` gives them for
     embedding models: (metrics, QueryResults, the split, the regions file). Scores are S_kl."""
-    data = data or model["options"].get("data")
-    if not data:
-        raise UVSError(model.get("path"), "the model names no data set: pass one")
-    ds = load_split(data, split, data_dir)
+    ds, regions, ties = _split_with_regions(model, regions_path, data, split, data_dir)
     n = len(ds.caps) // 5
-    regions = split_regions(regions_path, data, split, n, data_dir,
-                            model["options"]["dim_image"])
-    ties = tie_rule(layout(data, data_dir))
     parts = five_folds(n, regions.path) if fold5 else [(slice(0, n), slice(0, 5 * n))]
     folds = []
     for im, caps in parts:
