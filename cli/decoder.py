@@ -5,40 +5,36 @@ from __future__ import annotations
 import click
 
 from uvs.cli.common import (
+    check_store_inputs,
+    cluster_options,
+    cluster_where,
     data_dir_option,
     json_option,
-    mode_option,
-    overwrite_option,
+    print_job,
     print_json,
+    progress_lines,
     quiet_option,
-    run_trainer,
-    table_options,
+    trainer_command,
 )
+from uvs.cluster import jobs
+from uvs.cluster.tasks import caption_lines, caption_rows
+from uvs.datasets import split_files
+from uvs.decoding import tools
+from uvs.decoding.evaluation import captions_text
+from uvs.decoding.evaluation import evalcap as run
 from uvs.decoding.options import OPTIONS
+from uvs.decoding.train import trainer
+from uvs.extras import require
+from uvs.features import read_image_features
+from uvs.fileio import atomic_path, check_not_input, write_text
+from uvs.modelfile import shown
+from uvs.photos import check_photo
+from uvs.progress import progress
 
 
 @click.group()
 def decoder():
     """Decoders: language models that turn a vector into a sentence."""
-
-
-@decoder.command("train", context_settings={"max_content_width": 100})
-@table_options(OPTIONS)
-@overwrite_option
-@mode_option
-@json_option
-@quiet_option
-def train(overwrite, mode, as_json, quiet, **options):
-    """Train a decoder on a data set's captions; the best on dev is saved at SAVETO, with a
-    last checkpoint and log.
-
-    Ctrl-C or SIGTERM writes the last checkpoint and prints the command that resumes it.
-    """
-    from uvs.decoding.train import trainer
-
-    run_trainer(lambda: trainer(overwrite=overwrite, mode=mode, **options),
-                ["uvs", "decoder", "train"], quiet, as_json, ["--mode", mode] if mode else [],
-                line=cost_line)
 
 
 def cost_line(result: dict) -> str:
@@ -47,16 +43,12 @@ def cost_line(result: dict) -> str:
             f"{result['updates']} updates; decoder: {result['saveto']}")
 
 
-def _vgg_features(dec, vse, image, weights, crops, device):
-    from uvs import vgg
-    from uvs.errors import UVSError
+decoder.add_command(trainer_command(OPTIONS, trainer, ["uvs", "decoder", "train"], """Train a
+decoder on a data set's captions; the best on dev is saved at SAVETO, with a last checkpoint
+and log.
 
-    net = vgg.build_convnet(weights, device=device)
-    want = vse["options"]["dim_image"] if vse is not None else dec["options"]["dimctx"]
-    if net.dim != want:
-        raise UVSError(net.weights, f"these VGG weights give {net.dim}-d features; "
-                       f"{want}-d expected")
-    return vgg.compute_features(net, [image], crops=int(crops))
+Ctrl-C or SIGTERM writes the last checkpoint and prints the command that resumes it.
+""", line=cost_line))
 
 
 @click.command()
@@ -66,10 +58,10 @@ def _vgg_features(dec, vse, image, weights, crops, device):
 @click.option("--dictionary", type=click.Path(dir_okay=False),
               help="Dictionary file of a released skip-thoughts decoder.")
 @click.option("--image", type=click.Path(dir_okay=False), help="A photo ([images] extra).")
-@click.option("--image-features", type=click.Path(dir_okay=False),
-              help="A .npy of CNN feature rows ...")
-@click.option("--row", type=click.IntRange(0), default=0, show_default=True,
-              help="... and the row of it.")
+@click.option("--image-features", type=click.Path(),
+              help="A .npy (or .zarr store) of CNN feature rows ...")
+@click.option("--row", type=click.IntRange(0), default=None,
+              help="... and the row of it [default: 0].")
 @click.option("--text", help="A sentence: decode its own vector (reconstruction).")
 @click.option("--minus", multiple=True, help="Word(s) to subtract in the joint space.")
 @click.option("--plus", multiple=True, help="Word(s) to add in the joint space.")
@@ -91,17 +83,32 @@ def _vgg_features(dec, vse, image, weights, crops, device):
 @click.option("--data", default=None, help="SC-NLM: the training data of its default "
               "templates (default: the model's own).")
 @data_dir_option
+@click.option("--rows", "rows_text", default=None, metavar="all|A:B",
+              help="With --image-features: caption every row (or rows A to B-1) into -o "
+                   "CAPTIONS.jsonl, beam search, one JSON line per row.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="With --rows: the JSON-lines file to write.")
+@cluster_options
 @json_option
+@quiet_option
 def caption(decoder_path, vse_model, dictionary, image, image_features, row, text, minus, plus,
             beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed, template, data,
-            data_dir, as_json):
+            data_dir, rows_text, output, cluster, workers, shard, chunk_rows, as_json, quiet):
     """Generate sentences for a photo, a feature row, a sentence, or photo − word + word.
 
     DECODER is a GRU decoder (uvs decoder train) or a log-bilinear model (uvs mnlm train:
     MLBL, MLBL-F, SC-NLM; beam search as the original's, at most MAXLEN - 1 words).
     """
-    from uvs.decoding import tools
+    with progress_lines(quiet):
+        _caption(decoder_path, vse_model, dictionary, image, image_features, row, text, minus,
+                 plus, beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed,
+                 template, data, data_dir, rows_text, output, cluster, workers, shard,
+                 chunk_rows, as_json, quiet)
 
+
+def _caption(decoder_path, vse_model, dictionary, image, image_features, row, text, minus, plus,
+             beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed, template, data,
+             data_dir, rows_text, output, cluster, workers, shard, chunk_rows, as_json, quiet):
     given = [q for q in (image, image_features, text) if q is not None]
     if len(given) != 1:
         raise click.UsageError("give exactly one of --image, --image-features, --text")
@@ -113,22 +120,27 @@ def caption(decoder_path, vse_model, dictionary, image, image_features, row, tex
         raise click.UsageError("--template is for SC-NLM models")
     if n > beam and not stochastic:
         raise click.UsageError(f"-n {n} is more than the beam holds (--beam {beam})")
+    check_store_inputs(image_features)
+    if rows_text is not None or output or cluster or workers or shard:
+        if rows_text is None or not output or not image_features or stochastic or minus or plus:
+            raise click.UsageError("many rows: --image-features FEATS --rows all|A:B -o "
+                                   "CAPTIONS.jsonl (beam search, no --minus/--plus)")
+        where = cluster_where(cluster, workers, shard, output,
+                              store=bool(cluster or workers or shard))
+        check_not_input(output, (decoder_path, dictionary, vse_model, image_features))
+        options = {"beam": beam, "n": n, "maxlen": maxlen, "use_unk": use_unk, "seed": seed}
+        return _caption_rows(decoder_path, dictionary, vse_model, image_features, rows_text,
+                             output, options, where, chunk_rows, as_json, quiet)
+    if row is not None and image_features is None:
+        raise click.UsageError("--row picks a row of --image-features")
+    row = row or 0
+    if image is not None:
+        check_photo(image)  # a typo is not a missing extra
+        require("images", "--image")
     dec = tools.load_model(decoder_path, dictionary, seed=seed)
     vse = tools.load_encoder(dec, vse_model)
-    feats, where = None, None
-    if image is not None:
-        feats, where = _vgg_features(dec, vse, image, weights, crops, device), image
-    elif image_features is not None:
-        from uvs.features import read_image_features
-
-        want = vse["options"]["dim_image"] if vse is not None else dec["options"]["dimctx"]
-        feats, _ = read_image_features(image_features, want)
-        if row >= len(feats):
-            from uvs.errors import UVSError
-
-            raise UVSError(image_features, f"row {row} is out of range: the file has "
-                           f"{len(feats)} rows")
-        feats, where = feats[row:row + 1], image_features
+    feats, where = tools.query_features(dec, vse, image, image_features, row, weights,
+                                        int(crops), device)
     c = tools.context(dec, vse, feats, text, minus, plus, where)
     if stochastic:
         results = tools.sample_sentences(dec, c, n=n, maxlen=maxlen, use_unk=use_unk)
@@ -140,9 +152,48 @@ def caption(decoder_path, vse_model, dictionary, image, image_features, row, tex
                     "beam": None if stochastic else beam,
                     "sentences": [{"text": t, "score": s} for t, s in results]})
         return
+
     label = "prob. sum" if stochastic else "cost"
     for i, (t, s) in enumerate(results, 1):
-        click.echo(f"{i:>2}  {label} {s:8.3f}  {t}")
+        click.echo(f"{i:>2}  {label} {s:8.3f}  {shown(t)}")
+
+
+def _caption_rows(decoder_path, dictionary, vse_model, features, rows_text, output, options,
+                  where, chunk_rows, as_json, quiet):
+    """`uvs caption --rows`: here in chunks, or as a job of chunks (resumable, on a cluster)."""
+
+    if where is not None:
+        with progress_lines(quiet):
+            setup = jobs.caption_setup(decoder_path, dictionary, vse_model)
+            count = len(_features_of(features, setup["dim_image"])[1])
+            store, spec = jobs.captions_job(output, setup, features,
+                                            jobs.parse_rows(rows_text, count, features),
+                                            options, chunk_rows)
+            summary = jobs.run_job(store, spec, where, quiet, output=output)
+        return print_job(summary, as_json, "captioned rows")
+
+    dec = tools.load_model(decoder_path, dictionary, seed=options["seed"])
+    vse = tools.load_encoder(dec, vse_model)
+    want = vse["options"]["dim_image"] if vse is not None else dec["options"]["dimctx"]
+    feats, names = _features_of(features, want)
+    a, b = jobs.parse_rows(rows_text, len(names), features)
+    step = chunk_rows or jobs.CHUNK_ROWS["captions"]
+    with progress(b - a, "rows", not quiet) as bar, atomic_path(output) as tmp, \
+            open(tmp, "w", encoding="utf-8") as out:
+        for start in range(a, b, step):
+            stop = min(start + step, b)
+            found = caption_rows(dec, vse, feats[start:stop], options, features)
+            out.write(caption_lines(start, names[start:stop], found))
+            bar.update(stop - start)
+    summary = {"output": output, "rows": b - a, "first_row": a}
+    if as_json:
+        print_json(summary)
+    else:
+        click.echo(f"wrote {output}: captions of {b - a} rows")
+
+
+def _features_of(path, want):
+    return read_image_features(path, want)
 
 
 @click.command()
@@ -156,30 +207,35 @@ def caption(decoder_path, vse_model, dictionary, image, image_features, row, tex
 @click.option("--beam", type=click.IntRange(1), default=3, show_default=True)
 @click.option("--maxlen", type=click.IntRange(1), default=30, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Also write the generated captions here, one a line.")
+              help="Also write the generated captions here: one a line (control characters "
+                   "spelled out, as \\r), or JSON lines {image, caption} for a .jsonl file.")
 @json_option
 @quiet_option
 def evalcap(decoder_path, vse_model, dictionary, data, data_dir, split, beam, maxlen, output,
             as_json, quiet):
     """Caption every image of a split and score against its references (BLEU, METEOR,
     ROUGE-L, CIDEr) with the decoder's perplexity."""
-    from uvs.decoding import tools
-    from uvs.decoding.evaluation import evalcap as run
 
+    require("captions", "uvs evalcap")  # before the slow generation
+    if output:
+        check_not_input(output, (decoder_path, vse_model, dictionary))
     if _is_mnlm(decoder_path):
         return _evalcap_mnlm(decoder_path, vse_model, data, data_dir, split, beam, maxlen,
                              output, as_json, quiet)
     dec = tools.load_model(decoder_path, dictionary)
-    vse = tools.load_encoder(dec, vse_model)
     data = data or dec["options"].get("data")
     if not data:
         raise click.UsageError("give --data")
-    res = run(dec, vse, data=data, split=split, data_dir=data_dir, beam_width=beam,
-              maxlen=maxlen, cnn=dec["options"].get("cnn"))
     if output:
-        from uvs.fileio import write_text
-
-        write_text(output, "".join(c + "\n" for c in res["captions"]))
+        trained_on = dec["options"].get("model")
+        check_not_input(output, (trained_on if isinstance(trained_on, str) else None,
+                                 *split_files(data, split, data_dir, dec["options"].get("cnn"))))
+    vse = tools.load_encoder(dec, vse_model)
+    with progress_lines(quiet):
+        res = run(dec, vse, data=data, split=split, data_dir=data_dir, beam_width=beam,
+                  maxlen=maxlen, cnn=dec["options"].get("cnn"))
+    if output:
+        write_text(output, captions_text(res["captions"], output))
     if not quiet:
         for note in res["notes"]:
             click.echo(note, err=True)
@@ -219,8 +275,6 @@ def _caption_mnlm(path, vse_model, image, image_features, row, text, minus, plus
                   maxlen, weights, crops, device, template, data, data_dir, as_json):
     import numpy as np
 
-    from uvs import retrieval
-    from uvs.errors import UVSError
     from uvs.mnlm import evaluation
 
     net, vse = evaluation.load(path, vse_model)
@@ -231,32 +285,8 @@ def _caption_mnlm(path, vse_model, image, image_features, row, text, minus, plus
         raise click.UsageError("--maxlen must be at least 3 for a log-bilinear model")
     if template is not None and not tags:
         raise click.UsageError("--template is for SC-NLM models")
-    if vse is None and (text is not None or minus or plus):
-        raise UVSError(path, "this model is conditioned on CNN features: --text, --minus and "
-                       "--plus need one trained on a VSE model's joint space (--model)")
-    if image is not None or image_features is not None:
-        if image is not None:
-            feats, where = _vgg_features({"options": {"dimctx": net.D}}, vse, image, weights,
-                                         crops, device), image
-        else:
-            from uvs.features import read_image_features
-
-            want = vse["options"]["dim_image"] if vse is not None else net.D
-            feats, _ = read_image_features(image_features, want)
-            if row >= len(feats):
-                raise UVSError(image_features, f"row {row} is out of range: the file has "
-                               f"{len(feats)} rows")
-            feats, where = feats[row:row + 1], image_features
-        if vse is not None:
-            from uvs.tools import check_features, encode_images
-
-            vec = encode_images(vse, check_features(vse, feats, where))[0]
-        else:
-            vec = feats[0]
-    else:
-        vec = retrieval.embed_text(vse, text)
-    if minus or plus:
-        vec = retrieval.arithmetic(vse, vec, minus, plus)
+    vec = evaluation.query_vector(net, vse, path, image, image_features, row or 0, text,
+                                  minus, plus, weights, int(crops), device)
     templates, train = None, None
     if tags and template is not None:
         templates = [[evaluation.parse_template(net, template, maxlen)]]

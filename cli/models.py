@@ -4,7 +4,27 @@ from __future__ import annotations
 
 import click
 
-from uvs.cli.common import data_dir_option, json_option, print_json, quiet_option
+from uvs import queries, tools
+from uvs.align import evaluation as align_eval
+from uvs.backend import describe
+from uvs.cli.common import (
+    check_store_inputs,
+    cluster_options,
+    cluster_where,
+    data_dir_option,
+    json_option,
+    print_job,
+    print_json,
+    progress_lines,
+    quiet_option,
+)
+from uvs.cluster import is_store, jobs
+from uvs.datasets import open_features
+from uvs.features import read_image_features
+from uvs.fileio import check_not_input, check_replaceable, is_npy, read_lines, save_npy
+from uvs.modelfile import read_model, shown, write_model
+from uvs.progress import progress
+from uvs.report import build, check_installed, page
 
 dictionary_option = click.option(
     "--dictionary", type=click.Path(dir_okay=False),
@@ -42,32 +62,23 @@ def evalrank(model, data, data_dir, split, fold5, regions, report_path, photos_l
              quiet):
     """Score image-to-text and text-to-image retrieval of MODEL on a data split.
 
-    An alignment model (uvs align train) ranks by S_kl over the regions of each image.
+    An alignment model (uvs align train) ranks by S_kl over the regions of each image, with
+    --report too.
     """
-    from uvs import evaluation, tools
-    from uvs.modelfile import read_model
-
     if photos_list and not report_path:
         raise click.UsageError("--photos names the images of a --report")
-    mf = read_model(model)
-    if mf.kind == "align":
-        from uvs.align import evaluation as align_eval
-
-        if report_path:
-            raise click.UsageError("--report covers embedding models; for an alignment model "
-                                   "use `uvs align show` to see its regions")
-        m = align_eval.compile_model(mf.params, mf.options, mf.worddict, mf.path)
-        results = align_eval.evalrank(m, regions, data=data, split=split, data_dir=data_dir,
-                                      fold5=fold5, verbose=not quiet)
-    elif regions is not None:
-        raise click.ClickException(f"{mf.path}: --regions is for alignment models; this is "
-                                   f"a {mf.kind} model")
-    elif report_path:
+    if report_path:
+        mf = read_model(model)
+        if mf.kind != "align" and regions is not None:
+            raise click.ClickException(f"{mf.path}: --regions is for alignment models; this "
+                                       f"is a {mf.kind} model")
+        align = ((align_eval.compile_model(mf.params, mf.options, mf.worddict, mf.path),
+                  regions) if mf.kind == "align" else None)
         results = _evalrank_report(model, data, data_dir, split, fold5, report_path,
-                                   photos_list, quiet)
+                                   photos_list, quiet, align=align)
     else:
-        results = evaluation.evalrank(tools.load_model(model), data=data, split=split,
-                                      data_dir=data_dir, fold5=fold5, verbose=not quiet)
+        results = align_eval.evalrank_file(model, regions, data=data, split=split,
+                                           data_dir=data_dir, fold5=fold5, verbose=not quiet)
     if as_json:
         print_json({**results, "report": report_path} if report_path else results)
         return
@@ -78,22 +89,32 @@ def evalrank(model, data, data_dir, split, fold5, regions, report_path, photos_l
         click.echo(f"wrote {report_path}")
 
 
-def _evalrank_report(model, data, data_dir, split, fold5, report_path, photos_list, quiet):
-    """evalrank's metrics, with the HTML report of every query written on the way."""
-    from uvs import queries, tools
-    from uvs.progress import progress
-    from uvs.report import build, check_installed, page
+def _evalrank_report(model, data, data_dir, split, fold5, report_path, photos_list, quiet,
+                     align=None):
+    """evalrank's metrics, with the HTML report of every query written on the way.
+
+    align: (compiled alignment model, --regions) for an alignment model, ranked by S_kl."""
 
     check_installed()
-    page.check_output(report_path, (model,))
-    m = tools.load_model(model)
-    results, found, ds = queries.evalrank_queries(m, data=data, split=split, data_dir=data_dir,
-                                                  fold5=fold5, verbose=not quiet)
+    page.check_output(report_path, (model, photos_list, align and align[1]))
+    inputs = ()
+    if align is not None:
+        m, regions = align
+        results, found, ds, regions_path = align_eval.evalrank_queries(
+            m, regions, data=data, split=split, data_dir=data_dir, fold5=fold5,
+            verbose=not quiet)
+        method, inputs = "align", (regions_path,)
+    else:
+        m = tools.load_model(model)
+        results, found, ds = queries.evalrank_queries(m, data=data, split=split,
+                                                      data_dir=data_dir, fold5=fold5,
+                                                      verbose=not quiet)
+        method = m["options"].get("method", "cosine")
     with progress(len(found.i2t_ranks), "report: images", not quiet) as bar:
         build.retrieval_report(report_path, results, found, ds, model_path=model,
                                data=data or m["options"].get("data"), split_name=split,
-                               fold5=fold5, method=m["options"].get("method", "cosine"),
-                               names_file=photos_list, on_progress=bar.update)
+                               fold5=fold5, method=method, names_file=photos_list,
+                               inputs=inputs, on_progress=bar.update)
     return results
 
 
@@ -105,38 +126,65 @@ def encode():
 @encode.command("sentences")
 @click.argument("model", type=click.Path())
 @click.argument("textfile", type=click.Path())
-@click.option("-o", "--output", required=True, type=click.Path(), help="Output .npy file.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Output .npy file, or a .zarr store (a job of chunks, resumable).")
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
+@cluster_options
+@json_option
 @quiet_option
-def encode_sentences(model, textfile, output, batch_size, quiet):
+def encode_sentences(model, textfile, output, batch_size, cluster, workers, shard, chunk_rows,
+                     as_json, quiet):
     """Embed TEXTFILE (UTF-8, one sentence per line) into OUTPUT, one row per line."""
-    from uvs import tools
-    from uvs.fileio import read_lines, save_npy
 
+    check_not_input(output, (model, textfile))
+    where = cluster_where(cluster, workers, shard, output)
+    if where is not None:
+        with progress_lines(quiet):
+            store, spec = jobs.sentences_job(output, model, textfile, batch_size, chunk_rows)
+            print_job(jobs.run_job(store, spec, where, quiet), as_json, "sentences")
+        return
+    check_replaceable(output, is_npy, "a .npy array")
     sentences = read_lines(textfile)
     vectors = tools.encode_sentences(tools.load_model(model), sentences, verbose=not quiet,
                                      batch_size=batch_size)
     save_npy(output, vectors)
-    if not quiet:
+    if as_json:
+        print_json({"output": output, "rows": vectors.shape[0], "dim": vectors.shape[1]})
+    elif not quiet:
         click.echo(f"wrote {output}: {vectors.shape[0]} x {vectors.shape[1]}", err=True)
 
 
 @encode.command("images")
 @click.argument("model", type=click.Path())
 @click.argument("features", type=click.Path())
-@click.option("-o", "--output", required=True, type=click.Path(), help="Output .npy file.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Output .npy file, or a .zarr store (a job of chunks, resumable).")
+@cluster_options
+@json_option
 @quiet_option
-def encode_images(model, features, output, quiet):
-    """Embed FEATURES (.npy, one row of CNN features per image) into OUTPUT."""
-    from uvs import tools
-    from uvs.datasets import open_features
-    from uvs.fileio import save_npy
+def encode_images(model, features, output, cluster, workers, shard, chunk_rows, as_json,
+                  quiet):
+    """Embed FEATURES (.npy or a .zarr store, one row of CNN features per image) into OUTPUT."""
 
-    ims = open_features(features)
+    check_store_inputs(features)
+    check_not_input(output, (model, features))
+    where = cluster_where(cluster, workers, shard, output)
+    if where is not None:
+        with progress_lines(quiet):
+            store, spec = jobs.images_job(output, model, features, chunk_rows)
+            print_job(jobs.run_job(store, spec, where, quiet), as_json, "images")
+        return
+    check_replaceable(output, is_npy, "a .npy array")
+    if is_store(features):
+        ims = read_image_features(features)[0]
+    else:
+        ims = open_features(features)
     m = tools.load_model(model)
     vectors = tools.encode_images(m, tools.check_features(m, ims, features))
     save_npy(output, vectors)
-    if not quiet:
+    if as_json:
+        print_json({"output": output, "rows": vectors.shape[0], "dim": vectors.shape[1]})
+    elif not quiet:
         click.echo(f"wrote {output}: {vectors.shape[0]} x {vectors.shape[1]}", err=True)
 
 
@@ -147,11 +195,8 @@ def encode_images(model, features, output, quiet):
 @json_option
 def info(model, backend, dictionary, as_json):
     """Show MODEL's kind, layout, options, vocabulary size and parameter shapes."""
-    from uvs.modelfile import read_model, shown
 
     if backend:
-        from uvs.backend import describe
-
         found = describe()
         if as_json:
             print_json(found)
@@ -161,7 +206,7 @@ def info(model, backend, dictionary, as_json):
         return
     if model is None:
         raise click.UsageError("give a MODEL (or --backend)")
-    mf = read_model(model, dictionary=dictionary)
+    mf = read_model(model, dictionary=dictionary, arrays=False)  # headers: shapes, not data
     summary = {"path": mf.path, "layout": mf.layout, "kind": mf.kind, "options": mf.options,
                "vocabulary": len(mf.worddict),
                "parameters": {k: list(v.shape) for k, v in mf.params.items()}}
@@ -184,8 +229,8 @@ def info(model, backend, dictionary, as_json):
 @dictionary_option
 def convert(model, output, dictionary):
     """Rewrite MODEL in the uvs format (one .npz, no pickle), keeping its kind."""
-    from uvs.modelfile import read_model, write_model
 
+    check_not_input(output, (model, dictionary))
     mf = read_model(model, dictionary=dictionary)
     if mf.kind in ("mlbl", "mlblf", "scnlm"):  # with momentum buffers and schedule state
         from uvs.mnlm.files import net_from_file, write_mnlm

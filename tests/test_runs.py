@@ -47,14 +47,31 @@ def test_refuses_another_runs_model_unless_told(tiny_data, tmp_path):
     (tmp_path / "m.npz").unlink()
     (tmp_path / "m.last.npz").unlink()
     one_line_error(run(*_args(tiny_data, saveto)), "m.log.jsonl", "--overwrite")
-    # --reload without a checkpoint does not start afresh over them either
-    one_line_error(run(*_args(tiny_data, saveto, "--reload")), "no checkpoint", "--overwrite")
     one_line_error(run(*_args(tiny_data, saveto, "--reload", "--overwrite")), "one of them")
+    # a best model but no checkpoint: --reload says exactly that and keeps the files
+    (tmp_path / "m.npz").write_bytes(b"best")
+    kept = _files(tmp_path)
+    one_line_error(run(*_args(tiny_data, saveto, "--reload")), "no checkpoint to resume",
+                   "stopped before writing one", "m.npz", "--overwrite")
+    assert _files(tmp_path) == kept
+    (tmp_path / "m.npz").unlink()
 
     ok(run(*_args(tiny_data, saveto, "--overwrite", "--seed", "3")))
     log = [json.loads(line) for line in open(tmp_path / "m.log.jsonl")]
     assert [e["event"] for e in log].count("start") == 1   # the old log was replaced
     assert log[0]["options"]["seed"] == 3
+
+
+def test_reload_after_a_kill_before_the_first_checkpoint_starts_afresh(tiny_data, tmp_path):
+    saveto = tmp_path / "m.npz"
+    (tmp_path / "m.log.jsonl").write_text('{"event": "start", "resume": false}\n')
+    argv = [a for a in _args(tiny_data, saveto, "--reload") if a != "-q"]
+    result = ok(run(*argv))
+    assert "left no checkpoint (it stopped before its first" in result.stderr
+    assert "starting it afresh" in result.stderr
+    log = [json.loads(line) for line in open(tmp_path / "m.log.jsonl")]
+    assert [e["event"] for e in log].count("start") == 1 and not log[0]["resume"]
+    assert {"m.npz", "m.last.npz"} <= set(_files(tmp_path))
 
 
 def test_reload_announces_and_refuses_contradictions(tiny_data, tmp_path):
@@ -257,49 +274,69 @@ def test_mode_is_passed_not_written_to_the_environment(tiny_data, tmp_path, monk
     assert seen and set(seen) == {"CVM"} and "UVS_MODE" not in os.environ
 
 
-def test_batches_count_checkpoint_each_epoch_and_on_a_signal(tmp_path, monkeypatch):
-    """The loop every trainer shares: batches from where the state stands, the epoch's end
-    (when asked) before its checkpoint, one more checkpoint when a signal stops an epoch, then
-    `Interrupted` completed with where the run stands."""
+def test_batches_count_validate_checkpoint_and_stop_on_a_signal(tmp_path, monkeypatch):
+    """The loop every trainer shares: batches from where the state stands, a dev score due
+    every valid_freq updates (never after a batch without an update) or after each epoch, and
+    at the end; a checkpoint after each dev score and epoch, one more when a signal stops an
+    epoch, then `Interrupted` completed with where the run stands."""
     import signal
 
     calls = []
     with runs.Run(tmp_path / "m.npz") as run:
         monkeypatch.setattr(run, "checkpoint", lambda: calls.append(("ckpt", run.state.epoch)))
         state = run.state
-        for batch in run.batches(lambda epoch: [(epoch, b) for b in range(3)], 2, 2,
-                                 epoch_end=True):
-            if batch is runs.EPOCH_END:
-                calls.append(("end", state.epoch, state.batch))
-                continue
-            calls.append(("batch", *batch, state.batch))
-            if batch[1] == 1:
-                continue  # a batch without an update
-            assert run.cost(np.float32(0.5)) == 0.5
-            assert run.every(2) == (state.uidx % 2 == 0) and not run.every(0)
-        assert calls == [("batch", 0, 0, 1), ("batch", 0, 1, 2), ("batch", 0, 2, 3),
-                         ("end", 1, 0), ("ckpt", 1),
-                         ("batch", 1, 0, 1), ("batch", 1, 1, 2), ("batch", 1, 2, 3),
-                         ("end", 2, 0), ("ckpt", 2)]
-        assert state.uidx == 4 and run.unvalidated(3) and not run.unvalidated(4)
+
+        def loop(valid_freq, epochs=2, last="unvalidated"):
+            schedule = {"max_epochs": epochs, "dispFreq": 2, "validFreq": valid_freq}
+            for batch in run.batches(lambda epoch: [(epoch, b) for b in range(3)], schedule,
+                                     last):
+                if batch is runs.VALIDATE:
+                    calls.append(("valid", state.uidx))
+                    continue
+                calls.append(("batch", *batch, state.batch))
+                if batch[1] == 1:
+                    continue  # a batch without an update
+                assert run.cost(np.float32(0.5)) == 0.5
+                assert run.every(2) == (state.uidx % 2 == 0) and not run.every(0)
+
+        loop(3)
+        assert calls == [("batch", 0, 0, 1), ("batch", 0, 1, 2), ("batch", 0, 2, 3), ("ckpt", 1),
+                         ("batch", 1, 0, 1), ("valid", 3), ("ckpt", 1), ("batch", 1, 1, 2),
+                         ("batch", 1, 2, 3), ("ckpt", 2), ("valid", 4), ("ckpt", 2)]
         updates = [e for e in map(json.loads, open(tmp_path / "m.log.jsonl"))
                    if e["event"] == "update"]
         assert [e["update"] for e in updates] == [2, 4] and updates[0]["cost"] == 0.5
 
         calls.clear()
+        loop(None, epochs=3)  # after each epoch; nothing left at the end
+        assert calls == [("batch", 2, 0, 1), ("batch", 2, 1, 2), ("batch", 2, 2, 3),
+                         ("valid", 6), ("ckpt", 3)]
+        calls.clear()
+        state.best = 1.0
+        loop(4, epochs=4, last="unscored")  # a score exists: none more at the end
+        assert calls == [("batch", 3, 0, 1), ("batch", 3, 1, 2), ("batch", 3, 2, 3),
+                         ("valid", 8), ("ckpt", 3), ("ckpt", 4)]
+        calls.clear()
+        state.best = -1.0
+        loop(4, epochs=4, last="unscored")  # none yet: one at the end
+        assert calls == [("valid", 8), ("ckpt", 4)]
+
+        calls.clear()
+        state.epoch = state.uidx = 0
         with pytest.raises(runs.Interrupted) as stop:
-            for _ in run.batches(lambda epoch: list(range(5)), 4, 1):
+            for _ in run.batches(lambda epoch: list(range(5)),
+                                 {"max_epochs": 4, "dispFreq": 1, "validFreq": 10}):
                 run.cost(1.0)
                 run.signal = signal.SIGTERM
-        assert calls == [("ckpt", 2)] and state.batch == 1
-        assert (stop.value.update, stop.value.epoch, stop.value.exit_status) == (5, 2, 143)
+        assert calls == [("ckpt", 0)] and state.batch == 1
+        assert (stop.value.update, stop.value.epoch, stop.value.exit_status) == (1, 0, 143)
         assert stop.value.last == run.paths.last
 
-        with pytest.raises(UVSError, match="diverged: cost is nan at update 6"):
+        with pytest.raises(UVSError, match="diverged: cost is nan at update 2"):
             run.cost(float("nan"))
     log = [json.loads(line) for line in open(tmp_path / "m.log.jsonl")]
     assert [e["event"] for e in log[-2:]] == ["interrupted", "diverged"]
-    assert log[-2]["update"] == 5
+    assert log[-2]["update"] == 1
 
 
 def test_saved_score_and_resume_options(tmp_path):

@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from uvs.errors import UVSError
-from uvs.fileio import atomic_path
+from uvs.fileio import atomic_path, open_regular
+from uvs.legacy import load_pickle
 
 FORMAT = "uvs-model"
 VERSION = 1
 META_KEY = "__uvs__"
 EXTRA_PREFIX = "optim:"  # arrays that are not parameters: optimizer state in checkpoints
-ENCODERS = ("gru", "bow")
 
 # Limits on what a model archive may declare (README, "Hostile files").
 MAX_MEMBERS = 10_000
@@ -42,7 +42,16 @@ MAX_META_BYTES = 64 * 2**20  # the JSON header
 MAX_META_DEPTH = 32  # nesting of the JSON header
 MAX_NUMBER_CHARS = 40  # a JSON number written longer than this is refused
 MAX_DIMS = 32
+# A parameter beyond this magnitude is refused: trained models stay far below it, and such a
+# value saturates every tanh and softmax, so the model's output would be garbage.
+MAX_PARAM = 1e5
 DEFLATE_RATIO = 1032  # the most deflate can expand: a member may declare no more than this
+# A zip bomb: deflated members together may expand beyond DEFLATED_FREE_BYTES only up to this
+# ratio (real arrays compress a few times; uvs writes its files uncompressed).
+DEFLATED_RATIO = 64
+DEFLATED_FREE_BYTES = 256 * 2**20
+NOT_NPZ = ("not a model file (not a .npz archive, and no companion .pkl of a released model "
+           "beside it)")
 STALE_TEMP_SECONDS = 600  # a temporary of write_model untouched this long is a dead run's
 
 
@@ -71,8 +80,9 @@ Shape = tuple  # of int (exact) or None (any size)
 
 
 @dataclass(frozen=True)
-class Option:
-    """One option a kind needs: its type, and the range or choices it must lie in."""
+class OptionSpec:
+    """One option a kind needs in a model file: its type, and the range or choices it must
+    lie in (not `uvs.options.Option`, a trainer's option)."""
 
     type: type  # int, float, bool or str
     required: bool = True
@@ -123,7 +133,7 @@ class ModelKind:
     """
 
     name: str
-    options: dict[str, Option]
+    options: dict[str, OptionSpec]
     shapes: Callable[[dict], dict[str, Shape]]
     check: Callable[[dict], str | None] | None = None
     vocabulary: str | None = "Wemb"
@@ -136,8 +146,9 @@ class ModelKind:
 
 
 KINDS: dict[str, ModelKind] = {}
-# kinds declared by other parts of uvs, registered when their module is imported
-KIND_MODULES = {"decoder": "uvs.decoding.files", "mlbl": "uvs.mnlm.files",
+# where each kind is declared, beside its model: imported when a file of that kind is met
+KIND_MODULES = {"vse": "uvs.model", "align": "uvs.align.model",
+                "decoder": "uvs.decoding.files", "mlbl": "uvs.mnlm.files",
                 "mlblf": "uvs.mnlm.files", "scnlm": "uvs.mnlm.files"}
 
 
@@ -154,7 +165,14 @@ def _pickled_instance(path: str) -> bool:
 
 
 def register_kind(kind: ModelKind) -> None:
-    """Make a kind of model readable by `read_model(path, kind=...)` (and its uvs header)."""
+    """Make a kind of model readable by `read_model(path, kind=...)` (and its uvs header).
+
+    How a model family adds its kind: one call at the top level of the module beside its
+    model, `register_kind(ModelKind(name="mlbl", options={"dim": OptionSpec(int, low=1)},
+    shapes=mlbl_shapes, usage="..."))` (see `ModelKind`), and that module named under the
+    kind's name in `KIND_MODULES`, so that reading a file of the kind imports it first (as
+    `uvs.model` declares 'vse', `uvs.align.model` 'align', `uvs.decoding.files` 'decoder').
+    """
     KINDS[kind.name] = kind
 
 
@@ -174,57 +192,6 @@ def released_kind(options: object) -> str:
         if spec.released_key and isinstance(options, dict) and spec.released_key in options:
             return spec.name
     return "vse"
-
-
-def _vse_shapes(o: dict) -> dict[str, Shape]:
-    dim, dw, di = o["dim"], o["dim_word"], o["dim_image"]
-    shapes = {"Wemb": (None, dw), "ff_image_W": (di, dim), "ff_image_b": (dim,)}
-    if o["encoder"] == "gru":
-        shapes.update({"encoder_W": (dw, 2 * dim), "encoder_b": (2 * dim,),
-                       "encoder_U": (dim, 2 * dim), "encoder_Wx": (dw, dim),
-                       "encoder_Ux": (dim, dim), "encoder_bx": (dim,)})
-    return shapes
-
-
-def _vse_check(o: dict) -> str | None:
-    if o["encoder"] == "bow" and o["dim"] != o["dim_word"]:
-        return f"a bag-of-words model needs dim == dim_word ({o['dim']} != {o['dim_word']})"
-    return None
-
-
-_DIM = 2**16
-register_kind(ModelKind(
-    name="vse",
-    options={"dim": Option(int, low=1, high=_DIM), "dim_word": Option(int, low=1, high=_DIM),
-             "dim_image": Option(int, low=1, high=2**20), "encoder": Option(str, choices=ENCODERS),
-             "n_words": Option(int, required=False, low=1, high=2**26),
-             "method": Option(str, required=False, choices=("cosine", "order")),
-             "abs": Option(bool, required=False),
-             "max_violation": Option(bool, required=False)},
-    shapes=_vse_shapes, check=_vse_check, usage="a visual-semantic embedding model"))
-
-def _align_shapes(o: dict) -> dict[str, Shape]:
-    """Karpathy & Fei-Fei's alignment model (uvs.align.model): BRNN and region map."""
-    dim, dw, di = o["dim"], o["dim_word"], o["dim_image"]
-    shapes = {"Wemb": (None, dw), "brnn_We": (dw, dim), "brnn_be": (dim,)}
-    for d in ("f", "b", "d"):
-        shapes.update({f"brnn_W{d}": (dim, dim), f"brnn_b{d}": (dim,)})
-    shapes.update({"region_W": (di, dim), "region_b": (dim,)})
-    return shapes
-
-
-register_kind(ModelKind(
-    name="align",
-    options={"dim": Option(int, low=1, high=_DIM), "dim_word": Option(int, low=1, high=_DIM),
-             "dim_image": Option(int, low=1, high=2**20),
-             "n_words": Option(int, required=False, low=1, high=2**26),
-             "margin": Option(float, required=False, low=0.0)},
-    shapes=_align_shapes))
-
-
-# `train_state` of a checkpoint (`read_checkpoint`).
-TRAIN_STATE = {"epoch": Option(int, low=0, high=2**53), "batch": Option(int, low=0, high=2**53),
-               "uidx": Option(int, low=0, high=2**53), "best": Option(float, low=-1.0)}
 
 
 def _check_plain(where: str, what: str, value: object, depth: int = 0) -> None:
@@ -297,17 +264,16 @@ class Member:
 class Archive:
     """A `.npz` opened for checked reading: `members` (name -> Member) before any data."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, not_npz: str = NOT_NPZ):
         self.path = path
         try:
-            with open(path, "rb") as f:
+            with open_regular(path) as f:
                 head = f.read(4)
                 size = os.fstat(f.fileno()).st_size
         except OSError as err:
             raise UVSError(path, f"cannot read ({err.strerror or err})") from None
         if head not in (b"PK\x03\x04", b"PK\x05\x06"):
-            raise UVSError(path, "not a model file (not a .npz archive, and no companion .pkl "
-                           "of a released model beside it)")
+            raise UVSError(path, not_npz)
         try:
             self.zip = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as err:
@@ -350,6 +316,12 @@ class Archive:
                 raise UVSError(self.path, f"member '{shown(name)}' declares {info.file_size} "
                                f"bytes from {info.compress_size} compressed (damaged or forged)")
             out[key] = self._header(info)
+        deflated = [i for i in infos if i.compress_type == zipfile.ZIP_DEFLATED]
+        declared = sum(i.file_size for i in deflated)
+        packed = sum(i.compress_size for i in deflated)
+        if declared > max(DEFLATED_FREE_BYTES, DEFLATED_RATIO * packed):
+            raise UVSError(self.path, f"its compressed members expand to {declared} bytes from "
+                           f"{packed} (more than {DEFLATED_RATIO} times: a zip bomb?)")
         return out
 
     def _open(self, info: zipfile.ZipInfo):
@@ -511,8 +483,8 @@ def locate(path: str | os.PathLike) -> tuple[str, str, str | None]:
         return "order", path[:-4] + ".npz", path
     if not path.endswith(".npz") and _exists(path + ".npz"):
         path = path + ".npz"
-    if not _exists(path):
-        raise UVSError(path, "model file not found")
+    if not os.path.exists(path):
+        raise UVSError(path, "model file not found")  # a FIFO or folder: refused on opening
     if path.endswith(".npz") and _exists(path + ".pkl"):
         return "vse", path, path + ".pkl"
     if path.endswith(".npz") and _exists(path[:-4] + ".pkl") and not _pickled_instance(
@@ -523,8 +495,6 @@ def locate(path: str | os.PathLike) -> tuple[str, str, str | None]:
 
 def _load_dictionary(npz: str, spec: ModelKind | None, dictionary: str | None) -> object:
     """The released layout's word dictionary: `dictionary`, else `X.npz.dictionary.pkl`."""
-    from uvs.legacy import load_pickle
-
     path = dictionary or npz + ".dictionary.pkl"
     if not _exists(path):
         raise UVSError(path, f"word dictionary of {npz} not found"
@@ -534,8 +504,6 @@ def _load_dictionary(npz: str, spec: ModelKind | None, dictionary: str | None) -
 
 
 def _load_order(pkl: str) -> tuple[dict, OrderedDict]:
-    from uvs.legacy import load_pickle
-
     blob = load_pickle(pkl)
     if not isinstance(blob, dict) or "options" not in blob or "worddict" not in blob:
         raise UVSError(pkl, "expected a pickle of {'options': ..., 'worddict': ...}")
@@ -578,14 +546,15 @@ def _wrong_kind(npz: str, own: str, kind: str) -> UVSError:
 
 
 def read_model(path: str | os.PathLike, kind: str | None = None,
-               dictionary: str | os.PathLike | None = None) -> ModelFile:
+               dictionary: str | os.PathLike | None = None, arrays: bool = True) -> ModelFile:
     """Read any supported model file (path as `X`, `X.npz` or `X.pkl`), validated.
 
     `kind` (a name in KINDS) is what the caller needs; a file says its own kind (a uvs
     header, or a released file's options, see `released_kind`) and is refused if it differs.
     `dictionary` replaces the released layout's `X.npz.dictionary.pkl`. Options, dictionary
     and every array are checked against the kind before any parameter data is read;
-    parameters come back as finite float32.
+    parameters come back as finite float32. `arrays=False` reads headers only: each array
+    is then a read-only float32 placeholder of its shape (zeros, no memory), unchecked.
     """
     layout, npz, pkl = locate(path)
     dictionary = os.fspath(dictionary) if dictionary is not None else None
@@ -597,8 +566,6 @@ def read_model(path: str | os.PathLike, kind: str | None = None,
     with Archive(npz) as z:
         extra: dict = {}
         if layout == "vse":
-            from uvs.legacy import load_pickle
-
             options = load_pickle(pkl)
             own = released_kind(options)
             if kind is not None and own != kind:
@@ -626,14 +593,22 @@ def read_model(path: str | os.PathLike, kind: str | None = None,
         shapes = _check_arrays(z, spec, options)
         worddict = check_worddict(words_where, worddict, options.get("n_words", 0))
         params = OrderedDict()
-        arrays = OrderedDict()
+        others = OrderedDict()
         for key in z.members:
-            if key in shapes:
-                params[key] = _finite(z, key)
+            if not arrays and (key in shapes or key.startswith(EXTRA_PREFIX)):
+                value = np.broadcast_to(np.float32(0), z.members[key].shape)
+            elif key in shapes:
+                value = _finite(z, key, MAX_PARAM)
             elif key.startswith(EXTRA_PREFIX):
-                arrays[key[len(EXTRA_PREFIX):]] = _finite(z, key)
+                value = _finite(z, key)
+            else:
+                continue
+            if key in shapes:
+                params[key] = value
+            else:
+                others[key[len(EXTRA_PREFIX):]] = value
     if layout == "uvs":
-        extra["arrays"] = arrays
+        extra["arrays"] = others
     elif layout == "vse":
         layout = spec.released_layout
     return ModelFile(npz, layout, params, options, worddict, extra, own)
@@ -670,11 +645,22 @@ def _check_arrays(z: Archive, spec: ModelKind, options: dict) -> dict[str, tuple
     return shapes
 
 
-def _finite(z: Archive, key: str) -> np.ndarray:
+def _finite(z: Archive, key: str, limit: float | None = None) -> np.ndarray:
     array = z.read(key).astype(np.float32, copy=False)
-    if not np.isfinite(array).all():
-        raise UVSError(z.path, f"{shown(key)} holds NaN or Inf")
+    problem = param_problem(array, limit)
+    if problem:
+        raise UVSError(z.path, f"{shown(key)} {problem}")
     return array
+
+
+def param_problem(array: np.ndarray, limit: float | None = MAX_PARAM) -> str | None:
+    """Why a parameter array cannot be a trained model's (NaN, Inf, |value| > limit), or None."""
+    if not np.isfinite(array).all():
+        return "holds NaN or Inf"
+    if limit is not None and array.size and float(np.abs(array).max()) > limit:
+        return (f"holds values up to {float(np.abs(array).max()):.3g}, beyond ±{limit:g} "
+                "(no trained model has such weights)")
+    return None
 
 
 def validate(mf: ModelFile) -> None:
@@ -695,6 +681,9 @@ def validate(mf: ModelFile) -> None:
         if not np.issubdtype(mf.params[name].dtype, np.floating):
             raise UVSError(mf.path, f"parameter {name} is {mf.params[name].dtype}, not "
                            "floating point")
+        problem = param_problem(np.asarray(mf.params[name], np.float32))
+        if problem:
+            raise UVSError(mf.path, f"parameter {name} {problem}")
     if spec.vocabulary:
         options.setdefault("n_words", mf.params[spec.vocabulary].shape[0])
     mf.options.update(options)

@@ -8,32 +8,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 
 import numpy as np
 
-from uvs.errors import UVSError
+from uvs.errors import UVSError, one_line
+from uvs.extras import import_from
+from uvs.fileio import open_regular
 
 MAX_ASPECT = 32  # a thinner picture would be resized to millions of pixels along one side
-
-_EXTRA = "pip install 'uvs[images]' (torch, torchvision, Pillow)"
+# The most pixels a photo may declare (8192 x 8192): checked from its header before decoding,
+# below Pillow's own decompression-bomb limit; decoding it takes ~200 MB per copy.
+MAX_PIXELS = 2**26
 
 
 def need(module: str):
-    """Import an optional dependency, or say which extra provides it."""
-    import importlib
+    """Import a module of the `[images]` extra, or say how to install it."""
 
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        top = module.split(".")[0]
-        name = "Pillow" if top == "PIL" else top
-        raise UVSError(None, f"{name} is not installed: {_EXTRA}") from None
-
-
-def one_line(err: Exception, limit: int = 200) -> str:
-    """An exception's message on one line, cut at `limit` characters."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= limit else text[:limit] + "..."
+    return import_from("images", module)
 
 
 # --- decoding -------------------------------------------------------------------------------
@@ -49,19 +41,39 @@ def _truncated_ok(allow: bool):
         ImageFile.LOAD_TRUNCATED_IMAGES = before
 
 
+def check_photo(path: str | os.PathLike) -> str:
+    """`path` if it names a readable regular file, else one line saying why not (asked before
+    any optional package is imported, so a typo is not reported as a missing extra)."""
+    path = os.fspath(path)
+    open_regular(path, "photo").close()  # missing, a folder, a FIFO, unreadable: one line
+    return path
+
+
+def _too_large(path: str, size: tuple) -> UVSError:
+    w, h = size
+    return UVSError(path, f"{w} x {h} pixels: more than the {MAX_PIXELS} pixels a photo may "
+                    "have (refused before decoding)")
+
+
 def _open(path: str, allow_truncated: bool):
+    check_photo(path)
     Image = need("PIL.Image")
-    with _truncated_ok(allow_truncated):
+    with _truncated_ok(allow_truncated), open_regular(path, "photo") as fh, \
+            warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(path) as img:
+            with Image.open(fh) as img:
+                if img.size[0] * img.size[1] > MAX_PIXELS:
+                    raise _too_large(path, img.size)
                 img.load()
                 return img.copy()
         except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
             raise UVSError(path, f"cannot read: {err.strerror}") from None
         except Image.UnidentifiedImageError:
             raise UVSError(path, "not an image Pillow can read") from None
-        except Image.DecompressionBombError as err:
-            raise UVSError(path, f"too large to decode safely ({one_line(err)})") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise UVSError(path, f"too large to decode safely ({one_line(err)}; at most "
+                           f"{MAX_PIXELS} pixels)") from None
         except (OSError, SyntaxError, ValueError) as err:
             raise UVSError(path, f"damaged image ({one_line(err)})") from None
 

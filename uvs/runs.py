@@ -11,8 +11,8 @@ exact resume), `NAME.log.jsonl` (one JSON object per event) and `NAME.lock` whil
   checks free space for a checkpoint replacement before any long work;
 - `event` appends to the log (opened with O_NOFOLLOW: never through a planted link), tells
   the `on_event` callback, and logs a human line through `logging` (the CLI shows it);
-- SIGINT/SIGTERM set a flag; the trainer calls `stop_point()` between updates, which raises
-  `Interrupted` so that it writes its checkpoint and the command exits 130/143;
+- SIGINT/SIGTERM set a flag; `batches`, the loop of every trainer, stops between updates,
+  writes the checkpoint and raises `Interrupted` so that the command exits 130/143;
 - `diverged` stops on a NaN/Inf with one line saying what is kept.
 
 This module knows no command line and no particular model: trainers pass their parameters,
@@ -38,12 +38,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
 from uvs.errors import UVSError
+from uvs.fileio import write_error
 from uvs.modelfile import ModelFile, read_model, write_model
 from uvs.optim import optimizer_state
 from uvs.options import OptionTable
 
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
-EPOCH_END = None  # what `Run.batches(..., epoch_end=True)` yields after each epoch
+VALIDATE = "validate"  # what `Run.batches` yields when a dev score is due
 
 
 @dataclass(frozen=True)
@@ -173,8 +174,12 @@ def _take_lock(path: str, saveto: str) -> int:
         except FileNotFoundError:
             same = False
         if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            except OSError as err:
+                os.close(fd)
+                raise write_error(path, err) from None
             return fd
         os.close(fd)
 
@@ -191,7 +196,8 @@ class Run:
 
     A trainer reads: `resume` (the options, the checkpoint or None), its data and parameters,
     `preflight`, `start` with the compiled run, then one loop `for batch in run.batches(...)`
-    whose body prepares the batch, reports `cost`, updates, and validates when `every` says.
+    whose body scores the dev split on `VALIDATE` (`recall`, or `improved` and `valid`), or
+    prepares the batch, reports its `cost` and applies the update.
     """
 
     def __init__(self, saveto: str | os.PathLike, reload: bool = False, overwrite: bool = False,
@@ -245,11 +251,15 @@ class Run:
         there = p.existing()
         if self.reload and os.path.lexists(p.last):
             self.resuming = True
+        elif self.reload and there == [p.log]:  # stopped before its first checkpoint
+            self.say(f"the run logged in {p.log} left no checkpoint (it stopped before its "
+                     f"first, {p.last}): starting it afresh")
         elif there and not self.overwrite:
             what = ", ".join(there)
             if self.reload:
-                raise UVSError(p.last, f"no checkpoint to resume, but another run's files are "
-                               f"here ({what}); --overwrite replaces them")
+                raise UVSError(p.last, f"no checkpoint to resume: the run stopped before "
+                               f"writing one, and left {what}; --overwrite starts it afresh "
+                               "and replaces them")
             raise UVSError(p.best, f"another run's files are here ({what}); --reload "
                            "continues that run, --overwrite replaces it")
         elif self.reload:
@@ -346,7 +356,10 @@ class Run:
                                "through links") from None
             raise UVSError(self.paths.log, f"cannot write: {err.strerror}") from None
         try:
-            os.write(fd, line)
+            while line:
+                line = line[os.write(fd, line):]
+        except OSError as err:  # a full disk: name the log
+            raise write_error(self.paths.log, err) from None
         finally:
             os.close(fd)
         if text is not None:
@@ -366,15 +379,21 @@ class Run:
 
     # -- the loop ------------------------------------------------------------------------
 
-    def batches(self, schedule: Callable[[int], Sequence], max_epochs: int, disp_freq: int,
-                epoch_end: bool = False) -> Iterator:
-        """The batches of epochs `state.epoch` to `max_epochs` from batch `state.batch`, as
-        `schedule(epoch)` lists them (fixed by the epoch, for exact resume); after each epoch
-        `EPOCH_END` if `epoch_end`, then the last checkpoint.
+    def batches(self, schedule: Callable[[int], Sequence], options: dict,
+                last: str = "unvalidated") -> Iterator:
+        """The batches of epochs `state.epoch` to options['max_epochs'] from batch
+        `state.batch`, as `schedule(epoch)` lists them (fixed by the epoch, for exact resume),
+        and `VALIDATE` when a dev score is due: every options['validFreq'] updates (after each
+        epoch if it is 0 or None), then once more at the end if `last` says so
+        ('unvalidated': updates were made since the last one; 'unscored': there is none).
+        The last checkpoint follows each dev score and each epoch; the progress line comes
+        every options['dispFreq'] updates (`cost`).
 
         Between batches a stop point: on SIGINT/SIGTERM the checkpoint is written and
         `Interrupted` raised, completed with where the run stands.
         """
+        max_epochs, disp_freq = options["max_epochs"], options["dispFreq"]
+        valid_freq = options.get("validFreq")
         state = self.state
         try:
             while state.epoch < max_epochs:
@@ -384,15 +403,23 @@ class Run:
                 while state.batch < len(batches):
                     self.stop_point()
                     state.batch += 1
+                    updates = state.uidx
                     yield batches[state.batch - 1]
+                    if valid_freq and state.uidx > updates and state.uidx % valid_freq == 0:
+                        yield VALIDATE
+                        self.checkpoint()
+                        self.restart_clock()
                 state.epoch += 1
                 state.batch = 0
-                if epoch_end:
-                    yield EPOCH_END
+                if not valid_freq:
+                    yield VALIDATE
                 self.checkpoint()
         except Interrupted as stop:
             self.checkpoint()
             raise self.interrupted(stop) from None
+        if (state.best < 0 if last == "unscored" else self._unvalidated(valid_freq)):
+            yield VALIDATE
+            self.checkpoint()
 
     def cost(self, cost) -> float:
         """Count an update whose cost is `cost`: stop on a NaN/Inf (before the update is
@@ -413,9 +440,10 @@ class Run:
         """Whether the update just counted is one of every `n` (never when n is 0 or None)."""
         return bool(n) and self.state.uidx % n == 0
 
-    def unvalidated(self, valid_freq: int) -> bool:
-        """Whether updates were made since the last validation (one every `valid_freq`)."""
-        return self.state.uidx > 0 and self.state.uidx % valid_freq != 0
+    def _unvalidated(self, valid_freq: int | None) -> bool:
+        """Whether updates were made since the last dev score (one every `valid_freq`, or
+        after each epoch if 0 or None)."""
+        return bool(valid_freq) and self.state.uidx > 0 and self.state.uidx % valid_freq != 0
 
     def improved(self, score: float, metrics: dict, **meta) -> bool:
         """Record dev `score` (with its `metrics`); when it beats the best so far, save the
@@ -565,6 +593,7 @@ def resume_options(table: OptionTable, ckpt: ModelFile, state: TrainState, kw: d
     given.pop("reload_", None)
     given.setdefault("saveto", run.paths.best)
     options = OrderedDict(ckpt.options)
+    check_saved_options(table, options, ckpt.path)
     changes, conflicts = table.on_resume(options, given)
     if conflicts:
         raise UVSError(ckpt.path, f"options contradict the checkpoint: {', '.join(conflicts)}; "
@@ -572,6 +601,15 @@ def resume_options(table: OptionTable, ckpt: ModelFile, state: TrainState, kw: d
     options.update((name, now) for name, (was, now) in changes.items())
     run.resumed(state, changes)
     return options
+
+
+def check_saved_options(table: OptionTable, options: dict, where: str) -> None:
+    """A checkpoint's options against the trainer's table (types, choices, checks), as if
+    they had been given: a one-line error naming `where` when one does not hold."""
+    try:
+        table.check_all(options)
+    except UVSError as err:
+        raise UVSError(where, f"its options do not hold ({err.problem})") from None
 
 
 def saved_score(saveto: str, key: str, kind: str | None = None) -> float:

@@ -89,18 +89,17 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
         c = run.start(compile_run(params, o, worddict, mode, gru), n_train=len(train.caps),
                       n_words=o["n_words"])
         lrate = np.float32(o["lrate"])
-        for caps, rows in run.batches(partial(epoch_batches, o, train), o["max_epochs"],
-                                      o["dispFreq"]):
+        for batch in run.batches(partial(epoch_batches, o, train), o):
+            if batch is runs.VALIDATE:
+                validate(c, dev, run)
+                continue
+            caps, rows = batch
             x, mask, im = prepare_data([train.caps[i] for i in caps], train.ims[rows],
                                        worddict, maxlen=o["maxlen_w"], n_words=o["n_words"])
             if x is None:
                 continue
             run.cost(c.f_grad_shared(x, mask, im))
             c.f_update(lrate)
-            if run.every(o["validFreq"]):
-                validate(c, dev, run)
-        if run.unvalidated(o["validFreq"]):
-            validate(c, dev, run)
         return run.finish()
 
 
@@ -142,14 +141,11 @@ def compile_run(params: dict, options: dict, worddict: dict, mode: str | None = 
 
 
 def validate(c: Compiled, dev: Split, run: runs.Run) -> None:
-    """Dev recall (the model saved at `saveto` when R@1+R@5+R@10 improves), then the last
-    checkpoint."""
+    """Dev recall; the model is saved at `saveto` when R@1+R@5+R@10 improves."""
     metrics = dev_metrics(c.model, dev)
     if metrics is None:
         run.diverged("the dev embeddings are NaN or Inf")
     run.recall(metrics)
-    run.checkpoint()
-    run.restart_clock()
 
 
 def dev_metrics(model: dict, dev: Split) -> dict | None:

@@ -20,11 +20,11 @@ from uvs.align.evaluation import compile_model, prepare_words, rank_scores, sent
 from uvs.align.evaluation import split_regions as _split_regions
 from uvs.align.model import KIND, build_model, init_params
 from uvs.align.options import OPTIONS, resolve_options
-from uvs.align.regions import Regions
 from uvs.datasets import layout, load_split
 from uvs.homogeneous_data import epoch_rng, random_batches
 from uvs.metrics import tie_rule
 from uvs.optim import build_optimizer
+from uvs.regions import Regions
 from uvs.runs import Compiled
 from uvs.utils import init_tparams
 from uvs.vocab import build_dictionary
@@ -32,11 +32,11 @@ from uvs.vocab import build_dictionary
 log = logging.getLogger("uvs.align")
 
 
-def compile_update(tparams: dict, options: dict):
+def compile_update(tparams: dict, options: dict, mode: str | None = None):
     """(f_grad_shared(x, mask, regions, rmask) -> cost, f_update(lr)) for the objective
-    (`build_optimizer`: gradients clipped by their global norm)."""
+    (`build_optimizer`: gradients clipped by their global norm), in PyTensor `mode`."""
     inps, cost = build_model(tparams, options)
-    return build_optimizer(tparams, inps, cost, options)
+    return build_optimizer(tparams, inps, cost, options, mode=mode)
 
 
 def region_batch(regions: Regions, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,10 +64,11 @@ class Data:
 
 
 def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = False,
-            **kw) -> dict:
+            mode: str | None = None, **kw) -> dict:
     """Train an alignment model; the best on dev (R@1+R@5+R@10 both ways, by S_kl) is saved
     at `saveto` (kind 'align'), with a last checkpoint and a JSON-lines log beside it.
-    Human-readable lines go to the `uvs.align` logger."""
+    Human-readable lines go to the `uvs.align` logger; mode: the PyTensor mode (default
+    `uvs.backend.mode()`; the BRNN has no GRU to choose)."""
     options = resolve_options(**kw)
     with runs.Run(options["saveto"], reload=options["reload_"], overwrite=overwrite,
                   on_event=progress, logger=log, kind=KIND) as run:
@@ -75,12 +76,15 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
         data = load_data(o)
         worddict, params = (ckpt.worddict, ckpt.params) if ckpt else initialise(o, data)
         run.preflight(params)
-        c = compile_run(params, o, worddict)
+        c = compile_run(params, o, worddict, mode)
         train_ids = sentence_ids(c.model, data.train_caps, "the train captions")
         run.start(c, n_train=len(train_ids), n_words=o["n_words"])
         regions, lrate = data.train_regions, np.float32(o["lrate"])
-        for images, caps in run.batches(partial(epoch_batches, o, regions), o["max_epochs"],
-                                        o["dispFreq"]):
+        for batch in run.batches(partial(epoch_batches, o, regions), o):
+            if batch is runs.VALIDATE:
+                validate(c, data, run)
+                continue
+            images, caps = batch
             keep = [j for j, cap in enumerate(caps) if len(train_ids[cap]) < o["maxlen_w"]]
             if len(keep) < 2:
                 continue
@@ -88,10 +92,6 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
             feats, rmask = region_batch(regions, images[keep])
             run.cost(c.f_grad_shared(x, mask, feats, rmask))
             c.f_update(lrate)
-            if run.every(o["validFreq"]):
-                validate(c, data, run)
-        if run.unvalidated(o["validFreq"]):
-            validate(c, data, run)
         return run.finish()
 
 
@@ -124,23 +124,22 @@ def initialise(options: dict, data: Data) -> tuple[OrderedDict, dict]:
     return worddict, params
 
 
-def compile_run(params: dict, options: dict, worddict: dict) -> Compiled:
+def compile_run(params: dict, options: dict, worddict: dict,
+                mode: str | None = None) -> Compiled:
     """Shared parameters, the update functions and the scoring model, compiled."""
-    log.info(f"compiling the training graph ({backend.mode()} mode)")
+    log.info(f"compiling the training graph ({backend.mode(mode)} mode)")
     t0 = time.time()
     tparams = init_tparams(params)
-    f_grad_shared, f_update = compile_update(tparams, options)
-    model = compile_model(params, options, worddict, tparams=tparams)
+    f_grad_shared, f_update = compile_update(tparams, options, mode)
+    model = compile_model(params, options, worddict, tparams=tparams, mode=mode)
     log.info(f"compiled in {time.time() - t0:.1f} s")
     return Compiled(tparams, f_grad_shared, f_update, model)
 
 
 def validate(c: Compiled, data: Data, run: runs.Run) -> None:
-    """Dev recall ranked by S_kl (the model saved at `saveto` when R@1+R@5+R@10 improves),
-    then the last checkpoint."""
+    """Dev recall ranked by S_kl; the model is saved at `saveto` when R@1+R@5+R@10
+    improves."""
     metrics = rank_scores(c.model, data.dev_regions, data.dev_caps, data.ties)
     if metrics is None:
         run.diverged("the dev word or region vectors are NaN or Inf")
     run.recall(metrics)
-    run.checkpoint()
-    run.restart_clock()

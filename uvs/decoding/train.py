@@ -15,6 +15,7 @@ captions of `maxlen_w` words or more dropped, `Truth`/`Sample` pairs every `samp
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -26,14 +27,14 @@ import numpy as np
 from uvs import backend, runs, vocab
 from uvs.datasets import Split, load_split
 from uvs.decoding.evaluation import contexts, dev_cost
-from uvs.decoding.files import KIND, expected_shapes, read_dictionary
+from uvs.decoding.files import KIND, expected_shapes, read_dictionary, read_embeddings
 from uvs.decoding.model import build_model, build_sampler, init_params
 from uvs.decoding.options import OPTIONS, RECIPES, resolve_options  # noqa: F401 (re-exported)
 from uvs.decoding.search import gen_sample
 from uvs.errors import UVSError
 from uvs.gru_op import gru_impl
 from uvs.homogeneous_data import epoch_rng, homogeneous_batches, prepare_data
-from uvs.legacy import load_pickle
+from uvs.modelfile import shown
 from uvs.optim import build_optimizer
 from uvs.runs import Compiled
 from uvs.tools import load_model as load_vse
@@ -62,7 +63,10 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
     writing the checkpoint; a NaN/Inf cost stops the run with a `UVSError`. mode, gru: the
     PyTensor mode and GRU implementation (defaults: `uvs.backend.mode()`, `gru_impl()`).
     """
+    if kw.get("model"):  # stored absolute: the decoder finds it from any folder
+        kw = {**kw, "model": os.path.abspath(kw["model"])}
     options = resolve_options(**kw)
+    inputs = None if options["reload_"] else read_inputs(options)
     with runs.Run(options["saveto"], reload=options["reload_"], overwrite=overwrite,
                   on_event=progress, logger=log, kind=KIND, score="dev_cost_per_word",
                   lower=True) as run:
@@ -72,15 +76,14 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
             worddict = ckpt.worddict
             params = OrderedDict((k, ckpt.params[k]) for k in expected_shapes(ckpt.options))
         else:
-            worddict, params = initialise(o, data)
+            worddict, params = initialise(o, data, inputs)
         run.preflight(params)
         c = run.start(compile_run(params, o, worddict, mode, gru),
                       n_train=len(data.train.caps), n_words=o["n_words"])
         lrate = np.float32(o["lrate"])
         # without validFreq, the dev score comes after each epoch; at least one is made
-        for caps in run.batches(partial(epoch_batches, o, data.train), o["max_epochs"],
-                                o["dispFreq"], epoch_end=not o["validFreq"]):
-            if caps is runs.EPOCH_END:
+        for caps in run.batches(partial(epoch_batches, o, data.train), o, last="unscored"):
+            if caps is runs.VALIDATE:
                 validate(c, data, run)
                 continue
             x, mask, ctx = prepare_data([data.train.caps[i] for i in caps],
@@ -94,13 +97,6 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
                 run.checkpoint()
             if run.every(o["sampleFreq"]):
                 show_samples(c.model, x, ctx, run)
-            if run.every(o["validFreq"]):
-                validate(c, data, run)
-                run.checkpoint()
-                run.restart_clock()
-        if run.state.best < 0:
-            validate(c, data, run)
-            run.checkpoint()
         return run.finish("best_dev_cost_per_word")
 
 
@@ -127,19 +123,31 @@ def load_data(options: dict, mode: str | None = None, gru: str | None = None) ->
     return data
 
 
-def initialise(options: dict, data: Data) -> tuple[OrderedDict, OrderedDict]:
+def read_inputs(options: dict) -> dict:
+    """The `dictionary` and `embeddings` files a fresh run starts from, read and checked
+    before anything is written: {'dictionary': worddict or None, 'embeddings': map or None}."""
+    return {"dictionary": read_dictionary(options["dictionary"]) if options["dictionary"]
+            else None,
+            "embeddings": read_embeddings(options["embeddings"]) if options["embeddings"]
+            else None}
+
+
+def initialise(options: dict, data: Data, inputs: dict | None = None
+               ) -> tuple[OrderedDict, OrderedDict]:
     """(dictionary, fresh parameters); sets options['n_words'] (and dim_word from
-    `embeddings`)."""
+    `embeddings`). `inputs`: `read_inputs(options)` when already read."""
     rng = np.random.RandomState(options["seed"])
-    if options["dictionary"]:
-        worddict = read_dictionary(options["dictionary"])
+    inputs = read_inputs(options) if inputs is None else inputs
+    if inputs["dictionary"] is not None:
+        worddict = inputs["dictionary"]
     else:
         worddict = vocab.build_dictionary(data.train.caps)[0]
     # the original's Wemb had n_words rows whatever the vocabulary; no more rows than used
     options["n_words"] = min(options["n_words"], len(worddict) + 2)
     preemb = None
     if options["embeddings"]:
-        preemb = load_embeddings(options["embeddings"], worddict, options["n_words"], rng)
+        preemb = load_embeddings(options["embeddings"], worddict, options["n_words"], rng,
+                                 inputs["embeddings"])
         options["dim_word"] = int(preemb.shape[1])
     return worddict, init_params(options, preemb=preemb, rng=rng)
 
@@ -170,8 +178,8 @@ def show_samples(dec: dict, x: np.ndarray, ctx: np.ndarray, run: runs.Run) -> No
         sample, _ = gen_sample(dec["tparams"], dec["f_init"], dec["f_next"], ctx[jj:jj + 1],
                                dec["options"], trng=dec["trng"], k=1, maxlen=100,
                                stochastic=False, use_unk=False)
-        run.say(f"Truth {jj}: {vocab.text(dec['word_idict'], x[:, jj])}")
-        run.say(f"Sample (0) {jj}: {vocab.text(dec['word_idict'], sample[0])}")
+        run.say(f"Truth {jj}: {shown(vocab.text(dec['word_idict'], x[:, jj]))}")
+        run.say(f"Sample (0) {jj}: {shown(vocab.text(dec['word_idict'], sample[0]))}")
 
 
 def validate(c: Compiled, data: Data, run: runs.Run) -> None:
@@ -188,17 +196,25 @@ def validate(c: Compiled, data: Data, run: runs.Run) -> None:
               dev_perplexity=score["perplexity"])
 
 
-def load_embeddings(path: str, worddict: dict, n_words: int, rng) -> np.ndarray:
-    """Wemb from a pickle of word → vector (`embeddings`), the rest random, as the original."""
-    embed_map = load_pickle(path, allow_numpy=True)
-    if not isinstance(embed_map, dict) or not embed_map:
-        raise UVSError(path, "expected a non-empty pickle of {word: vector}")
-    vecs = {w: np.asarray(v, dtype="float32").ravel() for w, v in embed_map.items()}
-    dim_word = len(next(iter(vecs.values())))
-    if any(len(v) != dim_word for v in vecs.values()):
-        raise UVSError(path, "word vectors of different lengths")
+MAX_WEMB_VALUES = 2**28  # Wemb from `embeddings`: n_words x dim_word float32 values (1 GiB)
+
+
+def load_embeddings(path: str, worddict: dict, n_words: int, rng,
+                    embed_map: dict | None = None) -> np.ndarray:
+    """Wemb from a pickle of word → vector (`embeddings`), the rest random, as the original;
+    `embed_map`: that pickle already read by `read_embeddings`."""
+    embed_map = read_embeddings(path) if embed_map is None else embed_map
+    v0 = next(iter(embed_map.values()))
+    dim_word = int(v0.size if isinstance(v0, np.ndarray) else len(v0))
+    if n_words * dim_word > MAX_WEMB_VALUES:
+        raise UVSError(path, f"a {n_words} x {dim_word} Wemb is more than {MAX_WEMB_VALUES} "
+                       "values")
     preemb = norm_weight(n_words, dim_word, rng=rng)
+    done: dict[int, np.ndarray] = {}  # a vector shared by many words is converted once
     for w in list(worddict)[:n_words - 2]:
-        if w in vecs:
-            preemb[worddict[w]] = vecs[w]
+        if w in embed_map:
+            v = embed_map[w]
+            if id(v) not in done:
+                done[id(v)] = np.asarray(v, dtype="float64").ravel().astype("float32")
+            preemb[worddict[w]] = done[id(v)]
     return preemb

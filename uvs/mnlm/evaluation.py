@@ -41,6 +41,32 @@ def load(path: str | os.PathLike, vse_path: str | None = None) -> tuple[object, 
     return net, vse
 
 
+def query_vector(net, vse: dict | None, path: str, image: str | None = None,
+                 image_features: str | None = None, row: int = 0, text: str | None = None,
+                 minus=(), plus=(), weights: str = "torchvision", crops: int = 1,
+                 device: str | None = None) -> np.ndarray:
+    """The content vector (D,) of a query: a photo, a feature row or a sentence, moved by
+    words; in the VSE joint space when there is a VSE model, else the CNN feature row."""
+    from uvs import retrieval
+    from uvs.decoding.tools import query_features
+    from uvs.tools import check_features, encode_images
+
+    if vse is None and (text is not None or minus or plus):
+        raise UVSError(path, "this model is conditioned on CNN features: --text, --minus and "
+                       "--plus need one trained on a VSE model's joint space (--model)")
+    feats, where = query_features({"options": {"dimctx": net.D}, "path": path}, vse, image,
+                                  image_features, row, weights, crops, device)
+    if feats is None:
+        vec = retrieval.embed_text(vse, text)
+    elif vse is not None:
+        vec = encode_images(vse, check_features(vse, feats, where))[0]
+    else:
+        vec = feats[0]
+    if minus or plus:
+        vec = retrieval.arithmetic(vse, vec, minus, plus)
+    return vec
+
+
 def parse_template(net, template: str, maxlen: int) -> list[int]:
     """Tag indices of a template such as 'DT NN VBZ .'; one-line errors for unknown tags and
     templates longer than maxlen."""
