@@ -18,7 +18,7 @@ from uvs.cli.common import (
 )
 from uvs.cluster import jobs
 from uvs.cluster.tasks import caption_lines, caption_rows
-from uvs.datasets import split_files
+from uvs.datasets import load_split, split_files
 from uvs.decoding import tools
 from uvs.decoding.evaluation import captions_text
 from uvs.decoding.evaluation import evalcap as run
@@ -27,7 +27,8 @@ from uvs.decoding.train import trainer
 from uvs.extras import require
 from uvs.features import read_image_features
 from uvs.fileio import atomic_path, check_not_input, write_text
-from uvs.modelfile import shown
+from uvs.mnlm import evaluation
+from uvs.modelfile import _pickled_instance, locate, read_model, shown
 from uvs.photos import check_photo
 from uvs.progress import progress
 
@@ -256,11 +257,9 @@ def _is_mnlm(path: str) -> bool:
     """Whether PATH holds a log-bilinear model (either layout)."""
     import os
 
-    from uvs.modelfile import _pickled_instance, locate
 
     if os.path.isfile(path) and _pickled_instance(path):
         return True
-    from uvs.modelfile import read_model
 
     try:
         layout, npz, _ = locate(path)
@@ -275,7 +274,6 @@ def _caption_mnlm(path, vse_model, image, image_features, row, text, minus, plus
                   maxlen, weights, crops, device, template, data, data_dir, as_json):
     import numpy as np
 
-    from uvs.mnlm import evaluation
 
     net, vse = evaluation.load(path, vse_model)
     tags = getattr(net, "tag_dict", None)
@@ -291,7 +289,6 @@ def _caption_mnlm(path, vse_model, image, image_features, row, text, minus, plus
     if tags and template is not None:
         templates = [[evaluation.parse_template(net, template, maxlen)]]
     elif tags:
-        from uvs.datasets import load_split
 
         data = data or net.options.get("data")
         if not data:
@@ -310,7 +307,6 @@ def _caption_mnlm(path, vse_model, image, image_features, row, text, minus, plus
 
 def _evalcap_mnlm(path, vse_model, data, data_dir, split, beam, maxlen, output, as_json,
                   quiet):
-    from uvs.mnlm import evaluation
 
     net, vse = evaluation.load(path, vse_model)
     data = data or net.options.get("data")
@@ -319,7 +315,6 @@ def _evalcap_mnlm(path, vse_model, data, data_dir, split, beam, maxlen, output, 
     res = evaluation.evalcap(net, vse, data, split, data_dir or net.options.get("data_dir"),
                              k=beam, maxlen=max(maxlen, 3), cnn=net.options.get("cnn"))
     if output:
-        from uvs.fileio import write_text
 
         write_text(output, "".join(c + "\n" for c in res["captions"]))
     if not quiet:

@@ -6,6 +6,7 @@ import click
 
 from uvs.cli.common import json_option, overwrite_option, quiet_option, run_trainer, table_options
 from uvs.mnlm.options import OPTIONS
+from uvs.mnlm.train import trainer
 
 
 @click.group()
@@ -24,7 +25,6 @@ def train(overwrite, as_json, quiet, **options):
 
     Ctrl-C or SIGTERM writes the last checkpoint and prints the command that resumes it.
     """
-    from uvs.mnlm.train import trainer
 
     run_trainer(lambda: trainer(overwrite=overwrite, **options), ["uvs", "mnlm", "train"],
                 quiet, as_json, line=bleu_line)

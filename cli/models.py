@@ -22,6 +22,7 @@ from uvs.cluster import is_store, jobs
 from uvs.datasets import open_features
 from uvs.features import read_image_features
 from uvs.fileio import check_not_input, check_replaceable, is_npy, read_lines, save_npy
+from uvs.mnlm.files import net_from_file, write_mnlm
 from uvs.modelfile import read_model, shown, write_model
 from uvs.progress import progress
 from uvs.report import build, check_installed, page
@@ -233,7 +234,6 @@ def convert(model, output, dictionary):
     check_not_input(output, (model, dictionary))
     mf = read_model(model, dictionary=dictionary)
     if mf.kind in ("mlbl", "mlblf", "scnlm"):  # with momentum buffers and schedule state
-        from uvs.mnlm.files import net_from_file, write_mnlm
 
         write_mnlm(output, net_from_file(mf, dtype="float64"))
     else:

@@ -15,15 +15,23 @@ import os
 
 import numpy as np
 
+from uvs import retrieval, tools
+from uvs.datasets import load_split
+from uvs.decoding.evaluation import caption_scores
+from uvs.decoding.tools import query_features
 from uvs.errors import UVSError
 from uvs.mnlm import lm_tools
+from uvs.mnlm.files import read_mnlm
+from uvs.mnlm.scnlm import tag_windows
+from uvs.mnlm.tags import load_tags
+from uvs.mnlm.train import image_content, tokens_of
+from uvs.tools import check_features, encode_images
 
 NEIGHBOURS = 5  # training captions whose structures are tried by default
 
 
 def load(path: str | os.PathLike, vse_path: str | None = None) -> tuple[object, dict | None]:
     """(model, VSE model or None), checked: a word dictionary, and the VSE's size."""
-    from uvs.mnlm.files import read_mnlm
 
     net = read_mnlm(path)
     if not net.word_dict:
@@ -32,7 +40,6 @@ def load(path: str | os.PathLike, vse_path: str | None = None) -> tuple[object, 
     vse_path = vse_path or getattr(net, "options", {}).get("model")
     vse = None
     if vse_path:
-        from uvs import tools
 
         vse = tools.load_model(vse_path)
         if vse["options"]["dim"] != net.D:
@@ -47,9 +54,6 @@ def query_vector(net, vse: dict | None, path: str, image: str | None = None,
                  device: str | None = None) -> np.ndarray:
     """The content vector (D,) of a query: a photo, a feature row or a sentence, moved by
     words; in the VSE joint space when there is a VSE model, else the CNN feature row."""
-    from uvs import retrieval
-    from uvs.decoding.tools import query_features
-    from uvs.tools import check_features, encode_images
 
     if vse is None and (text is not None or minus or plus):
         raise UVSError(path, "this model is conditioned on CNN features: --text, --minus and "
@@ -88,13 +92,11 @@ def nearest_templates(net, vse, queries: np.ndarray, train, n: int = NEIGHBOURS
                       ) -> list[list[list[int]]]:
     """For each query: the distinct tag sequences of the n training captions nearest to it
     (joint space: captions encoded by the VSE model; else the nearest images' captions)."""
-    from uvs.mnlm.tags import load_tags
 
     tags = load_tags(train.caps_path, train.caps)
     ids = [[net.tag_dict.get(t, 0) for t in ts] for ts in tags]
     q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
     if vse is not None:
-        from uvs import tools
 
         keys = tools.encode_sentences(vse, train.caps)
         rows = np.argsort(-(q @ keys.T), axis=1)[:, :n]
@@ -138,7 +140,6 @@ def captions_for(net, vse, queries: np.ndarray, k: int = 3, maxlen: int = 50,
         for b in bs:
             out[qi].append({"text": " ".join(b), "template": " ".join(names[i] for i in t)})
     if vse is not None:
-        from uvs import tools
 
         for qi, cands in enumerate(out):
             vecs = tools.encode_sentences(vse, [c["text"] for c in cands])
@@ -151,7 +152,6 @@ def captions_for(net, vse, queries: np.ndarray, k: int = 3, maxlen: int = 50,
 
 def content_of(split, vse) -> np.ndarray:
     """Per image of a split: the model's content vector."""
-    from uvs.mnlm.train import image_content
 
     return image_content(split, vse)
 
@@ -160,9 +160,6 @@ def evalcap(net, vse, data: str, split: str = "test", data_dir=None, k: int = 3,
             maxlen: int = 50, metrics: bool = True, cnn: str | None = None) -> dict:
     """One caption per image of a split (best candidate) scored by pycocoevalcap, and the
     original's perplexity (log2, pooled over every n-gram) of the split's captions."""
-    from uvs.datasets import load_split
-    from uvs.decoding.evaluation import caption_scores
-    from uvs.mnlm.train import tokens_of
 
     sp = load_split(data, split, data_dir, cnn)
     content = content_of(sp, vse)
@@ -178,8 +175,6 @@ def evalcap(net, vse, data: str, split: str = "test", data_dir=None, k: int = 3,
     per_caption = content[np.repeat(np.arange(len(content)), 5)[:len(sp.caps)]]
     tags = None
     if getattr(net, "tag_dict", None):
-        from uvs.mnlm.scnlm import tag_windows
-        from uvs.mnlm.tags import load_tags
 
         end = net.tag_dict["<end>"]
         tags = np.concatenate([tag_windows([net.tag_dict.get(t, end) for t in ts], len(ts),

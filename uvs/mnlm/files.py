@@ -15,27 +15,38 @@ from collections import OrderedDict
 import numpy as np
 
 from uvs.errors import UVSError
-from uvs.modelfile import ModelFile, ModelKind, Option, read_model, register_kind, write_model
+from uvs.legacy import MNLM_CLASSES, LegacyObject, load_pickle
+from uvs.mnlm.mlbl import MLBL
+from uvs.mnlm.mlblf import MLBLF
+from uvs.mnlm.scnlm import SCNLM
+from uvs.modelfile import (
+    ModelFile,
+    ModelKind,
+    OptionSpec,
+    check_options,
+    model_kind,
+    read_model,
+    register_kind,
+    write_model,
+)
 
 KINDS = ("mlbl", "mlblf", "scnlm")
 CLASSES = {"lm.mlbl.MLBL": "mlbl", "lm.mlblf.MLBLF": "mlblf"}
 USAGE = "a multimodal log-bilinear language model: use it with `uvs caption` or `uvs evalcap`"
 
-_SIZE = Option(int, low=1, high=2**26)
-OPTIONS = {"V": _SIZE, "K": _SIZE, "D": _SIZE, "h": _SIZE, "context": Option(int, low=1,
-                                                                             high=1024),
-           "name": Option(str, required=False), "loc": Option(str, required=False),
-           "seed": Option(int, required=False), "dropout": Option(float, required=False,
-                                                                   low=0.0, high=1.0),
-           "k": Option(int, required=False), "batchsize": Option(int, required=False, low=1),
-           "maxepoch": Option(int, required=False, low=0),
-           "gamma_r": Option(float, required=False), "gamma_c": Option(float, required=False),
-           "f": Option(float, required=False), "p_i": Option(float, required=False),
-           "p_f": Option(float, required=False), "T": Option(float, required=False),
-           "verbose": Option(int, required=False), "eta_t": Option(float, required=False),
-           "p_t": Option(float, required=False), "step": Option(int, required=False, low=0)}
+_SIZE = OptionSpec(int, low=1, high=2**26)
+_INT, _FLOAT = OptionSpec(int, required=False), OptionSpec(float, required=False)
+_TEXT = OptionSpec(str, required=False)
+OPTIONS = {"V": _SIZE, "K": _SIZE, "D": _SIZE, "h": _SIZE,
+           "context": OptionSpec(int, low=1, high=1024), "name": _TEXT, "loc": _TEXT,
+           "seed": _INT, "dropout": OptionSpec(float, required=False, low=0.0, high=1.0),
+           "k": _INT, "batchsize": OptionSpec(int, required=False, low=1),
+           "maxepoch": OptionSpec(int, required=False, low=0), "gamma_r": _FLOAT,
+           "gamma_c": _FLOAT, "f": _FLOAT, "p_i": _FLOAT, "p_f": _FLOAT, "T": _FLOAT,
+           "verbose": _INT, "eta_t": _FLOAT, "p_t": _FLOAT,
+           "step": OptionSpec(int, required=False, low=0)}
 FACTORED = {**OPTIONS, "factors": _SIZE}
-SCNLM = {**FACTORED, "n_tags": _SIZE, "structure_context": Option(int, low=0, high=64)}
+STRUCTURED = {**FACTORED, "n_tags": _SIZE, "structure_context": OptionSpec(int, low=0, high=64)}
 
 
 def param_shapes(kind: str, o: dict) -> dict[str, tuple]:
@@ -56,17 +67,7 @@ def param_shapes(kind: str, o: dict) -> dict[str, tuple]:
 
 def model_class(kind: str):
     """The uvs class of a kind."""
-    if kind == "mlbl":
-        from uvs.mnlm.mlbl import MLBL
-
-        return MLBL
-    if kind == "mlblf":
-        from uvs.mnlm.mlblf import MLBLF
-
-        return MLBLF
-    from uvs.mnlm.scnlm import SCNLM
-
-    return SCNLM
+    return {"mlbl": MLBL, "mlblf": MLBLF, "scnlm": SCNLM}[kind]
 
 
 def kind_of(net) -> str:
@@ -144,8 +145,6 @@ def _number(where: str, attrs: dict, name: str, kind: type, required: bool = Tru
 
 def file_from_legacy(where: str, obj) -> ModelFile:
     """A ModelFile (layout 'mnlm-pickle') from an unpickled `LegacyObject`, checked."""
-    from uvs.legacy import LegacyObject
-    from uvs.modelfile import check_options, model_kind
 
     if not isinstance(obj, LegacyObject) or obj.class_name not in CLASSES:
         raise UVSError(where, "not a pickled lm.mlbl.MLBL or lm.mlblf.MLBLF model")
@@ -187,7 +186,6 @@ def file_from_legacy(where: str, obj) -> ModelFile:
 
 def read_pickled(path: str | os.PathLike) -> ModelFile:
     """The original's pickle of a model, read without running any of its code."""
-    from uvs.legacy import MNLM_CLASSES, load_pickle
 
     where = os.fspath(path)
     return file_from_legacy(where, load_pickle(where, allow_numpy=True, objects=MNLM_CLASSES))
@@ -219,7 +217,7 @@ def read_mnlm(path: str | os.PathLike, dtype: str = "float32"):
     return net_from_file(read_mnlm_file(path), dtype=dtype)
 
 
-for _kind, _options_spec in (("mlbl", OPTIONS), ("mlblf", FACTORED), ("scnlm", SCNLM)):
+for _kind, _options_spec in (("mlbl", OPTIONS), ("mlblf", FACTORED), ("scnlm", STRUCTURED)):
     register_kind(ModelKind(
         name=_kind, options=_options_spec,
         shapes=lambda o, k=_kind: param_shapes(k, o), vocabulary=None, usage=USAGE,

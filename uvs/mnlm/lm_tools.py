@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from uvs.mnlm.files import read_mnlm, write_mnlm
+
 
 def compute_ngrams(sequence: Sequence, n: int) -> list[tuple]:
     """The n-grams of a sequence, in order."""
@@ -222,7 +224,6 @@ def _search_chunk(net, word_dict, index_dict, num, IM, initial, k, templates=Non
 
 def save_model(net, loc: str | os.PathLike) -> None:
     """Save the whole model (parameters, momentum buffers, schedule state) in uvs's format."""
-    from uvs.mnlm.files import write_mnlm
 
     write_mnlm(loc, net)
 
@@ -231,6 +232,5 @@ def load_model(loc: str | os.PathLike):
     """A model saved by uvs, or the original's `pickle.dump(net)` of an `lm.mlbl.MLBL` or
     `lm.mlblf.MLBLF` (Python 2; read without running any of its code). It carries on from
     its momentum buffers, `eta_t`, `p_t` and `step`."""
-    from uvs.mnlm.files import read_mnlm
 
     return read_mnlm(loc)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 
+from uvs import sample
 from uvs.errors import UVSError
+from uvs.fileio import atomic_path
 
 SPACY_MODEL = "en_core_web_sm"
 
@@ -64,7 +66,6 @@ def load_tags(caps_path: str, caps: list[str]) -> list[list[str]]:
     folder = os.path.dirname(os.path.abspath(caps_path))
     if os.path.basename(folder) == "sample" and os.path.basename(caps_path).startswith(
             "sample_"):  # a sample made before uvs wrote its tags: the grammar knows them
-        from uvs import sample
 
         try:
             sample.write_tags(folder)
@@ -78,7 +79,6 @@ def load_tags(caps_path: str, caps: list[str]) -> list[list[str]]:
                        " write that file (one line of tags per caption) or install the "
                        f"[pos] extra and an English spaCy pipeline (python -m spacy download "
                        f"{SPACY_MODEL})") from None
-    from uvs.fileio import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.writelines(" ".join(t) + "\n" for t in tags)

@@ -16,6 +16,7 @@ that a resumed run is exact.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,13 +24,15 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.random import RandomState
 
-from uvs import runs
+from uvs import runs, tools
 from uvs.datasets import Split, load_split
+from uvs.decoding.evaluation import caption_scores
 from uvs.errors import UVSError
 from uvs.mnlm import lm_tools
 from uvs.mnlm.files import model_class, param_shapes
 from uvs.mnlm.options import OPTIONS, TYPES, resolve_options
 from uvs.mnlm.scnlm import END_TAG, tag_windows
+from uvs.mnlm.tags import load_tags
 from uvs.runs import Compiled
 
 log = logging.getLogger("uvs.mnlm")
@@ -76,7 +79,6 @@ def corpus(split: Split, content: np.ndarray, o: dict, topwords: set, word_dict:
                                         context=ctx, include_index=True)
     c = Corpus(split, inst[:, :-1], inst[:, -1], index[:, 0].astype(int), content)
     if tag_dict is not None:
-        from uvs.mnlm.tags import load_tags
 
         tags = load_tags(split.caps_path, split.caps)
         unknown = {t for ts in tags for t in ts} - set(tag_dict)
@@ -95,7 +97,6 @@ def image_content(split: Split, vse: dict | None) -> np.ndarray:
     rows = split.image_rows()
     if vse is None:
         return np.asarray(rows, dtype=np.float32)
-    from uvs import tools
 
     return tools.encode_images(vse, rows)
 
@@ -104,7 +105,6 @@ def load_data(o: dict) -> tuple[Corpus, Corpus, dict, dict | None]:
     """(train, dev, word_dict, tag_dict) for the options."""
     vse = None
     if o.get("model"):
-        from uvs import tools
 
         vse = tools.load_model(o["model"])
     train, dev = (load_split(o["data"], name, o.get("data_dir"), o.get("cnn"))
@@ -114,7 +114,6 @@ def load_data(o: dict) -> tuple[Corpus, Corpus, dict, dict | None]:
         raise UVSError(train.caps_path, f"{len(word_dict)} words, above V_limit")
     tag_dict = None
     if o["type"] == "scnlm":
-        from uvs.mnlm.tags import load_tags
 
         seen = sorted({t for ts in load_tags(train.caps_path, train.caps) for t in ts})
         tag_dict = {t: i for i, t in enumerate([END_TAG] + [t for t in seen if t != END_TAG])}
@@ -200,7 +199,14 @@ def _train(progress, overwrite, **kw) -> dict:
         bs = o["batch_size"]
         schedule = lambda epoch: epoch_batches(o["seed"], len(train.X), bs, epoch)  # noqa: E731
         numbatches = len(train.X) // bs
-        for rows in run.batches(schedule, o["maxepoch"], max(1, o["details"] // bs)):
+        # the original validates every `bleu` points of an epoch, not every validFreq updates:
+        # batches() is asked only for the one dev score at the end when there is none yet
+        plan = {"max_epochs": o["maxepoch"], "dispFreq": max(1, o["details"] // bs),
+                "validFreq": math.inf}
+        for rows in run.batches(schedule, plan, last="unscored"):
+            if rows is runs.VALIDATE:
+                validate(c, dev, train, run)
+                continue
             minibatch = run.state.batch - 1
             net.mask_rng = RandomState([o["seed"], run.state.uidx])
             Y = np.zeros((len(rows), V), dtype=net.dtype)
@@ -230,9 +236,7 @@ def _train(progress, overwrite, **kw) -> dict:
                 _sync(net, o)
             if stop:
                 break
-        if run.state.best < 0:
-            validate(c, dev, train, run)
-        run.checkpoint()
+        run.checkpoint()  # also after a stop for patience, which leaves the loop early
         return run.finish("best_dev_bleu4")
 
 
@@ -263,7 +267,6 @@ def generate(net, dev: Corpus, k: int = 3, n: int = 5, train: Corpus | None = No
 def validate(c: Compiled, dev: Corpus, train: Corpus, run: runs.Run) -> bool:
     """Dev BLEU-4 (pycocoevalcap) of the first `neval` images; saved when the best; whether
     patience ran out."""
-    from uvs.decoding.evaluation import caption_scores
 
     o, net = c.options, c.model["net"]
     n = min(o["neval"], len(dev.content))
