@@ -198,7 +198,7 @@ def test_no_overwrite_of_what_is_not_a_report(tmp_path, trained, runs_page):
     assert precious.read_text() == "<html>my notes</html>"
     log = trained / "a.log.jsonl"
     before = log.read_bytes()
-    one_line_error(run("report", log, "-o", log), "a.log.jsonl", "one of the inputs")
+    one_line_error(run("report", log, "-o", log), "a.log.jsonl", "would write over an input")
     assert log.read_bytes() == before
     # an older report is replaced
     again = tmp_path / "again.html"
