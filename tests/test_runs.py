@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -151,6 +152,29 @@ def test_planted_links_are_not_followed(tiny_data, tmp_path):
     one_line_error(run(*_args(tiny_data, saveto, "--reload")), "m.lock", "symbolic link")
     assert victim.read_text() == "precious\n"
     (out / "m.lock").unlink()
+
+    # a FIFO planted at the log or the lock: refused at once, not blocked on (SIGALRM: a hang
+    # fails the test instead of stopping the suite)
+    def hung(*_):
+        raise AssertionError("blocked on a FIFO")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    try:
+        for name in ("m.log.jsonl", "m.lock"):
+            moved = out / (name + ".kept")
+            if (out / name).exists():
+                (out / name).rename(moved)
+            os.mkfifo(out / name)
+            signal.alarm(60)
+            one_line_error(run(*_args(tiny_data, saveto, "--reload", "--max-epochs", "2")),
+                           name, "FIFO")
+            signal.alarm(0)
+            (out / name).unlink()
+            if moved.exists():
+                moved.rename(out / name)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
     # a fresh run over planted links replaces the links, never their target
     fresh = tmp_path / "fresh"

@@ -30,6 +30,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -150,16 +151,40 @@ def checkpoint_bytes(param_bytes: int, optimizer_copies: int = 2) -> int:
     return (2 * (1 + 1 + optimizer_copies) + 1) * param_bytes
 
 
+def _open_own(path: str, flags: int, mode: int) -> int:
+    """A descriptor on the run's own file `path` (created if missing): never through a
+    symbolic link, and only a regular file — a FIFO planted there is refused at once instead
+    of blocking the open or the write. OSError as os.open raises it."""
+    fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
+    try:
+        kind = os.fstat(fd).st_mode
+        if not stat.S_ISREG(kind):
+            raise UVSError(path, f"{'a FIFO' if stat.S_ISFIFO(kind) else 'not a file'}, not a "
+                           "regular file: a run writes its log and lock only to regular files")
+        os.set_blocking(fd, True)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _own_file_error(path: str, err: OSError, where: str) -> UVSError:
+    """The one-line error of `_open_own`'s OSError."""
+    if err.errno == errno.ELOOP:
+        return UVSError(path, "is a symbolic link; uvs does not write through links")
+    if err.errno == errno.ENXIO:  # a FIFO opened for writing, no reader
+        return UVSError(path, "a FIFO, not a regular file: a run writes its log and lock only "
+                        "to regular files")
+    return UVSError(where, f"cannot write{' here' if where != path else ''}: {err.strerror}")
+
+
 def _take_lock(path: str, saveto: str) -> int:
     """An flock'ed descriptor on `path`; refused while another live process holds it."""
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            fd = _open_own(path, os.O_RDWR, 0o644)
         except OSError as err:
-            if err.errno == errno.ELOOP:
-                raise UVSError(path, "is a symbolic link; uvs does not write through links") \
-                    from None
-            raise UVSError(saveto, f"cannot write here: {err.strerror}") from None
+            raise _own_file_error(path, err, saveto) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -348,13 +373,9 @@ class Run:
         record = {"event": event, **fields}
         line = (json.dumps(record) + "\n").encode("utf-8")
         try:
-            fd = os.open(self.paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o666)
+            fd = _open_own(self.paths.log, os.O_WRONLY | os.O_APPEND, 0o666)
         except OSError as err:
-            if err.errno == errno.ELOOP:
-                raise UVSError(self.paths.log, "is a symbolic link; uvs does not write "
-                               "through links") from None
-            raise UVSError(self.paths.log, f"cannot write: {err.strerror}") from None
+            raise _own_file_error(self.paths.log, err, self.paths.log) from None
         try:
             while line:
                 line = line[os.write(fd, line):]
