@@ -333,6 +333,59 @@ def measure_phases(w: Work, repeats: int) -> dict:
     return ph
 
 
+# ---------------------------------------------------------------- alignment scoring
+
+def scoring(n: int, dim: int, repeats: int, old: bool, R: int = 20, T: int = 12) -> dict:
+    """S_kl of n images (R regions) x 5n sentences (T words) at `dim`: the products' sgemm
+    floor at the kernel's own block shapes, the kernel (`score_matrix`), the kernel it
+    replaced (`old`), and ranking both ways (`rank_alignment`); best of `repeats` each."""
+    sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+    from uvs.align.evaluation import CHUNK_BYTES, rank_alignment, score_matrix
+
+    rng = np.random.RandomState(4)
+    v = rng.randn(n * R, dim).astype(np.float32)
+    w = rng.randn(5 * n * T, dim).astype(np.float32)
+    roff, woff = np.arange(n + 1) * R, np.arange(5 * n + 1) * T
+    col = np.arange(5 * n)
+    rows = max(R, CHUNK_BYTES // (4 * len(w)) // R * R)
+    buf = np.empty((rows, len(w)), np.float32)
+
+    def floor():
+        for a in range(0, len(v), rows):
+            np.dot(v[a:a + rows], w.T, out=buf[:len(v[a:a + rows])])
+
+    def kernel():
+        for _ in score_matrix(v, roff, w, woff):
+            pass
+
+    runs = {"floor (sgemm)": floor, "kernel": kernel}
+    if old:
+        from align_reference import reduceat_scores
+        runs["old kernel"] = lambda: reduceat_scores(v, roff, w, woff, CHUNK_BYTES)
+    runs["ranking"] = lambda: rank_alignment(v, roff, w, woff, col)
+    best = {k: float("inf") for k in runs}
+    for _ in range(repeats):
+        for k, f in runs.items():
+            best[k] = best_time(f, best[k])
+    return {"images": n, "sentences": 5 * n, "regions": R, "words": T, "dim": dim,
+            "gflop": 2.0 * n * R * len(w) * dim / 1e9, "seconds": best}
+
+
+def print_scoring(r: dict, estimate_n: int = 5000) -> None:
+    g, t = r["gflop"], r["seconds"]
+    fl = t["floor (sgemm)"]
+    print(f"\nalignment scoring, {r['images']} images x {r['sentences']} sentences "
+          f"({r['regions']} regions, {r['words']} words, dim {r['dim']}; {g:.1f} GFLOP):")
+    print(f"  {'':<14} {'seconds':>8} {'GFLOP/s':>8} {'x floor':>8}")
+    for k, s in t.items():
+        print(f"  {k:<14} {s:8.3f} {g / s:8.1f} {s / fl:8.2f}")
+    if r["images"] != estimate_n:
+        scale = (estimate_n / r["images"]) ** 2
+        print(f"  ESTIMATE (not measured) for {estimate_n} x {5 * estimate_n}: the products "
+              f"grow as images², so ranking ~ {t['ranking'] * scale:.0f} s, its floor "
+              f"~ {fl * scale:.0f} s ({g * scale / 1000:.1f} TFLOP)")
+
+
 # ---------------------------------------------------------------- report
 
 def machine_text(threads: int) -> str:
@@ -380,12 +433,18 @@ def print_phases(rows: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", action="store_true", help="tiny sizes: a quick check")
-    ap.add_argument("--only", default=",".join(WORKS), help="comma-separated: " + ", ".join(WORKS))
+    ap.add_argument("--only", default=",".join(WORKS),
+                    help="comma-separated: " + ", ".join(WORKS) + "; '' for none")
     ap.add_argument("--repeats", type=int, default=5, help="timed turns (best of them)")
     ap.add_argument("--threads", type=int, default=0, help="BLAS/torch threads (default: uvs's)")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-phases", action="store_true")
     ap.add_argument("--json", action="store_true", help="one JSON object instead of tables")
+    ap.add_argument("--score-images", type=int, default=None,
+                    help="alignment scoring: images (x5 sentences); default 300, 60 with "
+                         "--small; 0 skips")
+    ap.add_argument("--coco5k", action="store_true",
+                    help="alignment scoring at COCO 5K size (5000 x 25000): ~60 TFLOP")
     a = ap.parse_args(argv)
     names = [n.strip() for n in a.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in WORKS]
@@ -404,7 +463,13 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(threads)
     sizes = SMALL if a.small else PAPER
     rows: dict[str, dict] = {}
+    n_score = 5000 if a.coco5k else a.score_images
+    if n_score is None:
+        n_score = 60 if a.small else 300
+    score = None
     with threadpool_limits(limits=threads, user_api="blas"):
+        if n_score > 0:
+            score = scoring(n_score, 256 if a.small else 1000, a.repeats, n_score <= 1000)
         for name in names:
             t = time.perf_counter()
             w = make_work(name, sizes, torch is not None, not a.no_phases)
@@ -416,7 +481,7 @@ def main(argv: list[str] | None = None) -> None:
     info = {"machine": machine_text(threads), "sizes": "small" if a.small else "paper",
             "repeats": a.repeats, "torch": torch.__version__ if torch else None}
     if a.json:
-        print(json.dumps({**info, "updates": rows}))
+        print(json.dumps({**info, "updates": rows, "scoring": score}))
         return
     print(f"machine: {info['machine']}; sizes {info['sizes']}; best of {a.repeats}; "
           f"torch {info['torch']}")
@@ -425,6 +490,8 @@ def main(argv: list[str] | None = None) -> None:
     print_table(rows)
     if not a.no_phases:
         print_phases(rows)
+    if score:
+        print_scoring(score)
 
 
 if __name__ == "__main__":
