@@ -8,7 +8,9 @@ Each run is a fresh process: `cold` compiles what `uvs train --data sample --dim
 encoders) into an empty PyTensor cache (`base_compiledir`, a new temporary folder unless
 --cache); `warm` does the same again on that cache; `encoders` compiles only the two
 encoders on it, as each later command of the script (`uvs evalrank`, `uvs search`) does.
-Printed per run: wall seconds of the imports and of each compiled function, how many C
+Printed per run: wall seconds of the process, its imports, the random initial parameters
+(`init`: LAPACK's SVD, slow on a loaded machine with several BLAS threads), the compile and
+each compiled function, how many C
 modules were built and their gcc seconds, and the Ops whose C code took longest. Each
 --variant (extra PYTENSOR_FLAGS; '' is uvs's default) gets its own empty cache and the same
 runs, variants taking turns run by run, so a load on the machine falls on all alike.
@@ -67,10 +69,12 @@ def child(run: str) -> dict:
         return f
 
     backend.function = timed_function
+    t = time.perf_counter()
     options = resolve_options(data="sample", dim=256, dim_word=128,
                               saveto=os.path.join(tempfile.gettempdir(), "compile_bench.npz"))
     options["n_words"] = 1000
     params = init_params(options, rng=np.random.RandomState(0))
+    t_setup = time.perf_counter() - t
     t = time.perf_counter()
     if run == "encoders":
         tparams = init_tparams(params)
@@ -84,7 +88,8 @@ def child(run: str) -> dict:
     by_op: dict[str, list[float]] = defaultdict(list)
     for ops, s in built:
         by_op[ops].append(s)
-    return {"run": run, "import_s": t_import, "compile_s": t_compile, "functions": functions,
+    return {"run": run, "import_s": t_import, "setup_s": t_setup, "compile_s": t_compile,
+            "functions": functions,
             "modules": len(built), "gcc_s": sum(s for _, s in built),
             "by_op": sorted(((k, len(v), sum(v)) for k, v in by_op.items()),
                             key=lambda r: -r[2])}
@@ -133,11 +138,11 @@ def main() -> None:
     print(f"cache {cache}; {os.cpu_count()} cores, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(f"{'run':<28} {'process':>8} {'imports':>8} {'compile':>8} {'C modules':>9} "
+    print(f"{'run':<28} {'process':>8} {'imports':>8} {'init':>6} {'compile':>8} {'C modules':>9} "
           f"{'gcc s':>7}  per function (s)")
     for r in results:
         fns = ", ".join(f"{k} {v:.1f}" for k, v in r["functions"].items())
-        print(f"{r['run']:<28} {r['process_s']:8.1f} {r['import_s']:8.1f} "
+        print(f"{r['run']:<28} {r['process_s']:8.1f} {r['import_s']:8.1f} {r['setup_s']:6.1f} "
               f"{r['compile_s']:8.1f} {r['modules']:9d} {r['gcc_s']:7.1f}  {fns}")
     for r in results:
         if r["by_op"]:
