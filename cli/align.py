@@ -46,9 +46,11 @@ def region_features(photos, list_file, root, output, weights, device, strict, bo
     if as_json:
         print_json(summary)
         return
+    from uvs.modelfile import shown
+
     for item in out["skipped"]:
         what = item["path"] if item["box"] is None else f"{item['path']} box {item['box']}"
-        click.echo(f"skipped {what}: {item['problem']}", err=True)
+        click.echo(f"skipped {shown(what)}: {shown(item['problem'])}", err=True)
     click.echo(f"wrote {output}: {summary['rows']} regions of {summary['photos']} photos, "
                f"{summary['dim']}-d")
 
@@ -111,6 +113,10 @@ def show(model, text, image, boxes, max_regions, weights, device, regions, row, 
         raise click.UsageError("give --image PHOTO or --regions FILE (one of the two)")
     if not output and not as_json:
         raise click.UsageError("give -o PICTURE, --json, or both")
+    if output and output.lower().endswith((".html", ".htm")):
+        from uvs.report import need
+
+        need("jinja2")  # the page is a report's: say so before the slow work
     m = evaluation.load_model(model)
     if image:
         from uvs import vgg
@@ -147,7 +153,9 @@ def show(model, text, image, boxes, max_regions, weights, device, regions, row, 
         result = {k: v for k, v in result.items() if k != "unary"}
         print_json({**result, "output": output})
         return
+    from uvs.modelfile import shown
+
     for p in result["phrases"]:
-        click.echo(f"{p['text']:<30} region {p['region']:>2}  box "
+        click.echo(f"{shown(p['text']):<30} region {p['region']:>2}  box "
                    f"{' '.join(f'{c:.0f}' for c in p['box'])}  score {p['score']:.3f}")
     click.echo(f"wrote {output}")

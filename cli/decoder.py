@@ -123,9 +123,11 @@ def caption(decoder_path, vse_model, dictionary, image, image_features, row, tex
                     "beam": None if stochastic else beam,
                     "sentences": [{"text": t, "score": s} for t, s in results]})
         return
+    from uvs.modelfile import shown
+
     label = "prob. sum" if stochastic else "cost"
     for i, (t, s) in enumerate(results, 1):
-        click.echo(f"{i:>2}  {label} {s:8.3f}  {t}")
+        click.echo(f"{i:>2}  {label} {s:8.3f}  {shown(t)}")
 
 
 @click.command()

@@ -29,14 +29,16 @@ def _bar(total: int, label: str, quiet: bool):
 # --- uvs features ---------------------------------------------------------------------------
 
 def _photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
-    from uvs.fileio import read_lines
+    from uvs.fileio import has_line_break, read_lines
+    from uvs.modelfile import shown
 
     if bool(photos) == bool(list_file):
         raise click.UsageError("give photos as arguments or --list FILE (one of the two)")
     paths = list(photos) if photos else read_lines(list_file)
     for p in paths:
-        if "\n" in p or "\r" in p:
-            raise UVSError(p, "a path with a line break cannot go into the list of paths")
+        if has_line_break(p) or not p.strip():
+            raise UVSError(shown(p), "a path with a line break or separator (such as U+2028, "
+                           "VT, FF, NEL) cannot go into the list of paths")
     return paths
 
 
@@ -86,10 +88,12 @@ def features(photos, list_file, root, output, weights, crops, device, batch_size
     if as_json:
         print_json(summary)
         return
+    from uvs.modelfile import shown
+
     for item in run.skipped:
-        click.echo(f"skipped {item['path']}: {item['problem']}", err=True)
+        click.echo(f"skipped {shown(item['path'])}: {shown(item['problem'])}", err=True)
     for item in run.warnings:
-        click.echo(f"warning: {item['path']}: {item['problem']}", err=True)
+        click.echo(f"warning: {shown(item['path'])}: {shown(item['problem'])}", err=True)
     click.echo(f"wrote {output}: {len(run.paths)} x {net.dim} ({listing} names the rows)")
 
 
@@ -190,8 +194,10 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
                            "count": len(names), "cache": hits.cache},
             "results": results, **({"report": report_path} if report_path else {})})
         return
+    from uvs.modelfile import shown
+
     for r in results:
-        click.echo(f"{r['rank']:>3}  {r['score']:8.4f}  {r[item]}")
+        click.echo(f"{r['rank']:>3}  {r['score']:8.4f}  {shown(r[item])}")
     if report_path:
         click.echo(f"wrote {report_path}")
 
@@ -274,8 +280,10 @@ def info(path, as_json):
     if as_json:
         print_json({"index": path, **meta})
         return
+    from uvs.modelfile import shown
+
     for key, value in meta.items():
-        click.echo(f"{key}: {value}")
+        click.echo(f"{shown(key)}: {shown(value)}")
 
 
 def register(group: click.Group) -> None:

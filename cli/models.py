@@ -161,7 +161,7 @@ def info(model, backend, dictionary, as_json):
         return
     if model is None:
         raise click.UsageError("give a MODEL (or --backend)")
-    mf = read_model(model, dictionary=dictionary)
+    mf = read_model(model, dictionary=dictionary, arrays=False)  # headers: shapes, not data
     summary = {"path": mf.path, "layout": mf.layout, "kind": mf.kind, "options": mf.options,
                "vocabulary": len(mf.worddict),
                "parameters": {k: list(v.shape) for k, v in mf.params.items()}}

@@ -15,9 +15,12 @@ from uvs.cli.common import json_option, print_json
 @json_option
 def report(runs, output, title, as_json):
     """Training curves of RUNS (models or their .log.jsonl) overlaid in one HTML page."""
+    from uvs.modelfile import shown
     from uvs.report.build import training_report
 
     summary = training_report(list(runs), output, title=title)
+    for note in summary["left_out"]:
+        click.echo(f"uvs: left out of the page: {shown(note)}", err=True)
     if as_json:
         print_json(summary)
         return
@@ -25,5 +28,5 @@ def report(runs, output, title, as_json):
         best = run["best"]
         best = (f"best {best['metric']} {best['value']:.4g} at update {best['at']}" if best
                 else "no dev score yet")
-        click.echo(f"{run['label']}: {run['updates']} updates, {best} ({run['status']})")
+        click.echo(shown(f"{run['label']}: {run['updates']} updates, {best} ({run['status']})"))
     click.echo(f"wrote {output}")

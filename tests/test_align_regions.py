@@ -105,7 +105,8 @@ def test_detector_without_cached_weights_says_where(net, photos, tmp_path, monke
 def test_regions_file_checks_and_matching(tmp_path):
     path = str(tmp_path / "r.npz")
     f = np.ones((5, 3), np.float32)
-    write_regions(path, f, np.array([0, 0, 1, 2, 2]), np.zeros((5, 4)), ["x", "y", "z"])
+    boxes = np.tile(np.float32([0, 0, 8, 6]), (5, 1))
+    write_regions(path, f, np.array([0, 0, 1, 2, 2]), boxes, ["x", "y", "z"])
     r = read_regions(path)
     assert len(r) == 3 and list(r.offsets) == [0, 2, 3, 5]
     m = match_split(r, 3, ["dir/z", "x", "y"], "the dev split")
@@ -115,7 +116,7 @@ def test_regions_file_checks_and_matching(tmp_path):
         match_split(r, 4, None, "the test split")
     with pytest.raises(UVSError, match="'w' of dev is not in the regions file"):
         match_split(r, 3, ["x", "w", "y"], "dev")  # names decide, not the count
-    write_regions(path, f, np.array([0, 0, 2, 2, 2]), np.zeros((5, 4)), ["x", "y", "z"])
+    write_regions(path, f, np.array([0, 0, 2, 2, 2]), boxes, ["x", "y", "z"])
     with pytest.raises(UVSError, match=r"photo 1 \(y\) has no region"):
         read_regions(path)
     np.save(tmp_path / "one.npy", f)

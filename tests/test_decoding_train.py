@@ -117,3 +117,28 @@ def test_cli_flags_come_from_the_table():
     for o in OPTIONS:
         assert (o.flag in text) == o.cli, o.name
     assert "[default: 1600; sample: 128]" in text and "--overwrite" in text
+
+
+@pytest.mark.parametrize(("change", "fragment"), [
+    ({"lrate": "x"}, "lrate must be of type float (got 'x')"),
+    ({"batch_size": 0}, "batch_size must be a positive integer (got 0)"),
+    ({"optimizer": "sgd"}, "optimizer 'sgd'"),
+])
+def test_reload_refuses_a_checkpoint_with_bad_options(data_dir, whole, tmp_path, change,
+                                                      fragment):
+    import shutil
+
+    from test_hostile_decoder import rewrite_meta
+
+    saveto = tmp_path / "w.npz"
+    for src, dst in ((whole["saveto"], saveto), (whole["last"], tmp_path / "w.last.npz"),
+                     (whole["log"], tmp_path / "w.log.jsonl")):
+        shutil.copy(src, dst)
+    rewrite_meta(tmp_path / "w.last.npz", lambda m: m["options"].update(change))
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    with pytest.raises(UVSError) as err:
+        trainer(data_dir=data_dir, reload_=True, saveto=str(saveto))
+    assert str(err.value).startswith(str(tmp_path / "w.last.npz") + ": its options do not hold")
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()
+            if not p.name.endswith(".lock")} == before

@@ -61,7 +61,7 @@ def test_unreadable_files_name_the_path(files, name, problem):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(UVSError, match="cannot read"):
+    with pytest.raises(UVSError, match="nope.jpg: photo not found"):
         photos.load_image(tmp_path / "nope.jpg")
 
 

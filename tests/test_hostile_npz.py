@@ -443,3 +443,50 @@ def test_round_trip_still_exact(tmp_path):
     for k, v in params.items():
         np.testing.assert_array_equal(mf.params[k], v)
     assert tiny_options()["dim"] == mf.options["dim"] and tiny_worddict() == worddict
+
+
+def test_info_reads_headers_not_arrays(tmp_path, tiny):
+    import tracemalloc
+
+    from clirun import ok, run
+
+    params, options, worddict = tiny
+    rows = 2**17  # Wemb: 2**17 x dim_word float32 of zeros, deflated to a few hundred KB
+    params["Wemb"] = np.zeros((rows, params["Wemb"].shape[1]), np.float32)
+    options["n_words"] = rows
+    path = tmp_path / "big.npz"
+    np.savez_compressed(path, **params, __uvs__=np.frombuffer(
+        meta_bytes(options, worddict), np.uint8))
+    declared = params["Wemb"].nbytes
+    assert os.path.getsize(path) < declared / 50
+    tracemalloc.start()
+    try:
+        text = ok(run("info", path)).stdout
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < declared / 4, peak
+    assert f"Wemb           {rows} x {params['Wemb'].shape[1]}" in text
+    full = read_model(path)
+    assert json.loads(ok(run("info", path, "--json")).stdout)["parameters"] == {
+        k: list(v.shape) for k, v in full.params.items()}
+
+
+def test_absurd_parameter_magnitudes(tmp_path, tiny):
+    params, options, worddict = tiny
+    params["encoder_U"] = params["encoder_U"] + np.float32(3e38)
+    path = write_uvs(tmp_path, params, options, worddict)
+    refused(path, "encoder_U holds values up to 3e+38, beyond ±100000")
+    params["encoder_U"] = params["encoder_U"] * 0 + np.float32(modelfile.MAX_PARAM)
+    assert read_model(write_uvs(tmp_path, params, options, worddict, name="edge.npz"))
+
+
+def test_a_deflated_model_bomb(tmp_path, tiny, monkeypatch):
+    params, options, worddict = tiny
+    monkeypatch.setattr(modelfile, "DEFLATED_FREE_BYTES", 2**20)
+    params["Wemb"] = np.zeros((2**16, params["Wemb"].shape[1]), np.float32)
+    options["n_words"] = 2**16
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, **params, __uvs__=np.frombuffer(
+        meta_bytes(options, worddict), np.uint8))
+    refused(str(path), "compressed members expand to", "a zip bomb?")

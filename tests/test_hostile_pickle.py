@@ -4,6 +4,7 @@ memory."""
 from __future__ import annotations
 
 import struct
+import time
 from collections import OrderedDict
 
 import numpy as np
@@ -224,3 +225,162 @@ def test_two_pickles_in_a_row(tmp_path):
         legacy.load_pickles(path, 3, "three")
     with pytest.raises(UVSError, match="refusing the pickle"):
         legacy.load_pickles(write(tmp_path, dumps_py2(worddict) + laughs()), 2, "two")
+
+
+# --------------------------------------------------------------- shared tuples as keys
+def doubling(levels: int, use: bytes) -> bytes:
+    """A tuple shared twice at each of `levels` levels (2**levels leaves once expanded, in
+    ~8 bytes a level), then `use` with it on the stack: b's' after '}' and a value, etc."""
+    out = bytearray(b"\x80\x04)q\x000")
+    for level in range(levels):
+        out += b"h" + bytes([level]) + b"h" + bytes([level]) + b"\x86q" + bytes([level + 1]) + b"0"
+    return bytes(out) + use.replace(b"TOP", b"h" + bytes([levels])) + b"."
+
+
+DICT_KEY = b"}TOPK\x01s"
+ORDERED_KEY = b"ccollections\nOrderedDict\n)RTOPK\x01s"
+FROZEN = b"(TOP\x91"
+SET_MEMBER = b"\x8f(TOP\x90"
+PAIRS = b"ccollections\nOrderedDict\n]TOPK\x01\x86a\x85R"
+
+
+@pytest.mark.parametrize("use", [DICT_KEY, ORDERED_KEY, FROZEN, SET_MEMBER, PAIRS])
+@pytest.mark.parametrize("levels", [64, 28])
+def test_a_shared_tuple_is_refused_before_anything_hashes_it(tmp_path, use, levels):
+    data = doubling(levels, use)
+    assert len(data) < 800
+    t0 = time.perf_counter()
+    message = refused(write(tmp_path, data), "refusing the pickle")
+    assert time.perf_counter() - t0 < 2, message
+    assert f"expands to more than {legacy.MAX_OBJECTS} objects" in message
+
+
+@pytest.mark.parametrize("use", [DICT_KEY, ORDERED_KEY, FROZEN, SET_MEMBER, PAIRS])
+def test_only_scalars_are_hashed(tmp_path, use):
+    # small enough to pass the expansion bound: refused for being a container key at all
+    refused(write(tmp_path, doubling(3, use)), "is a tuple: only text, numbers and None")
+
+
+def test_colliding_integer_keys_are_refused(tmp_path):
+    # i and i + (2**61 - 1) hash alike: a million such keys make a dict quadratic
+    data = b"\x80\x02}" + b"\x8a\x09" + (2**70).to_bytes(9, "little") + b"K\x01s."
+    refused(write(tmp_path, data), f"integer of more than {legacy.MAX_KEY_INT_BITS} bits")
+
+
+def test_scalar_keys_still_load(tmp_path):
+    value = {"a": 1, b"b": 2, 3: 4, 2.5: None, None: True, True: 0}
+    assert load_pickle(write(tmp_path, dumps_py2(value, protocol=2))) == {
+        "a": 1, "b": 2, 3: 4, 2.5: None, None: True, True: 0}
+    assert load_pickle(write(tmp_path, b"\x80\x04(K\x01X\x01\x00\x00\x00a\x91.")) == frozenset(
+        {1, "a"})
+
+
+def test_a_third_pickle_or_trailing_bytes_after_a_dictionary(tmp_path):
+    two = dumps_py2(OrderedDict(a=2)) + dumps_py2({"a": 3})
+    for tail in (dumps_py2({"b": 1}), b"\0", b"garbage"):
+        path = write(tmp_path, two + tail)
+        with pytest.raises(UVSError) as info:
+            legacy.load_pickles(path, 2, "worddict then wordcount")
+        assert str(info.value).startswith(path + ": holds more than the 2 pickles expected")
+    assert legacy.load_pickles(write(tmp_path, two), 2, "two") == [{"a": 2}, {"a": 3}]
+
+
+# ----------------------------------------------------- the hostile pickle at each entry
+def released_decoder(tmp_path):
+    from test_decoding_files import write_released
+
+    npz, dictionary, _ = write_released(tmp_path)
+    return npz, dictionary
+
+
+def test_shared_tuple_through_a_model_options_pickle(tmp_path):
+    base, *_ = write_tiny_model(tmp_path, layout="order", name="keys")
+    with open(base + ".pkl", "wb") as f:
+        f.write(doubling(64, DICT_KEY))
+    t0 = time.perf_counter()
+    one_line_error(run("info", base), "keys.pkl", "expands to more than")
+    assert time.perf_counter() - t0 < 5
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_shared_tuple_through_either_pickle_of_a_decoder_dictionary(tmp_path, which):
+    npz, dictionary = released_decoder(tmp_path)
+    pickles = [dumps_py2({"a": 2}), dumps_py2({"a": 3})]
+    pickles[which] = doubling(64, ORDERED_KEY)
+    dictionary.write_bytes(b"".join(pickles))
+    out = tmp_path / "out.npz"
+    one_line_error(run("convert", npz, "--dictionary", dictionary, "-o", out),
+                   str(dictionary), "expands to more than")
+    assert not out.exists()
+
+
+def test_trailing_bytes_after_a_decoder_dictionary(tmp_path):
+    npz, dictionary = released_decoder(tmp_path)
+    dictionary.write_bytes(dictionary.read_bytes() + dumps_py2({"x": 1}))
+    one_line_error(run("info", npz, "--dictionary", dictionary), str(dictionary),
+                   "holds more than the 2 pickles expected")
+
+
+def decoder_train(tmp_path, *extra):
+    """`uvs decoder train` on the sample with tiny dimensions; the folder before and after."""
+    saveto = tmp_path / "run" / "dec.npz"
+    saveto.parent.mkdir()
+    (tmp_path / "data").mkdir(exist_ok=True)
+    res = run("decoder", "train", "--data", "sample", "--data-dir", tmp_path / "data",
+              "--condition", "features", "--dim", 8, "--dim-word", 4, "--batch-size", 500,
+              "--max-epochs", 1, "--saveto", saveto, "-q", *extra)
+    assert list(saveto.parent.iterdir()) == []
+    return res
+
+
+@pytest.mark.parametrize("flag", ["--dictionary", "--embeddings"])
+def test_shared_tuple_through_decoder_train_inputs(tmp_path, flag):
+    path = write(tmp_path, doubling(64, DICT_KEY if flag == "--embeddings" else FROZEN))
+    if flag == "--dictionary":
+        path = write(tmp_path, doubling(64, b"}(TOP\x91K\x01s"), "d.pkl")
+    one_line_error(decoder_train(tmp_path, flag, path), path, "expands to more than")
+
+
+def embeddings_pickle(tmp_path, value) -> str:
+    return write(tmp_path, dumps_py2(value, protocol=2), "emb.pkl")
+
+
+@pytest.mark.parametrize(("value", "fragment"), [
+    ({"a": "0.1 0.2"}, "not a list or array of numbers (str)"),
+    ({"a": {"x": 1.0}}, "not a list or array of numbers (dict)"),
+    ({"a": [1.0, [2.0, 3.0]]}, "not a list or array of numbers (list)"),
+    ({"a": [1.0, 2.0], "b": [1.0]}, "word vectors of different lengths (2 and 1"),
+    ({"a": []}, "word vectors of 0 values"),
+    ({"a": [0.0] * 70000}, "word vectors of 70000 values (1 to 65536 allowed)"),
+    ({"a": [1e300, 0.0]}, "holds NaN, Inf or values beyond float32"),
+    ({"a": [float("nan"), 0.0]}, "holds NaN, Inf or values beyond float32"),
+    ([1.0, 2.0], "expected a non-empty pickle of {word: vector}"),
+])
+def test_bad_embeddings_are_one_line_errors(tmp_path, value, fragment):
+    path = embeddings_pickle(tmp_path, value)
+    one_line_error(decoder_train(tmp_path, "--embeddings", path), path, fragment)
+
+
+def test_embeddings_beyond_the_wemb_bound_are_refused_before_building(tmp_path, monkeypatch):
+    from uvs.decoding import train
+
+    # a Wemb of n_words x dim_word beyond the bound is refused before it is allocated
+    monkeypatch.setattr(train, "MAX_WEMB_VALUES", 1000)
+    path = embeddings_pickle(tmp_path, {w: [0.5] * 64 for w in ("a", "dog", "the")})
+    res = decoder_train(tmp_path, "--embeddings", path)  # after the sample data is made
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert res.stderr.splitlines()[-1] == f"Error: {path}: a 53 x 64 Wemb is more than 1000 values"
+
+
+def test_good_embeddings_fill_their_rows(tmp_path):
+    from uvs.decoding.train import load_embeddings, read_embeddings
+
+    shared = np.arange(3, dtype="float64")
+    path = embeddings_pickle(tmp_path, {"dog": shared, "cat": shared, "sea": [1, 2.5, -3],
+                                        "unused": [0.0, 0.0, 0.0]})
+    worddict = OrderedDict([("dog", 2), ("sea", 3), ("cat", 4)])
+    wemb = load_embeddings(path, worddict, 5, np.random.RandomState(0), read_embeddings(path))
+    assert wemb.shape == (5, 3) and wemb.dtype == np.float32
+    np.testing.assert_array_equal(wemb[2], [0, 1, 2])
+    np.testing.assert_array_equal(wemb[3], [1, 2.5, -3])
+    np.testing.assert_array_equal(wemb[4], [0, 1, 2])

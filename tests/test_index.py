@@ -111,7 +111,7 @@ def test_bad_files_are_refused(tmp_path):
             uindex.load(tmp_path / name)
         assert str(err.value).startswith(str(tmp_path / name))
         assert problems[name] in str(err.value)
-    with pytest.raises(UVSError, match="cannot read"):
+    with pytest.raises(UVSError, match="index file not found"):
         uindex.load(tmp_path / "missing.idx")
 
 

@@ -275,5 +275,5 @@ def test_missing_file_and_directory(tmp_path):
     with pytest.raises(UVSError) as info:
         load_pickle(missing)
     assert str(info.value) == f"{missing}: file not found"
-    with pytest.raises(UVSError, match="cannot read"):
+    with pytest.raises(UVSError, match="a folder, not a regular file"):
         load_pickle(tmp_path)

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from browser import Browser, find_chromium
 from clirun import ok, one_line_error, run
+from test_report_runs import line_and_star, plot_svg
 
 from uvs import sample
 from uvs.errors import UVSError
-from uvs.report import logs, plots
+from uvs.report import logs, metrics, plots
 
 pytest.importorskip("matplotlib", reason="the report extra is not installed: "
                     "pip install '.[report]' (scripts/test.sh does)")
@@ -103,11 +104,40 @@ def test_training_report_plots_every_curve_of_both_runs(trained, runs_page):
         assert r["best"] == {"metric": "rsum", "at": best["update"], "value": best["rsum"]}
         assert r["updates"] == max(e["update"] for e in events if "update" in e)
     assert set(PLOTS) <= set(summary["plots"])
+    assert summary["lead"] == ["update.cost", "valid.rsum", "valid.i2t.r1", "valid.t2i.r1"]
     assert not [p for p in summary["plots"] if "seconds" in p or "epoch" in p]  # not scores
     html = out.read_text(encoding="utf-8")
     assert html.count('<svg') == len(summary["plots"])
     assert "http://" not in html.replace("http://www.w3.org/", "")
     assert "https://" not in html
+
+
+@trains
+def test_real_decoder_run_beside_a_vse_run(trained, tmp_path):
+    """A short real decoder run: its best is its lowest dev cost per word, as training said,
+    starred on its own plot; the VSE run keeps its rsum; each loss has its own axes."""
+    saveto = tmp_path / "dec.npz"
+    result = json.loads(ok(run(
+        "decoder", "train", "--data", "sample", "--data-dir", trained / "data", "--condition",
+        "features", "--dim", 8, "--dim-word", 4, "--batch-size", 500, "--max-epochs", 2,
+        "--valid-freq", 4, "--saveto", saveto, "--json", "-q")).stdout)
+    valid = [json.loads(x) for x in open(tmp_path / "dec.log.jsonl")]
+    valid = [e for e in valid if e["event"] == "valid"]
+    assert len(valid) >= 3
+    out = tmp_path / "mixed.html"
+    summary = json.loads(ok(run("report", trained / "a.npz", saveto, "-o", out,
+                                "--json")).stdout)
+    vse, dec = summary["runs"]
+    assert (vse["kind"], dec["kind"]) == ("vse", "decoder")
+    assert vse["best"]["metric"] == "rsum" and vse["label"] == "vse"
+    low = min(valid, key=lambda e: (e["dev_cost_per_word"], e["update"]))
+    assert dec["best"] == {"metric": "dev_cost_per_word", "at": low["update"],
+                           "value": result["best_dev_cost_per_word"]}
+    assert low["dev_cost_per_word"] == result["best_dev_cost_per_word"]
+    assert {"update.cost@vse", "update.cost@decoder"} <= set(summary["plots"])
+    vertices, star = line_and_star(plot_svg(out.read_text(), "valid.dev_cost_per_word"),
+                                   plots.colour(1))
+    assert star[1] == pytest.approx(max(y for _, y in vertices))
 
 
 def test_generic_metrics_and_resumed_runs_are_plotted(tmp_path):
@@ -126,31 +156,14 @@ def test_generic_metrics_and_resumed_runs_are_plotted(tmp_path):
     assert r.curves[("update", "cost")] == {10: 3.0, 20: 2.0}  # the resumed value wins
     assert r.curves[("valid", "bleu.b4")] == {10: 0.1, 20: 0.2}
     assert r.options["lrate"] == 0.05 and r.resumed == 1 and not r.finished
-    assert logs.best_point(r.curves[("valid", "perplexity")], "perplexity") == (20, 30.0)
-    assert logs.best_point(r.curves[("valid", "bleu.b4")], "bleu.b4") == (20, 0.2)
+    assert metrics.best_point(r.curves[("valid", "perplexity")], "perplexity") == (20, 30.0)
+    assert metrics.best_point(r.curves[("valid", "bleu.b4")], "bleu.b4") == (20, 0.2)
     out = tmp_path / "cap.html"
     summary = json.loads(ok(run("report", log, "-o", out, "--json")).stdout)
     assert summary["plots"] == ["update.cost", "valid.bleu.b4", "valid.perplexity"]
     # no rsum: the run's best is that of its first dev metric
     assert summary["runs"][0]["best"] == {"metric": "bleu.b4", "at": 20, "value": 0.2}
     assert "dev bleu b4" in out.read_text()
-
-
-def test_labels_say_how_runs_differ(tmp_path):
-    a = logs.Run(log="x/a.log.jsonl", options={"margin": 0.2, "saveto": "a.npz", "dim": 8})
-    b = logs.Run(log="x/b.log.jsonl", options={"margin": 0.05, "saveto": "b.npz", "dim": 8,
-                                               "abs": True})
-    assert logs.labels([a, b]) == ["margin=0.2 abs=-", "margin=0.05 abs=True"]
-    same = logs.Run(log="y/c.log.jsonl", options=dict(a.options))
-    assert logs.labels([a, same]) == ["a", "c"]
-    assert logs.labels([a]) == ["a"]
-
-
-def test_lower_is_better():
-    for m in ("cost", "i2t.medr", "t2i.meanr", "perplexity", "valid_loss", "word_error"):
-        assert logs.lower_is_better(m), m
-    for m in ("rsum", "i2t.r1", "bleu.b4", "cider", "accuracy"):
-        assert not logs.lower_is_better(m), m
 
 
 def test_rank_bins_cover_every_rank():
@@ -305,6 +318,7 @@ def test_training_report_renders(browser, runs_page):
     url = out.as_uri()
     browser.open(url, 1280, 900)
     loaded_cleanly(browser, url)
+    browser.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
     shown = browser.evaluate("""Array.from(document.querySelectorAll('figure[data-plot]'))
         .map(f => [f.dataset.plot, f.querySelector('svg').getBoundingClientRect().width,
                    f.querySelectorAll('svg path').length])""")

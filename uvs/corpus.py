@@ -36,8 +36,10 @@ def model_fingerprint(model: dict) -> str:
 def file_sha256(path: str) -> str:
     """sha256 of a file's bytes."""
     h = hashlib.sha256()
+    from uvs.fileio import open_regular
+
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     except OSError as err:

@@ -75,11 +75,13 @@ def read_captions(path: str) -> list[str]:
 
     A UTF-8 byte-order mark at the start is dropped; a final newline ends the last caption.
     """
+    from uvs.fileio import open_regular
+
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, "caption file") as f:
             raw = f.read()
-    except FileNotFoundError:
-        raise UVSError(path, "caption file not found") from None
+    except OSError as err:
+        raise UVSError(path, f"cannot read ({err.strerror or err})") from None
     if raw.startswith(BOM):
         raw = raw[len(BOM):]
     lines = raw.split(b"\n")
@@ -101,6 +103,9 @@ def read_captions(path: str) -> list[str]:
 
 def open_features(path: str, mmap: bool = False) -> np.ndarray:
     """A 2-D float `.npy` of image features, as stored (memory-mapped if `mmap`)."""
+    from uvs.fileio import open_regular
+
+    open_regular(path, "feature file").close()  # a FIFO would block np.load
     try:
         ims = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileNotFoundError:

@@ -23,10 +23,11 @@ def read_image_features(path: str, dim_image: int | None = None) -> tuple[np.nda
     if dim_image is not None and feats.shape[1] != dim_image:
         raise UVSError(path, f"features are {feats.shape[1]}-d; the model expects {dim_image}")
     listing = paths_file(path)
-    if not os.path.isfile(listing):
+    if not os.path.lexists(listing):
         return feats, [f"#{i}" for i in range(len(feats))]
-    with open(listing, encoding="utf-8") as f:
-        names = f.read().splitlines()
+    from uvs.fileio import read_lines
+
+    names = read_lines(listing)  # split at "\n" only, as `uvs features` writes it
     if len(names) != len(feats):
         raise UVSError(listing, f"{len(names)} paths for {len(feats)} feature rows in {path}")
     return feats, names

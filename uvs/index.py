@@ -112,10 +112,9 @@ def save(index: Index, path: str | os.PathLike) -> None:
 
 
 def _open(path: str):
-    try:
-        return open(path, "rb")
-    except OSError as err:
-        raise UVSError(path, f"cannot read: {err.strerror}") from None
+    from uvs.fileio import open_regular
+
+    return open_regular(path, "index file")
 
 
 def read_info(path: str | os.PathLike) -> dict:

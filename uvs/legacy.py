@@ -4,7 +4,10 @@ The unpickler runs opcode by opcode (the standard library's Python unpickler) wi
 operation that could run code, allocate without bound or recurse replaced by a checked one:
 only allow-listed globals, only plain containers mutated, NumPy arrays only as
 `_reconstruct` + `BUILD` of plain numeric data whose size is checked before it is built, and
-limits on nesting, object count and decoded size (`LIMITS`, in the README).
+limits on nesting, object count and decoded size (`LIMITS`, in the README). The limits hold
+while loading: a tuple or frozenset counts as the expansion its shared references stand for
+the moment it is made, and only plain scalars are ever hashed (dict keys, set members), so
+no hash or comparison can walk more than one value.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ MAX_OBJECTS = 4_000_000  # operations read, and objects in the value counting ea
 MAX_TEXT = 64 * 2**20  # characters/bytes of strings in the value, counting each reference
 MAX_ARRAY_BYTES = 2 * 2**30  # data of all NumPy arrays together
 MAX_INT_BITS = 1024
+MAX_KEY_INT_BITS = 64  # an integer dict key or set member (larger ones collide in hashing)
 LIMITS = {"depth": MAX_DEPTH, "objects": MAX_OBJECTS, "text_bytes": MAX_TEXT,
           "array_bytes": MAX_ARRAY_BYTES, "int_bits": MAX_INT_BITS}
 
@@ -148,6 +152,7 @@ class _RestrictedUnpickler(pickle._Unpickler):
         self._ops = 0
         self._array_bytes = 0
         self._depth: dict[int, int] = {}  # id -> nesting of each tuple/frozenset made
+        self._size: dict[int, int] = {}  # id -> objects each tuple/frozenset expands to
         self._fresh: dict[int, object] = {}  # arrays/dtypes made by a reduce, not yet built
 
     def at_end(self) -> bool:
@@ -195,18 +200,27 @@ class _RestrictedUnpickler(pickle._Unpickler):
             f"refusing to load {what} from an untrusted pickle (only {allowed} are allowed)",
         )
 
-    # nesting ----------------------------------------------------------------------------
-    def _nested(self, items) -> int:
-        depth = 1 + max((self._depth.get(id(x), 1) for x in items
-                         if type(x) in (tuple, frozenset)), default=0)
+    # nesting and expansion, measured as each tuple/frozenset is made ----------------------
+    def _made(self, value, items) -> None:
+        """Record the nesting and expanded size of a new tuple/frozenset of `items`, refusing
+        it beyond the limits (shared references count at every place they appear)."""
+        depth, size = 1, 1
+        for x in items:
+            if type(x) in (tuple, frozenset):
+                depth = max(depth, 1 + self._depth.get(id(x), 1))
+                size += self._size.get(id(x), 1)
+            else:
+                size += 1
         if depth > MAX_DEPTH:
             raise _Refused(f"it nests deeper than {MAX_DEPTH} levels")
-        return depth
+        if size > MAX_OBJECTS:
+            raise _Refused(f"it expands to more than {MAX_OBJECTS} objects")
+        self._depth[id(value)] = depth
+        self._size[id(value)] = size
 
     def _push_tuple(self, items) -> None:
-        depth = self._nested(items)
         value = tuple(items)
-        self._depth[id(value)] = depth
+        self._made(value, items)
         self.append(value)
 
     def load_mark(self) -> None:
@@ -226,9 +240,9 @@ class _RestrictedUnpickler(pickle._Unpickler):
 
     def load_frozenset(self) -> None:
         items = self.pop_mark()
-        depth = self._nested(items)
+        _check_keys(items, "a frozenset member")
         value = frozenset(items)
-        self._depth[id(value)] = depth
+        self._made(value, items)
         self.append(value)
 
     # containers are mutated only when they are the plain kind the opcode is for --------
@@ -250,17 +264,22 @@ class _RestrictedUnpickler(pickle._Unpickler):
     def load_setitem(self) -> None:
         value = self.stack.pop()
         key = self.stack.pop()
-        self._target((dict, collections.OrderedDict), "sets an item of")[key] = value
+        target = self._target((dict, collections.OrderedDict), "sets an item of")
+        _check_keys((key,), "a dict key")
+        target[key] = value
 
     def load_setitems(self) -> None:
         items = self.pop_mark()
         target = self._target((dict, collections.OrderedDict), "sets an item of")
+        _check_keys(items[0::2], "a dict key")
         for i in range(0, len(items) - 1, 2):
             target[items[i]] = items[i + 1]
 
     def load_additems(self) -> None:
         items = self.pop_mark()
-        self._target((set,), "adds to").update(items)
+        target = self._target((set,), "adds to")
+        _check_keys(items, "a set member")
+        target.update(items)
 
     # calls: only the allow-listed callables, with arguments checked first ---------------
     def load_reduce(self) -> None:
@@ -280,7 +299,11 @@ class _RestrictedUnpickler(pickle._Unpickler):
         if func is collections.OrderedDict:
             if len(args) > 1 or (args and type(args[0]) not in (list, tuple)):
                 raise _Refused("OrderedDict is called with other than a list of pairs")
-            return collections.OrderedDict(*args)
+            pairs = args[0] if args else ()
+            if any(type(p) not in (list, tuple) or len(p) != 2 for p in pairs):
+                raise _Refused("OrderedDict is called with other than a list of pairs")
+            _check_keys([p[0] for p in pairs], "a dict key")
+            return collections.OrderedDict(pairs)
         if self._allow_numpy:
             name = next((n for n in ("_reconstruct", "scalar", "dtype")
                          if func is _numpy_global(n)), None)
@@ -377,6 +400,23 @@ for _code, _name in (("TUPLE", "load_tuple"), ("FROZENSET", "load_frozenset"),
 for _n, _code in ((1, pickle.TUPLE1), (2, pickle.TUPLE2), (3, pickle.TUPLE3)):
     _RestrictedUnpickler.dispatch[_code[0]] = (
         lambda self, n=_n: _RestrictedUnpickler.load_tuple_n(self, n))
+
+
+# What may be hashed: scalars whose hash is cheap and whose collisions are few. A tuple key
+# would be hashed (and compared) through every shared reference it holds, and crafted tuples
+# or huge integers collide at will; the released files' keys are all words.
+_KEY_TYPES = (str, bytes, int, float, bool, type(None))
+
+
+def _check_keys(keys, what: str) -> None:
+    """Refuse dict keys / set members other than plain scalars, before anything hashes them."""
+    for key in keys:
+        kind = type(key)
+        if kind not in _KEY_TYPES:
+            raise _Refused(f"{what} is a {kind.__name__}: only text, numbers and None may be "
+                           "keys or set members in plain data")
+        if kind is int and key.bit_length() > MAX_KEY_INT_BITS:
+            raise _Refused(f"{what} is an integer of more than {MAX_KEY_INT_BITS} bits")
 
 
 def _refuser(what: str):
@@ -513,12 +553,9 @@ def _load_one(unpickler: _RestrictedUnpickler, where: str) -> object:
 
 
 def _open(where: str) -> io.BufferedReader:
-    try:
-        return open(where, "rb")
-    except FileNotFoundError:
-        raise UVSError(where, "file not found") from None
-    except OSError as err:
-        raise UVSError(where, f"cannot read ({err.strerror or err})") from None
+    from uvs.fileio import open_regular
+
+    return open_regular(where)
 
 
 def load_pickle(path: str | os.PathLike, allow_numpy: bool = False) -> object:
@@ -533,9 +570,9 @@ def load_pickle(path: str | os.PathLike, allow_numpy: bool = False) -> object:
 
 
 def load_pickles(path: str | os.PathLike, count: int, what: str) -> list:
-    """`count` Python-2 pickles written one after another in one file (safely, as load_pickle).
-
-    `what` names them for the error when the file holds fewer, e.g. "worddict then wordcount".
+    """Exactly `count` Python-2 pickles written one after another in one file (safely, as
+    load_pickle). `what` names them for the error when the file holds fewer or more, e.g.
+    "worddict then wordcount".
     """
     where = os.fspath(path)
     out = []
@@ -550,4 +587,7 @@ def load_pickles(path: str | os.PathLike, count: int, what: str) -> list:
                 raise UVSError(where, f"holds {n} pickle{'s' if n > 1 else ''}, expected "
                                f"{count} in a row ({what})")
             out.append(_load_one(unpickler, where))
+        if not unpickler.at_end():
+            raise UVSError(where, f"holds more than the {count} pickles expected ({what}): "
+                           "a further pickle or trailing bytes after them")
     return out

@@ -42,7 +42,16 @@ MAX_META_BYTES = 64 * 2**20  # the JSON header
 MAX_META_DEPTH = 32  # nesting of the JSON header
 MAX_NUMBER_CHARS = 40  # a JSON number written longer than this is refused
 MAX_DIMS = 32
+# A parameter beyond this magnitude is refused: trained models stay far below it, and such a
+# value saturates every tanh and softmax, so the model's output would be garbage.
+MAX_PARAM = 1e5
 DEFLATE_RATIO = 1032  # the most deflate can expand: a member may declare no more than this
+# A zip bomb: deflated members together may expand beyond DEFLATED_FREE_BYTES only up to this
+# ratio (real arrays compress a few times; uvs writes its files uncompressed).
+DEFLATED_RATIO = 64
+DEFLATED_FREE_BYTES = 256 * 2**20
+NOT_NPZ = ("not a model file (not a .npz archive, and no companion .pkl of a released model "
+           "beside it)")
 STALE_TEMP_SECONDS = 600  # a temporary of write_model untouched this long is a dead run's
 
 
@@ -282,17 +291,18 @@ class Member:
 class Archive:
     """A `.npz` opened for checked reading: `members` (name -> Member) before any data."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, not_npz: str = NOT_NPZ):
         self.path = path
+        from uvs.fileio import open_regular
+
         try:
-            with open(path, "rb") as f:
+            with open_regular(path) as f:
                 head = f.read(4)
                 size = os.fstat(f.fileno()).st_size
         except OSError as err:
             raise UVSError(path, f"cannot read ({err.strerror or err})") from None
         if head not in (b"PK\x03\x04", b"PK\x05\x06"):
-            raise UVSError(path, "not a model file (not a .npz archive, and no companion .pkl "
-                           "of a released model beside it)")
+            raise UVSError(path, not_npz)
         try:
             self.zip = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as err:
@@ -335,6 +345,12 @@ class Archive:
                 raise UVSError(self.path, f"member '{shown(name)}' declares {info.file_size} "
                                f"bytes from {info.compress_size} compressed (damaged or forged)")
             out[key] = self._header(info)
+        deflated = [i for i in infos if i.compress_type == zipfile.ZIP_DEFLATED]
+        declared = sum(i.file_size for i in deflated)
+        packed = sum(i.compress_size for i in deflated)
+        if declared > max(DEFLATED_FREE_BYTES, DEFLATED_RATIO * packed):
+            raise UVSError(self.path, f"its compressed members expand to {declared} bytes from "
+                           f"{packed} (more than {DEFLATED_RATIO} times: a zip bomb?)")
         return out
 
     def _open(self, info: zipfile.ZipInfo):
@@ -494,8 +510,8 @@ def locate(path: str | os.PathLike) -> tuple[str, str, str | None]:
         return "order", path[:-4] + ".npz", path
     if not path.endswith(".npz") and _exists(path + ".npz"):
         path = path + ".npz"
-    if not _exists(path):
-        raise UVSError(path, "model file not found")
+    if not os.path.exists(path):
+        raise UVSError(path, "model file not found")  # a FIFO or folder: refused on opening
     if path.endswith(".npz") and _exists(path + ".pkl"):
         return "vse", path, path + ".pkl"
     if path.endswith(".npz") and _exists(path[:-4] + ".pkl"):
@@ -550,14 +566,15 @@ def _wrong_kind(npz: str, own: str, kind: str) -> UVSError:
 
 
 def read_model(path: str | os.PathLike, kind: str | None = None,
-               dictionary: str | os.PathLike | None = None) -> ModelFile:
+               dictionary: str | os.PathLike | None = None, arrays: bool = True) -> ModelFile:
     """Read any supported model file (path as `X`, `X.npz` or `X.pkl`), validated.
 
     `kind` (a name in KINDS) is what the caller needs; a file says its own kind (a uvs
     header, or a released file's options, see `released_kind`) and is refused if it differs.
     `dictionary` replaces the released layout's `X.npz.dictionary.pkl`. Options, dictionary
     and every array are checked against the kind before any parameter data is read;
-    parameters come back as finite float32.
+    parameters come back as finite float32. `arrays=False` reads headers only: each array
+    is then a read-only float32 placeholder of its shape (zeros, no memory), unchecked.
     """
     layout, npz, pkl = locate(path)
     dictionary = os.fspath(dictionary) if dictionary is not None else None
@@ -593,14 +610,22 @@ def read_model(path: str | os.PathLike, kind: str | None = None,
         shapes = _check_arrays(z, spec, options)
         worddict = check_worddict(words_where, worddict, options.get("n_words", 0))
         params = OrderedDict()
-        arrays = OrderedDict()
+        others = OrderedDict()
         for key in z.members:
-            if key in shapes:
-                params[key] = _finite(z, key)
+            if not arrays and (key in shapes or key.startswith(EXTRA_PREFIX)):
+                value = np.broadcast_to(np.float32(0), z.members[key].shape)
+            elif key in shapes:
+                value = _finite(z, key, MAX_PARAM)
             elif key.startswith(EXTRA_PREFIX):
-                arrays[key[len(EXTRA_PREFIX):]] = _finite(z, key)
+                value = _finite(z, key)
+            else:
+                continue
+            if key in shapes:
+                params[key] = value
+            else:
+                others[key[len(EXTRA_PREFIX):]] = value
     if layout == "uvs":
-        extra["arrays"] = arrays
+        extra["arrays"] = others
     elif layout == "vse":
         layout = spec.released_layout
     return ModelFile(npz, layout, params, options, worddict, extra, own)
@@ -637,11 +662,22 @@ def _check_arrays(z: Archive, spec: ModelKind, options: dict) -> dict[str, tuple
     return shapes
 
 
-def _finite(z: Archive, key: str) -> np.ndarray:
+def _finite(z: Archive, key: str, limit: float | None = None) -> np.ndarray:
     array = z.read(key).astype(np.float32, copy=False)
-    if not np.isfinite(array).all():
-        raise UVSError(z.path, f"{shown(key)} holds NaN or Inf")
+    problem = param_problem(array, limit)
+    if problem:
+        raise UVSError(z.path, f"{shown(key)} {problem}")
     return array
+
+
+def param_problem(array: np.ndarray, limit: float | None = MAX_PARAM) -> str | None:
+    """Why a parameter array cannot be a trained model's (NaN, Inf, |value| > limit), or None."""
+    if not np.isfinite(array).all():
+        return "holds NaN or Inf"
+    if limit is not None and array.size and float(np.abs(array).max()) > limit:
+        return (f"holds values up to {float(np.abs(array).max()):.3g}, beyond ±{limit:g} "
+                "(no trained model has such weights)")
+    return None
 
 
 def validate(mf: ModelFile) -> None:
@@ -662,6 +698,9 @@ def validate(mf: ModelFile) -> None:
         if not np.issubdtype(mf.params[name].dtype, np.floating):
             raise UVSError(mf.path, f"parameter {name} is {mf.params[name].dtype}, not "
                            "floating point")
+        problem = param_problem(np.asarray(mf.params[name], np.float32))
+        if problem:
+            raise UVSError(mf.path, f"parameter {name} {problem}")
     if spec.vocabulary:
         options.setdefault("n_words", mf.params[spec.vocabulary].shape[0])
     mf.options.update(options)

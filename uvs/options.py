@@ -135,6 +135,14 @@ class OptionTable:
         if self._check is not None:
             self._check(options)
 
+    def check_all(self, options: dict) -> None:
+        """Options from a file (a checkpoint's) as if given: each known one's type, then
+        `check`."""
+        for name, value in options.items():
+            if name in self.options and value is not None:
+                self._typed(self.options[name], value)
+        self.check(options)
+
     def on_resume(self, trained: dict, given: dict) -> tuple[OrderedDict, list[str]]:
         """(schedule options that change, as {name: (was, now)}; conflicts, described).
 

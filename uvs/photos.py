@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 
 import numpy as np
 
 from uvs.errors import UVSError
 
 MAX_ASPECT = 32  # a thinner picture would be resized to millions of pixels along one side
+# The most pixels a photo may declare (8192 x 8192): checked from its header before decoding,
+# below Pillow's own decompression-bomb limit; decoding it takes ~200 MB per copy.
+MAX_PIXELS = 2**26
 
 _EXTRA = "pip install 'uvs[images]' (torch, torchvision, Pillow)"
 
@@ -49,19 +53,32 @@ def _truncated_ok(allow: bool):
         ImageFile.LOAD_TRUNCATED_IMAGES = before
 
 
+def _too_large(path: str, size: tuple) -> UVSError:
+    w, h = size
+    return UVSError(path, f"{w} x {h} pixels: more than the {MAX_PIXELS} pixels a photo may "
+                    "have (refused before decoding)")
+
+
 def _open(path: str, allow_truncated: bool):
     Image = need("PIL.Image")
-    with _truncated_ok(allow_truncated):
+    from uvs.fileio import open_regular
+
+    with _truncated_ok(allow_truncated), open_regular(path, "photo") as fh, \
+            warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(path) as img:
+            with Image.open(fh) as img:
+                if img.size[0] * img.size[1] > MAX_PIXELS:
+                    raise _too_large(path, img.size)
                 img.load()
                 return img.copy()
         except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
             raise UVSError(path, f"cannot read: {err.strerror}") from None
         except Image.UnidentifiedImageError:
             raise UVSError(path, "not an image Pillow can read") from None
-        except Image.DecompressionBombError as err:
-            raise UVSError(path, f"too large to decode safely ({one_line(err)})") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise UVSError(path, f"too large to decode safely ({one_line(err)}; at most "
+                           f"{MAX_PIXELS} pixels)") from None
         except (OSError, SyntaxError, ValueError) as err:
             raise UVSError(path, f"damaged image ({one_line(err)})") from None
 

@@ -173,8 +173,14 @@ def _take_lock(path: str, saveto: str) -> int:
         except FileNotFoundError:
             same = False
         if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            except OSError as err:
+                os.close(fd)
+                from uvs.fileio import write_error
+
+                raise write_error(path, err) from None
             return fd
         os.close(fd)
 
@@ -311,7 +317,12 @@ class Run:
                                "through links") from None
             raise UVSError(self.paths.log, f"cannot write: {err.strerror}") from None
         try:
-            os.write(fd, line)
+            while line:
+                line = line[os.write(fd, line):]
+        except OSError as err:  # a full disk: name the log
+            from uvs.fileio import write_error
+
+            raise write_error(self.paths.log, err) from None
         finally:
             os.close(fd)
         if text is not None:
@@ -451,6 +462,7 @@ def resume_options(table: OptionTable, ckpt: ModelFile, state: TrainState, kw: d
     given.pop("reload_", None)
     given.setdefault("saveto", run.paths.best)
     options = OrderedDict(ckpt.options)
+    check_saved_options(table, options, ckpt.path)
     changes, conflicts = table.on_resume(options, given)
     if conflicts:
         raise UVSError(ckpt.path, f"options contradict the checkpoint: {', '.join(conflicts)}; "
@@ -458,6 +470,15 @@ def resume_options(table: OptionTable, ckpt: ModelFile, state: TrainState, kw: d
     options.update((name, now) for name, (was, now) in changes.items())
     run.resumed(state, changes)
     return options
+
+
+def check_saved_options(table: OptionTable, options: dict, where: str) -> None:
+    """A checkpoint's options against the trainer's table (types, choices, checks), as if
+    they had been given: a one-line error naming `where` when one does not hold."""
+    try:
+        table.check_all(options)
+    except UVSError as err:
+        raise UVSError(where, f"its options do not hold ({err.problem})") from None
 
 
 def saved_score(saveto: str, key: str, kind: str | None = None) -> float:

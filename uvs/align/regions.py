@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import zipfile
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +70,11 @@ def grid_boxes(width: int, height: int, count: int = DEFAULT_BOXES) -> list[list
             for x0, y0, x1, y1 in GRID[:count]]
 
 
+MAX_COORD = 2.0**20  # a box coordinate in pixels beyond this is not from a photo
+MAX_BOX_FILE = 256 * 2**20  # bytes of a BOXES.jsonl
+MAX_JSON_NUMBER = 40  # characters of one number in BOXES.jsonl
+
+
 def box_problem(box, width: int, height: int) -> str | None:
     """Why a box cannot be cropped from a width x height photo, or None."""
     if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(
@@ -79,6 +82,8 @@ def box_problem(box, width: int, height: int) -> str | None:
         return "is not four numbers [x0, y0, x1, y1]"
     if not all(math.isfinite(v) for v in box):
         return "holds NaN or Inf"
+    if not all(abs(v) <= MAX_COORD for v in box):
+        return "holds a coordinate beyond 2**20"
     x0, y0, x1, y1 = box
     if x1 - x0 < 1 or y1 - y0 < 1:
         return "is empty (needs x1 - x0 >= 1 and y1 - y0 >= 1)"
@@ -87,13 +92,29 @@ def box_problem(box, width: int, height: int) -> str | None:
     return None
 
 
+def _json_number(kind: type):
+    """A parser of BOXES.jsonl's numbers that refuses one written longer than MAX_JSON_NUMBER
+    characters (before Python converts 5000 digits)."""
+    def parse(text: str):
+        if len(text) > MAX_JSON_NUMBER:
+            raise ValueError(f"a number of {len(text)} characters")
+        return kind(text)
+    return parse
+
+
 def read_box_list(path: str) -> list[tuple[str, list]]:
     """[(photo path, boxes)] from a JSON-lines file; a line that is not one is an error."""
+    from uvs.fileio import open_regular
+
     try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
-    except FileNotFoundError:
-        raise UVSError(path, "boxes file not found") from None
+        with open_regular(path, "boxes file") as f:
+            raw = f.read(MAX_BOX_FILE + 1)
+    except OSError as err:
+        raise UVSError(path, f"cannot read ({err.strerror or err})") from None
+    if len(raw) > MAX_BOX_FILE:
+        raise UVSError(path, f"more than {MAX_BOX_FILE} bytes: not a boxes file")
+    try:
+        lines = raw.decode("utf-8").split("\n")
     except UnicodeDecodeError:
         raise UVSError(path, "not UTF-8 text") from None
     out = []
@@ -101,9 +122,14 @@ def read_box_list(path: str) -> list[tuple[str, list]]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, parse_int=_json_number(int),
+                             parse_float=_json_number(float))
         except json.JSONDecodeError as err:
             raise UVSError(path, f"line {n} is not JSON ({err.msg})") from None
+        except RecursionError:
+            raise UVSError(path, f"line {n} is nested too deeply") from None
+        except ValueError as err:
+            raise UVSError(path, f"line {n}: {err}") from None
         if (not isinstance(obj, dict) or not isinstance(obj.get("path"), str)
                 or not isinstance(obj.get("boxes"), list)):
             raise UVSError(path, f'line {n}: expected {{"path": "...", "boxes": [[x0, y0, '
@@ -126,44 +152,54 @@ def write_regions(path: str, features: np.ndarray, image: np.ndarray, boxes: np.
 
 
 def read_regions(path: str) -> Regions:
-    """A regions file, checked: shapes agree, rows sorted by photo, every photo has a row."""
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UVSError(path, "regions file not found") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
-        raise UVSError(path, f"not a regions .npz ({err})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise UVSError(path, "not a regions .npz (it holds a single array)")
-    with archive:
-        missing = [k for k in KEYS if k not in archive.files]
+    """A regions file, checked: every header (shape, type, size; no zip bomb) before any data
+    is read, then shapes agree, rows sorted by photo, every photo has a row, boxes sane."""
+    from uvs.modelfile import Archive, shown
+
+    if not os.path.lexists(path):
+        raise UVSError(path, "regions file not found")
+    with Archive(path, not_npz="not a regions .npz (made by `uvs features --regions`?)") as z:
+        missing = [k for k in KEYS if k not in z.members]
         if missing:
             raise UVSError(path, f"not a regions file: no {', '.join(missing)} (made by "
                            "`uvs features --regions`?)")
-        try:
-            f, im, bx, paths = (archive[k] for k in KEYS)
-        except (ValueError, OSError, zipfile.BadZipFile, zlib.error) as err:
-            raise UVSError(path, f"damaged regions file ({err})") from None
-    if f.ndim != 2 or not np.issubdtype(f.dtype, np.floating):
-        raise UVSError(path, f"features must be a 2-D float array, not {f.dtype} {f.shape}")
-    if im.shape != (len(f),) or not np.issubdtype(im.dtype, np.integer):
-        raise UVSError(path, f"image must be {len(f)} integers, one per row")
-    if bx.shape != (len(f), 4):
-        raise UVSError(path, f"boxes must be ({len(f)}, 4), not {bx.shape}")
-    if paths.ndim != 1 or paths.dtype.kind != "U":
-        raise UVSError(path, "paths must be a 1-D array of strings")
+        m = {k: z.members[k] for k in KEYS}
+        f_shape = m["features"].shape
+        if len(f_shape) != 2 or m["features"].dtype.kind != "f":
+            raise UVSError(path, f"features must be a 2-D float array, not "
+                           f"{m['features'].dtype} {f_shape}")
+        rows = f_shape[0]
+        if m["image"].shape != (rows,) or m["image"].dtype.kind not in "iu":
+            raise UVSError(path, f"image must be {rows} integers, one per row")
+        if m["boxes"].shape != (rows, 4) or m["boxes"].dtype.kind not in "iuf":
+            raise UVSError(path, f"boxes must be ({rows}, 4) numbers, not "
+                           f"{m['boxes'].dtype} {m['boxes'].shape}")
+        if len(m["paths"].shape) != 1 or m["paths"].dtype.kind != "U":
+            raise UVSError(path, "paths must be a 1-D array of strings")
+        f, im, bx, paths = (z.read(k) for k in KEYS)
     n = len(paths)
     if len(f) and (np.any(np.diff(im) < 0) or im[0] < 0 or im[-1] >= n):
         raise UVSError(path, f"image indices must be sorted and within 0..{n - 1}")
-    if np.any(np.bincount(im, minlength=n)[:n] == 0):
-        k = int(np.argmin(np.bincount(im, minlength=n)[:n]))
-        raise UVSError(path, f"photo {k} ({paths[k]}) has no region")
+    counts = np.bincount(im.astype(np.int64), minlength=n)[:n] if len(f) else np.zeros(n, int)
+    if np.any(counts == 0):
+        k = int(np.argmin(counts))
+        raise UVSError(path, f"photo {k} ({shown(paths[k])}) has no region")
     bad = ~np.isfinite(f).all(axis=1)
     if bad.any():
         raise UVSError(path, f"row {int(np.argmax(bad))} holds NaN or Inf")
-    return Regions(f.astype(np.float32, copy=False), im.astype(np.int64), bx,
-                   [str(p) for p in paths],
-                   path)
+    from uvs.photos import MAX_PIXELS
+
+    bx = bx.astype(np.float64)
+    with np.errstate(all="ignore"):
+        wrong = ~(np.isfinite(bx).all(axis=1) & (bx >= 0).all(axis=1)
+                  & (bx[:, 2] - bx[:, 0] >= 1) & (bx[:, 3] - bx[:, 1] >= 1)
+                  & (bx[:, 2] * bx[:, 3] <= MAX_PIXELS))
+    if wrong.any():
+        r = int(np.argmax(wrong))
+        raise UVSError(path, f"box of row {r} {bx[r].tolist()} is not x0, y0, x1, y1 pixels "
+                       f"inside a photo of at most {MAX_PIXELS} pixels")
+    return Regions(f.astype(np.float32, copy=False), im.astype(np.int64),
+                   bx.astype(np.float32), [str(p) for p in paths], path)
 
 
 def match_split(regions: Regions, n_images: int, names: list[str] | None,

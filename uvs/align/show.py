@@ -7,8 +7,6 @@ phrases on the photo with Pillow, as the paper's figures do.
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import os
 
@@ -48,7 +46,7 @@ def align_sentence(model: dict, features: np.ndarray, boxes: np.ndarray, text: s
 
 def draw(pixels: np.ndarray, result: dict, output: str) -> None:
     """The photo with each phrase's box and text; `.png` (or any Pillow format) or `.html`."""
-    from uvs.fileio import atomic_path, write_text
+    from uvs.fileio import atomic_path
     from uvs.photos import need
 
     Image = need("PIL.Image")
@@ -72,16 +70,14 @@ def draw(pixels: np.ndarray, result: dict, output: str) -> None:
         canvas.text((x0 + 3, y0 + 3), label, fill=(255, 255, 255))
     ext = os.path.splitext(output)[1].lower()
     if ext in (".html", ".htm"):
+        from uvs.report.alignment import alignment_page
+
         buf = io.BytesIO()
         img.save(buf, format="PNG")
-        rows = "".join(f"<tr><td>{html.escape(p['text'])}</td><td>{p['region']}</td>"
-                       f"<td>{', '.join(f'{c:.0f}' for c in p['box'])}</td>"
-                       f"<td>{p['score']:.3f}</td></tr>" for p in result["phrases"])
-        write_text(output, "<!doctype html><meta charset='utf-8'><title>uvs align show"
-                   "</title><img alt='photo with aligned phrases' src='data:image/png;base64,"
-                   f"{base64.b64encode(buf.getvalue()).decode('ascii')}'><table><tr>"
-                   "<th>phrase</th><th>region</th><th>box</th><th>score</th></tr>"
-                   f"{rows}</table>\n")
+        colour = {region: "#{:02x}{:02x}{:02x}".format(*PALETTE[n % len(PALETTE)])
+                  for n, region in enumerate(by_region)}
+        alignment_page(output, buf.getvalue(), result,
+                       [colour[p["region"]] for p in result["phrases"]])
         return
     fmt = Image.registered_extensions().get(ext)
     if fmt is None:

@@ -81,6 +81,9 @@ def evalcap(dec: dict, vse: dict | None = None, data: str = "f8k", split: str = 
     f_log_probs = backend.function(inps, cost, name="f_log_probs")
     ppl = dev_cost(f_log_probs, sp.caps, ctx, dec["worddict"],
                    {"maxlen_w": o.get("maxlen_w", 100), "n_words": o["n_words"]})
+    if not ppl["words"]:
+        raise UVSError(dec["path"], f"no caption of the {split} split is shorter than its "
+                       f"maxlen_w ({o.get('maxlen_w', 100)} words): no perplexity to measure")
     scores, notes = caption_scores(best, refs) if metrics else ({}, [])
     return {"metrics": scores, "cost_per_word": ppl["cost_per_word"],
             "perplexity": ppl["perplexity"], "words": ppl["words"], "captions": best,

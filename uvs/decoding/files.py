@@ -66,7 +66,29 @@ def write_decoder(path: str | os.PathLike, params: dict, options: dict, worddict
                 extra_arrays=extra_arrays)
 
 
-_DIM = 2**16
+_DIM = MAX_DIM = 2**16  # dim, dim_word
+MAX_LEN = 10**6  # maxlen_w
+
+
+def check_use_options(o: dict) -> str | None:
+    """What `caption` and `evalcap` take from a decoder's options besides its shapes: `model`,
+    `data` and `cnn` text (or absent), `maxlen_w` a whole number ≥ 1; the problem, or None."""
+    from uvs.modelfile import shown
+
+    for name in ("model", "data", "cnn"):
+        value = o.get(name)
+        if value is not None and (not isinstance(value, str) or not value):
+            what = ("a mapping" if isinstance(value, dict) else "a list"
+                    if isinstance(value, (list, tuple)) else
+                    f"{type(value).__name__} {shown(repr(value))[:40]}")
+            return f"option '{name}' is {what}, not a name or path"
+    value = o.get("maxlen_w")
+    if value is not None and (type(value) is not int or not 1 <= value <= MAX_LEN):
+        return (f"option 'maxlen_w' is {shown(repr(value))[:40]}, not a number of words "
+                f"from 1 to {MAX_LEN}")
+    return None
+
+
 register_kind(ModelKind(
     name=KIND,
     options={"dimctx": Option(int, low=1, high=2**20), "dim_word": Option(int, low=1, high=_DIM),
@@ -75,6 +97,7 @@ register_kind(ModelKind(
              "doutput": Option(bool, required=False),
              "inject": Option(str, required=False, choices=INJECTIONS),
              "condition": Option(str, required=False, choices=CONDITIONS)},
-    shapes=expected_shapes, released_extras=("history_errs",), released_key="dimctx",
+    shapes=expected_shapes, check=check_use_options, released_extras=("history_errs",),
+    released_key="dimctx",
     released_dictionary=read_dictionary, released_layout="skip-thoughts",
     usage="a generator: use it with `uvs caption` or `uvs evalcap`"))

@@ -95,7 +95,7 @@ def load_encoder(dec: dict, model: str | os.PathLike | None = None) -> dict | No
     """
     if dec["options"].get("condition", "embedding") == "features":
         return None
-    path = model or dec["options"].get("model")
+    path = model or trained_model_path(dec)
     if not path:
         raise UVSError(dec["path"], "this decoder decodes a joint space: give the uvs model "
                        "with --model")
@@ -106,6 +106,27 @@ def load_encoder(dec: dict, model: str | os.PathLike | None = None) -> dict | No
         raise UVSError(vse["path"], f"its joint space is {vse['options']['dim']}-d; the decoder "
                        f"{dec['path']} is conditioned on {dec['options']['dimctx']}-d vectors")
     return vse
+
+
+def trained_model_path(dec: dict) -> str | None:
+    """The uvs model a decoder was trained on, as its options name it: absolute (uvs stores
+    it so), else relative to the decoder's folder, else to the current one; UVSError naming
+    the missing file when none exists."""
+    stored = dec["options"].get("model")
+    if not stored:
+        return None
+    if os.path.isabs(stored):
+        candidates = [stored]
+    else:
+        candidates = [os.path.join(os.path.dirname(os.path.abspath(dec["path"])), stored),
+                      stored]
+    for path in candidates:
+        if os.path.lexists(path) or os.path.lexists(path + ".npz"):
+            return path
+    from uvs.modelfile import shown
+
+    raise UVSError(dec["path"], f"the uvs model it was trained on, {shown(candidates[0])}, "
+                   "is not there: give it with --model")
 
 
 def context(dec: dict, vse: dict | None, features: np.ndarray | None = None,

@@ -15,6 +15,7 @@ captions of `maxlen_w` words or more dropped, `Truth`/`Sample` pairs every `samp
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from uvs.decoding.search import gen_sample
 from uvs.errors import UVSError
 from uvs.gru_op import gru_impl
 from uvs.homogeneous_data import epoch_rng, homogeneous_batches, prepare_data
+from uvs.modelfile import shown
 from uvs.optim import OPTIMIZERS, clip_global_norm
 from uvs.runs import TrainState, optimizer_state
 from uvs.utils import init_tparams, itemlist, norm_weight, unzip
@@ -76,7 +78,10 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
     writing the checkpoint; a NaN/Inf cost stops the run with a `UVSError`. mode, gru: the
     PyTensor mode and GRU implementation (defaults: `uvs.backend.mode()`, `gru_impl()`).
     """
+    if kw.get("model"):  # stored absolute: the decoder finds it from any folder
+        kw = {**kw, "model": os.path.abspath(kw["model"])}
     options = resolve_options(**kw)
+    inputs = None if options["reload_"] else read_inputs(options)
     with runs.Run(options["saveto"], reload=options["reload_"], overwrite=overwrite,
                   on_event=progress, logger=log, kind=KIND) as run:
         if run.resuming:
@@ -92,7 +97,7 @@ def trainer(progress: Callable[[dict], None] | None = None, overwrite: bool = Fa
             OPTIONS.check(options)
         data = load_data(options, mode, gru)
         if not run.resuming:
-            worddict, params = initialise(options, data)
+            worddict, params = initialise(options, data, inputs)
             state = TrainState()
         run.preflight(runs.checkpoint_bytes(sum(p.nbytes for p in params.values())))
         c = compile_run(params, options, worddict, mode, gru)
@@ -129,21 +134,33 @@ def load_data(options: dict, mode: str | None = None, gru: str | None = None) ->
     return data
 
 
-def initialise(options: dict, data: Data) -> tuple[OrderedDict, OrderedDict]:
-    """(dictionary, fresh parameters); sets options['n_words'] (and dim_word from
-    `embeddings`)."""
-    rng = np.random.RandomState(options["seed"])
-    if options["dictionary"]:
-        from uvs.decoding.files import read_dictionary
+def read_inputs(options: dict) -> dict:
+    """The `dictionary` and `embeddings` files a fresh run starts from, read and checked
+    before anything is written: {'dictionary': worddict or None, 'embeddings': map or None}."""
+    from uvs.decoding.files import read_dictionary
 
-        worddict = read_dictionary(options["dictionary"])
+    return {"dictionary": read_dictionary(options["dictionary"]) if options["dictionary"]
+            else None,
+            "embeddings": read_embeddings(options["embeddings"]) if options["embeddings"]
+            else None}
+
+
+def initialise(options: dict, data: Data, inputs: dict | None = None
+               ) -> tuple[OrderedDict, OrderedDict]:
+    """(dictionary, fresh parameters); sets options['n_words'] (and dim_word from
+    `embeddings`). `inputs`: `read_inputs(options)` when already read."""
+    rng = np.random.RandomState(options["seed"])
+    inputs = read_inputs(options) if inputs is None else inputs
+    if inputs["dictionary"] is not None:
+        worddict = inputs["dictionary"]
     else:
         worddict = build_dictionary(data.train.caps)[0]
     # the original's Wemb had n_words rows whatever the vocabulary; no more rows than used
     options["n_words"] = min(options["n_words"], len(worddict) + 2)
     preemb = None
     if options["embeddings"]:
-        preemb = load_embeddings(options["embeddings"], worddict, options["n_words"], rng)
+        preemb = load_embeddings(options["embeddings"], worddict, options["n_words"], rng,
+                                 inputs["embeddings"])
         options["dim_word"] = int(preemb.shape[1])
     return worddict, init_params(options, preemb=preemb, rng=rng)
 
@@ -211,8 +228,8 @@ def show_samples(c: Compiled, x: np.ndarray, ctx: np.ndarray, run: runs.Run) -> 
     for jj in range(min(10, x.shape[1])):
         sample, _ = gen_sample(c.tparams, c.f_init, c.f_next, ctx[jj:jj + 1], c.options,
                                trng=c.trng, k=1, maxlen=100, stochastic=False, use_unk=False)
-        run.say(f"Truth {jj}: {_text(word_idict, x[:, jj])}")
-        run.say(f"Sample (0) {jj}: {_text(word_idict, sample[0])}")
+        run.say(f"Truth {jj}: {shown(_text(word_idict, x[:, jj]))}")
+        run.say(f"Sample (0) {jj}: {shown(_text(word_idict, sample[0]))}")
 
 
 def validate(c: Compiled, data: Data, state: TrainState, run: runs.Run) -> None:
@@ -245,21 +262,71 @@ def contexts(options: dict, split: Split, vse: dict | None) -> np.ndarray:
     return encode_images(vse, check_features(vse, images, split.ims_path))
 
 
-def load_embeddings(path: str, worddict: dict, n_words: int, rng) -> np.ndarray:
-    """Wemb from a pickle of word → vector (`embeddings`), the rest random, as the original."""
+MAX_WEMB_VALUES = 2**28  # Wemb from `embeddings`: n_words x dim_word float32 values (1 GiB)
+
+
+def read_embeddings(path: str) -> dict:
+    """The {word: vector} pickle of `embeddings`, each vector checked (a flat list or array
+    of finite numbers, all of one length ≤ the decoder's dim_word limit) but not converted."""
+    from uvs.decoding.files import MAX_DIM
     from uvs.legacy import load_pickle
 
     embed_map = load_pickle(path, allow_numpy=True)
     if not isinstance(embed_map, dict) or not embed_map:
         raise UVSError(path, "expected a non-empty pickle of {word: vector}")
-    vecs = {w: np.asarray(v, dtype="float32").ravel() for w, v in embed_map.items()}
-    dim_word = len(next(iter(vecs.values())))
-    if any(len(v) != dim_word for v in vecs.values()):
-        raise UVSError(path, "word vectors of different lengths")
+    dim_word = None
+    for w, v in embed_map.items():
+        if isinstance(v, np.ndarray):
+            ok, size = v.dtype.kind in "biuf", v.size
+        elif type(v) in (list, tuple):
+            ok, size = all(type(x) in (int, float) for x in v), len(v)
+        else:
+            ok, size = False, 0
+        if not ok:
+            raise UVSError(path, f"the vector of {shown(w)!r} is not a list or array of "
+                           f"numbers ({type(v).__name__})")
+        if dim_word is None:
+            dim_word = size
+        if size != dim_word:
+            raise UVSError(path, f"word vectors of different lengths ({dim_word} and {size}, "
+                           f"at {shown(w)!r})")
+        if not 1 <= size <= MAX_DIM:
+            raise UVSError(path, f"word vectors of {size} values (1 to {MAX_DIM} allowed)")
+    checked: set[int] = set()  # a vector shared by many words is checked once
+    for w, v in embed_map.items():
+        if id(v) not in checked and not _finite32(v):
+            raise UVSError(path, f"the vector of {shown(w)!r} holds NaN, Inf or values beyond "
+                           "float32")
+        checked.add(id(v))
+    return embed_map
+
+
+def _finite32(v) -> bool:
+    """Whether a flat list or numeric array holds only finite values within float32."""
+    limit = float(np.finfo("float32").max)
+    if isinstance(v, np.ndarray):
+        return bool(v.size == 0 or (np.isfinite(v).all() and np.abs(v).max() <= limit))
+    return all(abs(x) <= limit for x in v)  # NaN compares false; ints of any size are fine
+
+
+def load_embeddings(path: str, worddict: dict, n_words: int, rng,
+                    embed_map: dict | None = None) -> np.ndarray:
+    """Wemb from a pickle of word → vector (`embeddings`), the rest random, as the original;
+    `embed_map`: that pickle already read by `read_embeddings`."""
+    embed_map = read_embeddings(path) if embed_map is None else embed_map
+    v0 = next(iter(embed_map.values()))
+    dim_word = int(v0.size if isinstance(v0, np.ndarray) else len(v0))
+    if n_words * dim_word > MAX_WEMB_VALUES:
+        raise UVSError(path, f"a {n_words} x {dim_word} Wemb is more than {MAX_WEMB_VALUES} "
+                       "values")
     preemb = norm_weight(n_words, dim_word, rng=rng)
+    done: dict[int, np.ndarray] = {}  # a vector shared by many words is converted once
     for w in list(worddict)[:n_words - 2]:
-        if w in vecs:
-            preemb[worddict[w]] = vecs[w]
+        if w in embed_map:
+            v = embed_map[w]
+            if id(v) not in done:
+                done[id(v)] = np.asarray(v, dtype="float64").ravel().astype("float32")
+            preemb[worddict[w]] = done[id(v)]
     return preemb
 
 

@@ -8,7 +8,9 @@ from collections.abc import Callable, Sequence
 from uvs.datasets import Split
 from uvs.errors import UVSError
 from uvs.queries import QueryResults, recall_curve
-from uvs.report import check_installed, gallery, logs, page, plots
+from uvs.report import check_installed, compare, gallery, logs, metrics, page, plots
+
+MAX_PLOTS = 30  # curves drawn in one training report
 
 
 def _markup(svg: str):
@@ -29,14 +31,58 @@ def _status(run: logs.Run) -> str:
     return state + (f", resumed {run.resumed}×" if run.resumed else "")
 
 
-def _summary_metric(runs: list[logs.Run]) -> tuple[str, str] | None:
-    """The dev metric that names a run's best point: rsum, else the first dev metric."""
-    dev = [k for k in logs.metric_order(runs) if k[0] == "valid"]
-    return ("valid", "rsum") if ("valid", "rsum") in dev else (dev[0] if dev else None)
+def _plot_keys(runs: list[logs.Run]) -> list[tuple[str, str, str | None]]:
+    """(source, metric, kind) of each plot: one per curve, in order, except that training
+    curves of runs of different kinds (their own losses) get one plot per kind."""
+    found: dict[tuple[str, str], dict[str, None]] = {}
+    for r in runs:
+        for key, curve in r.curves.items():
+            if curve:
+                found.setdefault(key, {})[r.kind] = None
+    out = []
+    for source, metric in metrics.order_keys(list(found)):
+        kinds = list(found[(source, metric)])
+        if source == "update" and len({r.kind for r in runs}) > 1:
+            out.extend((source, metric, k) for k in kinds)
+        else:
+            out.append((source, metric, None))
+    return out
+
+
+def _best(run: logs.Run) -> dict | None:
+    metric = metrics.dev_score(run.kind, run.curves)
+    best = metrics.best_point(run.curves[("valid", metric)], metric) if metric else None
+    return None if best is None else {"metric": metric, "at": best[0], "value": best[1]}
+
+
+def _row(run: logs.Run, label: str, colour: str) -> dict:
+    best = _best(run)
+    return {"colour": colour, "label": label, "name": run.name, "kind": run.kind,
+            "log": run.log, "updates": run.updates, "status": _status(run), "best": best,
+            "best_name": metrics.metric_name(best["metric"], short=True) if best else None}
+
+
+def _figures(found: list[logs.Run], colours: list[str], notes: list[str]) -> list[dict]:
+    """The plots (at most MAX_PLOTS, what leads first; a note says what is not drawn)."""
+    keys = _plot_keys(found)
+    if len(keys) > MAX_PLOTS:
+        gone = [metrics.metric_title(*k) for k in keys[MAX_PLOTS:]]
+        notes.append(f"{len(gone)} curves beyond the first {MAX_PLOTS} are not drawn: "
+                     + ", ".join(gone[:10]) + (", …" if len(gone) > 10 else ""))
+        keys = keys[:MAX_PLOTS]
+    figures = [{"title": metrics.metric_title(*k),
+                "id": f"{k[0]}.{k[1]}" + (f"@{k[2]}" if k[2] else ""),
+                "lead": metrics.leads(k[0], k[1]),
+                "svg": _markup(plots.training_plot(found, k[0], k[1], f"p{i}", colours, k[2]))}
+               for i, k in enumerate(keys)]
+    return sorted(figures, key=lambda f: not f["lead"])  # as the page shows them
 
 
 def training_report(runs: Sequence[str], output: str, title: str | None = None) -> dict:
-    """Write OUTPUT comparing training RUNS (models or their logs); returns a summary."""
+    """Write OUTPUT comparing training RUNS (models or their logs); returns a summary.
+
+    summary['left_out']: what the page does not show (bounds met), one sentence each.
+    """
     check_installed()
     found = [logs.read_run(r) for r in runs]
     seen: dict[str, str] = {}
@@ -46,34 +92,26 @@ def training_report(runs: Sequence[str], output: str, title: str | None = None) 
             raise UVSError(os.fspath(given), f"the same run as {seen[real]}: give each run once")
         seen[real] = os.fspath(given)
     page.check_output(output, tuple(r.log for r in found))  # before the slow part
-    names = logs.labels(found)
-    keys = logs.metric_order(found)
-    figures = [{"title": plots.metric_title(source, metric), "id": f"{source}.{metric}",
-                "svg": _markup(plots.training_plot(found, source, metric, f"p{i}",
-                                                   names if i == 0 else None))}
-               for i, (source, metric) in enumerate(keys)]
-    summary = _summary_metric(found)
-    rows = []
-    for i, (run, label) in enumerate(zip(found, names, strict=True)):
-        best = logs.best_point(run.curves.get(summary, {}), summary[1]) if summary else None
-        rows.append({"colour": plots.colour(i), "label": label, "name": run.name,
-                     "log": run.log, "updates": run.updates, "status": _status(run),
-                     "best": None if best is None else {"metric": summary[1], "at": best[0],
-                                                         "value": best[1]}})
-    differing = set(logs.differing_options(found))
-    option_names: list[str] = []
-    for run in found:
-        option_names.extend(k for k in run.options if k not in option_names)
-    options = [{"name": k, "differs": k in differing,
-                "cells": [logs.show(r.options[k]) if k in r.options else "—" for r in found]}
-               for k in option_names]
+    names = compare.labels(found)
+    colours = [plots.colour(i) for i in range(len(found))]
+    notes = [f"{label}: {note}" for run, label in zip(found, names, strict=True)
+             for note in run.notes]
+    figures = _figures(found, colours, notes)
+    rows = [_row(*x) for x in zip(found, names, colours, strict=True)]
+    options, hidden = compare.option_rows(found)
+    if len({r.kind for r in found}) > 1:
+        options.insert(0, {"name": "kind", "differs": False, "cells": [r.kind for r in found]})
+    if hidden:
+        notes.append(f"{hidden} options are not listed (the table shows "
+                     f"{compare.MAX_OPTION_ROWS}, those that differ first)")
     html = page.render(title or "uvs: training runs", training={
-        "runs": rows, "figures": figures, "options": options,
-        "summary": f"dev {summary[1]}" if summary else None})
+        "runs": rows, "options": options, "notes": notes,
+        "lead": [f for f in figures if f["lead"]], "more": [f for f in figures if not f["lead"]]})
     page.write(output, html, inputs=tuple(r.log for r in found))
     return {"output": output, "plots": [f["id"] for f in figures],
-            "runs": [{"log": r["log"], "label": r["label"], "updates": r["updates"],
-                      "status": r["status"], "best": r["best"]} for r in rows]}
+            "lead": [f["id"] for f in figures if f["lead"]], "left_out": notes,
+            "runs": [{k: r[k] for k in ("log", "label", "kind", "updates", "status", "best")}
+                     for r in rows]}
 
 
 def _metrics_rows(results: dict) -> list[dict]:

@@ -29,7 +29,8 @@ def render(title: str, **sections) -> str:
     return template.render(
         title=title, generated=f"uvs {__version__}, {when}",
         css=Markup(_asset("report.css")), script=Markup(_asset("report.js")),
-        **{k: sections.get(k) for k in ("training", "retrieval", "search", "gallery")})
+        **{k: sections.get(k) for k in ("training", "retrieval", "search", "gallery",
+                                        "alignment")})
 
 
 def check_output(path: str, inputs: tuple[str, ...] = ()) -> None:

@@ -1,34 +1,44 @@
 """The report's plots: matplotlib figures rendered to inline SVG (text kept as text).
 
 No pyplot: each plot is its own `Figure`, so nothing touches matplotlib's global state or
-needs a display.
+needs a display. Text is drawn as written (no mathtext: a '$' in a name is a '$').
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
+import warnings
 
 import numpy as np
 
 from uvs.report import need
-from uvs.report.logs import Run, best_point, lower_is_better
+from uvs.report.logs import Run
+from uvs.report.metrics import best_point, lower_is_better, metric_title
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
            "#17becf", "#7f7f7f", "#bcbd22"]
 DIRECTIONS = {"i2t": ("image → text", "#1f77b4"), "t2i": ("text → image", "#d62728")}
-_NAMES = {"r1": "R@1", "r5": "R@5", "r10": "R@10", "medr": "median rank",
-          "meanr": "mean rank", "rsum": "rsum (R@1+R@5+R@10, both ways)"}
+MAX_POINTS = 2000  # drawn of one curve (evenly spaced, the best point among them)
 
 
 def colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def metric_title(source: str, metric: str) -> str:
-    """'training cost', 'dev i2t R@1', 'dev rsum (...)', or the metric's own dotted name."""
-    parts = [_NAMES.get(p, p) for p in metric.split(".")]
-    return ("training " if source == "update" else "dev ") + " ".join(parts)
+@contextlib.contextmanager
+def _literal_text():
+    """Text objects made inside draw their strings literally (no mathtext, no TeX)."""
+    need("matplotlib")
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}), \
+            warnings.catch_warnings():
+        # the SVG keeps text as text (the browser's fonts draw it): a glyph missing from
+        # matplotlib's font only makes its measure of the text approximate
+        warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
+        yield
 
 
 def _figure(width: float = 5.0, height: float = 3.1, below: float = 0.0):
@@ -76,57 +86,65 @@ def to_svg(fig, salt: str) -> str:
     return head + ' class="plot" role="img"' + svg[head_end:]
 
 
-def training_plot(runs: list[Run], source: str, metric: str, salt: str,
-                  legend: list[str] | None = None) -> str:
-    """One metric of every run over updates, the best point of each marked with a star.
+def thin(xs: list[int], limit: int = MAX_POINTS, keep: int | None = None) -> list[int]:
+    """At most about `limit` of the sorted updates `xs`, evenly spaced (first and last
+    among them), and `keep`."""
+    if len(xs) <= limit:
+        return xs
+    picked = {xs[round(i * (len(xs) - 1) / (limit - 1))] for i in range(limit)}
+    if keep is not None:
+        picked.add(keep)
+    return sorted(picked)
 
-    legend: the runs' labels, drawn under the plot when given.
-    """
-    fig, ax = _figure(below=0.18 * len(runs) + 0.1 if legend else 0.0)
-    lower = lower_is_better(metric)
-    for i, run in enumerate(runs):
-        curve = run.curves.get((source, metric))
-        if not curve:
-            continue
-        xs = sorted(curve)
-        ys = [curve[x] for x in xs]
-        many = len(xs) > 40
-        ax.plot(xs, ys, color=colour(i), linewidth=1.0 if many else 1.6,
-                marker=None if many else "o", markersize=3,
-                label=legend[i] if legend else None)
-        bu, bv = best_point(curve, metric)
-        ax.plot([bu], [bv], marker="*", markersize=13, color=colour(i),
-                markeredgecolor="black", markeredgewidth=0.7, zorder=5, linestyle="none")
-    _style(ax, metric_title(source, metric), "update",
-           "lower is better" if lower else "higher is better")
-    ax.yaxis.label.set_color("#777777")
-    if source == "update" and lower and all(
-            v > 0 for r in runs for v in r.curves.get((source, metric), {}).values()):
-        values = [v for r in runs for v in r.curves.get((source, metric), {}).values()]
-        if values and max(values) > 20 * min(values):
+
+def training_plot(runs: list[Run], source: str, metric: str, salt: str,
+                  colours: list[str], kind: str | None = None) -> str:
+    """One metric of every run (of `kind`, when given) over updates, the best point of each
+    marked with a star; run i drawn in colours[i] (the page's table is the legend)."""
+    with _literal_text():
+        fig, ax = _figure()
+        lower = lower_is_better(metric)
+        values = []
+        for run, c in zip(runs, colours, strict=True):
+            curve = run.curves.get((source, metric))
+            if not curve or (kind and run.kind != kind):
+                continue
+            bu, bv = best_point(curve, metric)
+            xs = thin(sorted(curve), keep=bu)
+            ys = [curve[x] for x in xs]
+            values.extend(ys)
+            many = len(xs) > 40
+            ax.plot(xs, ys, color=c, linewidth=1.0 if many else 1.6,
+                    marker=None if many else "o", markersize=3)
+            ax.plot([bu], [bv], marker="*", markersize=13, color=c,
+                    markeredgecolor="black", markeredgewidth=0.7, zorder=5, linestyle="none")
+        _style(ax, metric_title(source, metric, kind), "update",
+               "lower is better" if lower else "higher is better")
+        ax.yaxis.label.set_color("#777777")
+        if source == "update" and lower and values and min(values) > 0 and \
+                max(values) > 20 * min(values):
             ax.set_yscale("log")
-    if legend:
-        fig.legend(loc="lower left", bbox_to_anchor=(0.02, 0.0), fontsize=8, frameon=False,
-                   borderaxespad=0.2, handlelength=1.5, labelspacing=0.3)
-    return to_svg(fig, salt)
+        return to_svg(fig, salt)
 
 
 def recall_plot(i2t_curve: np.ndarray, t2i_curve: np.ndarray, salt: str) -> str:
     """R@K against K (log scale), both directions; R@1, R@5 and R@10 marked."""
-    fig, ax = _figure()
-    for key, curve in (("i2t", i2t_curve), ("t2i", t2i_curve)):
-        label, c = DIRECTIONS[key]
-        ks = np.arange(1, len(curve) + 1)
-        ax.plot(ks, curve, color=c, linewidth=1.8, label=label)
-        marks = [k for k in (1, 5, 10) if k <= len(curve)]
-        ax.plot(marks, [curve[k - 1] for k in marks], "o", color=c, markersize=4)
-    ax.set_xscale("log")
-    ticks = [k for k in (1, 2, 5, 10, 20, 50, 100) if k <= max(len(i2t_curve), len(t2i_curve))]
-    ax.set_xticks(ticks, [str(k) for k in ticks])
-    ax.set_ylim(0, 100)
-    _style(ax, "recall@K", "K", "% found in the top K")
-    ax.legend(fontsize=8, frameon=False, loc="lower right")
-    return to_svg(fig, salt)
+    with _literal_text():
+        fig, ax = _figure()
+        for key, curve in (("i2t", i2t_curve), ("t2i", t2i_curve)):
+            label, c = DIRECTIONS[key]
+            ks = np.arange(1, len(curve) + 1)
+            ax.plot(ks, curve, color=c, linewidth=1.8, label=label)
+            marks = [k for k in (1, 5, 10) if k <= len(curve)]
+            ax.plot(marks, [curve[k - 1] for k in marks], "o", color=c, markersize=4)
+        ax.set_xscale("log")
+        ticks = [k for k in (1, 2, 5, 10, 20, 50, 100)
+                 if k <= max(len(i2t_curve), len(t2i_curve))]
+        ax.set_xticks(ticks, [str(k) for k in ticks])
+        ax.set_ylim(0, 100)
+        _style(ax, "recall@K", "K", "% found in the top K")
+        ax.legend(fontsize=8, frameon=False, loc="lower right")
+        return to_svg(fig, salt)
 
 
 def rank_bins(n_candidates: int) -> list[tuple[int, int]]:
@@ -143,7 +161,13 @@ def rank_bins(n_candidates: int) -> list[tuple[int, int]]:
 def rank_histogram(i2t_ranks: np.ndarray, t2i_ranks: np.ndarray, n_captions: int,
                    n_images: int, salt: str) -> str:
     """Share of queries whose ground truth came at each (binned) rank, both directions."""
-    fig, ax = _figure(below=0.25)
+    with _literal_text():
+        fig, ax = _figure(below=0.25)
+        return _rank_bars(fig, ax, i2t_ranks, t2i_ranks, n_captions, n_images, salt)
+
+
+def _rank_bars(fig, ax, i2t_ranks, t2i_ranks, n_captions: int, n_images: int,
+               salt: str) -> str:
     worst = int(max(np.max(i2t_ranks), np.max(t2i_ranks))) + 1
     bins = rank_bins(min(max(n_captions, n_images), max(100, worst)))  # no empty tail
     width = 0.4
