@@ -10,7 +10,8 @@ this run, at their own shapes, with the same BLAS threads as uvs (threadpoolctl)
 summed time is the update's *floor*, and FLOPs / floor the *achievable* rate. uvs (the
 update its trainer compiles) and the PyTorch reference (imported from train_bench.py,
 decoder_bench.py, align_bench.py) are timed taking turns with the floor, best of
---repeats each. With phases (default), profiled copies of the uvs graphs split its update
+--repeats each (--threads also sets OMP_NUM_THREADS for the OpenMP of uvs.rowwise). With
+phases (default), profiled copies of the uvs graphs split its update
 into forward, backward, clipping, optimiser and the Python cost of the two calls, and name
 the Ops that take the most time. Elementwise work (activations, the order penalty, Adam)
 is not counted in the FLOPs: it is what separates an update from its floor.
@@ -450,6 +451,8 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [n for n in names if n not in WORKS]
     if unknown:
         ap.error(f"unknown update(s) {', '.join(unknown)}; choose from {', '.join(WORKS)}")
+    if a.threads:  # OpenMP (uvs.rowwise's C, torch) reads this when it first loads
+        os.environ["OMP_NUM_THREADS"] = str(a.threads)
     from threadpoolctl import threadpool_limits
 
     from uvs import backend
