@@ -12,6 +12,7 @@ from uvs.cli.common import (
     json_option,
     overwrite_option,
     print_json,
+    progress_lines,
     quiet_option,
     run_trainer,
     table_options,
@@ -24,7 +25,8 @@ def region_features(photos, list_file, root, output, weights, device, strict, bo
     """Whole image + boxes per photo, fc7 of each, into one REGIONS.npz."""
     from uvs import vgg
     from uvs.align import features, regions
-    from uvs.cli.images import _bar, _photo_paths
+    from uvs.cli.images import _bar, _photo_paths, check_photos_not_written
+    from uvs.fileio import check_replaceable, npz_members
 
     if not output.endswith(".npz"):
         raise UVSError(output, "region features go to a .npz file")
@@ -32,6 +34,8 @@ def region_features(photos, list_file, root, output, weights, device, strict, bo
         paths = _photo_paths(photos, list_file)
     else:
         paths = []
+    check_photos_not_written(output, [], paths, root, list_file, weights, boxes)
+    check_replaceable(output, lambda p: npz_members(p) == set(regions.KEYS), "a regions file")
     total = features.photos_to_do(paths, boxes)
     if boxes == "detector":
         features.detector_weights_path()
@@ -96,13 +100,25 @@ def train(overwrite, as_json, quiet, **options):
 @click.option("--row", type=click.IntRange(0), default=0, show_default=True,
               help="... and the photo in it.")
 @click.option("--beta", type=float, default=0.1, show_default=True,
-              help="MRF bonus for neighbouring words on one region (larger: longer phrases).")
+              help="MRF bonus for neighbouring words on one region (larger: longer phrases; "
+                   "negative: a cost, shorter phrases).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Picture to write: .png, .jpg or .html.")
+              help="Picture to write: .png, .jpg (.jpeg) or .html (.htm).")
 @json_option
+@quiet_option
 def show(model, text, image, boxes, max_regions, weights, device, regions, row, beta, output,
-         as_json):
-    """Tie the phrases of TEXT to regions of a photo (the paper's MRF) and draw them."""
+         as_json, quiet):
+    """Tie the phrases of TEXT to regions of a photo (the paper's MRF) and draw them.
+
+    Nothing is written without -o; with neither -o nor --json it refuses to start.
+    """
+    with progress_lines(quiet):
+        _show(model, text, image, boxes, max_regions, weights, device, regions, row, beta,
+              output, as_json)
+
+
+def _show(model, text, image, boxes, max_regions, weights, device, regions, row, beta, output,
+          as_json):
     import numpy as np
 
     from uvs.align import evaluation
@@ -112,7 +128,27 @@ def show(model, text, image, boxes, max_regions, weights, device, regions, row, 
     if bool(image) == bool(regions):
         raise click.UsageError("give --image PHOTO or --regions FILE (one of the two)")
     if not output and not as_json:
-        raise click.UsageError("give -o PICTURE, --json, or both")
+        raise click.UsageError("nothing to show: give -o PICTURE (.png, .jpg or .html) to "
+                               "draw the phrases, --json to print them, or both")
+    if row and not regions:
+        raise click.UsageError("--row picks a photo of --regions")
+    if output:
+        from uvs.fileio import check_not_input
+
+        align_show.check_picture_type(output)
+        from uvs.extras import install_advice, missing
+
+        if "Pillow" in missing("images"):  # before the model is read and the words aligned
+            raise UVSError(None, f"Pillow is not installed (-o needs it to draw): "
+                           f"{install_advice('images')}")
+        check_not_input(output, (model, image, regions, boxes if image else None,
+                                 weights if os.path.isfile(weights) else None))
+    if image:
+        from uvs.extras import require
+        from uvs.photos import check_photo
+
+        check_photo(image)  # a typo is not a missing extra
+        require("images", "--image")
     if output and output.lower().endswith((".html", ".htm")):
         from uvs.report import need
 
@@ -139,6 +175,9 @@ def show(model, text, image, boxes, max_regions, weights, device, regions, row, 
         feats, box_rows = r.of(row)
         pixels = None
         if output:
+            from uvs.fileio import check_not_input
+
+            check_not_input(output, (r.paths[row],))
             if os.path.isfile(r.paths[row]):
                 from uvs.photos import load_image
 

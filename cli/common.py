@@ -135,3 +135,69 @@ def run_trainer(train: Callable[[], dict], command: list[str], quiet: bool, as_j
         print_json(result)
     else:
         click.echo(line(result))
+
+
+def cluster_options(f):
+    """--cluster, --workers, --shard, --chunk-rows: run a batch command as a job of chunks
+    into a Zarr store (`uvs.cluster`); read them with `cluster_where`."""
+    f = click.option("--chunk-rows", type=click.IntRange(1), default=None,
+                     help="Rows per task (one chunk of the store) [default: per command].")(f)
+    f = click.option("--shard", default=None, metavar="I/N",
+                     help="Run only piece I of N (1-based) of the job's chunks; pieces that "
+                          "write one store path make the whole ([cluster] extra).")(f)
+    f = click.option("--workers", type=click.IntRange(1), default=None,
+                     help="Run on a local Dask cluster of N worker processes, one thread "
+                          "each ([cluster] extra).")(f)
+    return click.option("--cluster", default=None, metavar="ADDRESS",
+                        help="Run on the Dask scheduler at ADDRESS, e.g. tcp://host:8786 "
+                             "([cluster] extra).")(f)
+
+
+def cluster_where(cluster, workers, shard, output: str, store: bool | None = None):
+    """The `uvs.cluster.run.Where` of a batch command, or None for a plain one-process run.
+
+    A job runs when a cluster flag is given or OUTPUT is a .zarr store (`store` overrides);
+    a missing [cluster] extra is one line here, before any slow work.
+    """
+    from uvs.cluster import is_store
+
+    store = is_store(output) if store is None else store
+    if not (cluster or workers or shard or store):
+        return None
+    if cluster and workers:
+        raise click.UsageError("give --cluster ADDRESS or --workers N, not both")
+    if not store:
+        raise click.UsageError("--cluster, --workers and --shard write a store: give "
+                               "-o NAME.zarr")
+    from uvs.cluster.run import Where, check_available, parse_shard
+
+    where = Where(cluster, workers, parse_shard(shard))
+    check_available(where, output)
+    return where
+
+
+def print_job(summary: dict, as_json: bool, unit: str = "rows") -> None:
+    """A job's outcome: one JSON object, or what it skipped and one line on what it wrote."""
+    if as_json:
+        print_json(summary)
+        return
+    for item in summary["skipped"]:
+        what = item["path"] if item.get("box") is None else f"{item['path']} box {item['box']}"
+        click.echo(f"skipped {what}: {item['problem']}", err=True)
+    for item in summary["warnings"]:
+        click.echo(f"warning: {item['path']}: {item['problem']}", err=True)
+    ran = f"{summary['ran']} chunks run, {summary['already']} already written"
+    if summary["complete"]:
+        click.echo(f"wrote {summary['output']}: {summary['kept']} {unit} in "
+                   f"{summary['chunks']} chunks ({ran})")
+    else:
+        click.echo(f"{summary['store']}: {ran}; {summary['missing_chunks']} of "
+                   f"{summary['chunks']} chunks still to write (other shards, or a rerun)")
+
+
+def check_store_inputs(*paths) -> None:
+    """A one-line error before any slow work when a .zarr input is given without zarr."""
+    from uvs.cluster import is_store, need
+
+    if any(p and is_store(p) for p in paths):
+        need("zarr", "a .zarr store")

@@ -5,16 +5,22 @@ from __future__ import annotations
 import click
 
 from uvs.cli.common import (
+    check_store_inputs,
+    cluster_options,
+    cluster_where,
     data_dir_option,
     json_option,
     mode_option,
     overwrite_option,
+    print_job,
     print_json,
+    progress_lines,
     quiet_option,
     run_trainer,
     table_options,
 )
 from uvs.decoding.options import OPTIONS
+from uvs.fileio import check_not_input
 
 
 @click.group()
@@ -66,10 +72,10 @@ def _vgg_features(dec, vse, image, weights, crops, device):
 @click.option("--dictionary", type=click.Path(dir_okay=False),
               help="Dictionary file of a released skip-thoughts decoder.")
 @click.option("--image", type=click.Path(dir_okay=False), help="A photo ([images] extra).")
-@click.option("--image-features", type=click.Path(dir_okay=False),
-              help="A .npy of CNN feature rows ...")
-@click.option("--row", type=click.IntRange(0), default=0, show_default=True,
-              help="... and the row of it.")
+@click.option("--image-features", type=click.Path(),
+              help="A .npy (or .zarr store) of CNN feature rows ...")
+@click.option("--row", type=click.IntRange(0), default=None,
+              help="... and the row of it [default: 0].")
 @click.option("--text", help="A sentence: decode its own vector (reconstruction).")
 @click.option("--minus", multiple=True, help="Word(s) to subtract in the joint space.")
 @click.option("--plus", multiple=True, help="Word(s) to add in the joint space.")
@@ -85,10 +91,27 @@ def _vgg_features(dec, vse, image, weights, crops, device):
 @click.option("--crops", type=click.Choice(["1", "10"]), default="1", show_default=True)
 @click.option("--device", default=None, help="torch device for --image.")
 @click.option("--seed", type=int, default=1234, show_default=True, help="Sampling seed.")
+@click.option("--rows", "rows_text", default=None, metavar="all|A:B",
+              help="With --image-features: caption every row (or rows A to B-1) into -o "
+                   "CAPTIONS.jsonl, beam search, one JSON line per row.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="With --rows: the JSON-lines file to write.")
+@cluster_options
 @json_option
+@quiet_option
 def caption(decoder_path, vse_model, dictionary, image, image_features, row, text, minus, plus,
-            beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed, as_json):
+            beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed, rows_text,
+            output, cluster, workers, shard, chunk_rows, as_json, quiet):
     """Generate sentences for a photo, a feature row, a sentence, or photo − word + word."""
+    with progress_lines(quiet):
+        _caption(decoder_path, vse_model, dictionary, image, image_features, row, text, minus,
+                 plus, beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed,
+                 rows_text, output, cluster, workers, shard, chunk_rows, as_json, quiet)
+
+
+def _caption(decoder_path, vse_model, dictionary, image, image_features, row, text, minus, plus,
+             beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed, rows_text,
+             output, cluster, workers, shard, chunk_rows, as_json, quiet):
     from uvs.decoding import tools
 
     given = [q for q in (image, image_features, text) if q is not None]
@@ -96,6 +119,26 @@ def caption(decoder_path, vse_model, dictionary, image, image_features, row, tex
         raise click.UsageError("give exactly one of --image, --image-features, --text")
     if n > beam and not stochastic:
         raise click.UsageError(f"-n {n} is more than the beam holds (--beam {beam})")
+    check_store_inputs(image_features)
+    if rows_text is not None or output or cluster or workers or shard:
+        if rows_text is None or not output or not image_features or stochastic or minus or plus:
+            raise click.UsageError("many rows: --image-features FEATS --rows all|A:B -o "
+                                   "CAPTIONS.jsonl (beam search, no --minus/--plus)")
+        where = cluster_where(cluster, workers, shard, output,
+                              store=bool(cluster or workers or shard))
+        check_not_input(output, (decoder_path, dictionary, vse_model, image_features))
+        options = {"beam": beam, "n": n, "maxlen": maxlen, "use_unk": use_unk, "seed": seed}
+        return _caption_rows(decoder_path, dictionary, vse_model, image_features, rows_text,
+                             output, options, where, chunk_rows, as_json, quiet)
+    if row is not None and image_features is None:
+        raise click.UsageError("--row picks a row of --image-features")
+    row = row or 0
+    if image is not None:
+        from uvs.extras import require
+        from uvs.photos import check_photo
+
+        check_photo(image)  # a typo is not a missing extra
+        require("images", "--image")
     dec = tools.load_model(decoder_path, dictionary, seed=seed)
     vse = tools.load_encoder(dec, vse_model)
     feats, where = None, None
@@ -130,6 +173,51 @@ def caption(decoder_path, vse_model, dictionary, image, image_features, row, tex
         click.echo(f"{i:>2}  {label} {s:8.3f}  {shown(t)}")
 
 
+def _caption_rows(decoder_path, dictionary, vse_model, features, rows_text, output, options,
+                  where, chunk_rows, as_json, quiet):
+    """`uvs caption --rows`: here in chunks, or as a job of chunks (resumable, on a cluster)."""
+    from uvs.cluster import jobs
+
+    if where is not None:
+        with progress_lines(quiet):
+            setup = jobs.caption_setup(decoder_path, dictionary, vse_model)
+            count = len(_features_of(features, setup["dim_image"])[1])
+            store, spec = jobs.captions_job(output, setup, features,
+                                            jobs.parse_rows(rows_text, count, features),
+                                            options, chunk_rows)
+            summary = jobs.run_job(store, spec, where, quiet, output=output)
+        return print_job(summary, as_json, "captioned rows")
+    from uvs.cluster.tasks import caption_lines, caption_rows
+    from uvs.decoding import tools
+    from uvs.fileio import atomic_path
+    from uvs.progress import progress
+
+    dec = tools.load_model(decoder_path, dictionary, seed=options["seed"])
+    vse = tools.load_encoder(dec, vse_model)
+    want = vse["options"]["dim_image"] if vse is not None else dec["options"]["dimctx"]
+    feats, names = _features_of(features, want)
+    a, b = jobs.parse_rows(rows_text, len(names), features)
+    step = chunk_rows or jobs.CHUNK_ROWS["captions"]
+    with progress(b - a, "rows", not quiet) as bar, atomic_path(output) as tmp, \
+            open(tmp, "w", encoding="utf-8") as out:
+        for start in range(a, b, step):
+            stop = min(start + step, b)
+            found = caption_rows(dec, vse, feats[start:stop], options, features)
+            out.write(caption_lines(start, names[start:stop], found))
+            bar.update(stop - start)
+    summary = {"output": output, "rows": b - a, "first_row": a}
+    if as_json:
+        print_json(summary)
+    else:
+        click.echo(f"wrote {output}: captions of {b - a} rows")
+
+
+def _features_of(path, want):
+    from uvs.features import read_image_features
+
+    return read_image_features(path, want)
+
+
 @click.command()
 @click.argument("decoder_path", metavar="DECODER", type=click.Path(dir_okay=False))
 @click.option("--model", "vse_model", type=click.Path(dir_okay=False),
@@ -141,27 +229,39 @@ def caption(decoder_path, vse_model, dictionary, image, image_features, row, tex
 @click.option("--beam", type=click.IntRange(1), default=3, show_default=True)
 @click.option("--maxlen", type=click.IntRange(1), default=30, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Also write the generated captions here, one a line.")
+              help="Also write the generated captions here: one a line (control characters "
+                   "spelled out, as \\r), or JSON lines {image, caption} for a .jsonl file.")
 @json_option
 @quiet_option
 def evalcap(decoder_path, vse_model, dictionary, data, data_dir, split, beam, maxlen, output,
             as_json, quiet):
     """Caption every image of a split and score against its references (BLEU, METEOR,
     ROUGE-L, CIDEr) with the decoder's perplexity."""
+    from uvs.datasets import split_files
     from uvs.decoding import tools
+    from uvs.decoding.evaluation import captions_text
     from uvs.decoding.evaluation import evalcap as run
+    from uvs.extras import require
 
+    require("captions", "uvs evalcap")  # before the slow generation
+    if output:
+        check_not_input(output, (decoder_path, vse_model, dictionary))
     dec = tools.load_model(decoder_path, dictionary)
-    vse = tools.load_encoder(dec, vse_model)
     data = data or dec["options"].get("data")
     if not data:
         raise click.UsageError("give --data")
-    res = run(dec, vse, data=data, split=split, data_dir=data_dir, beam_width=beam,
-              maxlen=maxlen, cnn=dec["options"].get("cnn"))
+    if output:
+        trained_on = dec["options"].get("model")
+        check_not_input(output, (trained_on if isinstance(trained_on, str) else None,
+                                 *split_files(data, split, data_dir, dec["options"].get("cnn"))))
+    vse = tools.load_encoder(dec, vse_model)
+    with progress_lines(quiet):
+        res = run(dec, vse, data=data, split=split, data_dir=data_dir, beam_width=beam,
+                  maxlen=maxlen, cnn=dec["options"].get("cnn"))
     if output:
         from uvs.fileio import write_text
 
-        write_text(output, "".join(c + "\n" for c in res["captions"]))
+        write_text(output, captions_text(res["captions"], output))
     if not quiet:
         for note in res["notes"]:
             click.echo(note, err=True)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from uvs.cli.common import Group, json_option, print_json, quiet_option
+from uvs.cli.common import (
+    Group,
+    check_store_inputs,
+    cluster_options,
+    cluster_where,
+    json_option,
+    print_json,
+    progress_lines,
+    quiet_option,
+)
 from uvs.errors import UVSError
 
 _WEIGHTS_HELP = ("VGG-19 weights: 'torchvision' (ImageNet weights from torch's cache) or the "
@@ -42,14 +51,27 @@ def _photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
     return paths
 
 
+def check_photos_not_written(output: str, writes: list[str], paths: list[str], root, list_file,
+                             *more) -> None:
+    """`uvs features` never writes over a photo, the list, the weights or a boxes file."""
+    import os
+
+    from uvs.fileio import check_not_input
+
+    photos = [p if root is None or os.path.isabs(p) else os.path.join(root, p) for p in paths]
+    check_not_input(output, [list_file, *(m for m in more if m and os.path.isfile(m))], writes,
+                    plain=photos)
+
+
 @click.command()
 @click.argument("photos", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--list", "list_file", type=click.Path(dir_okay=False),
               help="A UTF-8 file of image paths, one a line.")
 @click.option("--root", type=click.Path(file_okay=False),
               help="The folder that the paths are relative to.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="FEATS.npy to write; the image paths go to FEATS.paths.txt beside it.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="FEATS.npy to write (the image paths go to FEATS.paths.txt beside it), or "
+                   "a FEATS.zarr store (a job of chunks: resumable, on a cluster).")
 @_weights_option
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
@@ -58,21 +80,34 @@ def _photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
                    "'grid', 'detector' (Faster R-CNN from torch's cache) or a JSON-lines file.")
 @click.option("--max-regions", type=click.IntRange(1), default=19, show_default=True,
               help="With --regions: boxes per photo, besides the whole image.")
+@cluster_options
 @json_option
 @quiet_option
 def features(photos, list_file, root, output, weights, crops, device, batch_size, strict,
-             boxes, max_regions, as_json, quiet):
+             boxes, max_regions, cluster, workers, shard, chunk_rows, as_json, quiet):
     """VGG-19 fc7 features (after ReLU, rows of unit norm) of PHOTOS into FEATS.npy."""
     from uvs import vgg
     from uvs.features import paths_file
-    from uvs.fileio import save_npy, write_text
+    from uvs.fileio import check_replaceable, is_npy, save_npy, write_text
 
+    if boxes is not None:
+        where = cluster_where(cluster, workers, shard, output,
+                              store=bool(cluster or workers or shard))
+        if where is not None:
+            return _regions_job(photos, list_file, root, output, weights, device, strict,
+                                boxes, max_regions, chunk_rows, where, as_json, quiet)
+    where = cluster_where(cluster, workers, shard, output)
+    if where is not None:
+        return _features_job(photos, list_file, root, output, weights, crops, device,
+                             batch_size, strict, chunk_rows, where, as_json, quiet)
     if boxes is not None:
         from uvs.cli.align import region_features
 
         return region_features(photos, list_file, root, output, weights, device, strict,
                                boxes, max_regions, as_json, quiet)
     paths = _photo_paths(photos, list_file)
+    check_photos_not_written(output, [paths_file(output)], paths, root, list_file, weights)
+    check_replaceable(output, is_npy, "a .npy array of features")
     net = vgg.build_convnet(weights, device=device)
     with _bar(len(paths), "photos", quiet) as bar:
         run = vgg.features_from_files(net, paths, crops=int(crops), batch_size=batch_size,
@@ -97,6 +132,42 @@ def features(photos, list_file, root, output, weights, crops, device, batch_size
     click.echo(f"wrote {output}: {len(run.paths)} x {net.dim} ({listing} names the rows)")
 
 
+def _features_job(photos, list_file, root, output, weights, crops, device, batch_size, strict,
+                  chunk_rows, where, as_json, quiet):
+    """`uvs features -o FEATS.zarr`: a job of chunks, here or on a Dask cluster."""
+    from uvs.cli.common import print_job
+    from uvs.cluster import jobs
+
+    if bool(photos) == bool(list_file):
+        raise click.UsageError("give photos as arguments or --list FILE (one of the two)")
+    paths = _photo_paths(photos, None) if photos else jobs.iter_lines(list_file)
+    with progress_lines(quiet):
+        store, spec = jobs.features_job(output, paths, weights, int(crops), batch_size, strict,
+                                        root, device, chunk_rows)
+        summary = jobs.run_job(store, spec, where, quiet)
+    if summary["complete"] and len(summary["skipped"]) == summary["rows"]:
+        raise UVSError(list_file or photos[0], f"none of the {summary['rows']} images could "
+                       "be read")
+    print_job(summary, as_json, "photos")
+
+
+def _regions_job(photos, list_file, root, output, weights, device, strict, boxes, max_regions,
+                 chunk_rows, where, as_json, quiet):
+    """`uvs features --regions grid|detector -o REGIONS.npz --workers N`: a job of chunks in
+    REGIONS.npz.job.zarr, assembled into REGIONS.npz when complete."""
+    from uvs.cli.common import print_job
+    from uvs.cluster import jobs
+
+    if bool(photos) == bool(list_file):
+        raise click.UsageError("give photos as arguments or --list FILE (one of the two)")
+    paths = _photo_paths(photos, None) if photos else jobs.iter_lines(list_file)
+    with progress_lines(quiet):
+        store, spec = jobs.regions_job(output, paths, weights, boxes, max_regions, strict,
+                                       root, device, chunk_rows)
+        summary = jobs.run_job(store, spec, where, quiet, output=output)
+    print_job(summary, as_json, "photos")
+
+
 # --- uvs search -----------------------------------------------------------------------------
 
 def _check_search(image, text, collections, minus, plus):
@@ -113,24 +184,42 @@ def _check_search(image, text, collections, minus, plus):
                                "images")
 
 
+def _check_extras(image: str | None, index_path: str | None) -> None:
+    """A missing photo, then a missing extra, before the model is loaded or anything embedded."""
+    from uvs.extras import require
+
+    if image:
+        from uvs.photos import check_photo
+
+        check_photo(image)
+        require("images", "--image")
+    if index_path:
+        require("index", "--index")
+
+
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--image", type=click.Path(dir_okay=False), help="Query photo.")
-@click.option("--image-features", type=click.Path(dir_okay=False),
-              help="Query by precomputed CNN features instead of a photo: a .npy of rows ...")
-@click.option("--row", type=click.IntRange(0), default=0, show_default=True,
-              help="... and the row of it to use.")
+@click.option("--image-features", type=click.Path(),
+              help="Query by precomputed CNN features instead of a photo: a .npy (or .zarr "
+                   "store) of rows ...")
+@click.option("--row", type=click.IntRange(0), default=None,
+              help="... and the row of it to use [default: 0].")
 @click.option("--text", help="Query sentence (pre-tokenised, as the model's training text).")
 @click.option("--captions", type=click.Path(dir_okay=False),
               help="Captions to search, one a line (embeddings cached beside it).")
-@click.option("--images", "feats", type=click.Path(dir_okay=False),
-              help="FEATS.npy from `uvs features` to search (embeddings cached beside it).")
+@click.option("--images", "feats", type=click.Path(),
+              help="FEATS.npy or FEATS.zarr from `uvs features` to search (embeddings cached "
+                   "beside it).")
 @click.option("--index", "index_path", type=click.Path(dir_okay=False),
               help="An index from `uvs index build` to search.")
 @click.option("--minus", multiple=True, help="Word(s) to subtract from the --image query.")
 @click.option("--plus", multiple=True, help="Word(s) to add to the --image query.")
 @click.option("--rerank", is_flag=True, help="Reorder the photos found by closeness to their mean.")
 @click.option("-k", type=click.IntRange(1), default=5, show_default=True, help="Results.")
+@click.option("--all-duplicates", is_flag=True,
+              help="Show identical captions (or identical image rows) one by one; by default "
+                   "each is shown once, with how many it stands for.")
 @_weights_option
 @click.option("--candidates", type=click.IntRange(1),
               help="Order models on an approximate index: candidates re-scored exactly "
@@ -142,8 +231,11 @@ def _check_search(image, text, collections, minus, plus):
 @json_option
 @quiet_option
 def search(model, image, image_features, row, text, captions, feats, index_path, minus, plus,
-           rerank, k, weights, crops, device, candidates, nprobe, report_path, as_json, quiet):
+           rerank, k, all_duplicates, weights, crops, device, candidates, nprobe, report_path,
+           as_json, quiet):
     """Captions for a photo, or photos for a sentence (or for photo − word + word)."""
+    import numpy as np
+
     from uvs import search as usearch
     from uvs import tools
     from uvs.retrieval import model_method
@@ -155,12 +247,17 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
         check_installed()
         page.check_output(report_path, tuple(p for p in (model, image, image_features, captions,
                                                          feats, index_path) if p))
+    check_store_inputs(image_features, feats)
     given = {"captions": captions, "images": feats, "index": index_path}
     collections = {name: path for name, path in given.items() if path}
     if image and image_features:
         raise click.UsageError("give --image or --image-features, not both")
     image_query = image or image_features
     _check_search(image_query, text, collections, minus, plus)
+    if row is not None and not image_features:
+        raise click.UsageError("--row picks a row of --image-features")
+    row = row or 0
+    _check_extras(image, index_path)
     m = tools.load_model(model)
     unknown = unknown_words([text] if text else [*minus, *plus], m["worddict"],
                             m["options"]["n_words"])
@@ -173,11 +270,19 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
     hits = usearch.search(m, query, usearch.finds(bool(image_query), minus, plus),
                           captions=captions, images=feats, index=index_path, k=k,
                           rerank=rerank, candidates=candidates, nprobe=nprobe,
-                          show_progress=not quiet)
+                          show_progress=not quiet, distinct=not all_duplicates)
     kind, names, rows, sims = hits.kind, hits.names, hits.rows, hits.scores
     item = "caption" if kind == "captions" else "image"
-    results = [{"rank": r + 1, "row": int(i), "score": float(s), item: names[i]}
-               for r, (i, s) in enumerate(zip(rows, sims, strict=True))]
+    dups = hits.duplicates if hits.duplicates is not None else np.zeros(len(rows), np.int64)
+    results = [{"rank": r + 1, "row": int(i), "score": float(s), item: names[i],
+                "duplicates": int(d)}
+               for r, (i, s, d) in enumerate(zip(rows, sims, dups, strict=True))]
+    collapsed = int(dups.sum())
+    if collapsed and kind == "images" and feats and not quiet:
+        click.echo(f"note: {feats} holds identical rows ({collapsed} folded into the results "
+                   "shown): is it one row per caption? Search one row per photo (the sample's "
+                   "*_photos.npy, or `uvs features`); --all-duplicates shows every row",
+                   err=True)
     if report_path:
         _search_report(report_path, m, model, image, image_features, row, text, minus, plus,
                        kind, next(iter(collections.values())), [r[item] for r in results],
@@ -192,12 +297,14 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
                       "minus": list(minus), "plus": list(plus), "unknown_words": unknown},
             "collection": {"kind": kind, "path": next(iter(collections.values())),
                            "count": len(names), "cache": hits.cache},
+            "duplicates": "kept" if all_duplicates else "collapsed", "collapsed": collapsed,
             "results": results, **({"report": report_path} if report_path else {})})
         return
     from uvs.modelfile import shown
 
     for r in results:
-        click.echo(f"{r['rank']:>3}  {r['score']:8.4f}  {shown(r[item])}")
+        more = f"  (+{r['duplicates']} identical)" if r["duplicates"] else ""
+        click.echo(f"{r['rank']:>3}  {r['score']:8.4f}  {shown(r[item])}{more}")
     if report_path:
         click.echo(f"wrote {report_path}")
 
@@ -235,9 +342,12 @@ def index():
 
 @index.command("build")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--captions", type=click.Path(dir_okay=False), help="Captions, one a line.")
-@click.option("--images", "feats", type=click.Path(dir_okay=False),
-              help="FEATS.npy from `uvs features`.")
+@click.option("--captions", type=click.Path(),
+              help="Captions, one a line, or a store of their embeddings by MODEL (`uvs "
+                   "encode sentences MODEL CAPTIONS -o X.zarr`).")
+@click.option("--images", "feats", type=click.Path(),
+              help="FEATS.npy from `uvs features`, or a FEATS.zarr store (read chunk by "
+                   "chunk).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="The index file to write.")
 @click.option("--type", "index_type", type=click.Choice(["auto", "flat", "ivf"]),
@@ -246,19 +356,34 @@ def index():
 @click.option("--nlist", type=click.IntRange(1), help="ivf: inverted lists (default ≈ √n).")
 @click.option("--nprobe", type=click.IntRange(1),
               help="ivf: lists visited per query (default nlist/16, at least 8).")
+@click.option("--on-disk", is_flag=True,
+              help="ivf from a .zarr store: inverted lists in OUTPUT.ivfdata (memory-mapped, "
+                   "need not fit in RAM) and OUTPUT.faiss beside OUTPUT.")
+@click.option("--block-rows", type=click.IntRange(1), default=None,
+              help="--on-disk: rows added in memory before a block is written [default: "
+                   "1000000].")
 @json_option
 @quiet_option
-def build(model, captions, feats, output, index_type, nlist, nprobe, as_json, quiet):
+def build(model, captions, feats, output, index_type, nlist, nprobe, on_disk, block_rows,
+          as_json, quiet):
     """Embed a caption file or FEATS.npy with MODEL and index it in OUTPUT."""
     from uvs import index as uindex
     from uvs import tools
+    from uvs.extras import require
+    from uvs.fileio import check_not_input, check_replaceable
 
     if bool(captions) == bool(feats):
         raise click.UsageError("index one collection: --captions FILE or --images FEATS.npy")
+    check_store_inputs(captions, feats)
+    check_not_input(output, (model, captions, feats))
+    check_replaceable(output, uindex.is_index, "an index")
+    require("index", "uvs index build")  # before the collection is embedded
     built, cache = uindex.build_collection(tools.load_model(model), captions=captions,
                                            images=feats, model_path=model,
                                            index_type=index_type, nlist=nlist, nprobe=nprobe,
-                                           show_progress=not quiet)
+                                           show_progress=not quiet,
+                                           on_disk=output if on_disk else None,
+                                           block_rows=block_rows)
     uindex.save(built, output)
     if as_json:
         print_json({"index": output, **built.meta, "cache": cache})

@@ -27,6 +27,8 @@ def _register() -> None:
     main.add_command(report.report)
     from uvs.cli import decoder
     decoder.register(main)
+    from uvs.cli import store
+    main.add_command(store.store)
 
 
 _register()

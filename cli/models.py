@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import click
 
-from uvs.cli.common import data_dir_option, json_option, print_json, quiet_option
+from uvs.cli.common import (
+    check_store_inputs,
+    cluster_options,
+    cluster_where,
+    data_dir_option,
+    json_option,
+    print_job,
+    print_json,
+    progress_lines,
+    quiet_option,
+)
 
 dictionary_option = click.option(
     "--dictionary", type=click.Path(dir_okay=False),
@@ -42,7 +52,8 @@ def evalrank(model, data, data_dir, split, fold5, regions, report_path, photos_l
              quiet):
     """Score image-to-text and text-to-image retrieval of MODEL on a data split.
 
-    An alignment model (uvs align train) ranks by S_kl over the regions of each image.
+    An alignment model (uvs align train) ranks by S_kl over the regions of each image, with
+    --report too.
     """
     from uvs import evaluation, tools
     from uvs.modelfile import read_model
@@ -53,12 +64,13 @@ def evalrank(model, data, data_dir, split, fold5, regions, report_path, photos_l
     if mf.kind == "align":
         from uvs.align import evaluation as align_eval
 
-        if report_path:
-            raise click.UsageError("--report covers embedding models; for an alignment model "
-                                   "use `uvs align show` to see its regions")
         m = align_eval.compile_model(mf.params, mf.options, mf.worddict, mf.path)
-        results = align_eval.evalrank(m, regions, data=data, split=split, data_dir=data_dir,
-                                      fold5=fold5, verbose=not quiet)
+        if report_path:
+            results = _evalrank_report(model, data, data_dir, split, fold5, report_path,
+                                       photos_list, quiet, align=(m, regions))
+        else:
+            results = align_eval.evalrank(m, regions, data=data, split=split,
+                                          data_dir=data_dir, fold5=fold5, verbose=not quiet)
     elif regions is not None:
         raise click.ClickException(f"{mf.path}: --regions is for alignment models; this is "
                                    f"a {mf.kind} model")
@@ -78,22 +90,37 @@ def evalrank(model, data, data_dir, split, fold5, regions, report_path, photos_l
         click.echo(f"wrote {report_path}")
 
 
-def _evalrank_report(model, data, data_dir, split, fold5, report_path, photos_list, quiet):
-    """evalrank's metrics, with the HTML report of every query written on the way."""
+def _evalrank_report(model, data, data_dir, split, fold5, report_path, photos_list, quiet,
+                     align=None):
+    """evalrank's metrics, with the HTML report of every query written on the way.
+
+    align: (compiled alignment model, --regions) for an alignment model, ranked by S_kl."""
     from uvs import queries, tools
     from uvs.progress import progress
     from uvs.report import build, check_installed, page
 
     check_installed()
-    page.check_output(report_path, (model,))
-    m = tools.load_model(model)
-    results, found, ds = queries.evalrank_queries(m, data=data, split=split, data_dir=data_dir,
-                                                  fold5=fold5, verbose=not quiet)
+    page.check_output(report_path, (model, photos_list, align and align[1]))
+    inputs = ()
+    if align is not None:
+        from uvs.align import evaluation as align_eval
+
+        m, regions = align
+        results, found, ds, regions_path = align_eval.evalrank_queries(
+            m, regions, data=data, split=split, data_dir=data_dir, fold5=fold5,
+            verbose=not quiet)
+        method, inputs = "align", (regions_path,)
+    else:
+        m = tools.load_model(model)
+        results, found, ds = queries.evalrank_queries(m, data=data, split=split,
+                                                      data_dir=data_dir, fold5=fold5,
+                                                      verbose=not quiet)
+        method = m["options"].get("method", "cosine")
     with progress(len(found.i2t_ranks), "report: images", not quiet) as bar:
         build.retrieval_report(report_path, results, found, ds, model_path=model,
                                data=data or m["options"].get("data"), split_name=split,
-                               fold5=fold5, method=m["options"].get("method", "cosine"),
-                               names_file=photos_list, on_progress=bar.update)
+                               fold5=fold5, method=method, names_file=photos_list,
+                               inputs=inputs, on_progress=bar.update)
     return results
 
 
@@ -105,38 +132,77 @@ def encode():
 @encode.command("sentences")
 @click.argument("model", type=click.Path())
 @click.argument("textfile", type=click.Path())
-@click.option("-o", "--output", required=True, type=click.Path(), help="Output .npy file.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Output .npy file, or a .zarr store (a job of chunks, resumable).")
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
+@cluster_options
+@json_option
 @quiet_option
-def encode_sentences(model, textfile, output, batch_size, quiet):
+def encode_sentences(model, textfile, output, batch_size, cluster, workers, shard, chunk_rows,
+                     as_json, quiet):
     """Embed TEXTFILE (UTF-8, one sentence per line) into OUTPUT, one row per line."""
     from uvs import tools
-    from uvs.fileio import read_lines, save_npy
+    from uvs.fileio import check_not_input, check_replaceable, is_npy, read_lines, save_npy
 
+    check_not_input(output, (model, textfile))
+    where = cluster_where(cluster, workers, shard, output)
+    if where is not None:
+        from uvs.cluster import jobs
+
+        with progress_lines(quiet):
+            store, spec = jobs.sentences_job(output, model, textfile, batch_size, chunk_rows)
+            print_job(jobs.run_job(store, spec, where, quiet), as_json, "sentences")
+        return
+    check_replaceable(output, is_npy, "a .npy array")
     sentences = read_lines(textfile)
     vectors = tools.encode_sentences(tools.load_model(model), sentences, verbose=not quiet,
                                      batch_size=batch_size)
     save_npy(output, vectors)
-    if not quiet:
+    if as_json:
+        print_json({"output": output, "rows": vectors.shape[0], "dim": vectors.shape[1]})
+    elif not quiet:
         click.echo(f"wrote {output}: {vectors.shape[0]} x {vectors.shape[1]}", err=True)
 
 
 @encode.command("images")
 @click.argument("model", type=click.Path())
 @click.argument("features", type=click.Path())
-@click.option("-o", "--output", required=True, type=click.Path(), help="Output .npy file.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Output .npy file, or a .zarr store (a job of chunks, resumable).")
+@cluster_options
+@json_option
 @quiet_option
-def encode_images(model, features, output, quiet):
-    """Embed FEATURES (.npy, one row of CNN features per image) into OUTPUT."""
+def encode_images(model, features, output, cluster, workers, shard, chunk_rows, as_json,
+                  quiet):
+    """Embed FEATURES (.npy or a .zarr store, one row of CNN features per image) into OUTPUT."""
     from uvs import tools
+    from uvs.cluster import is_store
     from uvs.datasets import open_features
-    from uvs.fileio import save_npy
+    from uvs.fileio import check_not_input, check_replaceable, is_npy, save_npy
 
-    ims = open_features(features)
+    check_store_inputs(features)
+    check_not_input(output, (model, features))
+    where = cluster_where(cluster, workers, shard, output)
+    if where is not None:
+        from uvs.cluster import jobs
+
+        with progress_lines(quiet):
+            store, spec = jobs.images_job(output, model, features, chunk_rows)
+            print_job(jobs.run_job(store, spec, where, quiet), as_json, "images")
+        return
+    check_replaceable(output, is_npy, "a .npy array")
+    if is_store(features):
+        from uvs.features import read_image_features
+
+        ims = read_image_features(features)[0]
+    else:
+        ims = open_features(features)
     m = tools.load_model(model)
     vectors = tools.encode_images(m, tools.check_features(m, ims, features))
     save_npy(output, vectors)
-    if not quiet:
+    if as_json:
+        print_json({"output": output, "rows": vectors.shape[0], "dim": vectors.shape[1]})
+    elif not quiet:
         click.echo(f"wrote {output}: {vectors.shape[0]} x {vectors.shape[1]}", err=True)
 
 
@@ -184,8 +250,10 @@ def info(model, backend, dictionary, as_json):
 @dictionary_option
 def convert(model, output, dictionary):
     """Rewrite MODEL in the uvs format (one .npz, no pickle), keeping its kind."""
+    from uvs.fileio import check_not_input
     from uvs.modelfile import read_model, write_model
 
+    check_not_input(output, (model, dictionary))
     mf = read_model(model, dictionary=dictionary)
     write_model(output, mf.params, mf.options, mf.worddict,
                 extra_meta=None if mf.kind == "vse" else {"kind": mf.kind})

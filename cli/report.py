@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from uvs.cli.common import json_option, print_json
+from uvs.cli.common import json_option, print_json, progress_lines, quiet_option
 
 
 @click.command()
@@ -13,12 +13,14 @@ from uvs.cli.common import json_option, print_json
               help="The HTML file to write (an older uvs report there is replaced).")
 @click.option("--title", help="The page's title.")
 @json_option
-def report(runs, output, title, as_json):
+@quiet_option
+def report(runs, output, title, as_json, quiet):
     """Training curves of RUNS (models or their .log.jsonl) overlaid in one HTML page."""
     from uvs.modelfile import shown
     from uvs.report.build import training_report
 
-    summary = training_report(list(runs), output, title=title)
+    with progress_lines(quiet):
+        summary = training_report(list(runs), output, title=title)
     for note in summary["left_out"]:
         click.echo(f"uvs: left out of the page: {shown(note)}", err=True)
     if as_json:

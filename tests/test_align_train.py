@@ -83,6 +83,34 @@ def test_evalrank_info_and_show(sample_data, trained, tmp_path):
     assert "data:image/png;base64," in html.read_text()
 
 
+def test_evalrank_report_of_an_alignment_model(sample_data, trained, tmp_path):
+    """--report on an alignment model: the same numbers as evalrank, every query, S_kl."""
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("jinja2")
+    import re
+
+    saveto, _ = trained
+    for extra in ([], ["--fold5"]):
+        out = tmp_path / f"align{len(extra)}.html"
+        plain = json.loads(ok(run("evalrank", saveto, "--data-dir", sample_data, "--split",
+                                  "test", "--json", "-q", *extra)).stdout)
+        got = json.loads(ok(run("evalrank", saveto, "--data-dir", sample_data, "--split",
+                                "test", "--json", "-q", "--report", out, *extra)).stdout)
+        assert got.pop("report") == str(out) and got == plain
+        html = out.read_text(encoding="utf-8")
+        assert "S_kl, the alignment score" in html and "recall@K" in html
+        data = json.loads(re.search(r'<script type="application/json" id="gallery-data">'
+                                    r'(.*?)</script>', html, re.S).group(1))
+        i2t, t2i = data["directions"]
+        assert len(i2t["rank"]) == 500 and len(t2i["rank"]) == 2500
+        if not extra:
+            r1 = 100.0 * sum(r == 0 for r in t2i["rank"]) / 2500
+            assert r1 == pytest.approx(plain["t2i"]["r1"])
+    regions = sample_data / "sample" / "sample_test_regions.npz"
+    one_line_error(run("evalrank", saveto, "--data-dir", sample_data, "--split", "test",
+                       "--regions", regions, "--report", regions), "would write over an input")
+
+
 def test_wrong_kinds_and_mismatched_regions(sample_data, trained, tmp_path):
     saveto, _ = trained
     vse = tmp_path / "vse.npz"

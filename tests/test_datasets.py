@@ -50,7 +50,7 @@ def test_captions_keep_utf8_and_strip_ascii_whitespace(tmp_path):
     ("nan", "NaN or Inf"),
     ("inf", "NaN or Inf"),
     ("1-d", "2-D"),
-    ("not npy", "not a readable .npy"),
+    ("not npy", "not a .npy array: it is text"),
     ("missing caps", "caption file not found"),
     ("missing ims", "feature file not found"),
     ("latin1", "not UTF-8"),

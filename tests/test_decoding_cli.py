@@ -82,10 +82,15 @@ def test_one_pickle_dictionary(tmp_path):
 def test_evalcap(trained):
     pytest.importorskip("pycocoevalcap")
     root, data, saveto, _ = trained
-    res = ok(run("evalcap", saveto, "--data-dir", data, "--beam", 1, "--json", "-q"))
+    lines = root / "gen.jsonl"
+    res = ok(run("evalcap", saveto, "--data-dir", data, "--beam", 1, "--json", "-q",
+                 "-o", lines))
     out = json.loads(res.stdout)
     assert out["images"] == 500 and out["perplexity"] > 1
     assert {"bleu1", "bleu4", "rouge_l", "cider"} <= set(out["metrics"])
+    assert res.stderr == ""  # -q: no PTBTokenizer line either
+    rows = [json.loads(ln) for ln in lines.read_text(encoding="utf-8").splitlines()]
+    assert [r["image"] for r in rows] == list(range(500))
 
 
 def test_released_decoder_info_with_its_dictionary_elsewhere(tmp_path):

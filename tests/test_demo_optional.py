@@ -24,14 +24,15 @@ def test_importing_uvs_and_its_cli_loads_no_extra():
 @pytest.mark.parametrize("module, call, name", [
     ("torch", lambda: vgg.build_convnet("random"), "torch"),
     ("torch", lambda: demo.build_convnet("random"), "torch"),
-    ("PIL", lambda: photos.load_image("x.jpg"), "Pillow"),
-    ("PIL", lambda: demo.load_image("x.jpg"), "Pillow"),
+    ("PIL", lambda: photos.load_image(__file__), "Pillow"),
+    ("PIL", lambda: demo.load_image(__file__), "Pillow"),
 ])
 def test_missing_images_extra_is_named(monkeypatch, module, call, name):
     for loaded in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
         monkeypatch.setitem(sys.modules, loaded, None)
     monkeypatch.setitem(sys.modules, module, None)
-    with pytest.raises(UVSError, match=rf"{name} is not installed: pip install 'uvs\[images\]'"):
+    with pytest.raises(UVSError, match=rf"{name} is not installed: in the uvs checkout run "
+                       r"pip install -e '\.\[images\]'.*--index-url \S+/whl/cpu"):
         call()
 
 
@@ -46,5 +47,6 @@ def test_the_seeds_names_still_come_from_demo():
 
 def test_missing_index_extra_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)
-    with pytest.raises(UVSError, match=r"pip install 'uvs\[index\]'"):
+    with pytest.raises(UVSError, match=r"faiss-cpu is not installed: in the uvs checkout run "
+                       r"pip install -e '\.\[index\]'"):
         uindex.build(np.ones((2, 3), np.float32), ["a", "b"], {"kind": "images"})

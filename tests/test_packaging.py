@@ -27,7 +27,7 @@ def build_wheel(out: Path) -> Path:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, (f"{' '.join(cmd)} failed ({proc.returncode}):\n"
                                   f"{proc.stdout}\n{proc.stderr}")
-    (wheel,) = (out / "dist").glob("uvs-*.whl")
+    (wheel,) = (out / "dist").glob("uvs_embeddings-*.whl")  # the distribution uvs-embeddings
     return wheel
 
 

@@ -215,9 +215,9 @@ def test_missing_extra_is_named(tmp_path, trained, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     one_line_error(run("report", trained / "a.npz", "-o", tmp_path / "r.html"),
-                   "matplotlib", "pip install 'uvs[report]'")
+                   "matplotlib", "pip install -e '.[report]'")
     one_line_error(run("evalrank", trained / "a.npz", "--data-dir", trained / "data",
-                       "--report", tmp_path / "e.html", "-q"), "pip install 'uvs[report]'")
+                       "--report", tmp_path / "e.html", "-q"), "pip install -e '.[report]'")
     assert not list(tmp_path.iterdir())
 
 

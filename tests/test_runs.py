@@ -46,14 +46,31 @@ def test_refuses_another_runs_model_unless_told(tiny_data, tmp_path):
     (tmp_path / "m.npz").unlink()
     (tmp_path / "m.last.npz").unlink()
     one_line_error(run(*_args(tiny_data, saveto)), "m.log.jsonl", "--overwrite")
-    # --reload without a checkpoint does not start afresh over them either
-    one_line_error(run(*_args(tiny_data, saveto, "--reload")), "no checkpoint", "--overwrite")
     one_line_error(run(*_args(tiny_data, saveto, "--reload", "--overwrite")), "one of them")
+    # a best model but no checkpoint: --reload says exactly that and keeps the files
+    (tmp_path / "m.npz").write_bytes(b"best")
+    kept = _files(tmp_path)
+    one_line_error(run(*_args(tiny_data, saveto, "--reload")), "no checkpoint to resume",
+                   "stopped before writing one", "m.npz", "--overwrite")
+    assert _files(tmp_path) == kept
+    (tmp_path / "m.npz").unlink()
 
     ok(run(*_args(tiny_data, saveto, "--overwrite", "--seed", "3")))
     log = [json.loads(line) for line in open(tmp_path / "m.log.jsonl")]
     assert [e["event"] for e in log].count("start") == 1   # the old log was replaced
     assert log[0]["options"]["seed"] == 3
+
+
+def test_reload_after_a_kill_before_the_first_checkpoint_starts_afresh(tiny_data, tmp_path):
+    saveto = tmp_path / "m.npz"
+    (tmp_path / "m.log.jsonl").write_text('{"event": "start", "resume": false}\n')
+    argv = [a for a in _args(tiny_data, saveto, "--reload") if a != "-q"]
+    result = ok(run(*argv))
+    assert "left no checkpoint (it stopped before its first" in result.stderr
+    assert "starting it afresh" in result.stderr
+    log = [json.loads(line) for line in open(tmp_path / "m.log.jsonl")]
+    assert [e["event"] for e in log].count("start") == 1 and not log[0]["resume"]
+    assert {"m.npz", "m.last.npz"} <= set(_files(tmp_path))
 
 
 def test_reload_announces_and_refuses_contradictions(tiny_data, tmp_path):

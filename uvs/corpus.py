@@ -47,6 +47,17 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def content_sha256(path: str) -> str:
+    """sha256 of a file's bytes, or for a `.zarr` store of its fingerprint (complete stores)."""
+    from uvs.cluster import is_store
+
+    if is_store(path):
+        from uvs.cluster.jobs import source_digest
+
+        return source_digest(path)
+    return file_sha256(path)
+
+
 def cache_path(source: str, model_hash: str) -> str:
     """`CORPUS.txt.uvs-<model>.npz`, beside the corpus; one per corpus and model."""
     return f"{source}.uvs-{model_hash[:16]}.npz"
@@ -64,7 +75,7 @@ def cached_embeddings(source: str, model: dict, compute: Callable[[], np.ndarray
     from uvs.modelfile import read_npz
 
     model_hash = model_hash or model_fingerprint(model)
-    key = f"v{CACHE_VERSION}:{model_hash}:{file_sha256(source)}"
+    key = f"v{CACHE_VERSION}:{model_hash}:{content_sha256(source)}"
     path = cache_path(source, model_hash)
     if os.path.isfile(path):
         with contextlib.suppress(UVSError):

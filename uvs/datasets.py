@@ -103,15 +103,9 @@ def read_captions(path: str) -> list[str]:
 
 def open_features(path: str, mmap: bool = False) -> np.ndarray:
     """A 2-D float `.npy` of image features, as stored (memory-mapped if `mmap`)."""
-    from uvs.fileio import open_regular
+    from uvs.fileio import load_npy
 
-    open_regular(path, "feature file").close()  # a FIFO would block np.load
-    try:
-        ims = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except FileNotFoundError:
-        raise UVSError(path, "feature file not found") from None
-    except (ValueError, OSError, EOFError) as err:
-        raise UVSError(path, f"not a readable .npy array ({err})") from None
+    ims = load_npy(path, mmap, what="feature file")
     if not isinstance(ims, np.ndarray) or ims.ndim != 2:
         raise UVSError(path, f"expected a 2-D array of features, got shape {np.shape(ims)}")
     if not np.issubdtype(ims.dtype, np.floating):
@@ -155,7 +149,9 @@ def layout(name: str, data_dir: str | os.PathLike | None = None) -> str:
     """'vse' or 'order', by which files the data set's folder holds (it only looks)."""
     loc = os.path.join(data_root(data_dir), name)
     if not os.path.isdir(loc):
-        raise UVSError(loc, f"data set {name!r} not found (set --data-dir or $UVS_DATA)")
+        hint = "" if name == sample.NAME else (
+            f"; --data {sample.NAME} uses the small synthetic data set, made on first use")
+        raise UVSError(loc, f"data set {name!r} not found (set --data-dir or $UVS_DATA){hint}")
     if any(os.path.exists(os.path.join(loc, f"{name}_{s}_caps.txt")) for s in SPLITS):
         return "vse"
     if any(os.path.exists(os.path.join(loc, f"{s}.txt")) for s in ("train", "val", "test")):
@@ -179,11 +175,17 @@ def split_paths(name: str, split: str, data_dir=None, cnn: str | None = None) ->
     return os.path.join(loc, f"{fname}.txt"), os.path.join(loc, "images", cnn, f"{fname}.npy")
 
 
-def load_split(name: str, split: str, data_dir=None, cnn: str | None = None) -> Split:
-    """Captions and features of one split, checked; the sample is generated on first use."""
+def split_files(name: str, split: str, data_dir=None, cnn: str | None = None
+                ) -> tuple[str, str]:
+    """`split_paths`, the sample generated first if it is the sample and not there yet."""
     if name == sample.NAME:
         sample.ensure_sample(data_root(data_dir))
-    caps_path, ims_path = split_paths(name, split, data_dir, cnn)
+    return split_paths(name, split, data_dir, cnn)
+
+
+def load_split(name: str, split: str, data_dir=None, cnn: str | None = None) -> Split:
+    """Captions and features of one split, checked; the sample is generated on first use."""
+    caps_path, ims_path = split_files(name, split, data_dir, cnn)
     return check_split(read_captions(caps_path), read_features(ims_path), caps_path, ims_path)
 
 

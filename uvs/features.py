@@ -18,10 +18,20 @@ def paths_file(features_path: str | os.PathLike) -> str:
 
 
 def read_image_features(path: str, dim_image: int | None = None) -> tuple[np.ndarray, list[str]]:
-    """FEATS.npy (memory-mapped) and its row names from `FEATS.paths.txt` (else `#row`)."""
-    feats = open_features(path, mmap=True)
+    """FEATS.npy (memory-mapped) and its row names from `FEATS.paths.txt` (else `#row`), or a
+    FEATS.zarr store's rows (`uvs.cluster.rows.StoreRows`, read lazily) and their paths."""
+    from uvs.cluster import is_store
+
+    if is_store(path):
+        from uvs.cluster.rows import open_rows
+
+        feats, names = open_rows(path)
+    else:
+        feats = open_features(path, mmap=True)
     if dim_image is not None and feats.shape[1] != dim_image:
         raise UVSError(path, f"features are {feats.shape[1]}-d; the model expects {dim_image}")
+    if is_store(path):
+        return feats, names
     listing = paths_file(path)
     if not os.path.lexists(listing):
         return feats, [f"#{i}" for i in range(len(feats))]
@@ -47,14 +57,20 @@ def embed_feature_file(model: dict, feats: np.ndarray, path: str = "",
                        chunk: int = 65536,
                        on_progress: Callable[[int], None] | None = None) -> np.ndarray:
     """encode_images over a (possibly memory-mapped) feature array in chunks, rows unit-normed."""
-    from uvs.tools import check_features, embed_checked_images
-
     out = np.zeros((len(feats), model["options"]["dim"]), dtype=np.float32)
     for start in range(0, len(feats), chunk):
-        block = check_features(model, feats[start:start + chunk], path, first_row=start)
-        norms = np.linalg.norm(block, axis=1, keepdims=True)
-        out[start:start + len(block)] = embed_checked_images(
-            model, block / np.maximum(norms, 1e-12))
+        block = embed_block(model, feats[start:start + chunk], path, start)
+        out[start:start + len(block)] = block
         if on_progress:
             on_progress(len(block))
     return out
+
+
+def embed_block(model: dict, block: np.ndarray, path: str = "", first_row: int = 0
+                ) -> np.ndarray:
+    """Rows of image features (m, dim_image), checked and unit-normed, embedded: (m, dim)."""
+    from uvs.tools import check_features, embed_checked_images
+
+    block = check_features(model, block, path, first_row=first_row)
+    norms = np.linalg.norm(block, axis=1, keepdims=True)
+    return embed_checked_images(model, block / np.maximum(norms, 1e-12))

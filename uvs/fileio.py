@@ -112,6 +112,42 @@ def has_line_break(text: str) -> bool:
     return any(c in text for c in LINE_BREAKS)
 
 
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def load_npy(path: str | os.PathLike, mmap: bool = False, what: str = "file") -> np.ndarray:
+    """A `.npy` array (memory-mapped if `mmap`), never unpickled: a file that is no `.npy`
+    (a text file, a pickle) or that holds Python objects is one line saying so."""
+    path = os.fspath(path)
+    with open_regular(path, what) as f:  # a FIFO would block np.load
+        try:
+            head = f.read(len(NPY_MAGIC))
+        except OSError as err:
+            raise UVSError(path, f"cannot read: {err.strerror}") from None
+    if head != NPY_MAGIC:
+        kind = "an .npz archive" if head.startswith(b"PK") else (
+            "text" if _looks_like_text(path) else "some other file")
+        raise UVSError(path, f"not a .npy array: it is {kind} (a .npy starts with "
+                       "NumPy's header; `uvs features` or numpy.save writes one)")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except ValueError as err:
+        if "pickle" in str(err):
+            raise UVSError(path, "holds Python objects, not numbers: refused") from None
+        raise UVSError(path, f"not a readable .npy array ({err})") from None
+    except (OSError, EOFError) as err:
+        raise UVSError(path, f"not a readable .npy array ({err})") from None
+
+
+def _looks_like_text(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            f.read(4096).decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return True
+
+
 def read_lines(path: str | os.PathLike) -> list[str]:
     """UTF-8 lines exactly as written, minus their newline; an empty line or file is an error.
 
@@ -140,3 +176,90 @@ def read_lines(path: str | os.PathLike) -> list[str]:
         if not ln.strip():
             raise UVSError(path, f"line {n} is empty")
     return lines
+
+
+# --- outputs never over inputs -------------------------------------------------------------
+
+def companion_files(path: str | os.PathLike) -> list[str]:
+    """`path` and the files uvs keeps beside it: a released model's `X.pkl` and
+    `X.dictionary.pkl`, a run's `.last.npz`/`.log.jsonl`, `FEATS.paths.txt`."""
+    path = os.fspath(path)
+    stem = path[:-4] if path.endswith((".npz", ".npy")) else path
+    return [path, path + ".pkl", path + ".dictionary.pkl", stem + ".paths.txt",
+            stem + ".last.npz", stem + ".log.jsonl"]
+
+
+def _stat(path: str):
+    try:
+        return os.stat(path)
+    except (OSError, ValueError):
+        return None
+
+
+def check_not_input(output: str | os.PathLike, inputs, writes=(), plain=()) -> None:
+    """Refuse to write `output` (or the files `writes` beside it) over one of `inputs`.
+
+    inputs: paths the command reads (None entries skipped), each with its companion files
+    (`companion_files`, refused even before they exist: uvs would read them later) and
+    embedding caches (`SOURCE.uvs-<hash>.npz`); plain: inputs without companions (photos: one
+    stat each). Links, `..` and hard links are resolved. One line naming both.
+    """
+    output = os.fspath(output)
+    written = [(w, _stat(w), os.path.realpath(w))
+               for w in (output, *(os.fspath(w) for w in writes))]
+    checks = [(os.fspath(i), False) for i in plain if i is not None]
+    checks += [(os.fspath(i), True) for i in inputs if i is not None]
+    for given, with_companions in checks:
+        reads = companion_files(given) if with_companions else [given]
+        stats = [(r, _stat(r)) for r in reads]
+        for w, wst, real in written:
+            clash = next((r for r, st in stats if st is not None and wst is not None
+                          and os.path.samestat(st, wst)), None)
+            if clash is None and with_companions:
+                clash = next((r for r in reads if os.path.realpath(r) == real), None)
+                if clash is None and _is_cache_of(w, given):
+                    clash = w
+            if clash is not None:
+                which = given if clash == given else f"{clash}, beside {given}"
+                raise UVSError(output, f"would write over an input of this command "
+                               f"({which}): give the output another name")
+
+
+def _is_cache_of(path: str, source: str) -> bool:
+    """Whether `path` is an embedding cache kept beside `source` (`SOURCE.uvs-<hash>.npz`)."""
+    real, src = os.path.realpath(path), os.path.realpath(source)
+    return real.startswith(src + ".uvs-") and real.endswith(".npz")
+
+
+def check_replaceable(output: str | os.PathLike, looks_right, what: str) -> None:
+    """Refuse to replace an existing file at `output` unless `looks_right(path)` says it is
+    `what` this command writes (an older one of its outputs), e.g. never a model by features."""
+    output = os.fspath(output)
+    if not os.path.lexists(output):
+        return
+    if not os.path.isfile(output):
+        raise UVSError(output, "exists and is not a regular file: give the output another name")
+    try:
+        ours = bool(looks_right(output))
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise UVSError(output, f"exists and is not {what}: refusing to overwrite it (remove "
+                       "it first, or give the output another name)")
+
+
+def is_npy(path: str) -> bool:
+    """Whether the file starts as a `.npy` does."""
+    with open(path, "rb") as f:
+        return f.read(len(NPY_MAGIC)) == NPY_MAGIC
+
+
+def npz_members(path: str) -> set[str]:
+    """The array names of a `.npz` (from its zip directory; nothing is decompressed)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return {n[:-4] for n in z.namelist() if n.endswith(".npy")}
+    except zipfile.BadZipFile:
+        return set()

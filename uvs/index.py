@@ -26,6 +26,7 @@ from uvs.retrieval import scores, top_k
 
 MAGIC = b"uvs-index"
 VERSION = 1
+MAX_VERSION = 2  # version 2: on disk, the faiss part in INDEX.faiss + INDEX.ivfdata
 EXACT_LIMIT = 100_000
 KINDS = ("captions", "images")
 TYPES = ("auto", "flat", "ivf")
@@ -40,15 +41,13 @@ class Index:
     index: object  # faiss.Index over (count, dim) float32 unit vectors
     meta: dict
     names: list[str]
+    lists_tmp: str | None = None  # on-disk inverted lists written, not yet renamed (`save`)
 
 
 def _faiss():
-    try:
-        import faiss
-    except ImportError:
-        raise UVSError(None, "faiss is not installed: pip install 'uvs[index]' "
-                       "(faiss-cpu)") from None
-    return faiss
+    from uvs.extras import import_from
+
+    return import_from("index", "faiss")
 
 
 def default_nlist(n: int) -> int:
@@ -69,30 +68,54 @@ def build(vectors: np.ndarray, names: Sequence[str], meta: dict, index_type: str
     index_type 'auto' is 'flat' (exact) up to EXACT_LIMIT vectors, else 'ivf' (approximate).
     """
     faiss = _faiss()
-    if index_type not in TYPES:
-        raise UVSError(None, f"index type must be one of {', '.join(TYPES)}, not {index_type!r}")
-    if meta.get("kind") not in KINDS:
-        raise UVSError(None, f"index kind must be one of {', '.join(KINDS)}")
+    _check_args(index_type, meta)
     n, dim = vectors.shape
     if n != len(names) or n == 0:
         raise UVSError(None, f"{n} vectors for {len(names)} names")
-    if index_type == "auto":
-        index_type = "flat" if n <= EXACT_LIMIT else "ivf"
-    if index_type == "flat":
-        index = faiss.IndexFlatIP(dim)
-        nlist = nprobe = None
-    else:
-        nlist = min(nlist or default_nlist(n), n)
-        nprobe = min(nprobe or default_nprobe(nlist), nlist)
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(seed)
-        sample = np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))
+    index_type, nlist, nprobe = _plan(n, index_type, nlist, nprobe)
+    index = _new_index(faiss, dim, index_type, nlist, nprobe)
+    if index_type == "ivf":
+        sample = training_rows(n, nlist, seed)
         index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
-        index.nprobe = nprobe
     for start in range(0, n, _CHUNK):
         index.add(np.ascontiguousarray(vectors[start:start + _CHUNK], dtype=np.float32))
         if on_progress:
             on_progress(min(_CHUNK, n - start))
+    return _finish(index, names, meta, n, dim, index_type, nlist, nprobe)
+
+
+def _check_args(index_type: str, meta: dict) -> None:
+    if index_type not in TYPES:
+        raise UVSError(None, f"index type must be one of {', '.join(TYPES)}, not {index_type!r}")
+    if meta.get("kind") not in KINDS:
+        raise UVSError(None, f"index kind must be one of {', '.join(KINDS)}")
+
+
+def _plan(n: int, index_type: str, nlist: int | None, nprobe: int | None):
+    """(type, nlist, nprobe) for n vectors: 'auto' is flat up to EXACT_LIMIT."""
+    if index_type == "auto":
+        index_type = "flat" if n <= EXACT_LIMIT else "ivf"
+    if index_type == "flat":
+        return "flat", None, None
+    nlist = min(nlist or default_nlist(n), n)
+    return "ivf", nlist, min(nprobe or default_nprobe(nlist), nlist)
+
+
+def _new_index(faiss, dim: int, index_type: str, nlist: int | None, nprobe: int | None):
+    if index_type == "flat":
+        return faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.nprobe = nprobe
+    return index
+
+
+def training_rows(n: int, nlist: int, seed: int = 0) -> np.ndarray:
+    """The rows an IVF quantiser is trained on: 64 per list (all when fewer), sorted."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))
+
+
+def _finish(index, names, meta, n, dim, index_type, nlist, nprobe) -> Index:
     if index_type == "ivf":
         index.make_direct_map()  # reconstruct() for the exact re-ranking of order models
     meta = {"format": "uvs-index", "version": VERSION, **meta, "count": n, "dim": dim,
@@ -100,15 +123,84 @@ def build(vectors: np.ndarray, names: Sequence[str], meta: dict, index_type: str
     return Index(index, meta, list(names))
 
 
+def build_stream(rows, dim: int, embed: Callable[[np.ndarray, int], np.ndarray],
+                 names: Sequence[str], meta: dict, index_type: str = "auto",
+                 nlist: int | None = None, nprobe: int | None = None, seed: int = 0,
+                 on_progress: Callable[[int], None] | None = None,
+                 on_disk: str | None = None, block_rows: int | None = None) -> Index:
+    """Index a store's rows (`uvs.cluster.rows.StoreRows`) read one chunk at a time.
+
+    `embed(block, first_row)` turns (m, d) stored rows into (m, dim) unit vectors. An IVF
+    quantiser is trained on the same sample of rows as `build` takes, read first; memory is
+    the index itself plus one chunk and the sample. `on_disk` (the final index path): an IVF
+    index whose inverted lists are merged into a file beside it (`uvs.index_ondisk`), built
+    `block_rows` rows at a time; memory is then one block.
+    """
+    faiss = _faiss()
+    _check_args(index_type, meta)
+    n = len(rows)
+    if n != len(names) or n == 0:
+        raise UVSError(None, f"{n} rows for {len(names)} names")
+    index_type, nlist, nprobe = _plan(n, index_type, nlist, nprobe)
+    if on_disk and index_type != "ivf":
+        raise UVSError(on_disk, "an on-disk index is an inverted file: --type ivf or auto "
+                       f"above {EXACT_LIMIT} rows")
+    index = _new_index(faiss, dim, index_type, nlist, nprobe)
+    if index_type == "ivf":
+        sample = training_rows(n, nlist, seed)
+        raw = rows.take(sample)
+        bad = ~np.isfinite(raw).all(axis=1)
+        if bad.any():
+            raise UVSError(rows.path, f"row {int(sample[np.argmax(bad)])} holds NaN or Inf")
+        index.train(np.ascontiguousarray(embed(raw, 0), dtype=np.float32))
+        del raw
+    if on_disk:
+        from uvs import index_ondisk
+
+        folder = os.path.dirname(os.path.abspath(on_disk))
+        if not os.path.isdir(folder):
+            raise UVSError(on_disk, f"cannot write: folder {folder} does not exist")
+        lists_tmp = f"{on_disk}.ivfdata.tmp"
+        embedded = ((first, np.ascontiguousarray(embed(block, first), dtype=np.float32))
+                    for first, block in rows.blocks())
+        index = index_ondisk.add_in_blocks(faiss, index, embedded, lists_tmp,
+                                           block_rows or index_ondisk.BLOCK_ROWS, on_progress)
+        built = _finish(index, names, {**meta, "storage": "on-disk",
+                                       "version": index_ondisk.FORMAT_VERSION},
+                        n, dim, index_type, nlist, nprobe)
+        built.lists_tmp = lists_tmp
+        return built
+    for first, block in rows.blocks():
+        index.add(np.ascontiguousarray(embed(block, first), dtype=np.float32))
+        if on_progress:
+            on_progress(len(block))
+    return _finish(index, names, meta, n, dim, index_type, nlist, nprobe)
+
+
 def save(index: Index, path: str | os.PathLike) -> None:
     """Write the index as one file, atomically."""
     faiss = _faiss()
+    path = os.fspath(path)
+    version, meta = VERSION, index.meta
+    if index.meta.get("storage") == "on-disk":
+        from uvs import index_ondisk
+
+        meta = {**meta, **index_ondisk.save_parts(faiss, index.index, path, index.lists_tmp),
+                "version": index_ondisk.FORMAT_VERSION}
+        version = index_ondisk.FORMAT_VERSION
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(MAGIC + b" %d\n" % VERSION)
-        f.write(json.dumps(index.meta, ensure_ascii=False).encode("utf-8") + b"\n")
+        f.write(MAGIC + b" %d\n" % version)
+        f.write(json.dumps(meta, ensure_ascii=False).encode("utf-8") + b"\n")
         for name in index.names:
             f.write(json.dumps(name, ensure_ascii=False).encode("utf-8") + b"\n")
-        faiss.write_index(index.index, faiss.PyCallbackIOWriter(f.write))
+        if version == VERSION:
+            faiss.write_index(index.index, faiss.PyCallbackIOWriter(f.write))
+
+
+def is_index(path: str) -> bool:
+    """Whether the file starts as an index written by `save` does."""
+    with open(path, "rb") as f:
+        return f.read(len(MAGIC) + 1) == MAGIC + b" "
 
 
 def _open(path: str):
@@ -134,9 +226,9 @@ def read_meta(f, path: str) -> dict:
         meta = json.loads(f.readline().decode("utf-8"))
     except (ValueError, IndexError, UnicodeDecodeError):
         raise UVSError(path, "damaged uvs index header") from None
-    if version > VERSION:
+    if version > MAX_VERSION:
         raise UVSError(path, f"uvs index version {version} is newer than this uvs reads "
-                       f"({VERSION}); upgrade uvs")
+                       f"({MAX_VERSION}); upgrade uvs")
     if not isinstance(meta, dict) or not {"kind", "method", "count", "dim"} <= set(meta):
         raise UVSError(path, "damaged uvs index header")
     return meta
@@ -150,7 +242,12 @@ def load(path: str | os.PathLike) -> Index:
         meta = read_meta(f, path)
         try:
             names = [json.loads(f.readline().decode("utf-8")) for _ in range(meta["count"])]
-            index = faiss.read_index(faiss.PyCallbackIOReader(f.read))
+            if meta.get("storage") == "on-disk":
+                from uvs import index_ondisk
+
+                index = index_ondisk.load_parts(faiss, path, meta)
+            else:
+                index = faiss.read_index(faiss.PyCallbackIOReader(f.read))
         except (ValueError, UnicodeDecodeError, RuntimeError) as err:
             raise UVSError(path, f"damaged uvs index ({one_line(err)})") from None
     if index.ntotal != meta["count"] or index.d != meta["dim"] or len(names) != meta["count"]:
@@ -205,7 +302,8 @@ def search(index: Index, query: np.ndarray, k: int = 5, candidates: int | None =
 def build_collection(model: dict, captions: str | None = None, images: str | None = None,
                      model_path: str | None = None, index_type: str = "auto",
                      nlist: int | None = None, nprobe: int | None = None,
-                     show_progress: bool = False) -> tuple[Index, str]:
+                     show_progress: bool = False, on_disk: str | None = None,
+                     block_rows: int | None = None) -> tuple[Index, str]:
     """Embed a caption file or FEATS.npy with `model` (cached) and index it: (index, cache).
 
     The metadata names the model by its fingerprint, so that searching with another is refused.
@@ -216,14 +314,64 @@ def build_collection(model: dict, captions: str | None = None, images: str | Non
 
     if (captions is None) == (images is None):
         raise UVSError(None, "index one collection: a caption file or a feature file")
+    from uvs.cluster import is_store
+
     fingerprint = corpus.model_fingerprint(model)
     source = captions or images
-    collect = corpus.caption_collection if captions else corpus.image_collection
-    names, vecs, cache = collect(model, source, show_progress, model_hash=fingerprint)
     meta = {"kind": "captions" if captions else "images", "method": model_method(model),
             "model": fingerprint, "model_path": model_path, "source": source,
-            "source_sha256": corpus.file_sha256(source)}
+            "source_sha256": corpus.content_sha256(source)}
+    stream = dict(index_type=index_type, nlist=nlist, nprobe=nprobe, on_disk=on_disk,
+                  block_rows=block_rows)
+    if images and is_store(images):
+        return _build_from_store(model, images, meta, show_progress, **stream), "streamed"
+    if captions and is_store(captions):
+        return _build_from_sentences(model, captions, model_path, meta, show_progress,
+                                     **stream), "streamed"
+    if on_disk:
+        raise UVSError(source, "an on-disk index is built from a .zarr store (uvs features "
+                       "or uvs encode sentences -o X.zarr)")
+    collect = corpus.caption_collection if captions else corpus.image_collection
+    names, vecs, cache = collect(model, source, show_progress, model_hash=fingerprint)
     with progress(len(vecs), "indexing", show_progress) as bar:
         built = build(vecs, names, meta, index_type=index_type, nlist=nlist, nprobe=nprobe,
                       on_progress=bar.update)
     return built, cache
+
+
+def _build_from_store(model: dict, path: str, meta: dict, show_progress: bool,
+                      **stream) -> Index:
+    """A FEATS.zarr store embedded and indexed chunk by chunk (no embeddings cache)."""
+    from uvs.features import embed_block, read_image_features
+    from uvs.progress import progress
+
+    feats, names = read_image_features(path, model["options"]["dim_image"])
+    with progress(len(feats), "embedding and indexing", show_progress) as bar:
+        return build_stream(feats, model["options"]["dim"],
+                            lambda block, first: embed_block(model, block, path, first),
+                            names, meta, on_progress=bar.update, **stream)
+
+
+def _build_from_sentences(model: dict, path: str, model_path: str | None, meta: dict,
+                          show_progress: bool, **stream) -> Index:
+    """A store of sentence embeddings (`uvs encode sentences -o X.zarr`) indexed chunk by
+    chunk; it must have been embedded with this very model."""
+    from uvs.cluster.rows import StoreRows
+    from uvs.cluster.store import open_store
+    from uvs.cluster.tasks import vse_hash
+    from uvs.datasets import check_finite
+    from uvs.progress import progress
+
+    store = open_store(path, "sentences")
+    if model_path is None or store.meta["fingerprint"]["model"] != vse_hash(model_path):
+        raise UVSError(path, "these sentences were embedded with another model; embed them "
+                       "with this one (`uvs encode sentences MODEL ... -o X.zarr`)")
+    rows = StoreRows(store)
+
+    def embed(block: np.ndarray, first: int) -> np.ndarray:
+        check_finite(block, path, first)
+        return block
+
+    with progress(len(rows), "indexing", show_progress) as bar:
+        return build_stream(rows, model["options"]["dim"], embed, store.names(rows.status),
+                            meta, on_progress=bar.update, **stream)

@@ -19,19 +19,12 @@ MAX_ASPECT = 32  # a thinner picture would be resized to millions of pixels alon
 # below Pillow's own decompression-bomb limit; decoding it takes ~200 MB per copy.
 MAX_PIXELS = 2**26
 
-_EXTRA = "pip install 'uvs[images]' (torch, torchvision, Pillow)"
-
 
 def need(module: str):
-    """Import an optional dependency, or say which extra provides it."""
-    import importlib
+    """Import a module of the `[images]` extra, or say how to install it."""
+    from uvs.extras import import_from
 
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        top = module.split(".")[0]
-        name = "Pillow" if top == "PIL" else top
-        raise UVSError(None, f"{name} is not installed: {_EXTRA}") from None
+    return import_from("images", module)
 
 
 def one_line(err: Exception, limit: int = 200) -> str:
@@ -53,6 +46,16 @@ def _truncated_ok(allow: bool):
         ImageFile.LOAD_TRUNCATED_IMAGES = before
 
 
+def check_photo(path: str | os.PathLike) -> str:
+    """`path` if it names a readable regular file, else one line saying why not (asked before
+    any optional package is imported, so a typo is not reported as a missing extra)."""
+    from uvs.fileio import open_regular
+
+    path = os.fspath(path)
+    open_regular(path, "photo").close()  # missing, a folder, a FIFO, unreadable: one line
+    return path
+
+
 def _too_large(path: str, size: tuple) -> UVSError:
     w, h = size
     return UVSError(path, f"{w} x {h} pixels: more than the {MAX_PIXELS} pixels a photo may "
@@ -60,6 +63,7 @@ def _too_large(path: str, size: tuple) -> UVSError:
 
 
 def _open(path: str, allow_truncated: bool):
+    check_photo(path)
     Image = need("PIL.Image")
     from uvs.fileio import open_regular
 

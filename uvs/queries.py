@@ -63,10 +63,13 @@ def top_k(scores: np.ndarray, k: int, ties: str = "last") -> np.ndarray:
     return out
 
 
-def query_results(model: dict, im_emb: np.ndarray, s_emb: np.ndarray, ties: str = "last",
-                  k: int = 10) -> QueryResults:
-    """Ranks and top-k lists of every query, both ways: im_emb (N, dim), s_emb (5N, dim)."""
-    score = score_function(model, s_emb)
+def query_results(model: dict | None, im_emb: np.ndarray, s_emb: np.ndarray,
+                  ties: str = "last", k: int = 10, score=None) -> QueryResults:
+    """Ranks and top-k lists of every query, both ways: im_emb (N, dim), s_emb (5N, dim).
+
+    score: score(im (c, dim), s (m, dim)) -> (c, m), higher is better; default the model's
+    own (`score_function`), as evalrank scores."""
+    score = score or score_function(model, s_emb)
     i2t_ranks, t2i_ranks = ranks(im_emb, s_emb, score=score, ties=ties)
     n, m = len(im_emb), len(s_emb)
     i2t_top = np.empty((n, min(k, m)), np.int64)
@@ -104,7 +107,7 @@ def metrics_of(results: QueryResults) -> dict:
     return out
 
 
-def _concat(folds: list[QueryResults], n: int) -> QueryResults:
+def concat_folds(folds: list[QueryResults], n: int) -> QueryResults:
     """Folds of n images each as one QueryResults, top-k rows shifted to global indices."""
     shift = [(f * 5 * n, f * n) for f in range(len(folds))]
     return QueryResults(
@@ -131,4 +134,4 @@ def evalrank_queries(model: dict, data: str | None = None, split: str = "dev", d
         return metrics_of(found), found, ds
     folds = [query_results(model, im, s, ties, k) for im, s in five_folds(ds, im_emb, s_emb)]
     per_fold = [metrics_of(q) for q in folds]
-    return {**_mean(per_fold), "folds": per_fold}, _concat(folds, len(im_emb) // 5), ds
+    return {**_mean(per_fold), "folds": per_fold}, concat_folds(folds, len(im_emb) // 5), ds

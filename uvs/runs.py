@@ -240,11 +240,15 @@ class Run:
         there = p.existing()
         if self.reload and os.path.lexists(p.last):
             self.resuming = True
+        elif self.reload and there == [p.log]:  # stopped before its first checkpoint
+            self.say(f"the run logged in {p.log} left no checkpoint (it stopped before its "
+                     f"first, {p.last}): starting it afresh")
         elif there and not self.overwrite:
             what = ", ".join(there)
             if self.reload:
-                raise UVSError(p.last, f"no checkpoint to resume, but another run's files are "
-                               f"here ({what}); --overwrite replaces them")
+                raise UVSError(p.last, f"no checkpoint to resume: the run stopped before "
+                               f"writing one, and left {what}; --overwrite starts it afresh "
+                               "and replaces them")
             raise UVSError(p.best, f"another run's files are here ({what}); --reload "
                            "continues that run, --overwrite replaces it")
         elif self.reload:

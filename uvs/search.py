@@ -25,6 +25,7 @@ class Hits:
     rows: np.ndarray  # (k,) int64
     scores: np.ndarray  # (k,) float32, higher is better
     cache: str  # the embeddings: 'hit', 'stored', 'unwritable' (from the cache) or 'index'
+    duplicates: np.ndarray | None = None  # (k,) identical rows folded into each hit
 
 
 def finds(image_query: bool, minus: Sequence[str] = (), plus: Sequence[str] = ()) -> str:
@@ -67,15 +68,43 @@ def check_index(index, model: dict, wanted: str, path: str | None = None) -> Non
                        "--minus/--plus)")
 
 
+def collapse(rows: np.ndarray, keys: Sequence, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the first k distinct `keys` along ranked `rows`, and for each how many
+    later rows with the same key it stands for: ((<=k,), (<=k,)) int64."""
+    first: dict = {}
+    for pos, key in enumerate(keys):
+        if key in first:
+            first[key][1] += 1
+        elif len(first) < k:
+            first[key] = [pos, 0]
+    kept = np.array([v for v in first.values()], np.int64).reshape(-1, 2)
+    return kept[:, 0], kept[:, 1]
+
+
+def _distinct(rank, key, k: int, n: int):
+    """`rank(k')` -> (rows, scores) widened until k distinct `key(row)` are found and every
+    row identical to one of them (which scores the same) is counted: past the lowest kept
+    score, or all n rows."""
+    want = k
+    while True:
+        rows, sims = rank(min(n, want))
+        pos, dups = collapse(rows, [key(r) for r in rows], k)
+        if len(rows) >= n or (len(pos) >= k and sims[-1] < sims[pos].min()):
+            return rows[pos], sims[pos], dups
+        want *= 4
+
+
 def search(model: dict, query: np.ndarray, wanted: str, captions: str | None = None,
            images: str | None = None, index: str | None = None, k: int = 5,
            rerank: bool = False, candidates: int | None = None, nprobe: int | None = None,
-           show_progress: bool = False) -> Hits:
+           show_progress: bool = False, distinct: bool = False) -> Hits:
     """The best k rows for `query` (from `embed_query`) in one collection, given by its path.
 
     wanted: what the query finds (`finds`), checked against an index's kind; rerank: reorder
     the images found by closeness to their mean (the seeds' regularities); candidates,
-    nprobe: see `uvs.index.search`.
+    nprobe: see `uvs.index.search`; distinct: k different captions or images, each standing
+    for its identical rows (same caption text, same name, or identical feature rows), counted
+    in `Hits.duplicates`.
     """
     if sum(p is not None for p in (captions, images, index)) != 1:
         raise UVSError(None, "search one collection: a caption file, a feature file or an index")
@@ -84,21 +113,39 @@ def search(model: dict, query: np.ndarray, wanted: str, captions: str | None = N
 
         idx = uindex.load(index)
         check_index(idx, model, wanted, index)
-        rows, sims = uindex.search(idx, query, k, candidates=candidates, nprobe=nprobe)
-        kind, names, hits, cache = idx.meta["kind"], idx.names, None, "index"
-        if rerank and kind == "images":
-            hits = idx.index.reconstruct_batch(rows)
-    elif captions is not None:
-        kind = "captions"
-        names, vecs, cache = corpus.caption_collection(model, captions, show_progress)
-        rows, sims = retrieval.rank_captions(model, query, vecs, k)
-        hits = vecs[rows]
+        kind, names, cache = idx.meta["kind"], idx.names, "index"
+
+        def rank(want):
+            return uindex.search(idx, query, want, candidates=candidates, nprobe=nprobe)
+
+        def key(row):
+            return names[row]
+
+        def vectors(rows):
+            return idx.index.reconstruct_batch(rows)
     else:
-        kind = "images"
-        names, vecs, cache = corpus.image_collection(model, images, show_progress)
-        rows, sims = retrieval.rank_images(model, query, vecs, k)
-        hits = vecs[rows]
+        if captions is not None:
+            kind = "captions"
+            names, vecs, cache = corpus.caption_collection(model, captions, show_progress)
+        else:
+            kind = "images"
+            names, vecs, cache = corpus.image_collection(model, images, show_progress)
+        order_by = retrieval.rank_captions if kind == "captions" else retrieval.rank_images
+
+        def rank(want):
+            return order_by(model, query, vecs, want)
+
+        def key(row):  # unnamed rows ('#12') of identical features are the same image
+            return names[row] if kind == "captions" else np.round(vecs[row], 6).tobytes()
+
+        def vectors(rows):
+            return vecs[rows]
+    if distinct:
+        rows, sims, dups = _distinct(rank, key, k, len(names))
+    else:
+        (rows, sims), dups = rank(k), None
     if rerank and kind == "images":
-        order = retrieval.rerank_by_mean(hits)
+        order = retrieval.rerank_by_mean(vectors(rows))
         rows, sims = rows[order], sims[order]
-    return Hits(kind, names, rows, sims, cache)
+        dups = None if dups is None else dups[order]
+    return Hits(kind, names, rows, sims, cache, dups)

@@ -155,15 +155,11 @@ def alignment_scores(model: dict, regions: Regions, sentences: list[str],
     return S if col is None else S[:, col]
 
 
-def rank_scores(model: dict, regions: Regions, sentences: list[str], ties: str = "last",
-                verbose: bool = False, chunk_bytes: int = CHUNK_BYTES) -> dict:
-    """R@1/5/10, medr, meanr both ways for images and their 5 captions each, ranked by S_kl.
-
-    Scores are made block by block (unique sentences once), never as a words x regions whole.
-    """
-    if len(sentences) != 5 * len(regions):
-        raise UVSError(regions.path, f"{len(regions)} photos need {5 * len(regions)} "
-                       f"captions, got {len(sentences)}")
+def pair_scores(model: dict, regions: Regions, sentences: list[str], verbose: bool = False,
+                chunk_bytes: int = CHUNK_BYTES):
+    """score(im_idx (c, 1), cap_idx (m, 1)) -> (c, m) float32 S_kl of those photos and
+    sentences (indices as floats, for `uvs.metrics.ranks`), or None when the model gives
+    NaN/Inf vectors. Unique sentences are encoded once; blocks stay within chunk_bytes."""
     unique = list(dict.fromkeys(sentences))
     index = {s: i for i, s in enumerate(unique)}
     col = np.array([index[s] for s in sentences])
@@ -171,17 +167,13 @@ def rank_scores(model: dict, regions: Regions, sentences: list[str], ties: str =
     v = encode_regions(model, regions.features)
     if not (np.isfinite(w).all() and np.isfinite(v).all()):
         return None
-    i2t, t2i = rank_alignment(v, regions.offsets, w, woff, col, ties, chunk_bytes)
-    out = {"i2t": recall_metrics(i2t), "t2i": recall_metrics(t2i)}
-    out["rsum"] = sum(out[d][k] for d in ("i2t", "t2i") for k in ("r1", "r5", "r10"))
-    return out
+    return vector_scores(v, regions.offsets, w, woff, col, chunk_bytes)
 
 
-def rank_alignment(v: np.ndarray, roff: np.ndarray, w: np.ndarray, woff: np.ndarray,
-                   col: np.ndarray, ties: str = "last",
-                   chunk_bytes: int = CHUNK_BYTES) -> tuple[np.ndarray, np.ndarray]:
-    """(i2t (n,), t2i (5n,)) ranks by S_kl of region vectors v (images by roff) and unique
-    sentences' word vectors w (by woff); caption c is unique sentence col[c]."""
+def vector_scores(v: np.ndarray, roff: np.ndarray, w: np.ndarray, woff: np.ndarray,
+                  col: np.ndarray, chunk_bytes: int = CHUNK_BYTES):
+    """`pair_scores`' score function for encoded vectors: regions v (images by roff), unique
+    sentences' words w (by woff); caption c is unique sentence col[c]."""
 
     def score(im_idx, cap_idx):
         ims = im_idx[:, 0].astype(np.int64)
@@ -205,10 +197,45 @@ def rank_alignment(v: np.ndarray, roff: np.ndarray, w: np.ndarray, woff: np.ndar
             out[a:a + len(block)] = block[:, pos]
         return out
 
+    return score
+
+
+def rank_alignment(v: np.ndarray, roff: np.ndarray, w: np.ndarray, woff: np.ndarray,
+                   col: np.ndarray, ties: str = "last",
+                   chunk_bytes: int = CHUNK_BYTES) -> tuple[np.ndarray, np.ndarray]:
+    """(i2t (n,), t2i (5n,)) ranks by S_kl of encoded vectors, as `rank_scores` ranks them
+    (arguments as `vector_scores`')."""
     n = len(roff) - 1
     return ranks(np.arange(n, dtype=np.float64)[:, None],
-                 np.arange(len(col), dtype=np.float64)[:, None], score=score, ties=ties,
+                 np.arange(len(col), dtype=np.float64)[:, None],
+                 score=vector_scores(v, roff, w, woff, col, chunk_bytes), ties=ties,
                  chunk=max(1, chunk_bytes // (4 * len(col))))
+
+
+def _indices(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Photos (n, 1) and sentences (5n, 1) as the index "vectors" `pair_scores` takes."""
+    return (np.arange(n, dtype=np.float64)[:, None],
+            np.arange(5 * n, dtype=np.float64)[:, None])
+
+
+def rank_scores(model: dict, regions: Regions, sentences: list[str], ties: str = "last",
+                verbose: bool = False, chunk_bytes: int = CHUNK_BYTES) -> dict:
+    """R@1/5/10, medr, meanr both ways for images and their 5 captions each, ranked by S_kl.
+
+    Scores are made block by block (unique sentences once), never as a words x regions whole.
+    """
+    if len(sentences) != 5 * len(regions):
+        raise UVSError(regions.path, f"{len(regions)} photos need {5 * len(regions)} "
+                       f"captions, got {len(sentences)}")
+    score = pair_scores(model, regions, sentences, verbose, chunk_bytes)
+    if score is None:
+        return None
+    n = len(regions)
+    i2t, t2i = ranks(*_indices(n), score=score, ties=ties,
+                     chunk=max(1, chunk_bytes // (4 * 5 * n)))
+    out = {"i2t": recall_metrics(i2t), "t2i": recall_metrics(t2i)}
+    out["rsum"] = sum(out[d][k] for d in ("i2t", "t2i") for k in ("r1", "r5", "r10"))
+    return out
 
 
 def image_names(data: str, split: str, data_dir=None) -> list[str] | None:
@@ -264,6 +291,39 @@ def evalrank(model: dict, regions_path: str | None, data: str | None = None, spl
             for d in ("i2t", "t2i")}
     mean["rsum"] = float(np.mean([r["rsum"] for r in folds]))
     return {**mean, "folds": folds}
+
+
+def evalrank_queries(model: dict, regions_path: str | None, data: str | None = None,
+                     split: str = "dev", data_dir=None, fold5: bool = False, k: int = 10,
+                     verbose: bool = False):
+    """`evalrank` with its per-query results, as `uvs.queries.evalrank_queries` gives them for
+    embedding models: (metrics, QueryResults, the split, the regions file). Scores are S_kl."""
+    from uvs import queries
+
+    data = data or model["options"].get("data")
+    if not data:
+        raise UVSError(model.get("path"), "the model names no data set: pass one")
+    ds = load_split(data, split, data_dir)
+    n = len(ds.caps) // 5
+    regions = split_regions(regions_path, data, split, n, data_dir,
+                            model["options"]["dim_image"])
+    ties = "last" if layout(data, data_dir) == "vse" else "first"
+    if fold5 and n % 5:
+        raise UVSError(regions.path, f"{n} images do not split into 5 equal folds")
+    size = n // 5 if fold5 else n
+    folds = []
+    for f in range(n // size):
+        part = regions.subset(np.arange(f * size, (f + 1) * size)) if fold5 else regions
+        score = _finite(pair_scores(model, part, ds.caps[5 * f * size:5 * (f + 1) * size],
+                                    verbose), model)
+        folds.append(queries.query_results(None, *_indices(size), ties, k, score=score))
+    if not fold5:
+        return queries.metrics_of(folds[0]), folds[0], ds, regions.path
+    per_fold = [queries.metrics_of(q) for q in folds]
+    mean = {d: {m: float(np.mean([r[d][m] for r in per_fold])) for m in per_fold[0][d]}
+            for d in ("i2t", "t2i")}
+    mean["rsum"] = float(np.mean([r["rsum"] for r in per_fold]))
+    return {**mean, "folds": per_fold}, queries.concat_folds(folds, size), ds, regions.path
 
 
 def _finite(result, model):

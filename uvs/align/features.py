@@ -53,19 +53,20 @@ def detect(model, pixels: np.ndarray, count: int) -> list[list[float]]:
 
 def region_features(net, photos: Sequence[str], boxes: str = "grid",
                     count: int = DEFAULT_BOXES, root: str | None = None, strict: bool = False,
-                    on_progress: Callable[[int], None] | None = None) -> dict:
+                    on_progress: Callable[[int], None] | None = None, detector=None) -> dict:
     """Whole image + up to `count` boxes per photo, fc7 of each.
 
     boxes: 'grid', 'detector' or the path of a JSON-lines file (then `photos` may be empty:
     the file names them). Unreadable photos and bad boxes are skipped and reported
     ({'path', 'box', 'problem'}), or raise when `strict`. Returns the regions file's arrays
-    plus 'skipped'.
+    plus 'skipped'. `detector`: a loaded `load_detector()` to use (else loaded here).
     """
     from uvs.vgg import box_features
 
     if boxes in ("grid", "detector"):
         todo = [(p, None) for p in photos]
-        detector = load_detector(net.device) if boxes == "detector" else None
+        if boxes == "detector" and detector is None:
+            detector = load_detector(net.device)
     else:
         listed = read_box_list(boxes)
         wanted = set(photos)

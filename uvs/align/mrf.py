@@ -5,7 +5,8 @@ Section 3.1.4: each word j takes a region a_j; the energy to maximise is
     E(a) = Σ_j ψ_j(a_j) + Σ_{j<N} β·[a_j = a_{j+1}],    ψ_j(i) = v_iᵀ s_j,
 
 so a large β favours long runs of words on one region. Viterbi over the chain gives the
-exact maximum in O(N·R) (the pairwise term takes the best of "stay" and "switch").
+exact maximum in O(N·R): word j stays on region i (paying β, which may be negative) or
+switches from the best *other* region (the best and second-best previous regions suffice).
 """
 
 from __future__ import annotations
@@ -28,12 +29,17 @@ def mrf_align(unary: np.ndarray, beta: float) -> tuple[np.ndarray, float]:
     n, r = unary.shape
     best = unary[0].copy()  # best energy of words 0..j with word j on region i
     back = np.zeros((n, r), np.int64)
+    regions = np.arange(r)
     for j in range(1, n):
-        k = int(np.argmax(best))  # the best previous region to switch from
+        k = int(np.argmax(best))  # the best previous region to switch from ...
+        src = np.full(r, k)
+        if r > 1:  # ... except for region k itself, which switches from the runner-up
+            src[k] = int(np.argmax(np.where(regions == k, -np.inf, best)))
+        switch = np.where(src == regions, -np.inf, best[src])
         stay = best + beta
-        take_stay = stay >= best[k]
-        back[j] = np.where(take_stay, np.arange(r), k)
-        best = np.where(take_stay, stay, best[k]) + unary[j]
+        take_stay = stay >= switch
+        back[j] = np.where(take_stay, regions, src)
+        best = np.where(take_stay, stay, switch) + unary[j]
     a = np.zeros(n, np.int64)
     a[-1] = int(np.argmax(best))
     for j in range(n - 1, 0, -1):

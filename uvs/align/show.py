@@ -19,6 +19,16 @@ from uvs.vocab import tokenize
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (0, 128, 128), (170, 110, 40)]
+PICTURE_TYPES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".html": None, ".htm": None}
+
+
+def check_picture_type(output: str) -> str:
+    """The output's extension if `draw` writes it (.png, .jpg/.jpeg, .html/.htm), else refuse."""
+    ext = os.path.splitext(output)[1].lower()
+    if ext not in PICTURE_TYPES:
+        raise UVSError(output, f"cannot write {ext or 'a file without an extension'}: give "
+                       f"an output ending in {', '.join(PICTURE_TYPES)}")
+    return ext
 
 
 def align_sentence(model: dict, features: np.ndarray, boxes: np.ndarray, text: str,
@@ -68,7 +78,7 @@ def draw(pixels: np.ndarray, result: dict, output: str) -> None:
         tx0, ty0, tx1, ty1 = canvas.textbbox((x0 + 3, y0 + 3), label)
         canvas.rectangle([tx0 - 2, ty0 - 2, tx1 + 2, ty1 + 2], fill=colour)
         canvas.text((x0 + 3, y0 + 3), label, fill=(255, 255, 255))
-    ext = os.path.splitext(output)[1].lower()
+    ext = check_picture_type(output)
     if ext in (".html", ".htm"):
         from uvs.report.alignment import alignment_page
 
@@ -79,8 +89,6 @@ def draw(pixels: np.ndarray, result: dict, output: str) -> None:
         alignment_page(output, buf.getvalue(), result,
                        [colour[p["region"]] for p in result["phrases"]])
         return
-    fmt = Image.registered_extensions().get(ext)
-    if fmt is None:
-        raise UVSError(output, "give an output ending in .png, .jpg or .html")
+    fmt = PICTURE_TYPES[ext]
     with atomic_path(output, suffix=ext) as tmp:
         img.save(tmp, format=fmt)

@@ -5,7 +5,11 @@ decoder's perplexity on the split's reference captions.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import tempfile
+import unicodedata
 
 from uvs import backend
 from uvs.datasets import load_split
@@ -18,16 +22,52 @@ PUNCTUATION = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?
                ":", "-", "--", "...", ";"}
 
 
-def _tokenize(captions: dict) -> dict:
-    """COCO's PTB tokenisation (Java) when there is a Java runtime, else lowercase words
-    without the punctuation tokens PTBTokenizer drops (the captions are pre-tokenised)."""
-    if shutil.which("java"):
-        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+LINE_LIKE = ("Cc", "Zl", "Zp")  # unicodedata categories that a line splitter may split on
 
-        return PTBTokenizer().tokenize({k: [{"caption": c} for c in v]
-                                        for k, v in captions.items()})
-    return {k: [" ".join(w for w in c.lower().split() if w not in PUNCTUATION) for c in v]
-            for k, v in captions.items()}
+
+def one_line(caption: str) -> str:
+    """A caption as one line of words: every control, format or separator character (CR,
+    FF, U+2028, ...) a space, runs of spaces one."""
+    return " ".join("".join(" " if unicodedata.category(ch)[0] in "CZ" else ch
+                            for ch in caption).split())
+
+
+def _ptb_lines(lines: list[str]) -> list[str]:
+    """COCO's PTBTokenizer (Java, the jar pycocoevalcap ships) on lines holding no line
+    break, one output line per input line, or a UVSError: never a shifted pairing."""
+    from pycocoevalcap.tokenizer import ptbtokenizer as ptb
+
+    jar = os.path.join(os.path.dirname(os.path.abspath(ptb.__file__)),
+                       ptb.STANFORD_CORENLP_3_4_1_JAR)
+    with tempfile.TemporaryDirectory(prefix="uvs-ptb.") as folder:
+        path = os.path.join(folder, "captions.txt")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines))
+        proc = subprocess.run(["java", "-cp", jar, "edu.stanford.nlp.process.PTBTokenizer",
+                               "-preserveLines", "-lowerCase", path],
+                              capture_output=True, check=False)
+    out = proc.stdout.decode("utf-8", "replace").split("\n")
+    if proc.returncode != 0 or len(out) < len(lines) or any(out[len(lines):]):
+        raise UVSError(jar, f"PTBTokenizer gave {len(out)} lines for {len(lines)} captions "
+                       f"(exit status {proc.returncode}): metrics refused")
+    return [" ".join(w for w in ln.rstrip().split(" ") if w not in PUNCTUATION)
+            for ln in out[:len(lines)]]
+
+
+def _tokenize(captions: dict) -> dict:
+    """{id: [tokenised caption]}, paired by id: COCO's PTB tokenisation (Java) when there is
+    a Java runtime, else lowercase words without the punctuation tokens PTBTokenizer drops
+    (the captions are pre-tokenised). Each caption is first made one line (`one_line`)."""
+    keys = [k for k, v in captions.items() for _ in v]
+    lines = [one_line(c) for v in captions.values() for c in v]
+    if shutil.which("java"):
+        tokens = _ptb_lines(lines)
+    else:
+        tokens = [" ".join(w for w in c.lower().split() if w not in PUNCTUATION) for c in lines]
+    out: dict = {k: [] for k in captions}
+    for k, t in zip(keys, tokens, strict=True):
+        out[k].append(t)
+    return out
 
 
 def caption_scores(generated: list[str], references: list[list[str]]) -> tuple[dict, list]:
@@ -37,8 +77,10 @@ def caption_scores(generated: list[str], references: list[list[str]]) -> tuple[d
         from pycocoevalcap.cider.cider import Cider
         from pycocoevalcap.rouge.rouge import Rouge
     except ImportError:
-        raise UVSError(None, "caption metrics need the [captions] extra: pip install "
-                       "'uvs[captions]' (pycocoevalcap)") from None
+        from uvs.extras import install_advice
+
+        raise UVSError(None, "caption metrics need pycocoevalcap, which is not installed: "
+                       f"{install_advice('captions')}") from None
     java = shutil.which("java") is not None
     res = _tokenize({i: [g] for i, g in enumerate(generated)})
     gts = _tokenize(dict(enumerate(references)))
@@ -59,6 +101,21 @@ def caption_scores(generated: list[str], references: list[list[str]]) -> tuple[d
     scores["rouge_l"] = float(Rouge().compute_score(gts, res)[0])
     scores["cider"] = float(Cider().compute_score(gts, res)[0])
     return scores, notes
+
+
+def captions_text(captions: list[str], path: str = "") -> str:
+    """Generated captions as a file's text: JSON lines {image, caption} for a `.jsonl` path,
+    else one a line, a caption holding control characters spelled out (`\\r`, `\\x0c`)."""
+    import json
+
+    from uvs.modelfile import shown
+
+    if path.lower().endswith(".jsonl"):  # and no raw U+2028, NEL, ... for a line splitter
+        return "".join("".join(f"\\u{ord(ch):04x}" if unicodedata.category(ch) in LINE_LIKE
+                               else ch for ch in json.dumps({"image": i, "caption": c},
+                                                            ensure_ascii=False)) + "\n"
+                       for i, c in enumerate(captions))
+    return "".join(shown(c) + "\n" for c in captions)
 
 
 def evalcap(dec: dict, vse: dict | None = None, data: str = "f8k", split: str = "test",

@@ -11,6 +11,7 @@ without importing PyTensor.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import OrderedDict
 
@@ -43,7 +44,7 @@ def _check_options(o: dict) -> None:
 
 
 OPTIONS = OptionTable([
-    common("data"),
+    common("data", help="Data set name [default: the --model's own, else f8k]."),
     common("data_dir"),
     Option("condition", str, "embedding", "ctx: the image's joint-space vector, or its CNN "
            "feature row.", SHAPE, choices=CONDITIONS),
@@ -85,8 +86,25 @@ OPTIONS = OptionTable([
 ], RECIPES, check=_check_options)
 
 
+def model_data(path: str) -> str | None:
+    """The data set the uvs model at `path` was trained on (its `data` option), if it says."""
+    from uvs.modelfile import read_model
+
+    data = read_model(path).options.get("data")
+    return data if isinstance(data, str) and data else None
+
+
 def resolve_options(**kw) -> OrderedDict:
-    """Defaults, the data set's preset, then the options given (None = not given); checked."""
+    """Defaults, the data set's preset, then the options given (None = not given); checked.
+
+    Without --data, a decoder of a model's joint space trains on that model's data set.
+    """
+    if kw.get("data") is None and kw.get("model") and kw.get("condition") != "features":
+        own = model_data(kw["model"])
+        if own:
+            kw = {**kw, "data": own}
+            logging.getLogger("uvs.decoder").info(
+                f"data: {own}, the data set {kw['model']} was trained on (--data to change)")
     options = OPTIONS.resolve(kw, recipe_key="data")
     if options["saveto"] is None:
         options["saveto"] = os.path.join("models", f"{options['data']}.decoder.npz")

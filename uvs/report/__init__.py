@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib
 
 from uvs.errors import UVSError
+from uvs.extras import install_advice
 
-EXTRA = "pip install 'uvs[report]' (matplotlib, jinja2, Pillow)"
+EXTRA = install_advice("report")
 MODULES = {"matplotlib": "matplotlib", "jinja2": "jinja2", "PIL": "Pillow"}
 
 

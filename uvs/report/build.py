@@ -150,7 +150,8 @@ def retrieval_report(output: str, results: dict, queries: QueryResults, split: S
         "folds": [{"fold": f + 1, "rows": _metrics_rows(r), "rsum": r["rsum"]}
                   for f, r in enumerate(results.get("folds", []))],
         "figures": figures,
-        "score": "minus the order error" if method == "order" else "cosine similarity"}
+        "score": {"order": "minus the order error", "align": "S_kl, the alignment score (each "
+                  "word's best region, summed)"}.get(method, "cosine similarity")}
     data_ = gallery.evaluation_gallery(queries, split.caps, images)
     html = page.render(f"uvs: {os.path.basename(model_path)} on {data} {split_name}",
                        retrieval=retrieval, gallery=data_)

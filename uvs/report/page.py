@@ -8,7 +8,7 @@ from importlib import resources
 
 from uvs import __version__
 from uvs.errors import UVSError
-from uvs.fileio import write_text
+from uvs.fileio import check_not_input, write_text
 from uvs.report import need
 
 GENERATOR = '<meta name="generator" content="uvs report">'
@@ -35,9 +35,7 @@ def render(title: str, **sections) -> str:
 
 def check_output(path: str, inputs: tuple[str, ...] = ()) -> None:
     """Refuse to write over one of the inputs, or over a file that is no uvs report."""
-    real = os.path.realpath(path)
-    if any(os.path.realpath(i) == real for i in inputs):
-        raise UVSError(path, "is one of the inputs: give the report another name")
+    check_not_input(path, inputs)
     if os.path.lexists(path):
         if not os.path.isfile(path):
             raise UVSError(path, "exists and is not a regular file: give the report another name")
