@@ -103,7 +103,7 @@ def bench_update(args) -> None:
 def bench_score(args) -> None:
     from uvs.align import evaluation
     from uvs.align.model import init_params
-    from uvs.align.regions import Regions
+    from uvs.regions import Regions
 
     n, R = args.images, 20
     o = {"n_words": args.words, "dim_word": 300, "dim": args.dim, "dim_image": 4096}

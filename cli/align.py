@@ -6,32 +6,39 @@ import os
 
 import click
 
+from uvs import regions, vgg
+from uvs.align import evaluation, features
+from uvs.align import show as align_show
 from uvs.align.options import OPTIONS
+from uvs.align.train import trainer
 from uvs.cli.common import (
     Group,
+    check_photos_not_written,
     json_option,
-    overwrite_option,
+    photo_paths,
     print_json,
+    progress_bar,
     progress_lines,
     quiet_option,
-    run_trainer,
-    table_options,
+    trainer_command,
 )
 from uvs.errors import UVSError
+from uvs.extras import install_advice, missing, require
+from uvs.fileio import check_not_input, check_replaceable, npz_members
+from uvs.modelfile import shown
+from uvs.photos import check_photo
+from uvs.regions import read_regions
+from uvs.report import need
 
 
 def region_features(photos, list_file, root, output, weights, device, strict, boxes,
                     max_regions, as_json, quiet):
     """Whole image + boxes per photo, fc7 of each, into one REGIONS.npz."""
-    from uvs import vgg
-    from uvs.align import features, regions
-    from uvs.cli.images import _bar, _photo_paths, check_photos_not_written
-    from uvs.fileio import check_replaceable, npz_members
 
     if not output.endswith(".npz"):
         raise UVSError(output, "region features go to a .npz file")
     if boxes in ("grid", "detector") or photos or list_file:
-        paths = _photo_paths(photos, list_file)
+        paths = photo_paths(photos, list_file)
     else:
         paths = []
     check_photos_not_written(output, [], paths, root, list_file, weights, boxes)
@@ -40,7 +47,7 @@ def region_features(photos, list_file, root, output, weights, device, strict, bo
     if boxes == "detector":
         features.detector_weights_path()
     net = vgg.build_convnet(weights, device=device)
-    with _bar(total, "photos", quiet) as bar:
+    with progress_bar(total, "photos", quiet) as bar:
         out = features.region_features(net, paths, boxes, max_regions, root, strict,
                                        on_progress=bar.update)
     regions.write_regions(output, out["features"], out["image"], out["boxes"], out["paths"])
@@ -50,7 +57,6 @@ def region_features(photos, list_file, root, output, weights, device, strict, bo
     if as_json:
         print_json(summary)
         return
-    from uvs.modelfile import shown
 
     for item in out["skipped"]:
         what = item["path"] if item["box"] is None else f"{item['path']} box {item['box']}"
@@ -68,21 +74,12 @@ def register(group: click.Group) -> None:
     group.add_command(align)
 
 
-@align.command("train", context_settings={"max_content_width": 100})
-@table_options(OPTIONS)
-@overwrite_option
-@json_option
-@quiet_option
-def train(overwrite, as_json, quiet, **options):
-    """Train an alignment model on a data set's captions and region features.
+align.add_command(trainer_command(OPTIONS, trainer, ["uvs", "align", "train"], """Train an
+alignment model on a data set's captions and region features.
 
-    The best model on dev is saved at SAVETO with a last checkpoint and a log beside it;
-    Ctrl-C or SIGTERM writes the checkpoint and prints the command that resumes it.
-    """
-    from uvs.align.train import trainer
-
-    run_trainer(lambda: trainer(overwrite=overwrite, **options), ["uvs", "align", "train"],
-                quiet, as_json)
+The best model on dev is saved at SAVETO with a last checkpoint and a log beside it; Ctrl-C
+or SIGTERM writes the checkpoint and prints the command that resumes it.
+"""))
 
 
 @align.command("show")
@@ -119,11 +116,7 @@ def show(model, text, image, boxes, max_regions, weights, device, regions, row, 
 
 def _show(model, text, image, boxes, max_regions, weights, device, regions, row, beta, output,
           as_json):
-    import numpy as np
 
-    from uvs.align import evaluation
-    from uvs.align import show as align_show
-    from uvs.align.regions import read_regions
 
     if bool(image) == bool(regions):
         raise click.UsageError("give --image PHOTO or --regions FILE (one of the two)")
@@ -133,10 +126,7 @@ def _show(model, text, image, boxes, max_regions, weights, device, regions, row,
     if row and not regions:
         raise click.UsageError("--row picks a photo of --regions")
     if output:
-        from uvs.fileio import check_not_input
-
         align_show.check_picture_type(output)
-        from uvs.extras import install_advice, missing
 
         if "Pillow" in missing("images"):  # before the model is read and the words aligned
             raise UVSError(None, f"Pillow is not installed (-o needs it to draw): "
@@ -144,55 +134,26 @@ def _show(model, text, image, boxes, max_regions, weights, device, regions, row,
         check_not_input(output, (model, image, regions, boxes if image else None,
                                  weights if os.path.isfile(weights) else None))
     if image:
-        from uvs.extras import require
-        from uvs.photos import check_photo
-
         check_photo(image)  # a typo is not a missing extra
         require("images", "--image")
     if output and output.lower().endswith((".html", ".htm")):
-        from uvs.report import need
-
         need("jinja2")  # the page is a report's: say so before the slow work
     m = evaluation.load_model(model)
     if image:
-        from uvs import vgg
-        from uvs.align import features
-        from uvs.photos import load_image
-
-        net = vgg.build_convnet(weights, device=device)
-        if net.dim != m["options"]["dim_image"]:
-            raise UVSError(model, f"the model takes {m['options']['dim_image']}-d region "
-                           f"features; these weights give {net.dim}-d")
-        found = features.region_features(net, [image], boxes, max_regions, strict=True)
-        feats, box_rows, pixels = found["features"], found["boxes"], load_image(image)
+        feats, box_rows, pixels = align_show.photo_regions(
+            m, vgg.build_convnet(weights, device=device), image, boxes, max_regions)
     else:
         r = read_regions(regions)
-        if row >= len(r):
-            raise UVSError(regions, f"row {row} asked, the file has {len(r)} photos")
-        if r.features.shape[1] != m["options"]["dim_image"]:
-            raise UVSError(regions, f"region features are {r.features.shape[1]} wide; the "
-                           f"model takes {m['options']['dim_image']}")
-        feats, box_rows = r.of(row)
-        pixels = None
-        if output:
-            from uvs.fileio import check_not_input
-
+        if output and row < len(r):
             check_not_input(output, (r.paths[row],))
-            if os.path.isfile(r.paths[row]):
-                from uvs.photos import load_image
-
-                pixels = load_image(r.paths[row])
-            else:  # no photo on disk (the sample): a grey canvas of the whole image's size
-                w, h = (max(1, int(round(c))) for c in box_rows[0][2:])
-                pixels = np.full((h, w, 3), 200, np.uint8)
+        feats, box_rows, pixels = align_show.regions_row(r, row, m["options"]["dim_image"],
+                                                         bool(output))
     result = align_show.align_sentence(m, feats, box_rows, text, beta)
     if output:
         align_show.draw(pixels, result, output)
     if as_json:
-        result = {k: v for k, v in result.items() if k != "unary"}
-        print_json({**result, "output": output})
+        print_json({**align_show.summary(result), "output": output})
         return
-    from uvs.modelfile import shown
 
     for p in result["phrases"]:
         click.echo(f"{shown(p['text']):<30} region {p['region']:>2}  box "

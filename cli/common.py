@@ -11,12 +11,17 @@ from collections.abc import Callable, Iterator
 
 import click
 
+from uvs import runs
+from uvs.cluster import is_store, need
+from uvs.cluster.run import Where, check_available, parse_shard
 from uvs.errors import UVSError
+from uvs.fileio import check_not_input, has_line_break, read_lines
+from uvs.modelfile import shown
+from uvs.progress import progress
 
 
 class Group(click.Group):
     """A click group that turns library errors into one line on stderr and exit status 1."""
-
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
@@ -124,8 +129,6 @@ def run_trainer(train: Callable[[], dict], command: list[str], quiet: bool, as_j
     SIGINT/SIGTERM: one line with the command that resumes the run (`command --saveto SAVETO
     --reload` then `extra`), then exit 130/143.
     """
-    from uvs import runs
-
     with progress_lines(quiet):
         try:
             result = train()
@@ -135,6 +138,55 @@ def run_trainer(train: Callable[[], dict], command: list[str], quiet: bool, as_j
         print_json(result)
     else:
         click.echo(line(result))
+
+
+WEIGHTS_HELP = ("VGG-19 weights: 'torchvision' (ImageNet weights from torch's cache) or the "
+                "path of Lasagne's vgg19.pkl (Caffe weights, as the released features).")
+
+
+def weights_option(f):
+    """--weights, --crops and --device of the commands that run VGG-19 on photos."""
+    f = click.option("--device", default=None,
+                     help="torch device (default: cuda if available, else cpu).")(f)
+    f = click.option("--crops", type=click.Choice(["1", "10"]), default="1", show_default=True,
+                     help="Centre crop, or the mean over 10 crops.")(f)
+    return click.option("--weights", default="torchvision", show_default=True,
+                        help=WEIGHTS_HELP)(f)
+
+
+def progress_bar(total: int, label: str, quiet: bool):
+    """A progress bar on stderr (none when quiet)."""
+    return progress(total, label, not quiet)
+
+
+def photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
+    """The photos given as arguments or in a list file (one of the two), each on one line."""
+    if bool(photos) == bool(list_file):
+        raise click.UsageError("give photos as arguments or --list FILE (one of the two)")
+    paths = list(photos) if photos else read_lines(list_file)
+    for p in paths:
+        if has_line_break(p) or not p.strip():
+            raise UVSError(shown(p), "a path with a line break or separator (such as U+2028, "
+                           "VT, FF, NEL) cannot go into the list of paths")
+    return paths
+
+
+def trainer_command(table, trainer: Callable[..., dict], command: list[str], help: str,
+                    line: Callable[[dict], str] = rsum_line) -> click.Command:
+    """The `train` command of a trainer (`command`: the words that call it): the options of
+    its `table`, --overwrite, --mode, --json and -q; `trainer(overwrite=, mode=, **options)`
+    runs under `run_trainer` (a signal prints the line that resumes it)."""
+    @click.command(command[-1], help=help, context_settings={"max_content_width": 100})
+    @table_options(table)
+    @overwrite_option
+    @mode_option
+    @json_option
+    @quiet_option
+    def train(overwrite, mode, as_json, quiet, **options):
+        run_trainer(lambda: trainer(overwrite=overwrite, mode=mode, **options), command,
+                    quiet, as_json, ["--mode", mode] if mode else [], line=line)
+
+    return train
 
 
 def cluster_options(f):
@@ -159,7 +211,6 @@ def cluster_where(cluster, workers, shard, output: str, store: bool | None = Non
     A job runs when a cluster flag is given or OUTPUT is a .zarr store (`store` overrides);
     a missing [cluster] extra is one line here, before any slow work.
     """
-    from uvs.cluster import is_store
 
     store = is_store(output) if store is None else store
     if not (cluster or workers or shard or store):
@@ -169,7 +220,6 @@ def cluster_where(cluster, workers, shard, output: str, store: bool | None = Non
     if not store:
         raise click.UsageError("--cluster, --workers and --shard write a store: give "
                                "-o NAME.zarr")
-    from uvs.cluster.run import Where, check_available, parse_shard
 
     where = Where(cluster, workers, parse_shard(shard))
     check_available(where, output)
@@ -197,7 +247,17 @@ def print_job(summary: dict, as_json: bool, unit: str = "rows") -> None:
 
 def check_store_inputs(*paths) -> None:
     """A one-line error before any slow work when a .zarr input is given without zarr."""
-    from uvs.cluster import is_store, need
 
     if any(p and is_store(p) for p in paths):
         need("zarr", "a .zarr store")
+
+
+def check_photos_not_written(output: str, writes: list[str], paths: list[str], root, list_file,
+                             *more) -> None:
+    """`uvs features` never writes over a photo, the list, the weights or a boxes file."""
+    import os
+
+
+    photos = [p if root is None or os.path.isabs(p) else os.path.join(root, p) for p in paths]
+    check_not_input(output, [list_file, *(m for m in more if m and os.path.isfile(m))], writes,
+                    plain=photos)

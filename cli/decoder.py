@@ -10,41 +10,32 @@ from uvs.cli.common import (
     cluster_where,
     data_dir_option,
     json_option,
-    mode_option,
-    overwrite_option,
     print_job,
     print_json,
     progress_lines,
     quiet_option,
-    run_trainer,
-    table_options,
+    trainer_command,
 )
+from uvs.cluster import jobs
+from uvs.cluster.tasks import caption_lines, caption_rows
+from uvs.datasets import load_split, split_files
+from uvs.decoding import tools
+from uvs.decoding.evaluation import captions_text
+from uvs.decoding.evaluation import evalcap as run
 from uvs.decoding.options import OPTIONS
-from uvs.fileio import check_not_input
+from uvs.decoding.train import trainer
+from uvs.extras import require
+from uvs.features import read_image_features
+from uvs.fileio import atomic_path, check_not_input, write_text
+from uvs.mnlm import evaluation
+from uvs.modelfile import _pickled_instance, locate, read_model, shown
+from uvs.photos import check_photo
+from uvs.progress import progress
 
 
 @click.group()
 def decoder():
     """Decoders: language models that turn a vector into a sentence."""
-
-
-@decoder.command("train", context_settings={"max_content_width": 100})
-@table_options(OPTIONS)
-@overwrite_option
-@mode_option
-@json_option
-@quiet_option
-def train(overwrite, mode, as_json, quiet, **options):
-    """Train a decoder on a data set's captions; the best on dev is saved at SAVETO, with a
-    last checkpoint and log.
-
-    Ctrl-C or SIGTERM writes the last checkpoint and prints the command that resumes it.
-    """
-    from uvs.decoding.train import trainer
-
-    run_trainer(lambda: trainer(overwrite=overwrite, mode=mode, **options),
-                ["uvs", "decoder", "train"], quiet, as_json, ["--mode", mode] if mode else [],
-                line=cost_line)
 
 
 def cost_line(result: dict) -> str:
@@ -53,16 +44,12 @@ def cost_line(result: dict) -> str:
             f"{result['updates']} updates; decoder: {result['saveto']}")
 
 
-def _vgg_features(dec, vse, image, weights, crops, device):
-    from uvs import vgg
-    from uvs.errors import UVSError
+decoder.add_command(trainer_command(OPTIONS, trainer, ["uvs", "decoder", "train"], """Train a
+decoder on a data set's captions; the best on dev is saved at SAVETO, with a last checkpoint
+and log.
 
-    net = vgg.build_convnet(weights, device=device)
-    want = vse["options"]["dim_image"] if vse is not None else dec["options"]["dimctx"]
-    if net.dim != want:
-        raise UVSError(net.weights, f"these VGG weights give {net.dim}-d features; "
-                       f"{want}-d expected")
-    return vgg.compute_features(net, [image], crops=int(crops))
+Ctrl-C or SIGTERM writes the last checkpoint and prints the command that resumes it.
+""", line=cost_line))
 
 
 @click.command()
@@ -91,6 +78,12 @@ def _vgg_features(dec, vse, image, weights, crops, device):
 @click.option("--crops", type=click.Choice(["1", "10"]), default="1", show_default=True)
 @click.option("--device", default=None, help="torch device for --image.")
 @click.option("--seed", type=int, default=1234, show_default=True, help="Sampling seed.")
+@click.option("--template", default=None,
+              help='SC-NLM models: the tags to follow, e.g. "DT NN VBZ IN DT NN ." (default: '
+                   "the structures of the nearest training captions).")
+@click.option("--data", default=None, help="SC-NLM: the training data of its default "
+              "templates (default: the model's own).")
+@data_dir_option
 @click.option("--rows", "rows_text", default=None, metavar="all|A:B",
               help="With --image-features: caption every row (or rows A to B-1) into -o "
                    "CAPTIONS.jsonl, beam search, one JSON line per row.")
@@ -100,23 +93,32 @@ def _vgg_features(dec, vse, image, weights, crops, device):
 @json_option
 @quiet_option
 def caption(decoder_path, vse_model, dictionary, image, image_features, row, text, minus, plus,
-            beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed, rows_text,
-            output, cluster, workers, shard, chunk_rows, as_json, quiet):
-    """Generate sentences for a photo, a feature row, a sentence, or photo − word + word."""
+            beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed, template, data,
+            data_dir, rows_text, output, cluster, workers, shard, chunk_rows, as_json, quiet):
+    """Generate sentences for a photo, a feature row, a sentence, or photo − word + word.
+
+    DECODER is a GRU decoder (uvs decoder train) or a log-bilinear model (uvs mnlm train:
+    MLBL, MLBL-F, SC-NLM; beam search as the original's, at most MAXLEN - 1 words).
+    """
     with progress_lines(quiet):
         _caption(decoder_path, vse_model, dictionary, image, image_features, row, text, minus,
                  plus, beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed,
-                 rows_text, output, cluster, workers, shard, chunk_rows, as_json, quiet)
+                 template, data, data_dir, rows_text, output, cluster, workers, shard,
+                 chunk_rows, as_json, quiet)
 
 
 def _caption(decoder_path, vse_model, dictionary, image, image_features, row, text, minus, plus,
-             beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed, rows_text,
-             output, cluster, workers, shard, chunk_rows, as_json, quiet):
-    from uvs.decoding import tools
-
+             beam, stochastic, n, maxlen, use_unk, weights, crops, device, seed, template, data,
+             data_dir, rows_text, output, cluster, workers, shard, chunk_rows, as_json, quiet):
     given = [q for q in (image, image_features, text) if q is not None]
     if len(given) != 1:
         raise click.UsageError("give exactly one of --image, --image-features, --text")
+    if _is_mnlm(decoder_path):
+        return _caption_mnlm(decoder_path, vse_model, image, image_features, row, text, minus,
+                             plus, beam, n, maxlen, weights, crops, device, template, data,
+                             data_dir, as_json)
+    if template is not None:
+        raise click.UsageError("--template is for SC-NLM models")
     if n > beam and not stochastic:
         raise click.UsageError(f"-n {n} is more than the beam holds (--beam {beam})")
     check_store_inputs(image_features)
@@ -134,27 +136,12 @@ def _caption(decoder_path, vse_model, dictionary, image, image_features, row, te
         raise click.UsageError("--row picks a row of --image-features")
     row = row or 0
     if image is not None:
-        from uvs.extras import require
-        from uvs.photos import check_photo
-
         check_photo(image)  # a typo is not a missing extra
         require("images", "--image")
     dec = tools.load_model(decoder_path, dictionary, seed=seed)
     vse = tools.load_encoder(dec, vse_model)
-    feats, where = None, None
-    if image is not None:
-        feats, where = _vgg_features(dec, vse, image, weights, crops, device), image
-    elif image_features is not None:
-        from uvs.features import read_image_features
-
-        want = vse["options"]["dim_image"] if vse is not None else dec["options"]["dimctx"]
-        feats, _ = read_image_features(image_features, want)
-        if row >= len(feats):
-            from uvs.errors import UVSError
-
-            raise UVSError(image_features, f"row {row} is out of range: the file has "
-                           f"{len(feats)} rows")
-        feats, where = feats[row:row + 1], image_features
+    feats, where = tools.query_features(dec, vse, image, image_features, row, weights,
+                                        int(crops), device)
     c = tools.context(dec, vse, feats, text, minus, plus, where)
     if stochastic:
         results = tools.sample_sentences(dec, c, n=n, maxlen=maxlen, use_unk=use_unk)
@@ -166,7 +153,6 @@ def _caption(decoder_path, vse_model, dictionary, image, image_features, row, te
                     "beam": None if stochastic else beam,
                     "sentences": [{"text": t, "score": s} for t, s in results]})
         return
-    from uvs.modelfile import shown
 
     label = "prob. sum" if stochastic else "cost"
     for i, (t, s) in enumerate(results, 1):
@@ -176,7 +162,6 @@ def _caption(decoder_path, vse_model, dictionary, image, image_features, row, te
 def _caption_rows(decoder_path, dictionary, vse_model, features, rows_text, output, options,
                   where, chunk_rows, as_json, quiet):
     """`uvs caption --rows`: here in chunks, or as a job of chunks (resumable, on a cluster)."""
-    from uvs.cluster import jobs
 
     if where is not None:
         with progress_lines(quiet):
@@ -187,10 +172,6 @@ def _caption_rows(decoder_path, dictionary, vse_model, features, rows_text, outp
                                             options, chunk_rows)
             summary = jobs.run_job(store, spec, where, quiet, output=output)
         return print_job(summary, as_json, "captioned rows")
-    from uvs.cluster.tasks import caption_lines, caption_rows
-    from uvs.decoding import tools
-    from uvs.fileio import atomic_path
-    from uvs.progress import progress
 
     dec = tools.load_model(decoder_path, dictionary, seed=options["seed"])
     vse = tools.load_encoder(dec, vse_model)
@@ -213,8 +194,6 @@ def _caption_rows(decoder_path, dictionary, vse_model, features, rows_text, outp
 
 
 def _features_of(path, want):
-    from uvs.features import read_image_features
-
     return read_image_features(path, want)
 
 
@@ -237,15 +216,13 @@ def evalcap(decoder_path, vse_model, dictionary, data, data_dir, split, beam, ma
             as_json, quiet):
     """Caption every image of a split and score against its references (BLEU, METEOR,
     ROUGE-L, CIDEr) with the decoder's perplexity."""
-    from uvs.datasets import split_files
-    from uvs.decoding import tools
-    from uvs.decoding.evaluation import captions_text
-    from uvs.decoding.evaluation import evalcap as run
-    from uvs.extras import require
 
     require("captions", "uvs evalcap")  # before the slow generation
     if output:
         check_not_input(output, (decoder_path, vse_model, dictionary))
+    if _is_mnlm(decoder_path):
+        return _evalcap_mnlm(decoder_path, vse_model, data, data_dir, split, beam, maxlen,
+                             output, as_json, quiet)
     dec = tools.load_model(decoder_path, dictionary)
     data = data or dec["options"].get("data")
     if not data:
@@ -259,8 +236,6 @@ def evalcap(decoder_path, vse_model, dictionary, data, data_dir, split, beam, ma
         res = run(dec, vse, data=data, split=split, data_dir=data_dir, beam_width=beam,
                   maxlen=maxlen, cnn=dec["options"].get("cnn"))
     if output:
-        from uvs.fileio import write_text
-
         write_text(output, captions_text(res["captions"], output))
     if not quiet:
         for note in res["notes"]:
@@ -276,6 +251,86 @@ def evalcap(decoder_path, vse_model, dictionary, data, data_dir, split, beam, ma
     click.echo("  ".join(f"{100 * m[k]:7.1f}" for k in names))
     click.echo(f"{res['images']} images, beam {beam}; perplexity {res['perplexity']:.2f} "
                f"({res['cost_per_word']:.4f} nats/word over {res['words']} words)")
+
+
+def _is_mnlm(path: str) -> bool:
+    """Whether PATH holds a log-bilinear model (either layout)."""
+    import os
+
+
+    if os.path.isfile(path) and _pickled_instance(path):
+        return True
+
+    try:
+        layout, npz, _ = locate(path)
+        if layout != "uvs":
+            return False
+        return read_model(npz).kind in ("mlbl", "mlblf", "scnlm")
+    except Exception:  # noqa: BLE001 - the decoder reader says what is wrong
+        return False
+
+
+def _caption_mnlm(path, vse_model, image, image_features, row, text, minus, plus, beam, n,
+                  maxlen, weights, crops, device, template, data, data_dir, as_json):
+    import numpy as np
+
+
+    net, vse = evaluation.load(path, vse_model)
+    tags = getattr(net, "tag_dict", None)
+    if n > beam and (not tags or template is not None):
+        raise click.UsageError(f"-n {n} is more than the beam holds (--beam {beam})")
+    if maxlen < 3:
+        raise click.UsageError("--maxlen must be at least 3 for a log-bilinear model")
+    if template is not None and not tags:
+        raise click.UsageError("--template is for SC-NLM models")
+    vec = evaluation.query_vector(net, vse, path, image, image_features, row or 0, text,
+                                  minus, plus, weights, int(crops), device)
+    templates, train = None, None
+    if tags and template is not None:
+        templates = [[evaluation.parse_template(net, template, maxlen)]]
+    elif tags:
+
+        data = data or net.options.get("data")
+        if not data:
+            raise click.UsageError("give --template, or --data for the default templates")
+        train = load_split(data, "train", data_dir or net.options.get("data_dir"))
+    cands = evaluation.captions_for(net, vse, np.asarray([vec], dtype=np.float32), k=beam,
+                                    maxlen=maxlen, templates=templates, train=train)[0][:n]
+    if as_json:
+        print_json({"decoder": path, "mode": "beam", "beam": beam, "sentences": cands})
+        return
+    for i, c in enumerate(cands, 1):
+        shown = f"  [{c['template']}]" if c.get("template") else ""
+        score = f"  score {c['score']:.3f}" if "score" in c else ""
+        click.echo(f"{i:>2}{score}  {c['text']}{shown}")
+
+
+def _evalcap_mnlm(path, vse_model, data, data_dir, split, beam, maxlen, output, as_json,
+                  quiet):
+
+    net, vse = evaluation.load(path, vse_model)
+    data = data or net.options.get("data")
+    if not data:
+        raise click.UsageError("give --data")
+    res = evaluation.evalcap(net, vse, data, split, data_dir or net.options.get("data_dir"),
+                             k=beam, maxlen=max(maxlen, 3), cnn=net.options.get("cnn"))
+    if output:
+
+        write_text(output, "".join(c + "\n" for c in res["captions"]))
+    if not quiet:
+        for note in res["notes"]:
+            click.echo(note, err=True)
+    if as_json:
+        print_json({k: v for k, v in res.items() if k not in ("captions", "references")}
+                   | {"decoder": path, "data": data, "split": split, "beam": beam})
+        return
+    m = res["metrics"]
+    names = [k for k in ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
+             if k in m]
+    click.echo("  ".join(f"{k:>7}" for k in names))
+    click.echo("  ".join(f"{100 * m[k]:7.1f}" for k in names))
+    click.echo(f"{res['images']} images, beam {beam}; perplexity {res['perplexity']:.2f} "
+               "(log2, the original's, over every n-gram)")
 
 
 def register(group: click.Group) -> None:

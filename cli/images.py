@@ -4,63 +4,36 @@ from __future__ import annotations
 
 import click
 
+from uvs import index as uindex
+from uvs import search as usearch
+from uvs import tools, vgg
+from uvs.cli.align import region_features
 from uvs.cli.common import (
     Group,
+    check_photos_not_written,
     check_store_inputs,
     cluster_options,
     cluster_where,
     json_option,
+    photo_paths,
+    print_job,
     print_json,
+    progress_bar,
     progress_lines,
     quiet_option,
+    weights_option,
 )
+from uvs.cluster import jobs
 from uvs.errors import UVSError
-
-_WEIGHTS_HELP = ("VGG-19 weights: 'torchvision' (ImageNet weights from torch's cache) or the "
-                 "path of Lasagne's vgg19.pkl (Caffe weights, as the released features).")
-
-
-def _weights_option(f):
-    f = click.option("--device", default=None,
-                     help="torch device (default: cuda if available, else cpu).")(f)
-    f = click.option("--crops", type=click.Choice(["1", "10"]), default="1", show_default=True,
-                     help="Centre crop, or the mean over 10 crops.")(f)
-    return click.option("--weights", default="torchvision", show_default=True,
-                        help=_WEIGHTS_HELP)(f)
-
-
-def _bar(total: int, label: str, quiet: bool):
-    from uvs.progress import progress
-
-    return progress(total, label, not quiet)
-
-
-# --- uvs features ---------------------------------------------------------------------------
-
-def _photo_paths(photos: tuple[str, ...], list_file: str | None) -> list[str]:
-    from uvs.fileio import has_line_break, read_lines
-    from uvs.modelfile import shown
-
-    if bool(photos) == bool(list_file):
-        raise click.UsageError("give photos as arguments or --list FILE (one of the two)")
-    paths = list(photos) if photos else read_lines(list_file)
-    for p in paths:
-        if has_line_break(p) or not p.strip():
-            raise UVSError(shown(p), "a path with a line break or separator (such as U+2028, "
-                           "VT, FF, NEL) cannot go into the list of paths")
-    return paths
-
-
-def check_photos_not_written(output: str, writes: list[str], paths: list[str], root, list_file,
-                             *more) -> None:
-    """`uvs features` never writes over a photo, the list, the weights or a boxes file."""
-    import os
-
-    from uvs.fileio import check_not_input
-
-    photos = [p if root is None or os.path.isabs(p) else os.path.join(root, p) for p in paths]
-    check_not_input(output, [list_file, *(m for m in more if m and os.path.isfile(m))], writes,
-                    plain=photos)
+from uvs.extras import require
+from uvs.features import paths_file, read_image_features
+from uvs.fileio import check_not_input, check_replaceable, is_npy, save_npy, write_text
+from uvs.modelfile import shown
+from uvs.photos import check_photo
+from uvs.report import build as report_build
+from uvs.report import check_installed, gallery, page
+from uvs.retrieval import model_method
+from uvs.vocab import unknown_words
 
 
 @click.command()
@@ -72,7 +45,7 @@ def check_photos_not_written(output: str, writes: list[str], paths: list[str], r
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="FEATS.npy to write (the image paths go to FEATS.paths.txt beside it), or "
                    "a FEATS.zarr store (a job of chunks: resumable, on a cluster).")
-@_weights_option
+@weights_option
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--strict", is_flag=True, help="Fail on an unreadable image instead of skipping it.")
 @click.option("--regions", "boxes", default=None,
@@ -86,9 +59,6 @@ def check_photos_not_written(output: str, writes: list[str], paths: list[str], r
 def features(photos, list_file, root, output, weights, crops, device, batch_size, strict,
              boxes, max_regions, cluster, workers, shard, chunk_rows, as_json, quiet):
     """VGG-19 fc7 features (after ReLU, rows of unit norm) of PHOTOS into FEATS.npy."""
-    from uvs import vgg
-    from uvs.features import paths_file
-    from uvs.fileio import check_replaceable, is_npy, save_npy, write_text
 
     if boxes is not None:
         where = cluster_where(cluster, workers, shard, output,
@@ -101,15 +71,13 @@ def features(photos, list_file, root, output, weights, crops, device, batch_size
         return _features_job(photos, list_file, root, output, weights, crops, device,
                              batch_size, strict, chunk_rows, where, as_json, quiet)
     if boxes is not None:
-        from uvs.cli.align import region_features
-
         return region_features(photos, list_file, root, output, weights, device, strict,
                                boxes, max_regions, as_json, quiet)
-    paths = _photo_paths(photos, list_file)
+    paths = photo_paths(photos, list_file)
     check_photos_not_written(output, [paths_file(output)], paths, root, list_file, weights)
     check_replaceable(output, is_npy, "a .npy array of features")
     net = vgg.build_convnet(weights, device=device)
-    with _bar(len(paths), "photos", quiet) as bar:
+    with progress_bar(len(paths), "photos", quiet) as bar:
         run = vgg.features_from_files(net, paths, crops=int(crops), batch_size=batch_size,
                                       strict=strict, root=root, on_progress=bar.update)
     if not run.paths:
@@ -123,7 +91,6 @@ def features(photos, list_file, root, output, weights, crops, device, batch_size
     if as_json:
         print_json(summary)
         return
-    from uvs.modelfile import shown
 
     for item in run.skipped:
         click.echo(f"skipped {shown(item['path'])}: {shown(item['problem'])}", err=True)
@@ -135,12 +102,10 @@ def features(photos, list_file, root, output, weights, crops, device, batch_size
 def _features_job(photos, list_file, root, output, weights, crops, device, batch_size, strict,
                   chunk_rows, where, as_json, quiet):
     """`uvs features -o FEATS.zarr`: a job of chunks, here or on a Dask cluster."""
-    from uvs.cli.common import print_job
-    from uvs.cluster import jobs
 
     if bool(photos) == bool(list_file):
         raise click.UsageError("give photos as arguments or --list FILE (one of the two)")
-    paths = _photo_paths(photos, None) if photos else jobs.iter_lines(list_file)
+    paths = photo_paths(photos, None) if photos else jobs.iter_lines(list_file)
     with progress_lines(quiet):
         store, spec = jobs.features_job(output, paths, weights, int(crops), batch_size, strict,
                                         root, device, chunk_rows)
@@ -155,12 +120,10 @@ def _regions_job(photos, list_file, root, output, weights, device, strict, boxes
                  chunk_rows, where, as_json, quiet):
     """`uvs features --regions grid|detector -o REGIONS.npz --workers N`: a job of chunks in
     REGIONS.npz.job.zarr, assembled into REGIONS.npz when complete."""
-    from uvs.cli.common import print_job
-    from uvs.cluster import jobs
 
     if bool(photos) == bool(list_file):
         raise click.UsageError("give photos as arguments or --list FILE (one of the two)")
-    paths = _photo_paths(photos, None) if photos else jobs.iter_lines(list_file)
+    paths = photo_paths(photos, None) if photos else jobs.iter_lines(list_file)
     with progress_lines(quiet):
         store, spec = jobs.regions_job(output, paths, weights, boxes, max_regions, strict,
                                        root, device, chunk_rows)
@@ -186,11 +149,8 @@ def _check_search(image, text, collections, minus, plus):
 
 def _check_extras(image: str | None, index_path: str | None) -> None:
     """A missing photo, then a missing extra, before the model is loaded or anything embedded."""
-    from uvs.extras import require
 
     if image:
-        from uvs.photos import check_photo
-
         check_photo(image)
         require("images", "--image")
     if index_path:
@@ -220,7 +180,7 @@ def _check_extras(image: str | None, index_path: str | None) -> None:
 @click.option("--all-duplicates", is_flag=True,
               help="Show identical captions (or identical image rows) one by one; by default "
                    "each is shown once, with how many it stands for.")
-@_weights_option
+@weights_option
 @click.option("--candidates", type=click.IntRange(1),
               help="Order models on an approximate index: candidates re-scored exactly "
                    "(default max(100, 10k)).")
@@ -234,16 +194,9 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
            rerank, k, all_duplicates, weights, crops, device, candidates, nprobe, report_path,
            as_json, quiet):
     """Captions for a photo, or photos for a sentence (or for photo − word + word)."""
-    import numpy as np
 
-    from uvs import search as usearch
-    from uvs import tools
-    from uvs.retrieval import model_method
-    from uvs.vocab import unknown_words
 
     if report_path:
-        from uvs.report import check_installed, page
-
         check_installed()
         page.check_output(report_path, tuple(p for p in (model, image, image_features, captions,
                                                          feats, index_path) if p))
@@ -271,40 +224,29 @@ def search(model, image, image_features, row, text, captions, feats, index_path,
                           captions=captions, images=feats, index=index_path, k=k,
                           rerank=rerank, candidates=candidates, nprobe=nprobe,
                           show_progress=not quiet, distinct=not all_duplicates)
-    kind, names, rows, sims = hits.kind, hits.names, hits.rows, hits.scores
-    item = "caption" if kind == "captions" else "image"
-    dups = hits.duplicates if hits.duplicates is not None else np.zeros(len(rows), np.int64)
-    results = [{"rank": r + 1, "row": int(i), "score": float(s), item: names[i],
-                "duplicates": int(d)}
-               for r, (i, s, d) in enumerate(zip(rows, sims, dups, strict=True))]
-    collapsed = int(dups.sum())
-    if collapsed and kind == "images" and feats and not quiet:
+    collection = next(iter(collections.values()))
+    results = hits.results()
+    collapsed = sum(r["duplicates"] for r in results)
+    if collapsed and hits.kind == "images" and feats and not quiet:
         click.echo(f"note: {feats} holds identical rows ({collapsed} folded into the results "
                    "shown): is it one row per caption? Search one row per photo (the sample's "
                    "*_photos.npy, or `uvs features`); --all-duplicates shows every row",
                    err=True)
     if report_path:
         _search_report(report_path, m, model, image, image_features, row, text, minus, plus,
-                       kind, next(iter(collections.values())), [r[item] for r in results],
+                       hits.kind, collection, [r[hits.item] for r in results],
                        [r["score"] for r in results])
     if as_json:
-        method = model_method(m)
-        print_json({
-            "model": model, "method": method,
-            "score": "negative order error" if method == "order" else "cosine similarity",
-            "query": {"image": image, "image_features": image_features,
-                      "row": row if image_features else None, "text": text,
-                      "minus": list(minus), "plus": list(plus), "unknown_words": unknown},
-            "collection": {"kind": kind, "path": next(iter(collections.values())),
-                           "count": len(names), "cache": hits.cache},
-            "duplicates": "kept" if all_duplicates else "collapsed", "collapsed": collapsed,
-            "results": results, **({"report": report_path} if report_path else {})})
+        query = {"image": image, "image_features": image_features,
+                 "row": row if image_features else None, "text": text, "minus": list(minus),
+                 "plus": list(plus), "unknown_words": unknown}
+        print_json({**hits.summary(model, m, query, collection, all_duplicates),
+                    **({"report": report_path} if report_path else {})})
         return
-    from uvs.modelfile import shown
 
     for r in results:
         more = f"  (+{r['duplicates']} identical)" if r["duplicates"] else ""
-        click.echo(f"{r['rank']:>3}  {r['score']:8.4f}  {shown(r[item])}{more}")
+        click.echo(f"{r['rank']:>3}  {r['score']:8.4f}  {shown(r[hits.item])}{more}")
     if report_path:
         click.echo(f"wrote {report_path}")
 
@@ -314,9 +256,6 @@ def _search_report(path, m, model, image, image_features, row, text, minus, plus
     """The query and its hits as an HTML page (photos found by name are embedded)."""
     import os
 
-    from uvs.features import paths_file, read_image_features
-    from uvs.report import build, gallery
-    from uvs.retrieval import model_method
 
     if text is not None:
         query = {"text": text}
@@ -328,7 +267,7 @@ def _search_report(path, m, model, image, image_features, row, text, minus, plus
         query = {"label": names[row], "photo": gallery.photo_file(names[row], folder)}
     query.update(minus=list(minus), plus=list(plus))
     folder = os.path.dirname(paths_file(collection))  # image names are relative to it
-    build.search_report(path, model_path=model, method=model_method(m), query=query,
+    report_build.search_report(path, model_path=model, method=model_method(m), query=query,
                         kind=kind, hits=hits, scores=scores, names_folder=folder,
                         collection=collection)
 
@@ -367,10 +306,6 @@ def index():
 def build(model, captions, feats, output, index_type, nlist, nprobe, on_disk, block_rows,
           as_json, quiet):
     """Embed a caption file or FEATS.npy with MODEL and index it in OUTPUT."""
-    from uvs import index as uindex
-    from uvs import tools
-    from uvs.extras import require
-    from uvs.fileio import check_not_input, check_replaceable
 
     if bool(captions) == bool(feats):
         raise click.UsageError("index one collection: --captions FILE or --images FEATS.npy")
@@ -399,13 +334,11 @@ def build(model, captions, feats, output, index_type, nlist, nprobe, on_disk, bl
 @json_option
 def info(path, as_json):
     """What an index holds: kind, model, count, type."""
-    from uvs import index as uindex
 
     meta = uindex.read_info(path)
     if as_json:
         print_json({"index": path, **meta})
         return
-    from uvs.modelfile import shown
 
     for key, value in meta.items():
         click.echo(f"{shown(key)}: {shown(value)}")

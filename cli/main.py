@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from uvs import __version__
+from uvs.cli import align, decoder, images, mnlm, models, report, store, train
 from uvs.cli.common import Group
 
 
@@ -15,20 +16,14 @@ def main() -> None:
 
 
 def _register() -> None:
-    from uvs.cli import models, train
-
     models.register(main)
     main.add_command(train.train)
-    from uvs.cli import images
     images.register(main)
-    from uvs.cli import align
     align.register(main)
-    from uvs.cli import report
     main.add_command(report.report)
-    from uvs.cli import decoder
     decoder.register(main)
-    from uvs.cli import store
     main.add_command(store.store)
+    mnlm.register(main)
 
 
 _register()

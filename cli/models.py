@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+from uvs import queries, tools
+from uvs.align import evaluation as align_eval
+from uvs.backend import describe
 from uvs.cli.common import (
     check_store_inputs,
     cluster_options,
@@ -15,6 +18,14 @@ from uvs.cli.common import (
     progress_lines,
     quiet_option,
 )
+from uvs.cluster import is_store, jobs
+from uvs.datasets import open_features
+from uvs.features import read_image_features
+from uvs.fileio import check_not_input, check_replaceable, is_npy, read_lines, save_npy
+from uvs.mnlm.files import net_from_file, write_mnlm
+from uvs.modelfile import read_model, shown, write_model
+from uvs.progress import progress
+from uvs.report import build, check_installed, page
 
 dictionary_option = click.option(
     "--dictionary", type=click.Path(dir_okay=False),
@@ -55,31 +66,20 @@ def evalrank(model, data, data_dir, split, fold5, regions, report_path, photos_l
     An alignment model (uvs align train) ranks by S_kl over the regions of each image, with
     --report too.
     """
-    from uvs import evaluation, tools
-    from uvs.modelfile import read_model
-
     if photos_list and not report_path:
         raise click.UsageError("--photos names the images of a --report")
-    mf = read_model(model)
-    if mf.kind == "align":
-        from uvs.align import evaluation as align_eval
-
-        m = align_eval.compile_model(mf.params, mf.options, mf.worddict, mf.path)
-        if report_path:
-            results = _evalrank_report(model, data, data_dir, split, fold5, report_path,
-                                       photos_list, quiet, align=(m, regions))
-        else:
-            results = align_eval.evalrank(m, regions, data=data, split=split,
-                                          data_dir=data_dir, fold5=fold5, verbose=not quiet)
-    elif regions is not None:
-        raise click.ClickException(f"{mf.path}: --regions is for alignment models; this is "
-                                   f"a {mf.kind} model")
-    elif report_path:
+    if report_path:
+        mf = read_model(model)
+        if mf.kind != "align" and regions is not None:
+            raise click.ClickException(f"{mf.path}: --regions is for alignment models; this "
+                                       f"is a {mf.kind} model")
+        align = ((align_eval.compile_model(mf.params, mf.options, mf.worddict, mf.path),
+                  regions) if mf.kind == "align" else None)
         results = _evalrank_report(model, data, data_dir, split, fold5, report_path,
-                                   photos_list, quiet)
+                                   photos_list, quiet, align=align)
     else:
-        results = evaluation.evalrank(tools.load_model(model), data=data, split=split,
-                                      data_dir=data_dir, fold5=fold5, verbose=not quiet)
+        results = align_eval.evalrank_file(model, regions, data=data, split=split,
+                                           data_dir=data_dir, fold5=fold5, verbose=not quiet)
     if as_json:
         print_json({**results, "report": report_path} if report_path else results)
         return
@@ -95,16 +95,11 @@ def _evalrank_report(model, data, data_dir, split, fold5, report_path, photos_li
     """evalrank's metrics, with the HTML report of every query written on the way.
 
     align: (compiled alignment model, --regions) for an alignment model, ranked by S_kl."""
-    from uvs import queries, tools
-    from uvs.progress import progress
-    from uvs.report import build, check_installed, page
 
     check_installed()
     page.check_output(report_path, (model, photos_list, align and align[1]))
     inputs = ()
     if align is not None:
-        from uvs.align import evaluation as align_eval
-
         m, regions = align
         results, found, ds, regions_path = align_eval.evalrank_queries(
             m, regions, data=data, split=split, data_dir=data_dir, fold5=fold5,
@@ -141,14 +136,10 @@ def encode():
 def encode_sentences(model, textfile, output, batch_size, cluster, workers, shard, chunk_rows,
                      as_json, quiet):
     """Embed TEXTFILE (UTF-8, one sentence per line) into OUTPUT, one row per line."""
-    from uvs import tools
-    from uvs.fileio import check_not_input, check_replaceable, is_npy, read_lines, save_npy
 
     check_not_input(output, (model, textfile))
     where = cluster_where(cluster, workers, shard, output)
     if where is not None:
-        from uvs.cluster import jobs
-
         with progress_lines(quiet):
             store, spec = jobs.sentences_job(output, model, textfile, batch_size, chunk_rows)
             print_job(jobs.run_job(store, spec, where, quiet), as_json, "sentences")
@@ -175,25 +166,17 @@ def encode_sentences(model, textfile, output, batch_size, cluster, workers, shar
 def encode_images(model, features, output, cluster, workers, shard, chunk_rows, as_json,
                   quiet):
     """Embed FEATURES (.npy or a .zarr store, one row of CNN features per image) into OUTPUT."""
-    from uvs import tools
-    from uvs.cluster import is_store
-    from uvs.datasets import open_features
-    from uvs.fileio import check_not_input, check_replaceable, is_npy, save_npy
 
     check_store_inputs(features)
     check_not_input(output, (model, features))
     where = cluster_where(cluster, workers, shard, output)
     if where is not None:
-        from uvs.cluster import jobs
-
         with progress_lines(quiet):
             store, spec = jobs.images_job(output, model, features, chunk_rows)
             print_job(jobs.run_job(store, spec, where, quiet), as_json, "images")
         return
     check_replaceable(output, is_npy, "a .npy array")
     if is_store(features):
-        from uvs.features import read_image_features
-
         ims = read_image_features(features)[0]
     else:
         ims = open_features(features)
@@ -213,11 +196,8 @@ def encode_images(model, features, output, cluster, workers, shard, chunk_rows, 
 @json_option
 def info(model, backend, dictionary, as_json):
     """Show MODEL's kind, layout, options, vocabulary size and parameter shapes."""
-    from uvs.modelfile import read_model, shown
 
     if backend:
-        from uvs.backend import describe
-
         found = describe()
         if as_json:
             print_json(found)
@@ -250,13 +230,15 @@ def info(model, backend, dictionary, as_json):
 @dictionary_option
 def convert(model, output, dictionary):
     """Rewrite MODEL in the uvs format (one .npz, no pickle), keeping its kind."""
-    from uvs.fileio import check_not_input
-    from uvs.modelfile import read_model, write_model
 
     check_not_input(output, (model, dictionary))
     mf = read_model(model, dictionary=dictionary)
-    write_model(output, mf.params, mf.options, mf.worddict,
-                extra_meta=None if mf.kind == "vse" else {"kind": mf.kind})
+    if mf.kind in ("mlbl", "mlblf", "scnlm"):  # with momentum buffers and schedule state
+
+        write_mnlm(output, net_from_file(mf, dtype="float64"))
+    else:
+        write_model(output, mf.params, mf.options, mf.worddict,
+                    extra_meta=None if mf.kind == "vse" else {"kind": mf.kind})
     click.echo(f"wrote {output} ({mf.layout} layout -> uvs)", err=True)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from uvs.cli.common import json_option, print_json, progress_lines, quiet_option
+from uvs.modelfile import shown
+from uvs.report.build import training_report
 
 
 @click.command()
@@ -16,9 +18,6 @@ from uvs.cli.common import json_option, print_json, progress_lines, quiet_option
 @quiet_option
 def report(runs, output, title, as_json, quiet):
     """Training curves of RUNS (models or their .log.jsonl) overlaid in one HTML page."""
-    from uvs.modelfile import shown
-    from uvs.report.build import training_report
-
     with progress_lines(quiet):
         summary = training_report(list(runs), output, title=title)
     for note in summary["left_out"]:

@@ -52,6 +52,17 @@ class Reduce:
         self.state = state
 
 
+class Py2Instance:
+    """An instance of a new-style Python-2 class `module.name` whose `__dict__` is `attrs`:
+    protocol 0/1 write `copy_reg._reconstructor(cls, object, None)` then BUILD, protocol 2
+    `cls` + empty tuple + NEWOBJ then BUILD (copy_reg's `__reduce_ex__`, cPickle save_reduce)."""
+
+    def __init__(self, module: str, name: str, attrs: dict):
+        self.module = module
+        self.name = name
+        self.attrs = attrs
+
+
 def py2_str_repr(data: bytes) -> bytes:
     """Python 2.7 `repr()` of a `str` (PyString_Repr), as cPickle wrote it after `S`."""
     quote = b'"' if (b"'" in data and b'"' not in data) else b"'"
@@ -115,6 +126,8 @@ def _children(obj) -> list:
         return list(obj)
     if isinstance(obj, Reduce):
         return [obj.args] + ([] if obj.state is None else [obj.state])
+    if isinstance(obj, Py2Instance):
+        return [obj.attrs]
     return []
 
 
@@ -329,6 +342,24 @@ class _Writer:
             self.save(obj.state, self._shared(obj.state))
             self.out += b"b"
 
+    def save_instance(self, obj: Py2Instance, held: bool) -> None:
+        cls = Global(obj.module, obj.name)
+        self.keep.append(cls)
+        if self.proto < 2:
+            args = (cls, Global("__builtin__", "object"), None)
+            tree = Reduce(Global("copy_reg", "_reconstructor"), args, obj.attrs or None)
+            self.keep += [args, tree]
+            self.save_reduce(tree, held, obj)
+            return
+        if held and self.get(id(obj)):
+            return
+        self.save(cls, True)
+        self.out += b")\x81"  # EMPTY_TUPLE, NEWOBJ
+        self.put(id(obj), obj, held)
+        if obj.attrs:
+            self.save(obj.attrs, self._shared(obj.attrs))
+            self.out += b"b"
+
     # dispatch ---------------------------------------------------------------------------
     def save(self, obj, held: bool) -> None:
         if obj is None:
@@ -369,6 +400,8 @@ class _Writer:
             self.save_global(obj)
         elif isinstance(obj, Reduce):
             self.save_reduce(obj, held, obj)
+        elif isinstance(obj, Py2Instance):
+            self.save_instance(obj, held)
         elif type(obj).__name__ == "ndarray" and type(obj).__module__ == "numpy":
             tree = _ndarray_reduce(obj, self.dtypes)
             self.keep.append(tree)

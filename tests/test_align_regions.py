@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from clirun import ok, one_line_error, run
 
-from uvs.align.regions import GRID, grid_boxes, match_split, read_regions, write_regions
 from uvs.errors import UVSError
+from uvs.regions import GRID, grid_boxes, match_split, read_regions, write_regions
 
 COLOURS = {"red": (200, 30, 40), "green": (20, 180, 60), "blue": (30, 60, 220)}
 # constant rectangles (x0, y0, x1, y1) on a grey photo of 96 x 64 pixels

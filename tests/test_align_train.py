@@ -9,9 +9,9 @@ import pytest
 from clirun import ok, one_line_error, run
 
 from uvs.align.evaluation import load_model, rank_scores, split_regions
-from uvs.align.regions import read_regions
-from uvs.align.sample_check import alignment_rates
+from uvs.align.samplecheck import alignment_rates
 from uvs.modelfile import read_model, write_model
+from uvs.regions import read_regions
 
 
 def _train(sample_data, saveto, *extra):

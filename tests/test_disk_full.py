@@ -10,8 +10,7 @@ import pytest
 from clirun import one_line_error, run
 from models import write_tiny_model
 
-from uvs import fileio, modelfile, runs
-from uvs.align import regions
+from uvs import fileio, modelfile, regions, runs
 from uvs.errors import UVSError
 
 

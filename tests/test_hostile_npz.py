@@ -360,7 +360,7 @@ def test_a_registered_kind_is_read_and_checked(tmp_path, monkeypatch):
     kinds = dict(modelfile.KINDS)
     monkeypatch.setattr(modelfile, "KINDS", kinds)
     modelfile.register_kind(modelfile.ModelKind(
-        name="toy", options={"width": modelfile.Option(int, low=1, high=64)},
+        name="toy", options={"width": modelfile.OptionSpec(int, low=1, high=64)},
         shapes=lambda o: {"Wemb": (None, o["width"]), "w": (o["width"],)}))
     path = str(tmp_path / "toy.npz")
     params = {"Wemb": np.ones((5, 4), np.float32), "w": np.ones(4, np.float32)}

@@ -15,9 +15,9 @@ from clirun import one_line_error, run
 
 from uvs import modelfile
 from uvs.align.model import init_params
-from uvs.align.regions import read_box_list, read_regions, write_regions
 from uvs.errors import UVSError
 from uvs.modelfile import write_model
+from uvs.regions import read_box_list, read_regions, write_regions
 
 WORDS = ["a", "dog", "runs", "on", "the", "beach"]
 OPTIONS = {"n_words": 9, "dim_word": 4, "dim": 5, "dim_image": 6, "margin": 1.0}
@@ -183,7 +183,7 @@ def test_a_fifo_as_boxes_file_or_photo(tmp_path):
 
 
 def test_huge_box_numbers_are_not_boxes(tmp_path):
-    from uvs.align.regions import box_problem
+    from uvs.regions import box_problem
 
     assert "beyond 2**20" in box_problem([0, 0, 10**30, 5], 10, 10)
     assert box_problem([0, 0, 5, 5], 10, 10) is None

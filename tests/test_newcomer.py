@@ -233,8 +233,8 @@ def test_align_show_negative_beta_is_the_exact_optimum(tmp_path):
     from uvs.align.evaluation import load_model
     from uvs.align.model import KIND, init_params
     from uvs.align.mrf import energy
-    from uvs.align.regions import read_regions, write_regions
     from uvs.modelfile import write_model
+    from uvs.regions import read_regions, write_regions
 
     o = {"dim_word": 3, "dim": 4, "dim_image": 6, "n_words": 6}
     model = tmp_path / "a.npz"

@@ -158,8 +158,8 @@ def test_align_show_never_over_its_photo_or_regions(tmp_path):
 
 def test_align_show_never_over_the_regions_photo(tmp_path):
     from uvs.align.model import KIND, init_params
-    from uvs.align.regions import write_regions
     from uvs.modelfile import write_model
+    from uvs.regions import write_regions
 
     o = {"dim_word": 3, "dim": 4, "dim_image": 6, "n_words": 5}
     model = tmp_path / "a.npz"

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from clirun import ok, one_line_error, run
 from models import write_tiny_dataset
@@ -273,41 +274,69 @@ def test_mode_is_passed_not_written_to_the_environment(tiny_data, tmp_path, monk
     assert seen and set(seen) == {"CVM"} and "UVS_MODE" not in os.environ
 
 
-def test_run_epochs_checkpoints_each_epoch_and_on_a_signal(tmp_path):
-    """The epoch loop every trainer shares: a checkpoint after each epoch, and one more when
-    a signal stops an epoch, then `Interrupted` completed with where the run stands."""
+def test_batches_count_validate_checkpoint_and_stop_on_a_signal(tmp_path, monkeypatch):
+    """The loop every trainer shares: batches from where the state stands, a dev score due
+    every valid_freq updates (never after a batch without an update) or after each epoch, and
+    at the end; a checkpoint after each dev score and epoch, one more when a signal stops an
+    epoch, then `Interrupted` completed with where the run stands."""
     import signal
 
     calls = []
     with runs.Run(tmp_path / "m.npz") as run:
-        state = runs.TrainState()
+        monkeypatch.setattr(run, "checkpoint", lambda: calls.append(("ckpt", run.state.epoch)))
+        state = run.state
 
-        def epoch():
-            calls.append(("epoch", state.epoch, state.batch))
-            state.uidx += 3
-            state.batch = 3
+        def loop(valid_freq, epochs=2, last="unvalidated"):
+            schedule = {"max_epochs": epochs, "dispFreq": 2, "validFreq": valid_freq}
+            for batch in run.batches(lambda epoch: [(epoch, b) for b in range(3)], schedule,
+                                     last):
+                if batch is runs.VALIDATE:
+                    calls.append(("valid", state.uidx))
+                    continue
+                calls.append(("batch", *batch, state.batch))
+                if batch[1] == 1:
+                    continue  # a batch without an update
+                assert run.cost(np.float32(0.5)) == 0.5
+                assert run.every(2) == (state.uidx % 2 == 0) and not run.every(0)
 
-        runs.run_epochs(run, state, 2, epoch, lambda: calls.append(("ckpt", state.epoch)),
-                        after_epoch=lambda: calls.append(("after", state.epoch, state.batch)))
-        assert calls == [("epoch", 0, 0), ("after", 1, 0), ("ckpt", 1),
-                         ("epoch", 1, 0), ("after", 2, 0), ("ckpt", 2)]
-        assert runs.unvalidated(state, 4) and not runs.unvalidated(state, 3)
-        assert not runs.unvalidated(runs.TrainState(), 4)
+        loop(3)
+        assert calls == [("batch", 0, 0, 1), ("batch", 0, 1, 2), ("batch", 0, 2, 3), ("ckpt", 1),
+                         ("batch", 1, 0, 1), ("valid", 3), ("ckpt", 1), ("batch", 1, 1, 2),
+                         ("batch", 1, 2, 3), ("ckpt", 2), ("valid", 4), ("ckpt", 2)]
+        updates = [e for e in map(json.loads, open(tmp_path / "m.log.jsonl"))
+                   if e["event"] == "update"]
+        assert [e["update"] for e in updates] == [2, 4] and updates[0]["cost"] == 0.5
 
         calls.clear()
+        loop(None, epochs=3)  # after each epoch; nothing left at the end
+        assert calls == [("batch", 2, 0, 1), ("batch", 2, 1, 2), ("batch", 2, 2, 3),
+                         ("valid", 6), ("ckpt", 3)]
+        calls.clear()
+        state.best = 1.0
+        loop(4, epochs=4, last="unscored")  # a score exists: none more at the end
+        assert calls == [("batch", 3, 0, 1), ("batch", 3, 1, 2), ("batch", 3, 2, 3),
+                         ("valid", 8), ("ckpt", 3), ("ckpt", 4)]
+        calls.clear()
+        state.best = -1.0
+        loop(4, epochs=4, last="unscored")  # none yet: one at the end
+        assert calls == [("valid", 8), ("ckpt", 4)]
 
-        def stopped():
-            state.uidx += 1
-            run.signal = signal.SIGTERM
-            run.stop_point()
-
+        calls.clear()
+        state.epoch = state.uidx = 0
         with pytest.raises(runs.Interrupted) as stop:
-            runs.run_epochs(run, state, 4, stopped, lambda: calls.append(("ckpt", state.epoch)))
-        assert calls == [("ckpt", 2)]
-        assert (stop.value.update, stop.value.epoch, stop.value.exit_status) == (7, 2, 143)
+            for _ in run.batches(lambda epoch: list(range(5)),
+                                 {"max_epochs": 4, "dispFreq": 1, "validFreq": 10}):
+                run.cost(1.0)
+                run.signal = signal.SIGTERM
+        assert calls == [("ckpt", 0)] and state.batch == 1
+        assert (stop.value.update, stop.value.epoch, stop.value.exit_status) == (1, 0, 143)
         assert stop.value.last == run.paths.last
+
+        with pytest.raises(UVSError, match="diverged: cost is nan at update 2"):
+            run.cost(float("nan"))
     log = [json.loads(line) for line in open(tmp_path / "m.log.jsonl")]
-    assert log[-1]["event"] == "interrupted" and log[-1]["update"] == 7
+    assert [e["event"] for e in log[-2:]] == ["interrupted", "diverged"]
+    assert log[-2]["update"] == 1
 
 
 def test_saved_score_and_resume_options(tmp_path):

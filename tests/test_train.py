@@ -20,7 +20,8 @@ from uvs.gru_op import GRUBackward
 from uvs.homogeneous_data import prepare_data
 from uvs.model import init_params, order_lineage
 from uvs.modelfile import read_model
-from uvs.train import compile_update, optimizer_state, resolve_options
+from uvs.optim import optimizer_state
+from uvs.train import compile_update, resolve_options
 from uvs.utils import init_tparams
 
 BATCH = ["a dog runs", "the cat sits on", "red car", "blue grass beach"]

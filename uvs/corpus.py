@@ -14,8 +14,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from uvs import tools
 from uvs.errors import UVSError
-from uvs.fileio import atomic_path
+from uvs.features import embed_feature_file, read_image_features
+from uvs.fileio import atomic_path, open_regular, read_lines
+from uvs.modelfile import read_npz
+from uvs.progress import progress
 
 CACHE_VERSION = 1
 
@@ -36,8 +40,6 @@ def model_fingerprint(model: dict) -> str:
 def file_sha256(path: str) -> str:
     """sha256 of a file's bytes."""
     h = hashlib.sha256()
-    from uvs.fileio import open_regular
-
     try:
         with open_regular(path) as f:
             for block in iter(lambda: f.read(1 << 20), b""):
@@ -49,7 +51,7 @@ def file_sha256(path: str) -> str:
 
 def content_sha256(path: str) -> str:
     """sha256 of a file's bytes, or for a `.zarr` store of its fingerprint (complete stores)."""
-    from uvs.cluster import is_store
+    from uvs.cluster import is_store  # issue 19's cluster package imports corpus
 
     if is_store(path):
         from uvs.cluster.jobs import source_digest
@@ -72,8 +74,6 @@ def cached_embeddings(source: str, model: dict, compute: Callable[[], np.ndarray
     and replaced. Returns (vectors, status), status 'hit', 'stored' or 'unwritable'
     (computed, not saved).
     """
-    from uvs.modelfile import read_npz
-
     model_hash = model_hash or model_fingerprint(model)
     key = f"v{CACHE_VERSION}:{model_hash}:{content_sha256(source)}"
     path = cache_path(source, model_hash)
@@ -96,9 +96,6 @@ def cached_embeddings(source: str, model: dict, compute: Callable[[], np.ndarray
 def caption_collection(model: dict, path: str, show_progress: bool = False,
                        model_hash: str | None = None) -> tuple[list[str], np.ndarray, str]:
     """A caption file (one a line) and its embeddings, cached: (captions, (n, dim), status)."""
-    from uvs import tools
-    from uvs.fileio import read_lines
-
     captions = read_lines(path)
     vecs, status = cached_embeddings(
         path, model, lambda: tools.encode_sentences(model, captions, verbose=show_progress),
@@ -109,9 +106,6 @@ def caption_collection(model: dict, path: str, show_progress: bool = False,
 def image_collection(model: dict, path: str, show_progress: bool = False,
                      model_hash: str | None = None) -> tuple[list[str], np.ndarray, str]:
     """FEATS.npy, its names and its embeddings, cached: (names, (n, dim), status)."""
-    from uvs.features import embed_feature_file, read_image_features
-    from uvs.progress import progress
-
     feats, names = read_image_features(path, model["options"]["dim_image"])
 
     def compute() -> np.ndarray:

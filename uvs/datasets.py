@@ -13,6 +13,7 @@ import numpy as np
 
 from uvs import sample
 from uvs.errors import UVSError
+from uvs.fileio import load_npy, open_regular
 from uvs.vocab import ASCII_WHITESPACE
 
 SPLITS = ("train", "dev", "test")
@@ -75,8 +76,6 @@ def read_captions(path: str) -> list[str]:
 
     A UTF-8 byte-order mark at the start is dropped; a final newline ends the last caption.
     """
-    from uvs.fileio import open_regular
-
     try:
         with open_regular(path, "caption file") as f:
             raw = f.read()
@@ -103,8 +102,6 @@ def read_captions(path: str) -> list[str]:
 
 def open_features(path: str, mmap: bool = False) -> np.ndarray:
     """A 2-D float `.npy` of image features, as stored (memory-mapped if `mmap`)."""
-    from uvs.fileio import load_npy
-
     ims = load_npy(path, mmap, what="feature file")
     if not isinstance(ims, np.ndarray) or ims.ndim != 2:
         raise UVSError(path, f"expected a 2-D array of features, got shape {np.shape(ims)}")

@@ -6,11 +6,11 @@ import numpy as np
 
 from uvs.datasets import Split, layout, load_split
 from uvs.errors import UVSError
-from uvs.metrics import i2t, ranks, recall_metrics, t2i
+from uvs.metrics import five_folds, i2t, mean_of_folds, ranks, recall_summary, t2i, tie_rule
 from uvs.tools import compute_errors, encode_images, encode_sentences
 
 __all__ = ["i2t", "t2i", "evalrank", "ranking_eval_5fold", "rank_embeddings", "encode_split",
-           "five_folds"]
+           "split_folds", "score_function"]
 
 
 def _cosine_scores(s_emb: np.ndarray):
@@ -29,6 +29,15 @@ def _cosine_scores(s_emb: np.ndarray):
     return score
 
 
+def score_function(model: dict, s_emb: np.ndarray):
+    """score(im (c, dim), s (m, dim)) -> (c, m) float32, higher is better: the one scorer of
+    retrieval evaluation (cosine models: `_cosine_scores`; order models: minus the order
+    error)."""
+    if model["options"].get("method", "cosine") == "order":
+        return lambda im, s: -compute_errors(model, s, im).T
+    return _cosine_scores(s_emb)
+
+
 def rank_embeddings(model: dict, im_emb: np.ndarray, s_emb: np.ndarray,
                     ties: str = "last") -> dict:
     """Metrics for image embeddings (N, dim) against their 5N caption embeddings (5N, dim).
@@ -37,33 +46,15 @@ def rank_embeddings(model: dict, im_emb: np.ndarray, s_emb: np.ndarray,
     evaluation's tie order ('last' for visual-semantic-embedding, whose scores it sorted in
     descending order, 'first' for order-embedding, which sorted errors in ascending order).
     """
-    order = model["options"].get("method", "cosine") == "order"
-    if order:
-        def errors(im, s):
-            return compute_errors(model, s, im).T
-    else:
-        cosine = _cosine_scores(s_emb)
-
-        def errors(im, s):
-            return -cosine(im, s)
+    score = score_function(model, s_emb)
     if ties == "first":
-        i2t_ranks, t2i_ranks = ranks(im_emb, s_emb, score=errors, higher_is_better=False,
-                                     ties=ties)
-    elif order:
-        i2t_ranks, t2i_ranks = ranks(im_emb, s_emb, score=lambda im, s: -errors(im, s),
-                                     ties=ties)
+        def errors(im, s):
+            return -score(im, s)
+
+        found = ranks(im_emb, s_emb, score=errors, higher_is_better=False, ties=ties)
     else:
-        i2t_ranks, t2i_ranks = ranks(im_emb, s_emb, score=cosine, ties=ties)
-    out = {"i2t": recall_metrics(i2t_ranks), "t2i": recall_metrics(t2i_ranks)}
-    out["rsum"] = sum(out[d][k] for d in ("i2t", "t2i") for k in ("r1", "r5", "r10"))
-    return out
-
-
-def _mean(results: list[dict]) -> dict:
-    mean = {d: {k: float(np.mean([r[d][k] for r in results])) for k in results[0][d]}
-            for d in ("i2t", "t2i")}
-    mean["rsum"] = float(np.mean([r["rsum"] for r in results]))
-    return mean
+        found = ranks(im_emb, s_emb, score=score, ties=ties)
+    return recall_summary(*found)
 
 
 def _check_width(model: dict, split: Split) -> None:
@@ -84,8 +75,8 @@ def evalrank(model: dict, data: str | None = None, split: str = "dev", data_dir=
     ds, im_emb, s_emb, ties = encode_split(model, data, split, data_dir, verbose)
     if not fold5:
         return rank_embeddings(model, im_emb, s_emb, ties)
-    folds = [rank_embeddings(model, im, s, ties) for im, s in five_folds(ds, im_emb, s_emb)]
-    return {**_mean(folds), "folds": folds}
+    folds = [rank_embeddings(model, im, s, ties) for im, s in split_folds(ds, im_emb, s_emb)]
+    return {**mean_of_folds(folds), "folds": folds}
 
 
 def encode_split(model: dict, data: str | None = None, split: str = "dev", data_dir=None,
@@ -97,21 +88,16 @@ def encode_split(model: dict, data: str | None = None, split: str = "dev", data_
         raise UVSError(model.get("path"), "the model names no data set: pass one")
     ds = load_split(data, split, data_dir, cnn=model["options"].get("cnn"))
     _check_width(model, ds)
-    ties = "last" if layout(data, data_dir) == "vse" else "first"
+    ties = tie_rule(layout(data, data_dir))
     s_emb = encode_sentences(model, ds.caps, verbose=verbose)
     im_emb = encode_images(model, ds.image_rows())
     return ds, im_emb, s_emb, ties
 
 
-def five_folds(ds: Split, im_emb: np.ndarray,
-               s_emb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+def split_folds(ds: Split, im_emb: np.ndarray,
+                s_emb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """[(images (N/5, dim), their captions (N, dim))] of 5 equal folds (COCO 1K)."""
-    n = len(im_emb)
-    if n % 5:
-        raise UVSError(ds.ims_path, f"{n} images do not split into 5 equal folds")
-    size = n // 5
-    return [(im_emb[f * size:(f + 1) * size], s_emb[5 * f * size:5 * (f + 1) * size])
-            for f in range(5)]
+    return [(im_emb[i], s_emb[c]) for i, c in five_folds(len(im_emb), ds.ims_path)]
 
 
 def ranking_eval_5fold(model: dict, split: str = "dev", data_dir=None) -> dict:

@@ -9,6 +9,8 @@ import numpy as np
 
 from uvs.datasets import open_features
 from uvs.errors import UVSError
+from uvs.fileio import read_lines
+from uvs.tools import check_features, embed_checked_images
 
 
 def paths_file(features_path: str | os.PathLike) -> str:
@@ -35,7 +37,6 @@ def read_image_features(path: str, dim_image: int | None = None) -> tuple[np.nda
     listing = paths_file(path)
     if not os.path.lexists(listing):
         return feats, [f"#{i}" for i in range(len(feats))]
-    from uvs.fileio import read_lines
 
     names = read_lines(listing)  # split at "\n" only, as `uvs features` writes it
     if len(names) != len(feats):
@@ -43,14 +44,19 @@ def read_image_features(path: str, dim_image: int | None = None) -> tuple[np.nda
     return feats, names
 
 
-def feature_row(model: dict, path: str, row: int) -> np.ndarray:
-    """Row `row` of FEATS.npy as a (1, dim_image) float32 query, checked."""
-    feats, _ = read_image_features(path, model["options"]["dim_image"])
+def feature_rows(path: str, row: int, width: int) -> np.ndarray:
+    """Row `row` of FEATS.npy: (1, width), its width and the row checked."""
+    feats, _ = read_image_features(path, width)
     if not 0 <= row < len(feats):
         raise UVSError(path, f"row {row} is out of range: the file has {len(feats)} rows")
-    from uvs.tools import check_features
+    return feats[row:row + 1]
 
-    return check_features(model, feats[row:row + 1], path, first_row=row)
+
+def feature_row(model: dict, path: str, row: int) -> np.ndarray:
+    """Row `row` of FEATS.npy as a (1, dim_image) float32 query, checked."""
+    feats = feature_rows(path, row, model["options"]["dim_image"])
+
+    return check_features(model, feats, path, first_row=row)
 
 
 def embed_feature_file(model: dict, feats: np.ndarray, path: str = "",
@@ -69,7 +75,6 @@ def embed_feature_file(model: dict, feats: np.ndarray, path: str = "",
 def embed_block(model: dict, block: np.ndarray, path: str = "", first_row: int = 0
                 ) -> np.ndarray:
     """Rows of image features (m, dim_image), checked and unit-normed, embedded: (m, dim)."""
-    from uvs.tools import check_features, embed_checked_images
 
     block = check_features(model, block, path, first_row=first_row)
     norms = np.linalg.norm(block, axis=1, keepdims=True)

@@ -13,10 +13,7 @@ default (see `benchmarks/train_bench.py`), except under the JAX backend, which c
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,18 +25,12 @@ from pytensor.graph.utils import MethodNotDefined
 from pytensor.link.c.op import ExternalCOp
 from pytensor.scalar import upcast
 
+from uvs import backend
+from uvs.cop import fastmath_header
+
 IMPLEMENTATIONS = ("fused", "scan")
 DEFAULT = "fused"
 C_FILE = "gru_op.c"  # beside this module; PyTensor keys its compile cache by the file's hash
-FASTMATH = "fastmath.h"  # float math shared with rowwise.c, put in front of both
-
-
-@functools.cache
-def fastmath_header() -> tuple[str, str]:
-    """(text, sha256) of fastmath.h: C Ops prepend the text and add the hash to their cache
-    version, as PyTensor hashes only their own file."""
-    text = (Path(__file__).with_name(FASTMATH)).read_text()
-    return text, hashlib.sha256(text.encode()).hexdigest()
 
 
 def gru_impl(name: str | None = None, mode: str | None = None) -> str:
@@ -53,8 +44,6 @@ def gru_impl(name: str | None = None, mode: str | None = None) -> str:
         raise ValueError(f"{source}={name!r}: expected one of {', '.join(IMPLEMENTATIONS)}")
     if name:
         return name
-    from uvs import backend
-
     return "scan" if backend.mode(mode) == "JAX" else DEFAULT
 
 

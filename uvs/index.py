@@ -20,9 +20,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from uvs import corpus, index_ondisk
+from uvs.datasets import check_finite
 from uvs.errors import UVSError, one_line
-from uvs.fileio import atomic_path
-from uvs.retrieval import scores, top_k
+from uvs.extras import import_from
+from uvs.features import embed_block, read_image_features
+from uvs.fileio import atomic_path, open_regular
+from uvs.metrics import top_k
+from uvs.progress import progress
+from uvs.retrieval import model_method, scores
 
 MAGIC = b"uvs-index"
 VERSION = 1
@@ -45,8 +51,6 @@ class Index:
 
 
 def _faiss():
-    from uvs.extras import import_from
-
     return import_from("index", "faiss")
 
 
@@ -155,8 +159,6 @@ def build_stream(rows, dim: int, embed: Callable[[np.ndarray, int], np.ndarray],
         index.train(np.ascontiguousarray(embed(raw, 0), dtype=np.float32))
         del raw
     if on_disk:
-        from uvs import index_ondisk
-
         folder = os.path.dirname(os.path.abspath(on_disk))
         if not os.path.isdir(folder):
             raise UVSError(on_disk, f"cannot write: folder {folder} does not exist")
@@ -183,8 +185,6 @@ def save(index: Index, path: str | os.PathLike) -> None:
     path = os.fspath(path)
     version, meta = VERSION, index.meta
     if index.meta.get("storage") == "on-disk":
-        from uvs import index_ondisk
-
         meta = {**meta, **index_ondisk.save_parts(faiss, index.index, path, index.lists_tmp),
                 "version": index_ondisk.FORMAT_VERSION}
         version = index_ondisk.FORMAT_VERSION
@@ -204,8 +204,6 @@ def is_index(path: str) -> bool:
 
 
 def _open(path: str):
-    from uvs.fileio import open_regular
-
     return open_regular(path, "index file")
 
 
@@ -243,8 +241,6 @@ def load(path: str | os.PathLike) -> Index:
         try:
             names = [json.loads(f.readline().decode("utf-8")) for _ in range(meta["count"])]
             if meta.get("storage") == "on-disk":
-                from uvs import index_ondisk
-
                 index = index_ondisk.load_parts(faiss, path, meta)
             else:
                 index = faiss.read_index(faiss.PyCallbackIOReader(f.read))
@@ -308,9 +304,6 @@ def build_collection(model: dict, captions: str | None = None, images: str | Non
 
     The metadata names the model by its fingerprint, so that searching with another is refused.
     """
-    from uvs import corpus
-    from uvs.progress import progress
-    from uvs.retrieval import model_method
 
     if (captions is None) == (images is None):
         raise UVSError(None, "index one collection: a caption file or a feature file")
@@ -342,8 +335,6 @@ def build_collection(model: dict, captions: str | None = None, images: str | Non
 def _build_from_store(model: dict, path: str, meta: dict, show_progress: bool,
                       **stream) -> Index:
     """A FEATS.zarr store embedded and indexed chunk by chunk (no embeddings cache)."""
-    from uvs.features import embed_block, read_image_features
-    from uvs.progress import progress
 
     feats, names = read_image_features(path, model["options"]["dim_image"])
     with progress(len(feats), "embedding and indexing", show_progress) as bar:
@@ -359,8 +350,6 @@ def _build_from_sentences(model: dict, path: str, model_path: str | None, meta: 
     from uvs.cluster.rows import StoreRows
     from uvs.cluster.store import open_store
     from uvs.cluster.tasks import vse_hash
-    from uvs.datasets import check_finite
-    from uvs.progress import progress
 
     store = open_store(path, "sentences")
     if model_path is None or store.meta["fingerprint"]["model"] != vse_hash(model_path):

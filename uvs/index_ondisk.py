@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from uvs.errors import UVSError
+from uvs.errors import UVSError, one_line
+from uvs.fileio import atomic_path
 
 FORMAT_VERSION = 2  # a uvs index file whose faiss part is in INDEX.faiss + INDEX.ivfdata
 BLOCK_ROWS = 1_000_000
@@ -92,7 +93,6 @@ def add_in_blocks(faiss, trained, blocks: Iterator[tuple[int, np.ndarray]],
 def save_parts(faiss, index, path: str, lists_tmp: str) -> dict:
     """INDEX.ivfdata (renamed from `lists_tmp`) and INDEX.faiss beside `path`; the metadata
     that names them."""
-    from uvs.fileio import atomic_path
 
     lists = path + ".ivfdata"
     os.replace(lists_tmp, lists)
@@ -115,6 +115,4 @@ def load_parts(faiss, path: str, meta: dict):
         with _no_c_stdout():
             return faiss.read_index(index_file, faiss.IO_FLAG_ONDISK_SAME_DIR)
     except RuntimeError as err:
-        from uvs.errors import one_line
-
         raise UVSError(index_file, f"damaged on-disk index ({one_line(err)})") from None

@@ -20,6 +20,7 @@ import re
 import struct
 
 from uvs.errors import UVSError, one_line
+from uvs.fileio import open_regular
 
 # The limits, generous for every released file: dictionaries of 10k-30k words take ~200k
 # operations and ~1 MB of text; Lasagne's vgg19.pkl is ~550 MB of float32 arrays.
@@ -79,6 +80,38 @@ _REFUSED_OPCODES = {
     pickle.NEXT_BUFFER: "an out-of-band buffer", pickle.READONLY_BUFFER: "an out-of-band buffer",
     pickle.BYTEARRAY8: "a bytearray",
 }
+
+
+# Python-2 instances of these classes (`pickle.dump(net)` of the log-bilinear models of
+# ryankiros/multimodal-neural-language-models) may be admitted, rebuilt as `LegacyObject`s.
+MNLM_CLASSES = frozenset({"lm.mlbl.MLBL", "lm.mlblf.MLBLF"})
+
+
+class LegacyObject:
+    """A pickled Python-2 instance as plain data: its class's dotted name and its attribute
+    dictionary. No code of that class exists here or runs."""
+
+    __slots__ = ("class_name", "attrs")
+
+    def __init__(self, class_name: str, attrs: dict | None = None):
+        self.class_name = class_name
+        self.attrs = {} if attrs is None else attrs
+
+    def __repr__(self) -> str:
+        return f"<LegacyObject {self.class_name} with {len(self.attrs)} attributes>"
+
+
+class _ClassName:
+    """What an admitted class's GLOBAL stands for while unpickling: only its name."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+
+_RECONSTRUCTOR = _ClassName("copy_reg._reconstructor")
+_OBJECT = _ClassName("__builtin__.object")
 
 
 class _Refused(Exception):
@@ -144,11 +177,13 @@ class _RestrictedUnpickler(pickle._Unpickler):
 
     dispatch = dict(pickle._Unpickler.dispatch)
 
-    def __init__(self, file: io.BufferedIOBase, path: str, allow_numpy: bool):
+    def __init__(self, file: io.BufferedIOBase, path: str, allow_numpy: bool,
+                 objects: frozenset = frozenset()):
         self._source = _reader(file)
         super().__init__(self._source, encoding="bytes")
         self._path = path
         self._allow_numpy = allow_numpy
+        self._objects = objects
         self._ops = 0
         self._array_bytes = 0
         self._depth: dict[int, int] = {}  # id -> nesting of each tuple/frozenset made
@@ -191,10 +226,19 @@ class _RestrictedUnpickler(pickle._Unpickler):
         if self._allow_numpy and (module, name) in _NUMPY_GLOBALS:
             return _numpy_global(_NUMPY_GLOBALS[module, name])
         what = f"{module}.{name}"
+        if self._objects:
+            if what == _RECONSTRUCTOR.name:
+                return _RECONSTRUCTOR
+            if what == _OBJECT.name:
+                return _OBJECT
+            if what in self._objects:
+                return _ClassName(what)
         if not what.isprintable():
             what = ascii(what)
         allowed = "plain data, OrderedDict and NumPy arrays" if self._allow_numpy else (
             "plain data and OrderedDict")
+        if self._objects:
+            allowed += " and instances of " + ", ".join(sorted(self._objects))
         raise UVSError(
             self._path,
             f"refusing to load {what} from an untrusted pickle (only {allowed} are allowed)",
@@ -295,7 +339,28 @@ class _RestrictedUnpickler(pickle._Unpickler):
         func = self.find_class(module, name)
         self.append(self._call(func, tuple(self.pop_mark())))
 
+    def _legacy_object(self, cls: object) -> LegacyObject:
+        obj = LegacyObject(cls.name)
+        self._fresh[id(obj)] = obj
+        return obj
+
+    def load_newobj(self) -> None:
+        args = self.stack.pop()
+        cls = self.stack[-1] if self.stack else None
+        if (not self._objects or type(cls) is not _ClassName or cls.name not in self._objects
+                or args != ()):
+            raise pickle.UnpicklingError("it holds an object constructor, which plain data "
+                                         "never does")
+        self.stack[-1] = self._legacy_object(cls)
+
     def _call(self, func, args: tuple) -> object:
+        if func is _RECONSTRUCTOR:
+            if (len(args) != 3 or type(args[0]) is not _ClassName
+                    or args[0].name not in self._objects or args[1] is not _OBJECT
+                    or args[2] is not None):
+                raise _Refused("copy_reg._reconstructor is called with other than (an admitted "
+                               "class, object, None)")
+            return self._legacy_object(args[0])
         if func is collections.OrderedDict:
             if len(args) > 1 or (args and type(args[0]) not in (list, tuple)):
                 raise _Refused("OrderedDict is called with other than a list of pairs")
@@ -350,7 +415,12 @@ class _RestrictedUnpickler(pickle._Unpickler):
             raise _Refused("it sets the state of an object, which plain data never does")
         import numpy
 
-        if isinstance(inst, numpy.dtype):
+        if isinstance(inst, LegacyObject):
+            if type(state) is not dict or not all(type(k) in (bytes, str) for k in state):
+                raise _Refused(f"the state of a {inst.class_name} is not a dictionary of "
+                               "attributes")
+            inst.attrs = state
+        elif isinstance(inst, numpy.dtype):
             self._build_dtype(inst, state)
         else:
             self._build_array(inst, state)
@@ -395,7 +465,8 @@ for _code, _name in (("TUPLE", "load_tuple"), ("FROZENSET", "load_frozenset"),
                      ("MARK", "load_mark"), ("APPEND", "load_append"),
                      ("APPENDS", "load_appends"), ("SETITEM", "load_setitem"),
                      ("SETITEMS", "load_setitems"), ("ADDITEMS", "load_additems"),
-                     ("REDUCE", "load_reduce"), ("INST", "load_inst"), ("BUILD", "load_build")):
+                     ("REDUCE", "load_reduce"), ("INST", "load_inst"), ("BUILD", "load_build"),
+                     ("NEWOBJ", "load_newobj")):
     _RestrictedUnpickler.dispatch[getattr(pickle, _code)[0]] = getattr(_RestrictedUnpickler, _name)
 for _n, _code in ((1, pickle.TUPLE1), (2, pickle.TUPLE2), (3, pickle.TUPLE3)):
     _RestrictedUnpickler.dispatch[_code[0]] = (
@@ -426,6 +497,8 @@ def _refuser(what: str):
 
 
 for _code, _what in _REFUSED_OPCODES.items():
+    if _code == pickle.NEWOBJ:
+        continue  # load_newobj refuses it unless instances of a class are admitted
     _RestrictedUnpickler.dispatch[_code[0]] = _refuser(_what)
 
 
@@ -435,6 +508,8 @@ def _children(obj) -> list | None:
         return list(obj)
     if kind is dict or kind is collections.OrderedDict:
         return [x for kv in obj.items() for x in kv]
+    if kind is LegacyObject:
+        return [obj.attrs]
     return None
 
 
@@ -505,6 +580,11 @@ def _to_text(obj: object, seen: dict[int, object]) -> object:
         seen[id(obj)] = converted_text = _text(obj)
         return converted_text
     kind = type(obj)
+    if kind is LegacyObject:
+        out_obj = LegacyObject(obj.class_name)
+        seen[id(obj)] = out_obj
+        out_obj.attrs = _to_text(obj.attrs, seen)
+        return out_obj
     if kind not in (dict, collections.OrderedDict, list, tuple, set, frozenset):
         return obj  # numbers, None, str, NumPy arrays and dtypes: as loaded
     if kind is list:
@@ -553,20 +633,24 @@ def _load_one(unpickler: _RestrictedUnpickler, where: str) -> object:
 
 
 def _open(where: str) -> io.BufferedReader:
-    from uvs.fileio import open_regular
-
     return open_regular(where)
 
 
-def load_pickle(path: str | os.PathLike, allow_numpy: bool = False) -> object:
-    """Load a Python-2 pickle safely; byte strings come back as str (UTF-8, else Latin-1)."""
+def load_pickle(path: str | os.PathLike, allow_numpy: bool = False,
+                objects: frozenset | set = frozenset()) -> object:
+    """Load a Python-2 pickle safely; byte strings come back as str (UTF-8, else Latin-1).
+
+    Instances of the classes named in `objects` (dotted names, e.g. `MNLM_CLASSES`) are
+    admitted as `LegacyObject`s (protocol 0/1 `copy_reg._reconstructor`, protocol 2 NEWOBJ).
+    """
     where = os.fspath(path)
     with _open(where) as fh:
         try:
             _check_start(fh, where)
         except OSError as err:
             raise UVSError(where, f"cannot read ({err.strerror or err})") from None
-        return _load_one(_RestrictedUnpickler(fh, where, allow_numpy), where)
+        return _load_one(_RestrictedUnpickler(fh, where, allow_numpy, frozenset(objects)),
+                         where)
 
 
 def load_pickles(path: str | os.PathLike, count: int, what: str) -> list:

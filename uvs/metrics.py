@@ -20,6 +20,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from uvs.errors import UVSError
+
 ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 CHUNK_BYTES = 64 * 2**20  # score-matrix bytes per chunk when `chunk` is not given
@@ -277,6 +279,61 @@ def recall_metrics(ranks: np.ndarray) -> dict[str, float]:
     out = {f"r{k}": 100.0 * int(np.count_nonzero(r < k)) / len(r) for k in (1, 5, 10)}
     out["medr"] = float(np.floor(np.median(r)) + 1)
     out["meanr"] = float(r.mean() + 1)
+    return out
+
+
+def recall_summary(i2t_ranks: np.ndarray, t2i_ranks: np.ndarray) -> dict:
+    """{'i2t': recall_metrics, 't2i': recall_metrics, 'rsum': R@1+R@5+R@10 summed both ways}."""
+    out = {"i2t": recall_metrics(i2t_ranks), "t2i": recall_metrics(t2i_ranks)}
+    out["rsum"] = sum(out[d][k] for d in ("i2t", "t2i") for k in ("r1", "r5", "r10"))
+    return out
+
+
+def mean_of_folds(results: list[dict]) -> dict:
+    """The mean of per-fold `recall_summary` results, metric by metric."""
+    mean = {d: {k: float(np.mean([r[d][k] for r in results])) for k in results[0][d]}
+            for d in ("i2t", "t2i")}
+    mean["rsum"] = float(np.mean([r["rsum"] for r in results]))
+    return mean
+
+
+def five_folds(n_images: int, where: str | None = None) -> list[tuple[slice, slice]]:
+    """[(image rows, their caption rows)] of 5 equal folds (COCO 1K); UVSError naming `where`
+    when n_images does not split evenly."""
+    if n_images % 5:
+        raise UVSError(where, f"{n_images} images do not split into 5 equal folds")
+    size = n_images // 5
+    return [(slice(f * size, (f + 1) * size), slice(5 * f * size, 5 * (f + 1) * size))
+            for f in range(5)]
+
+
+def tie_rule(layout: str) -> str:
+    """The ties of the original evaluation of a data set's layout (`uvs.datasets.layout`):
+    'last' for visual-semantic-embedding's ('vse'), 'first' for order-embedding's."""
+    return "last" if layout == "vse" else "first"
+
+
+def top_k(scores: np.ndarray, k: int, ties: str = "first") -> np.ndarray:
+    """Indices of the k best scores of each row, best first: (rows, k) int64, or (k,) for a
+    1-D row.
+
+    scores: (rows, m) or (m,), higher is better; among equal scores `ties="first"` puts the
+    lower index first, `"last"` the higher, as the originals' argsorts did.
+    """
+    scores = np.asarray(scores)
+    if scores.ndim == 1:
+        return top_k(scores[None], k, ties)[0]
+    rows, m = scores.shape
+    k = max(min(k, m), 0)
+    out = np.empty((rows, k), np.int64)
+    if k == 0:
+        return out
+    for r in range(rows):
+        row = scores[r]
+        kth = -np.partition(-row, k - 1)[k - 1]
+        idx = np.flatnonzero(row >= kth)  # every candidate tied with the k-th too
+        tie = -idx if ties == "last" else idx
+        out[r] = idx[np.lexsort((tie, -row[idx]))][:k]
     return out
 
 

@@ -10,6 +10,7 @@ import pytensor.tensor as tensor
 from pytensor.tensor.extra_ops import fill_diagonal
 
 from uvs.layers import get_layer
+from uvs.modelfile import ModelKind, OptionSpec, Shape, register_kind
 from uvs.utils import l2norm, linear, norm_weight
 
 
@@ -142,3 +143,37 @@ def build_errors(options):
     else:
         errs = -tensor.dot(s_emb, im_emb.T)
     return [s_emb, im_emb], errs
+
+
+# -- the file format's kind 'vse' (`uvs.modelfile`): options and the parameter shapes --------
+ENCODERS = ("gru", "bow")
+_DIM = 2**16
+
+
+def _vse_shapes(o: dict) -> dict[str, Shape]:
+    dim, dw, di = o["dim"], o["dim_word"], o["dim_image"]
+    shapes = {"Wemb": (None, dw), "ff_image_W": (di, dim), "ff_image_b": (dim,)}
+    if o["encoder"] == "gru":
+        shapes.update({"encoder_W": (dw, 2 * dim), "encoder_b": (2 * dim,),
+                       "encoder_U": (dim, 2 * dim), "encoder_Wx": (dw, dim),
+                       "encoder_Ux": (dim, dim), "encoder_bx": (dim,)})
+    return shapes
+
+
+def _vse_check(o: dict) -> str | None:
+    if o["encoder"] == "bow" and o["dim"] != o["dim_word"]:
+        return f"a bag-of-words model needs dim == dim_word ({o['dim']} != {o['dim_word']})"
+    return None
+
+
+register_kind(ModelKind(
+    name="vse",
+    options={"dim": OptionSpec(int, low=1, high=_DIM),
+             "dim_word": OptionSpec(int, low=1, high=_DIM),
+             "dim_image": OptionSpec(int, low=1, high=2**20),
+             "encoder": OptionSpec(str, choices=ENCODERS),
+             "n_words": OptionSpec(int, required=False, low=1, high=2**26),
+             "method": OptionSpec(str, required=False, choices=("cosine", "order")),
+             "abs": OptionSpec(bool, required=False),
+             "max_violation": OptionSpec(bool, required=False)},
+    shapes=_vse_shapes, check=_vse_check, usage="a visual-semantic embedding model"))

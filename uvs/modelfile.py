@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from uvs.errors import UVSError
-from uvs.fileio import atomic_path
+from uvs.fileio import atomic_path, open_regular
+from uvs.legacy import load_pickle
 
 FORMAT = "uvs-model"
 VERSION = 1
 META_KEY = "__uvs__"
 EXTRA_PREFIX = "optim:"  # arrays that are not parameters: optimizer state in checkpoints
-ENCODERS = ("gru", "bow")
 
 # Limits on what a model archive may declare (README, "Hostile files").
 MAX_MEMBERS = 10_000
@@ -80,8 +80,9 @@ Shape = tuple  # of int (exact) or None (any size)
 
 
 @dataclass(frozen=True)
-class Option:
-    """One option a kind needs: its type, and the range or choices it must lie in."""
+class OptionSpec:
+    """One option a kind needs in a model file: its type, and the range or choices it must
+    lie in (not `uvs.options.Option`, a trainer's option)."""
 
     type: type  # int, float, bool or str
     required: bool = True
@@ -127,11 +128,12 @@ class ModelKind:
     A released file (options pickled beside the arrays) is of this kind when its options hold
     `released_key`; `released_dictionary(path)` reads that layout's dictionary file (default:
     one pickle of word -> index); `released_layout` names that layout. `usage` is said when
-    a file of this kind is given where another kind is needed.
+    a file of this kind is given where another kind is needed. `read_pickled(path)` reads a
+    released model that is one pickled object (the log-bilinear models' `pickle.dump(net)`).
     """
 
     name: str
-    options: dict[str, Option]
+    options: dict[str, OptionSpec]
     shapes: Callable[[dict], dict[str, Shape]]
     check: Callable[[dict], str | None] | None = None
     vocabulary: str | None = "Wemb"
@@ -140,15 +142,37 @@ class ModelKind:
     released_dictionary: Callable[[str], object] | None = None
     released_layout: str = "vse"
     usage: str = ""
+    read_pickled: Callable[[str], ModelFile] | None = None
 
 
 KINDS: dict[str, ModelKind] = {}
-# kinds declared by other parts of uvs, registered when their module is imported
-KIND_MODULES = {"decoder": "uvs.decoding.files"}
+# where each kind is declared, beside its model: imported when a file of that kind is met
+KIND_MODULES = {"vse": "uvs.model", "align": "uvs.align.model",
+                "decoder": "uvs.decoding.files", "mlbl": "uvs.mnlm.files",
+                "mlblf": "uvs.mnlm.files", "scnlm": "uvs.mnlm.files"}
+
+
+def _pickled_instance(path: str) -> bool:
+    """Whether `path` starts as Python 2's pickle of a class instance (the log-bilinear
+    models' `pickle.dump(net)`: protocol 0/1 `copy_reg._reconstructor`, protocol 2 NEWOBJ)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        return False
+    return head.startswith(b"ccopy_reg\n_reconstructor\n") or (
+        head.startswith(b"\x80\x02c") and b"\n" in head[3:] and not head.startswith(b"PK"))
 
 
 def register_kind(kind: ModelKind) -> None:
-    """Make a kind of model readable by `read_model(path, kind=...)` (and its uvs header)."""
+    """Make a kind of model readable by `read_model(path, kind=...)` (and its uvs header).
+
+    How a model family adds its kind: one call at the top level of the module beside its
+    model, `register_kind(ModelKind(name="mlbl", options={"dim": OptionSpec(int, low=1)},
+    shapes=mlbl_shapes, usage="..."))` (see `ModelKind`), and that module named under the
+    kind's name in `KIND_MODULES`, so that reading a file of the kind imports it first (as
+    `uvs.model` declares 'vse', `uvs.align.model` 'align', `uvs.decoding.files` 'decoder').
+    """
     KINDS[kind.name] = kind
 
 
@@ -168,57 +192,6 @@ def released_kind(options: object) -> str:
         if spec.released_key and isinstance(options, dict) and spec.released_key in options:
             return spec.name
     return "vse"
-
-
-def _vse_shapes(o: dict) -> dict[str, Shape]:
-    dim, dw, di = o["dim"], o["dim_word"], o["dim_image"]
-    shapes = {"Wemb": (None, dw), "ff_image_W": (di, dim), "ff_image_b": (dim,)}
-    if o["encoder"] == "gru":
-        shapes.update({"encoder_W": (dw, 2 * dim), "encoder_b": (2 * dim,),
-                       "encoder_U": (dim, 2 * dim), "encoder_Wx": (dw, dim),
-                       "encoder_Ux": (dim, dim), "encoder_bx": (dim,)})
-    return shapes
-
-
-def _vse_check(o: dict) -> str | None:
-    if o["encoder"] == "bow" and o["dim"] != o["dim_word"]:
-        return f"a bag-of-words model needs dim == dim_word ({o['dim']} != {o['dim_word']})"
-    return None
-
-
-_DIM = 2**16
-register_kind(ModelKind(
-    name="vse",
-    options={"dim": Option(int, low=1, high=_DIM), "dim_word": Option(int, low=1, high=_DIM),
-             "dim_image": Option(int, low=1, high=2**20), "encoder": Option(str, choices=ENCODERS),
-             "n_words": Option(int, required=False, low=1, high=2**26),
-             "method": Option(str, required=False, choices=("cosine", "order")),
-             "abs": Option(bool, required=False),
-             "max_violation": Option(bool, required=False)},
-    shapes=_vse_shapes, check=_vse_check, usage="a visual-semantic embedding model"))
-
-def _align_shapes(o: dict) -> dict[str, Shape]:
-    """Karpathy & Fei-Fei's alignment model (uvs.align.model): BRNN and region map."""
-    dim, dw, di = o["dim"], o["dim_word"], o["dim_image"]
-    shapes = {"Wemb": (None, dw), "brnn_We": (dw, dim), "brnn_be": (dim,)}
-    for d in ("f", "b", "d"):
-        shapes.update({f"brnn_W{d}": (dim, dim), f"brnn_b{d}": (dim,)})
-    shapes.update({"region_W": (di, dim), "region_b": (dim,)})
-    return shapes
-
-
-register_kind(ModelKind(
-    name="align",
-    options={"dim": Option(int, low=1, high=_DIM), "dim_word": Option(int, low=1, high=_DIM),
-             "dim_image": Option(int, low=1, high=2**20),
-             "n_words": Option(int, required=False, low=1, high=2**26),
-             "margin": Option(float, required=False, low=0.0)},
-    shapes=_align_shapes))
-
-
-# `train_state` of a checkpoint (`read_checkpoint`).
-TRAIN_STATE = {"epoch": Option(int, low=0, high=2**53), "batch": Option(int, low=0, high=2**53),
-               "uidx": Option(int, low=0, high=2**53), "best": Option(float, low=-1.0)}
 
 
 def _check_plain(where: str, what: str, value: object, depth: int = 0) -> None:
@@ -293,8 +266,6 @@ class Archive:
 
     def __init__(self, path: str, not_npz: str = NOT_NPZ):
         self.path = path
-        from uvs.fileio import open_regular
-
         try:
             with open_regular(path) as f:
                 head = f.read(4)
@@ -507,6 +478,8 @@ def locate(path: str | os.PathLike) -> tuple[str, str, str | None]:
     """(layout guess, .npz path, companion pickle) for a path as a user gives it."""
     path = os.fspath(path)
     if path.endswith(".pkl") and not path.endswith(".npz.pkl") and _exists(path[:-4] + ".npz"):
+        if _pickled_instance(path):  # a log-bilinear model's pickle, not a companion
+            return "uvs", path, None
         return "order", path[:-4] + ".npz", path
     if not path.endswith(".npz") and _exists(path + ".npz"):
         path = path + ".npz"
@@ -514,15 +487,14 @@ def locate(path: str | os.PathLike) -> tuple[str, str, str | None]:
         raise UVSError(path, "model file not found")  # a FIFO or folder: refused on opening
     if path.endswith(".npz") and _exists(path + ".pkl"):
         return "vse", path, path + ".pkl"
-    if path.endswith(".npz") and _exists(path[:-4] + ".pkl"):
+    if path.endswith(".npz") and _exists(path[:-4] + ".pkl") and not _pickled_instance(
+            path[:-4] + ".pkl"):
         return "order", path, path[:-4] + ".pkl"
     return "uvs", path, None
 
 
 def _load_dictionary(npz: str, spec: ModelKind | None, dictionary: str | None) -> object:
     """The released layout's word dictionary: `dictionary`, else `X.npz.dictionary.pkl`."""
-    from uvs.legacy import load_pickle
-
     path = dictionary or npz + ".dictionary.pkl"
     if not _exists(path):
         raise UVSError(path, f"word dictionary of {npz} not found"
@@ -532,8 +504,6 @@ def _load_dictionary(npz: str, spec: ModelKind | None, dictionary: str | None) -
 
 
 def _load_order(pkl: str) -> tuple[dict, OrderedDict]:
-    from uvs.legacy import load_pickle
-
     blob = load_pickle(pkl)
     if not isinstance(blob, dict) or "options" not in blob or "worddict" not in blob:
         raise UVSError(pkl, "expected a pickle of {'options': ..., 'worddict': ...}")
@@ -558,6 +528,16 @@ def _optim_shape(name: str, shapes: dict[str, tuple], ndim: int) -> Shape:
     return shapes[max(owners, key=len)] if owners else (None,) * ndim
 
 
+def _read_pickled(path: str) -> ModelFile:
+    """A model pickled as one object, read by the first kind that reads such files."""
+    for name in KIND_MODULES:
+        model_kind(name)
+    readers = [k.read_pickled for k in KINDS.values() if k.read_pickled]
+    if not readers:
+        raise UVSError(path, "a pickled object, and no kind of model reads one")
+    return readers[0](path)
+
+
 def _wrong_kind(npz: str, own: str, kind: str) -> UVSError:
     spec = model_kind(own)
     usage = f" ({spec.usage})" if spec and spec.usage else ""
@@ -578,11 +558,14 @@ def read_model(path: str | os.PathLike, kind: str | None = None,
     """
     layout, npz, pkl = locate(path)
     dictionary = os.fspath(dictionary) if dictionary is not None else None
+    if layout == "uvs" and _pickled_instance(npz):
+        mf = _read_pickled(npz)
+        if kind is not None and mf.kind != kind:
+            raise _wrong_kind(npz, mf.kind, kind)
+        return mf
     with Archive(npz) as z:
         extra: dict = {}
         if layout == "vse":
-            from uvs.legacy import load_pickle
-
             options = load_pickle(pkl)
             own = released_kind(options)
             if kind is not None and own != kind:

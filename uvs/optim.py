@@ -7,11 +7,40 @@ run needs exactly that. `adam_textbook` is Kingma & Ba's algorithm.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import pytensor
 import pytensor.tensor as tensor
 
 from uvs import backend
+from uvs.utils import itemlist
+
+
+def build_optimizer(tparams: dict, inps: list, cost, options: dict, clip: str = "global",
+                    mode: str | None = None):
+    """(f_grad_shared(*inps) -> cost, f_update(lr)) of every trainer, from the model's `cost`.
+
+    Adds weight decay when options['decay_c'] > 0, clips the gradients when
+    options['grad_clip'] > 0 (clip: 'global' norm, or 'each' tensor on its own) and applies
+    options['optimizer'] ('adam' as released by default). mode: the PyTensor mode.
+    """
+    decay_c = float(options.get("decay_c", 0.0))
+    if decay_c > 0.0:
+        weight_decay = sum((vv ** 2).sum() for vv in tparams.values())
+        cost = cost + np.float32(decay_c) * weight_decay
+    grads = tensor.grad(cost, wrt=itemlist(tparams))
+    grad_clip = float(options.get("grad_clip", 0.0))
+    if grad_clip > 0.0:
+        grads = CLIPS[clip](grads, np.float32(grad_clip))
+    lr = tensor.scalar(name="lr", dtype="float32")
+    return OPTIMIZERS[options.get("optimizer", "adam")](lr, tparams, grads, inps, cost, mode=mode)
+
+
+def optimizer_state(f_update, tparams: dict) -> OrderedDict:
+    """The optimizer's own shared variables (moments, step count) of `f_update`, by name."""
+    own = {id(v) for v in tparams.values()}
+    return OrderedDict((v.name, v) for v in f_update.get_shared() if id(v) not in own)
 
 
 def _shared_like(p, name):
@@ -81,3 +110,6 @@ def clip_each_norm(grads, grad_clip: float):
         g2 = (g ** 2).sum()
         out.append(tensor.switch(g2 > grad_clip ** 2, g / tensor.sqrt(g2) * grad_clip, g))
     return out
+
+
+CLIPS = {"global": clip_global_norm, "each": clip_each_norm}

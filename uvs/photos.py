@@ -12,7 +12,9 @@ import warnings
 
 import numpy as np
 
-from uvs.errors import UVSError
+from uvs.errors import UVSError, one_line
+from uvs.extras import import_from
+from uvs.fileio import open_regular
 
 MAX_ASPECT = 32  # a thinner picture would be resized to millions of pixels along one side
 # The most pixels a photo may declare (8192 x 8192): checked from its header before decoding,
@@ -22,15 +24,8 @@ MAX_PIXELS = 2**26
 
 def need(module: str):
     """Import a module of the `[images]` extra, or say how to install it."""
-    from uvs.extras import import_from
 
     return import_from("images", module)
-
-
-def one_line(err: Exception, limit: int = 200) -> str:
-    """An exception's message on one line, cut at `limit` characters."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 # --- decoding -------------------------------------------------------------------------------
@@ -49,8 +44,6 @@ def _truncated_ok(allow: bool):
 def check_photo(path: str | os.PathLike) -> str:
     """`path` if it names a readable regular file, else one line saying why not (asked before
     any optional package is imported, so a typo is not reported as a missing extra)."""
-    from uvs.fileio import open_regular
-
     path = os.fspath(path)
     open_regular(path, "photo").close()  # missing, a folder, a FIFO, unreadable: one line
     return path
@@ -65,8 +58,6 @@ def _too_large(path: str, size: tuple) -> UVSError:
 def _open(path: str, allow_truncated: bool):
     check_photo(path)
     Image = need("PIL.Image")
-    from uvs.fileio import open_regular
-
     with _truncated_ok(allow_truncated), open_regular(path, "photo") as fh, \
             warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)

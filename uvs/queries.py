@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from uvs.datasets import Split
-from uvs.evaluation import _cosine_scores, _mean, encode_split, five_folds
-from uvs.metrics import default_chunk, ranks, recall_metrics
-from uvs.tools import compute_errors
+from uvs.evaluation import encode_split, score_function, split_folds
+from uvs.metrics import default_chunk, mean_of_folds, ranks, recall_summary, top_k
 
 
 @dataclass
@@ -38,37 +37,12 @@ class QueryResults:
     t2i_scores: np.ndarray
 
 
-def score_function(model: dict, s_emb: np.ndarray):
-    """score(im (c, dim), s (m, dim)) -> (c, m) float32, higher is better, as evalrank scores."""
-    if model["options"].get("method", "cosine") == "order":
-        return lambda im, s: -compute_errors(model, s, im).T
-    return _cosine_scores(s_emb)
-
-
-def top_k(scores: np.ndarray, k: int, ties: str = "last") -> np.ndarray:
-    """Column indices of the k best scores of each row, best first: (rows, k) int64.
-
-    scores: (rows, m), higher is better; among equal scores `ties="last"` puts the higher
-    index first, `"first"` the lower, as the originals' argsorts did.
-    """
-    rows, m = scores.shape
-    k = min(k, m)
-    out = np.empty((rows, k), np.int64)
-    for r in range(rows):
-        row = scores[r]
-        kth = -np.partition(-row, k - 1)[k - 1]
-        idx = np.flatnonzero(row >= kth)  # every candidate tied with the k-th too
-        tie = -idx if ties == "last" else idx
-        out[r] = idx[np.lexsort((tie, -row[idx]))][:k]
-    return out
-
-
 def query_results(model: dict | None, im_emb: np.ndarray, s_emb: np.ndarray,
                   ties: str = "last", k: int = 10, score=None) -> QueryResults:
     """Ranks and top-k lists of every query, both ways: im_emb (N, dim), s_emb (5N, dim).
 
     score: score(im (c, dim), s (m, dim)) -> (c, m), higher is better; default the model's
-    own (`score_function`), as evalrank scores."""
+    own (`uvs.evaluation.score_function`), as evalrank scores."""
     score = score or score_function(model, s_emb)
     i2t_ranks, t2i_ranks = ranks(im_emb, s_emb, score=score, ties=ties)
     n, m = len(im_emb), len(s_emb)
@@ -102,9 +76,7 @@ def recall_curve(query_ranks: np.ndarray, k_max: int = 100) -> np.ndarray:
 
 def metrics_of(results: QueryResults) -> dict:
     """evalrank's metrics from per-query ranks: {'i2t': {...}, 't2i': {...}, 'rsum'}."""
-    out = {"i2t": recall_metrics(results.i2t_ranks), "t2i": recall_metrics(results.t2i_ranks)}
-    out["rsum"] = sum(out[d][k] for d in ("i2t", "t2i") for k in ("r1", "r5", "r10"))
-    return out
+    return recall_summary(results.i2t_ranks, results.t2i_ranks)
 
 
 def concat_folds(folds: list[QueryResults], n: int) -> QueryResults:
@@ -132,6 +104,7 @@ def evalrank_queries(model: dict, data: str | None = None, split: str = "dev", d
     if not fold5:
         found = query_results(model, im_emb, s_emb, ties, k)
         return metrics_of(found), found, ds
-    folds = [query_results(model, im, s, ties, k) for im, s in five_folds(ds, im_emb, s_emb)]
+    folds = [query_results(model, im, s, ties, k) for im, s in split_folds(ds, im_emb, s_emb)]
     per_fold = [metrics_of(q) for q in folds]
-    return {**_mean(per_fold), "folds": per_fold}, concat_folds(folds, len(im_emb) // 5), ds
+    return ({**mean_of_folds(per_fold), "folds": per_fold},
+            concat_folds(folds, len(im_emb) // 5), ds)

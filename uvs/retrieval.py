@@ -11,7 +11,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from uvs.errors import UVSError
+from uvs.features import feature_row
 from uvs.kernels import errors
+from uvs.metrics import top_k
+from uvs.tools import encode_images, encode_sentences
 from uvs.vgg import ConvNet, compute_features
 
 
@@ -26,15 +29,6 @@ def scores(method: str, s: np.ndarray, im: np.ndarray) -> np.ndarray:
     Cosine models: s·imᵀ; order models: −‖max(0, s − im)‖² (never −0).
     """
     return 0.0 - errors(method, s, im)
-
-
-def top_k(row: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k highest scores, best first; ties keep the lower index first."""
-    k = min(k, len(row))
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    part = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
-    return part[np.lexsort((part, -row[part]))]
 
 
 def rank_captions(model: dict, image_vec: np.ndarray, cvecs: np.ndarray,
@@ -55,8 +49,6 @@ def rank_images(model: dict, query_vec: np.ndarray, imvecs: np.ndarray,
 
 def embed_photo(model: dict, net: ConvNet, file_name: str, crops: int = 1) -> np.ndarray:
     """A photo in the joint space: (dim,) float32; the network's features must fit the model."""
-    from uvs.tools import encode_images
-
     dim_image = model["options"]["dim_image"]
     if net.dim != dim_image:
         raise UVSError(net.weights, f"these VGG weights give {net.dim}-d features; the "
@@ -66,24 +58,17 @@ def embed_photo(model: dict, net: ConvNet, file_name: str, crops: int = 1) -> np
 
 def embed_text(model: dict, text: str) -> np.ndarray:
     """A sentence in the joint space: (dim,) float32."""
-    from uvs.tools import encode_sentences
-
     return encode_sentences(model, [text], verbose=False)[0]
 
 
 def embed_feature_row(model: dict, path: str, row: int) -> np.ndarray:
     """Row `row` of a feature file (FEATS.npy) in the joint space: (dim,) float32."""
-    from uvs.features import feature_row
-    from uvs.tools import encode_images
-
     return encode_images(model, feature_row(model, path, row))[0]
 
 
 def arithmetic(model: dict, vec: np.ndarray, minus: Sequence[str] = (),
                plus: Sequence[str] = ()) -> np.ndarray:
     """vec − Σ minus + Σ plus, renormalised (and made non-negative for `abs` models)."""
-    from uvs.tools import encode_sentences
-
     out = np.asarray(vec, dtype=np.float32).copy()
     if minus:
         out -= encode_sentences(model, list(minus), verbose=False).sum(axis=0)

@@ -28,7 +28,8 @@ from pytensor.scalar.math import Sigmoid
 from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.math import Dot
 
-from uvs.gru_op import fastmath_header
+from uvs import backend
+from uvs.cop import fastmath_header
 
 C_FILE = "rowwise.c"  # beside this module; PyTensor keys its compile cache by its hash
 
@@ -280,8 +281,6 @@ _FAST = {Sigmoid: fast_sigmoid, Tanh: fast_tanh}
 def available(mode: str | None = None) -> bool:
     """Whether these Ops run in `mode` (default uvs's): every mode but JAX, which cannot call
     them (NUMBA runs their `perform`)."""
-    from uvs import backend
-
     return backend.mode(mode) != "JAX"
 
 

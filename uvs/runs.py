@@ -11,8 +11,8 @@ exact resume), `NAME.log.jsonl` (one JSON object per event) and `NAME.lock` whil
   checks free space for a checkpoint replacement before any long work;
 - `event` appends to the log (opened with O_NOFOLLOW: never through a planted link), tells
   the `on_event` callback, and logs a human line through `logging` (the CLI shows it);
-- SIGINT/SIGTERM set a flag; the trainer calls `stop_point()` between updates, which raises
-  `Interrupted` so that it writes its checkpoint and the command exits 130/143;
+- SIGINT/SIGTERM set a flag; `batches`, the loop of every trainer, stops between updates,
+  writes the checkpoint and raises `Interrupted` so that the command exits 130/143;
 - `diverged` stops on a NaN/Inf with one line saying what is kept.
 
 This module knows no command line and no particular model: trainers pass their parameters,
@@ -34,14 +34,17 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields
 
 from uvs.errors import UVSError
+from uvs.fileio import write_error
 from uvs.modelfile import ModelFile, read_model, write_model
+from uvs.optim import optimizer_state
 from uvs.options import OptionTable
 
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+VALIDATE = "validate"  # what `Run.batches` yields when a dev score is due
 
 
 @dataclass(frozen=True)
@@ -98,14 +101,18 @@ class TrainState:
 
 @dataclass
 class Compiled:
-    """A compiled run: shared parameters, update functions, the optimizer's state, and the
-    model as its tools use it (a dict holding at least 'options' and 'worddict')."""
+    """A compiled run: shared parameters, update functions, and the model as its tools use it
+    (a dict holding at least 'options' and 'worddict'); opt_state: the optimizer's own
+    shared variables, found in `f_update`."""
 
     tparams: OrderedDict
     f_grad_shared: Callable
     f_update: Callable
-    opt_state: OrderedDict
     model: dict
+    opt_state: OrderedDict = field(init=False)
+
+    def __post_init__(self):
+        self.opt_state = optimizer_state(self.f_update, self.tparams)
 
     @property
     def options(self) -> dict:
@@ -143,12 +150,6 @@ def checkpoint_bytes(param_bytes: int, optimizer_copies: int = 2) -> int:
     return (2 * (1 + 1 + optimizer_copies) + 1) * param_bytes
 
 
-def optimizer_state(f_update, tparams: dict) -> OrderedDict:
-    """The optimizer's own shared variables (moments, step count) of `f_update`, by name."""
-    own = {id(v) for v in tparams.values()}
-    return OrderedDict((v.name, v) for v in f_update.get_shared() if id(v) not in own)
-
-
 def _take_lock(path: str, saveto: str) -> int:
     """An flock'ed descriptor on `path`; refused while another live process holds it."""
     while True:
@@ -178,8 +179,6 @@ def _take_lock(path: str, saveto: str) -> int:
                 os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
             except OSError as err:
                 os.close(fd)
-                from uvs.fileio import write_error
-
                 raise write_error(path, err) from None
             return fd
         os.close(fd)
@@ -192,14 +191,26 @@ class Run:
     files; on_event: called with each log record (a dict, as written to the JSON log);
     logger: where human-readable lines go (INFO), `logging.getLogger("uvs.train")` if None;
     kind: the kind of model trained (`uvs.modelfile.KINDS`), written in its files' headers
-    and required of the checkpoint (None: the trainer writes it, any kind is read).
+    and required of the checkpoint (None: the trainer writes it, any kind is read);
+    score: the best model's header entry holding its dev score, `lower` if lower is better.
+
+    A trainer reads: `resume` (the options, the checkpoint or None), its data and parameters,
+    `preflight`, `start` with the compiled run, then one loop `for batch in run.batches(...)`
+    whose body scores the dev split on `VALIDATE` (`recall`, or `improved` and `valid`), or
+    prepares the batch, reports its `cost` and applies the update.
     """
 
     def __init__(self, saveto: str | os.PathLike, reload: bool = False, overwrite: bool = False,
                  on_event: Callable[[dict], None] | None = None,
-                 logger: logging.Logger | None = None, kind: str | None = None):
+                 logger: logging.Logger | None = None, kind: str | None = None,
+                 score: str = "dev_rsum", lower: bool = False):
         self.paths = RunPaths.beside(saveto)
         self.kind = kind
+        self.score, self.lower = score, lower
+        self.state = TrainState()
+        self.ckpt: ModelFile | None = None
+        self.compiled: Compiled | None = None
+        self._epoch = (0, 0, 1)  # (batches in this epoch, max_epochs, dispFreq)
         self.reload, self.overwrite = bool(reload), bool(overwrite)
         self.on_event = on_event
         self.log = logger or logging.getLogger("uvs.train")
@@ -265,11 +276,28 @@ class Run:
         os.close(self._lock_fd)
         self._lock_fd = None
 
-    def preflight(self, need_bytes: int) -> None:
-        """Before any long work: the folder is writable, space suffices, no planted log link.
+    def resume(self, table: OptionTable, options: dict, kw: dict) -> tuple[dict, ModelFile | None]:
+        """(options, the last checkpoint or None): when resuming, the checkpoint's options with
+        the schedule options given again (`resume_options`), its state and the best dev score
+        saved so far; otherwise `options`, checked as a fresh run's."""
+        if not self.resuming:
+            options["reload_"] = False
+            table.check(options)
+            return options, None
+        self.ckpt, self.state = self.load_last()
+        options = resume_options(table, self.ckpt, self.state, kw, self)
+        saved = saved_score(self.paths.best, self.score, self.kind)
+        if better(saved, self.state.best, self.lower):
+            self.state.best = saved
+        return options, self.ckpt
+
+    def preflight(self, params: dict) -> None:
+        """Before any long work: the folder is writable, space suffices for the checkpoints of
+        `params` (`checkpoint_bytes`), no planted log link.
 
         A fresh run with `overwrite` removes the other run's files here, once it may start.
         """
+        need_bytes = checkpoint_bytes(sum(p.nbytes for p in params.values()))
         p = self.paths
         folder = os.path.dirname(os.path.abspath(p.best))
         try:
@@ -293,13 +321,20 @@ class Run:
 
     # -- reporting -----------------------------------------------------------------------
 
-    def start(self, options: dict, **fields) -> dict:
-        """The `start` event: resuming or not, the options (as JSON has them), `fields`."""
-        return self.event("start", resume=self.resuming, options=plain(options), **fields)
+    def start(self, compiled: Compiled, **fields) -> Compiled:
+        """Take the compiled run (its optimizer state restored when resuming) and log the
+        `start` event: resuming or not, the kind, the options (as JSON has them), `fields`."""
+        self.compiled = compiled
+        if self.ckpt is not None:
+            self.restore(compiled.opt_state, self.ckpt)
+        self.event("start", resume=self.resuming, kind=self.kind or "vse",
+                   options=plain(compiled.options), **fields)
+        return compiled
 
-    def finish(self, state: TrainState, score: str = "best_rsum") -> dict:
+    def finish(self, score: str = "best_rsum") -> dict:
         """The `end` event, and the run's result: the best dev score (under `score`), its
         metrics, the updates done and the run's files."""
+        state = self.state
         self.event("end", update=state.uidx, best=state.best)
         return {score: state.best, "best_metrics": state.best_metrics, "updates": state.uidx,
                 "saveto": self.paths.best, "last": self.paths.last, "log": self.paths.log}
@@ -324,8 +359,6 @@ class Run:
             while line:
                 line = line[os.write(fd, line):]
         except OSError as err:  # a full disk: name the log
-            from uvs.fileio import write_error
-
             raise write_error(self.paths.log, err) from None
         finally:
             os.close(fd)
@@ -344,21 +377,105 @@ class Run:
         """Forget time spent outside updates (validation, checkpoints)."""
         self._clock = (time.time(), 0)
 
-    def step(self, state: TrainState, cost: float, apply: Callable[[], None], n_batches: int,
-             max_epochs: int, disp_freq: int) -> None:
-        """After update `state.uidx`'s cost: stop on a NaN/Inf, `apply()` the update, count
-        it, and every `disp_freq` updates the progress line (n_batches: batches per epoch)."""
+    # -- the loop ------------------------------------------------------------------------
+
+    def batches(self, schedule: Callable[[int], Sequence], options: dict,
+                last: str = "unvalidated") -> Iterator:
+        """The batches of epochs `state.epoch` to options['max_epochs'] from batch
+        `state.batch`, as `schedule(epoch)` lists them (fixed by the epoch, for exact resume),
+        and `VALIDATE` when a dev score is due: every options['validFreq'] updates (after each
+        epoch if it is 0 or None), then once more at the end if `last` says so
+        ('unvalidated': updates were made since the last one; 'unscored': there is none).
+        The last checkpoint follows each dev score and each epoch; the progress line comes
+        every options['dispFreq'] updates (`cost`).
+
+        Between batches a stop point: on SIGINT/SIGTERM the checkpoint is written and
+        `Interrupted` raised, completed with where the run stands.
+        """
+        max_epochs, disp_freq = options["max_epochs"], options["dispFreq"]
+        valid_freq = options.get("validFreq")
+        state = self.state
+        try:
+            while state.epoch < max_epochs:
+                batches = schedule(state.epoch)
+                self._epoch = (len(batches), max_epochs, disp_freq)
+                self.restart_clock()
+                while state.batch < len(batches):
+                    self.stop_point()
+                    state.batch += 1
+                    updates = state.uidx
+                    yield batches[state.batch - 1]
+                    if valid_freq and state.uidx > updates and state.uidx % valid_freq == 0:
+                        yield VALIDATE
+                        self.checkpoint()
+                        self.restart_clock()
+                state.epoch += 1
+                state.batch = 0
+                if not valid_freq:
+                    yield VALIDATE
+                self.checkpoint()
+        except Interrupted as stop:
+            self.checkpoint()
+            raise self.interrupted(stop) from None
+        if (state.best < 0 if last == "unscored" else self._unvalidated(valid_freq)):
+            yield VALIDATE
+            self.checkpoint()
+
+    def cost(self, cost) -> float:
+        """Count an update whose cost is `cost`: stop on a NaN/Inf (before the update is
+        applied), and every dispFreq updates the progress line."""
+        state = self.state
+        state.uidx += 1
+        cost = float(cost)
         if not math.isfinite(cost):
-            self.diverged(f"cost is {cost}", state)
-        apply()
+            self.diverged(f"cost is {cost}")
         self.tick()
+        n_batches, max_epochs, disp_freq = self._epoch
         if state.uidx % disp_freq == 0:
             left = n_batches - state.batch + (max_epochs - state.epoch - 1) * n_batches
-            self.progress(state, max_epochs, left, cost=cost)
+            self.progress(max_epochs, left, cost=cost)
+        return cost
 
-    def progress(self, state: TrainState, max_epochs: int, updates_left: int,
-                 **metrics: float) -> dict:
+    def every(self, n: int | None) -> bool:
+        """Whether the update just counted is one of every `n` (never when n is 0 or None)."""
+        return bool(n) and self.state.uidx % n == 0
+
+    def _unvalidated(self, valid_freq: int | None) -> bool:
+        """Whether updates were made since the last dev score (one every `valid_freq`, or
+        after each epoch if 0 or None)."""
+        return bool(valid_freq) and self.state.uidx > 0 and self.state.uidx % valid_freq != 0
+
+    def improved(self, score: float, metrics: dict, **meta) -> bool:
+        """Record dev `score` (with its `metrics`); when it beats the best so far, save the
+        model at `saveto` with `meta` in its header. Whether it did."""
+        state, c = self.state, self.compiled
+        if not better(score, state.best, self.lower):
+            return False
+        state.best, state.best_metrics = score, metrics
+        self.save_best(OrderedDict((k, v.get_value()) for k, v in c.tparams.items()),
+                       c.options, c.worddict, **meta)
+        return True
+
+    def valid(self, improved: bool, text: str, **fields) -> dict:
+        """The `valid` event of a dev score; `text` is followed by '(best, saved)' if so."""
+        return self.event("valid", update=self.state.uidx, epoch=self.state.epoch,
+                          best=improved, **fields,
+                          text=text + ("  (best, saved)" if improved else ""))
+
+    def recall(self, metrics: dict) -> bool:
+        """Dev recall {'i2t', 't2i', 'rsum'} of a retrieval model: saved when R@1+R@5+R@10
+        summed both ways is the best so far, then the `valid` event. Whether it improved."""
+        improved = self.improved(metrics["rsum"], metrics, dev_rsum=metrics["rsum"],
+                                 dev_metrics=metrics)
+        i2t, t2i = metrics["i2t"], metrics["t2i"]
+        self.valid(improved, f"  dev  i2t {i2t['r1']:.1f} {i2t['r5']:.1f} {i2t['r10']:.1f}  "
+                   f"t2i {t2i['r1']:.1f} {t2i['r5']:.1f} {t2i['r10']:.1f}  "
+                   f"rsum {metrics['rsum']:.1f}", **metrics)
+        return improved
+
+    def progress(self, max_epochs: int, updates_left: int, **metrics: float) -> dict:
         """The `update` event: metrics (e.g. cost), speed and ETA since the last one."""
+        state = self.state
         start, n = self._clock
         spu = (time.time() - start) / max(n, 1)
         self.restart_clock()
@@ -408,6 +525,14 @@ class Run:
                     extra_meta=self._kind() | meta | {"train_state": state.as_dict()},
                     extra_arrays=arrays)
 
+    def checkpoint(self) -> None:
+        """The last checkpoint of the compiled run: parameters, optimizer state and where the
+        run stands."""
+        c = self.compiled
+        self.save_last(OrderedDict((k, v.get_value()) for k, v in c.tparams.items()), c.options,
+                       c.worddict, self.state,
+                       OrderedDict((k, v.get_value()) for k, v in c.opt_state.items()))
+
     def _kind(self) -> dict:
         """The header entry naming a kind other than the default 'vse'."""
         return {} if self.kind in (None, "vse") else {"kind": self.kind}
@@ -439,16 +564,18 @@ class Run:
         if self.signal is not None:
             raise Interrupted(self.signal)
 
-    def interrupted(self, stop: Interrupted, state: TrainState) -> Interrupted:
+    def interrupted(self, stop: Interrupted) -> Interrupted:
         """Log the stop (after the checkpoint was written) and complete `stop`."""
+        state = self.state
         stop.last, stop.saveto = self.paths.last, self.paths.best
         stop.update, stop.epoch = state.uidx, state.epoch
         self.event("interrupted", update=state.uidx, epoch=state.epoch,
                    signal=SIGNAL_NAMES.get(stop.signum, stop.signum), checkpoint=stop.last)
         return stop
 
-    def diverged(self, what: str, state: TrainState) -> None:
+    def diverged(self, what: str) -> None:
         """Stop on a NaN/Inf: log it and raise one line saying what is kept."""
+        state = self.state
         self.event("diverged", update=state.uidx, what=what)
         kept = f"best model kept at {self.paths.best}" if state.best >= 0 else "nothing saved"
         raise UVSError(self.paths.best, f"training diverged: {what} at update {state.uidx} "
@@ -498,56 +625,6 @@ def better(score: float, best: float, lower: bool = False) -> bool:
     if score < 0:
         return False
     return best < 0 or (score < best if lower else score > best)
-
-
-def run_epochs(run: Run, state: TrainState, max_epochs: int, train_epoch: Callable[[], None],
-               checkpoint: Callable[[], None],
-               after_epoch: Callable[[], None] | None = None) -> None:
-    """Epochs from where `state` stands up to `max_epochs`: `train_epoch()` (the rest of
-    epoch `state.epoch`), then `after_epoch()` if given, then `checkpoint()`.
-
-    When `train_epoch` stops on SIGINT/SIGTERM (`Run.stop_point`), the checkpoint is written
-    and `Interrupted` raised, completed (`Run.interrupted`).
-    """
-    try:
-        while state.epoch < max_epochs:
-            train_epoch()
-            state.epoch += 1
-            state.batch = 0
-            if after_epoch is not None:
-                after_epoch()
-            checkpoint()
-    except Interrupted as stop:
-        checkpoint()
-        raise run.interrupted(stop, state) from None
-
-
-def checkpoint(c: Compiled, state: TrainState, run: Run) -> None:
-    """The last checkpoint of `c` (anything with tparams, opt_state, options and worddict):
-    parameters, optimizer state and where the run stands."""
-    run.save_last(OrderedDict((k, v.get_value()) for k, v in c.tparams.items()), c.options,
-                  c.worddict, state,
-                  OrderedDict((k, v.get_value()) for k, v in c.opt_state.items()))
-
-
-def recall_validated(run: Run, state: TrainState, metrics: dict,
-                     save_best: Callable[[dict], None]) -> None:
-    """Dev recall {'i2t', 't2i', 'rsum'} of a retrieval model: `save_best(metrics)` when
-    R@1+R@5+R@10 summed both ways beats the best so far, then the `valid` event."""
-    improved = better(metrics["rsum"], state.best)
-    if improved:
-        state.best, state.best_metrics = metrics["rsum"], metrics
-        save_best(metrics)
-    i2t, t2i = metrics["i2t"], metrics["t2i"]
-    run.event("valid", update=state.uidx, epoch=state.epoch, best=improved, **metrics,
-              text=(f"  dev  i2t {i2t['r1']:.1f} {i2t['r5']:.1f} {i2t['r10']:.1f}  "
-                    f"t2i {t2i['r1']:.1f} {t2i['r5']:.1f} {t2i['r10']:.1f}  "
-                    f"rsum {metrics['rsum']:.1f}{'  (best, saved)' if improved else ''}"))
-
-
-def unvalidated(state: TrainState, valid_freq: int) -> bool:
-    """Whether updates were made since the last validation (one every `valid_freq`)."""
-    return state.uidx > 0 and state.uidx % valid_freq != 0
 
 
 def plain(options: dict) -> dict:

@@ -6,7 +6,10 @@ captions come from a small grammar, each naming a random subset of the scene. Be
 usual files, `sample_{split}_photos.npy` holds one row per image and `.paths.txt` names each
 row by its scene, so that `uvs search --images` shows what it found.
 
-`sample_{split}_regions.npz` gives the alignment model regions (uvs.align.regions format,
+`sample_{split}_tags.txt` holds each caption's Penn-Treebank part-of-speech tags (one line
+per caption, one tag per token; the grammar knows them: `caption_tags`).
+
+`sample_{split}_regions.npz` gives the alignment model regions (uvs.regions format,
 REGION_DIM wide, from their own prototypes and random stream, so the files above do not
 change): per image, in this order, the whole image, its subject, its place, its colour and
 DISTRACTORS regions of noise alone.
@@ -22,7 +25,8 @@ import tempfile
 import numpy as np
 
 from uvs.errors import UVSError
-from uvs.fileio import normal_mode
+from uvs.fileio import atomic_path, normal_mode
+from uvs.regions import write_regions
 
 NAME = "sample"
 SUBJECTS = ["dog", "cat", "man", "woman", "boy", "girl", "horse", "bird", "cyclist", "surfer"]
@@ -67,9 +71,53 @@ def _caption(rng: np.random.RandomState, scene: tuple[int, int, int, int]) -> st
     return f"{det} {colour}{subject} {verb}{place} ."
 
 
+def _lexicon() -> dict[str, str]:
+    """Every word of the grammar and its Penn-Treebank tag."""
+    tags = {"a": "DT", "the": "DT", "is": "VBZ", "on": "IN", "in": "IN", ".": ".",
+            "snowy": "JJ", "wooden": "JJ", "city": "NN"}
+    tags.update({w: "NN" for w in SUBJECTS})
+    tags.update({w: "JJ" for w in COLOURS})
+    for third, ing in ACTIONS:
+        tags[third], tags[ing] = "VBZ", "VBG"
+    for pair in PLACES:
+        for phrase in pair:
+            tags.setdefault(phrase.split()[-1], "NN")
+    return tags
+
+
+LEXICON = _lexicon()
+
+
+def caption_tags(caption: str) -> list[str]:
+    """The Penn-Treebank tags of a caption of the grammar, one per token (KeyError if a
+    token is not the grammar's)."""
+    return [LEXICON[w] for w in caption.split()]
+
+
+def write_tags(folder: str) -> None:
+    """`sample_{split}_tags.txt` beside each split's captions (a sample made before uvs
+    wrote tags gets them here)."""
+    for split in SPLITS:
+        with open(os.path.join(folder, f"{NAME}_{split}_caps.txt"), encoding="utf-8") as f:
+            caps = f.read().splitlines()
+        text = "".join(" ".join(caption_tags(c)) + "\n" for c in caps)
+        path = os.path.join(folder, f"{NAME}_{split}_tags.txt")
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
 def _scene_name(scene) -> str:
     s, c, a, p = scene
     return f"{COLOURS[c]} {SUBJECTS[s]} {ACTIONS[a][0]} {PLACES[p][0]}"
+
+
+def scene_of(name: str) -> dict:
+    """The scene of a `sample_{split}_photos.paths.txt` line, 'test/0003 (colour subject verb
+    place)': {'colour', 'subject', 'action', 'place'} as indices into the grammar's lists."""
+    colour, subject, verb, place = name[name.index("(") + 1:name.rindex(")")].split(" ", 3)
+    return {"colour": COLOURS.index(colour), "subject": SUBJECTS.index(subject),
+            "action": next(i for i, p in enumerate(ACTIONS) if verb == p[0]),
+            "place": next(i for i, p in enumerate(PLACES) if place == p[0])}
 
 
 def _features(rng, prototypes, scenes, dim, noise=NOISE):
@@ -110,8 +158,6 @@ def make_sample(data_dir: str, seed: int = 1234, dim: int = 4096) -> str:
     rng = np.random.RandomState(seed)
     sizes = [len(SUBJECTS), len(COLOURS), len(ACTIONS), len(PLACES)]
     prototypes = [rng.randn(n, dim) * (1.0 / np.sqrt(4)) for n in sizes]
-    from uvs.align.regions import write_regions
-
     tmp = tempfile.mkdtemp(prefix=".sample.", dir=data_dir)
     made = {}
     try:
@@ -136,6 +182,7 @@ def make_sample(data_dir: str, seed: int = 1234, dim: int = 4096) -> str:
                           *_regions(region_rng, region_protos, scenes), names)
         with open(os.path.join(tmp, "README.txt"), "w", encoding="utf-8") as f:
             f.write(README.format(seed=seed, dim=dim))
+        write_tags(tmp)
         os.chmod(tmp, normal_mode(0o777))  # mkdtemp made it private
         os.replace(tmp, target)
     except OSError as err:

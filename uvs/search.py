@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from uvs import corpus, retrieval
+from uvs import corpus, retrieval, vgg
+from uvs import index as uindex
 from uvs.errors import UVSError
 
 
@@ -26,6 +27,33 @@ class Hits:
     scores: np.ndarray  # (k,) float32, higher is better
     cache: str  # the embeddings: 'hit', 'stored', 'unwritable' (from the cache) or 'index'
     duplicates: np.ndarray | None = None  # (k,) identical rows folded into each hit
+
+    @property
+    def item(self) -> str:
+        """What one hit is: 'caption' or 'image'."""
+        return "caption" if self.kind == "captions" else "image"
+
+    def results(self) -> list[dict]:
+        """[{'rank', 'row', 'score', 'caption' or 'image', 'duplicates'}], best first."""
+        dups = self.duplicates if self.duplicates is not None else \
+            np.zeros(len(self.rows), np.int64)
+        return [{"rank": r + 1, "row": int(i), "score": float(s), self.item: self.names[i],
+                 "duplicates": int(d)}
+                for r, (i, s, d) in enumerate(zip(self.rows, self.scores, dups, strict=True))]
+
+    def summary(self, model_path: str, model: dict, query: dict, collection: str,
+                all_duplicates: bool = False) -> dict:
+        """The search as `--json` gives it: model, scoring, `query`, the collection, how
+        identical rows were treated, results."""
+        method = retrieval.model_method(model)
+        results = self.results()
+        return {"model": model_path, "method": method,
+                "score": "negative order error" if method == "order" else "cosine similarity",
+                "query": query,
+                "collection": {"kind": self.kind, "path": collection, "count": len(self.names),
+                               "cache": self.cache},
+                "duplicates": "kept" if all_duplicates else "collapsed",
+                "collapsed": sum(r["duplicates"] for r in results), "results": results}
 
 
 def finds(image_query: bool, minus: Sequence[str] = (), plus: Sequence[str] = ()) -> str:
@@ -48,8 +76,6 @@ def embed_query(model: dict, text: str | None = None, photo: str | None = None,
     if features is not None:
         vec = retrieval.embed_feature_row(model, features, row)
     else:
-        from uvs import vgg
-
         vec = retrieval.embed_photo(model, vgg.build_convnet(weights, device=device), photo,
                                     crops=crops)
     return retrieval.arithmetic(model, vec, minus, plus) if (minus or plus) else vec
@@ -109,8 +135,6 @@ def search(model: dict, query: np.ndarray, wanted: str, captions: str | None = N
     if sum(p is not None for p in (captions, images, index)) != 1:
         raise UVSError(None, "search one collection: a caption file, a feature file or an index")
     if index is not None:
-        from uvs import index as uindex
-
         idx = uindex.load(index)
         check_index(idx, model, wanted, index)
         kind, names, cache = idx.meta["kind"], idx.names, "index"

@@ -16,7 +16,7 @@ from uvs.model import build_errors, build_image_encoder, build_sentence_encoder
 from uvs.modelfile import read_model
 from uvs.progress import progress
 from uvs.utils import init_tparams
-from uvs.vocab import tokenize, word_ids
+from uvs.vocab import inverse, tokenize, word_ids
 
 
 def load_model(path: str | os.PathLike, mode: str | None = None,
@@ -30,9 +30,7 @@ def load_model(path: str | os.PathLike, mode: str | None = None,
     mf = read_model(path, kind="vse")
     params = mf.params
     tparams = init_tparams(params)
-    word_idict = {vv: kk for kk, vv in mf.worddict.items()}
-    word_idict[0] = "<eos>"
-    word_idict[1] = "UNK"
+    word_idict = inverse(mf.worddict)
     [x, x_mask], sentences = build_sentence_encoder(tparams, mf.options,
                                                     gru_impl(gru, mode))
     f_senc = backend.function([x, x_mask], sentences, mode=mode, name="f_senc")

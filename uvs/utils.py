@@ -8,6 +8,8 @@ import numpy as np
 import pytensor
 import pytensor.tensor as tensor
 
+from uvs import backend
+
 
 def _p(pp: str, name: str) -> str:
     """Parameter name `pp_name`, as the original layers prefix them."""
@@ -29,8 +31,6 @@ def init_tparams(params: dict) -> OrderedDict:
 
     The graphs of a model start here, so PyTensor is configured here (`uvs.backend.configure`).
     """
-    from uvs import backend
-
     backend.configure()
     return OrderedDict((kk, pytensor.shared(pp, name=kk)) for kk, pp in params.items())
 

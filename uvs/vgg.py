@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from uvs.errors import UVSError
-from uvs.photos import decode, load_image, need, one_line
+from uvs.errors import UVSError, one_line
+from uvs.legacy import load_pickle
+from uvs.photos import decode, load_image, need
 
 LASAGNE_URL = "https://s3.amazonaws.com/lasagne/recipes/pretrained/imagenet/vgg19.pkl"
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -126,6 +127,14 @@ def lasagne_vgg(path: str, values: list[np.ndarray]):
     return _fc7(features, dense[0], dense[1])
 
 
+def check_width(net: ConvNet, want: int, what: str) -> None:
+    """UVSError naming the weights unless the network gives `want`-d features (`what` takes
+    them)."""
+    if net.dim != want:
+        raise UVSError(net.weights, f"these VGG weights give {net.dim}-d features; {what} "
+                       f"takes {want}-d")
+
+
 def build_convnet(weights: str | os.PathLike | None = "torchvision",
                   device: str | None = None) -> ConvNet:
     """VGG-19 to fc7. `weights`: 'torchvision' (torch's cache), a Lasagne `vgg19.pkl`, or
@@ -136,8 +145,6 @@ def build_convnet(weights: str | os.PathLike | None = "torchvision",
     if weights in ("torchvision", "random"):
         module, prep = _torchvision_vgg(load=weights == "torchvision"), "torchvision"
     else:
-        from uvs.legacy import load_pickle
-
         if not os.path.isfile(weights):
             raise UVSError(weights, "VGG-19 weights not found; download the Lasagne file "
                            f"{LASAGNE_URL} and give its path, or use --weights torchvision")

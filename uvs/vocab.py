@@ -47,3 +47,22 @@ def unknown_words(sentences: Iterable[str], worddict: dict, n_words: int) -> lis
             if word_ids([w], worddict, n_words) == [1]:
                 seen.setdefault(w, None)
     return list(seen)
+
+
+def inverse(worddict: dict) -> dict[int, str]:
+    """Index → word of `worddict`, with 0 as `<eos>` and 1 as UNK (the originals' word_idict)."""
+    word_idict = {vv: kk for kk, vv in worddict.items()}
+    word_idict[0] = "<eos>"
+    word_idict[1] = "UNK"
+    return word_idict
+
+
+def text(word_idict: dict, ids: Iterable[int], eos: bool = True) -> str:
+    """Word indices as text, an index outside `word_idict` as UNK; up to the first 0 (`<eos>`)
+    when `eos`, else every index."""
+    out = []
+    for i in ids:
+        if eos and i == 0:
+            break
+        out.append(word_idict.get(int(i), "UNK"))
+    return " ".join(out)

@@ -12,14 +12,17 @@ from collections import defaultdict
 
 import numpy as np
 
-from uvs import backend
+from uvs import backend, queries
 from uvs.align.model import KIND, build_region_encoder, build_sentence_encoder
-from uvs.align.regions import Regions, match_split, read_regions
 from uvs.datasets import layout, load_split, split_paths
 from uvs.errors import UVSError
-from uvs.metrics import ranks, recall_metrics
+from uvs.evaluation import evalrank as embedding_evalrank
+from uvs.fileio import read_lines
+from uvs.metrics import five_folds, mean_of_folds, ranks, recall_summary, tie_rule
 from uvs.modelfile import read_model
 from uvs.progress import progress
+from uvs.regions import Regions, match_split, read_regions
+from uvs.tools import load_model as load_vse
 from uvs.utils import init_tparams
 from uvs.vocab import tokenize, word_ids
 
@@ -34,13 +37,15 @@ def load_model(path: str | os.PathLike) -> dict:
 
 
 def compile_model(params: dict, options: dict, worddict: dict, path: str = "",
-                  tparams: dict | None = None) -> dict:
+                  tparams: dict | None = None, mode: str | None = None) -> dict:
+    """The model dict of `load_model` from its parts (on `tparams` if given, the training's
+    shared parameters), compiled in PyTensor `mode` (default `uvs.backend.mode()`)."""
     tparams = tparams if tparams is not None else init_tparams(params)
     [x, m], s = build_sentence_encoder(tparams, options)
     [r], v = build_region_encoder(tparams, options)
     return {"options": options, "worddict": worddict, "params": params, "path": path,
-            "f_words": backend.function([x, m], s, name="f_words"),
-            "f_regions": backend.function([r], v, name="f_regions")}
+            "f_words": backend.function([x, m], s, mode=mode, name="f_words"),
+            "f_regions": backend.function([r], v, mode=mode, name="f_regions")}
 
 
 def prepare_words(caps: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -141,20 +146,6 @@ def score_matrix(v: np.ndarray, region_offsets: np.ndarray, w: np.ndarray,
         a = b
 
 
-def alignment_scores(model: dict, regions: Regions, sentences: list[str],
-                     verbose: bool = False, chunk_bytes: int = CHUNK_BYTES) -> np.ndarray:
-    """S: (n_images, n_sentences) float32 for the photos of `regions` and `sentences`."""
-    unique = list(dict.fromkeys(sentences))
-    col = np.array([{s: i for i, s in enumerate(unique)}[s] for s in sentences]) \
-        if len(unique) < len(sentences) else None
-    w, woff = encode_words(model, unique, verbose=verbose)
-    v = encode_regions(model, regions.features)
-    S = np.zeros((len(regions), len(unique)), np.float32)
-    for a, block in score_matrix(v, regions.offsets, w, woff, chunk_bytes):
-        S[a:a + len(block)] = block
-    return S if col is None else S[:, col]
-
-
 def pair_scores(model: dict, regions: Regions, sentences: list[str], verbose: bool = False,
                 chunk_bytes: int = CHUNK_BYTES):
     """score(im_idx (c, 1), cap_idx (m, 1)) -> (c, m) float32 S_kl of those photos and
@@ -233,16 +224,12 @@ def rank_scores(model: dict, regions: Regions, sentences: list[str], ties: str =
     n = len(regions)
     i2t, t2i = ranks(*_indices(n), score=score, ties=ties,
                      chunk=max(1, chunk_bytes // (4 * 5 * n)))
-    out = {"i2t": recall_metrics(i2t), "t2i": recall_metrics(t2i)}
-    out["rsum"] = sum(out[d][k] for d in ("i2t", "t2i") for k in ("r1", "r5", "r10"))
-    return out
+    return recall_summary(i2t, t2i)
 
 
 def image_names(data: str, split: str, data_dir=None) -> list[str] | None:
     """The split's photo names, one a line beside its captions: NAME_{split}_images.txt, or
     the sample's NAME_{split}_photos.paths.txt; None when there is neither."""
-    from uvs.fileio import read_lines
-
     folder = os.path.dirname(split_paths(data, split, data_dir)[0])
     for name in (f"{data}_{split}_images.txt", f"{data}_{split}_photos.paths.txt"):
         if os.path.exists(os.path.join(folder, name)):
@@ -268,29 +255,45 @@ def split_regions(regions_path: str | None, data: str, split: str, n_images: int
                        f"the {split} split of {data}")
 
 
-def evalrank(model: dict, regions_path: str | None, data: str | None = None, split: str = "dev",
-             data_dir=None, fold5: bool = False, verbose: bool = False) -> dict:
-    """Retrieval both ways ranked by S_kl; with `fold5` the mean of 5 equal folds (COCO 1K)."""
+def _split_with_regions(model: dict, regions_path: str | None, data: str | None, split: str,
+                        data_dir) -> tuple:
+    """(the split, its regions, the tie rule) as `evalrank` scores them; `data` defaults to
+    the model's."""
     data = data or model["options"].get("data")
     if not data:
         raise UVSError(model.get("path"), "the model names no data set: pass one")
     ds = load_split(data, split, data_dir)
-    n = len(ds.caps) // 5
-    regions = split_regions(regions_path, data, split, n, data_dir,
+    regions = split_regions(regions_path, data, split, len(ds.caps) // 5, data_dir,
                             model["options"]["dim_image"])
-    ties = "last" if layout(data, data_dir) == "vse" else "first"
+    return ds, regions, tie_rule(layout(data, data_dir))
+
+
+def evalrank(model: dict, regions_path: str | None, data: str | None = None, split: str = "dev",
+             data_dir=None, fold5: bool = False, verbose: bool = False) -> dict:
+    """Retrieval both ways ranked by S_kl; with `fold5` the mean of 5 equal folds (COCO 1K)."""
+    ds, regions, ties = _split_with_regions(model, regions_path, data, split, data_dir)
+    n = len(ds.caps) // 5
     if not fold5:
         return _finite(rank_scores(model, regions, ds.caps, ties, verbose), model)
-    if n % 5:
-        raise UVSError(regions.path, f"{n} images do not split into 5 equal folds")
-    size = n // 5
-    folds = [_finite(rank_scores(model, regions.subset(np.arange(f * size, (f + 1) * size)),
-                                 ds.caps[5 * f * size:5 * (f + 1) * size], ties, verbose),
-                     model) for f in range(5)]
-    mean = {d: {k: float(np.mean([r[d][k] for r in folds])) for k in folds[0][d]}
-            for d in ("i2t", "t2i")}
-    mean["rsum"] = float(np.mean([r["rsum"] for r in folds]))
-    return {**mean, "folds": folds}
+    folds = [_finite(rank_scores(model, regions.subset(np.arange(n)[im]), ds.caps[caps], ties,
+                                 verbose), model) for im, caps in five_folds(n, regions.path)]
+    return {**mean_of_folds(folds), "folds": folds}
+
+
+def evalrank_file(path: str, regions_path: str | None = None, data: str | None = None,
+                  split: str = "dev", data_dir=None, fold5: bool = False,
+                  verbose: bool = False) -> dict:
+    """`evalrank` of any retrieval model file, by its kind: an alignment model ranks by S_kl
+    over the split's regions (`regions_path`), an embedding model as `uvs.evaluation`."""
+    mf = read_model(path)
+    if mf.kind == KIND:
+        model = compile_model(mf.params, mf.options, mf.worddict, mf.path)
+        return evalrank(model, regions_path, data=data, split=split, data_dir=data_dir,
+                        fold5=fold5, verbose=verbose)
+    if regions_path is not None:
+        raise UVSError(mf.path, f"--regions is for alignment models; this is a {mf.kind} model")
+    return embedding_evalrank(load_vse(path), data=data, split=split, data_dir=data_dir,
+                              fold5=fold5, verbose=verbose)
 
 
 def evalrank_queries(model: dict, regions_path: str | None, data: str | None = None,
@@ -298,32 +301,19 @@ def evalrank_queries(model: dict, regions_path: str | None, data: str | None = N
                      verbose: bool = False):
     """`evalrank` with its per-query results, as `uvs.queries.evalrank_queries` gives them for
     embedding models: (metrics, QueryResults, the split, the regions file). Scores are S_kl."""
-    from uvs import queries
-
-    data = data or model["options"].get("data")
-    if not data:
-        raise UVSError(model.get("path"), "the model names no data set: pass one")
-    ds = load_split(data, split, data_dir)
+    ds, regions, ties = _split_with_regions(model, regions_path, data, split, data_dir)
     n = len(ds.caps) // 5
-    regions = split_regions(regions_path, data, split, n, data_dir,
-                            model["options"]["dim_image"])
-    ties = "last" if layout(data, data_dir) == "vse" else "first"
-    if fold5 and n % 5:
-        raise UVSError(regions.path, f"{n} images do not split into 5 equal folds")
-    size = n // 5 if fold5 else n
+    parts = five_folds(n, regions.path) if fold5 else [(slice(0, n), slice(0, 5 * n))]
     folds = []
-    for f in range(n // size):
-        part = regions.subset(np.arange(f * size, (f + 1) * size)) if fold5 else regions
-        score = _finite(pair_scores(model, part, ds.caps[5 * f * size:5 * (f + 1) * size],
-                                    verbose), model)
-        folds.append(queries.query_results(None, *_indices(size), ties, k, score=score))
+    for im, caps in parts:
+        part = regions.subset(np.arange(n)[im]) if fold5 else regions
+        score = _finite(pair_scores(model, part, ds.caps[caps], verbose), model)
+        folds.append(queries.query_results(None, *_indices(len(part)), ties, k, score=score))
     if not fold5:
         return queries.metrics_of(folds[0]), folds[0], ds, regions.path
     per_fold = [queries.metrics_of(q) for q in folds]
-    mean = {d: {m: float(np.mean([r[d][m] for r in per_fold])) for m in per_fold[0][d]}
-            for d in ("i2t", "t2i")}
-    mean["rsum"] = float(np.mean([r["rsum"] for r in per_fold]))
-    return {**mean, "folds": per_fold}, queries.concat_folds(folds, size), ds, regions.path
+    return ({**mean_of_folds(per_fold), "folds": per_fold},
+            queries.concat_folds(folds, n // 5), ds, regions.path)
 
 
 def _finite(result, model):

@@ -7,9 +7,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from uvs.align.regions import DEFAULT_BOXES, box_problem, grid_boxes, read_box_list
-from uvs.errors import UVSError
-from uvs.photos import decode, need, one_line
+from uvs.errors import UVSError, one_line
+from uvs.photos import decode, need
+from uvs.regions import DEFAULT_BOXES, box_problem, grid_boxes, read_box_list
+from uvs.vgg import box_features
 
 
 def detector_weights_path() -> str:
@@ -61,8 +62,6 @@ def region_features(net, photos: Sequence[str], boxes: str = "grid",
     ({'path', 'box', 'problem'}), or raise when `strict`. Returns the regions file's arrays
     plus 'skipped'. `detector`: a loaded `load_detector()` to use (else loaded here).
     """
-    from uvs.vgg import box_features
-
     if boxes in ("grid", "detector"):
         todo = [(p, None) for p in photos]
         if boxes == "detector" and detector is None:

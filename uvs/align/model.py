@@ -24,6 +24,7 @@ import pytensor
 import pytensor.tensor as tensor
 from pytensor.tensor.extra_ops import fill_diagonal
 
+from uvs.modelfile import ModelKind, OptionSpec, Shape, register_kind
 from uvs.utils import norm_weight, xavier_weight
 
 KIND = "align"
@@ -137,3 +138,27 @@ def build_region_encoder(tparams, options):
     """Region vectors: returns ([r], v) with r: (N, dim_image), v: (N, dim)."""
     r = tensor.matrix("r", dtype="float32")
     return [r], encode_regions(tparams, r)
+
+
+# -- the file format's kind 'align' (`uvs.modelfile`): options and the parameter shapes ------
+_DIM = 2**16
+
+
+def _align_shapes(o: dict) -> dict[str, Shape]:
+    """The BRNN and region map of `init_params`, by name."""
+    dim, dw, di = o["dim"], o["dim_word"], o["dim_image"]
+    shapes = {"Wemb": (None, dw), "brnn_We": (dw, dim), "brnn_be": (dim,)}
+    for d in ("f", "b", "d"):
+        shapes.update({f"brnn_W{d}": (dim, dim), f"brnn_b{d}": (dim,)})
+    shapes.update({"region_W": (di, dim), "region_b": (dim,)})
+    return shapes
+
+
+register_kind(ModelKind(
+    name=KIND,
+    options={"dim": OptionSpec(int, low=1, high=_DIM),
+             "dim_word": OptionSpec(int, low=1, high=_DIM),
+             "dim_image": OptionSpec(int, low=1, high=2**20),
+             "n_words": OptionSpec(int, required=False, low=1, high=2**26),
+             "margin": OptionSpec(float, required=False, low=0.0)},
+    shapes=_align_shapes))

@@ -12,9 +12,15 @@ import os
 
 import numpy as np
 
+from uvs import vgg
+from uvs.align import features
 from uvs.align.evaluation import encode_regions, encode_words
 from uvs.align.mrf import mrf_align, phrases
 from uvs.errors import UVSError
+from uvs.fileio import atomic_path
+from uvs.photos import load_image, need
+from uvs.regions import Regions
+from uvs.report.alignment import alignment_page
 from uvs.vocab import tokenize
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -54,11 +60,41 @@ def align_sentence(model: dict, features: np.ndarray, boxes: np.ndarray, text: s
             "phrases": out, "energy": e, "beta": beta}
 
 
+def photo_regions(model: dict, net: vgg.ConvNet, image: str, boxes: str = "grid",
+                  max_regions: int = 19) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features (R, dim_image), boxes (R, 4), pixels (H, W, 3) uint8) of a photo's regions
+    (`uvs.align.features.region_features`), the network checked against the model."""
+    vgg.check_width(net, model["options"]["dim_image"], model.get("path") or "the model")
+    found = features.region_features(net, [image], boxes, max_regions, strict=True)
+    return found["features"], found["boxes"], load_image(image)
+
+
+def regions_row(regions: Regions, row: int, dim_image: int, pixels: bool = True
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(features, boxes, pixels) of photo `row` of a regions file, checked against the
+    model's dim_image; pixels (when asked) from the photo on disk, else a grey canvas of the
+    whole image's size (the sample has no photos)."""
+    if row >= len(regions):
+        raise UVSError(regions.path, f"row {row} asked, the file has {len(regions)} photos")
+    if regions.features.shape[1] != dim_image:
+        raise UVSError(regions.path, f"region features are {regions.features.shape[1]} wide; "
+                       f"the model takes {dim_image}")
+    feats, boxes = regions.of(row)
+    if not pixels:
+        return feats, boxes, None
+    if os.path.isfile(regions.paths[row]):
+        return feats, boxes, load_image(regions.paths[row])
+    w, h = (max(1, int(round(c))) for c in boxes[0][2:])
+    return feats, boxes, np.full((h, w, 3), 200, np.uint8)
+
+
+def summary(result: dict) -> dict:
+    """`align_sentence`'s result as `--json` gives it: without the word x region scores."""
+    return {k: v for k, v in result.items() if k != "unary"}
+
+
 def draw(pixels: np.ndarray, result: dict, output: str) -> None:
     """The photo with each phrase's box and text; `.png` (or any Pillow format) or `.html`."""
-    from uvs.fileio import atomic_path
-    from uvs.photos import need
-
     Image = need("PIL.Image")
     ImageDraw = need("PIL.ImageDraw")
     img = Image.fromarray(pixels).convert("RGB")
@@ -80,8 +116,6 @@ def draw(pixels: np.ndarray, result: dict, output: str) -> None:
         canvas.text((x0 + 3, y0 + 3), label, fill=(255, 255, 255))
     ext = check_picture_type(output)
     if ext in (".html", ".htm"):
-        from uvs.report.alignment import alignment_page
-
         buf = io.BytesIO()
         img.save(buf, format="PNG")
         colour = {region: "#{:02x}{:02x}{:02x}".format(*PALETTE[n % len(PALETTE)])

@@ -131,11 +131,11 @@ def regions_job(output: str, paths: Iterable[str], weights: str, boxes: str, max
 
 
 def assemble_regions(store: Store, output: str) -> None:
-    """A complete regions job's rows as one REGIONS.npz (`uvs.align.regions`), atomically."""
+    """A complete regions job's rows as one REGIONS.npz (`uvs.regions`), atomically."""
     import numpy as np
 
-    from uvs.align.regions import write_regions
     from uvs.cluster.store import OK
+    from uvs.regions import write_regions
 
     store.check_complete()
     slots = store.meta["arrays"]["boxes"] // 4

@@ -11,12 +11,18 @@ import subprocess
 import tempfile
 import unicodedata
 
+import numpy as np
+
 from uvs import backend
-from uvs.datasets import load_split
+from uvs.datasets import Split, load_split
 from uvs.decoding.model import build_model
 from uvs.decoding.tools import check_context, generate
-from uvs.decoding.train import contexts, dev_cost
 from uvs.errors import UVSError
+from uvs.extras import install_advice
+from uvs.homogeneous_data import prepare_data
+from uvs.modelfile import shown
+from uvs.tools import check_features, encode_images
+from uvs.vocab import tokenize
 
 PUNCTUATION = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",",
                ":", "-", "--", "...", ";"}
@@ -77,8 +83,6 @@ def caption_scores(generated: list[str], references: list[list[str]]) -> tuple[d
         from pycocoevalcap.cider.cider import Cider
         from pycocoevalcap.rouge.rouge import Rouge
     except ImportError:
-        from uvs.extras import install_advice
-
         raise UVSError(None, "caption metrics need pycocoevalcap, which is not installed: "
                        f"{install_advice('captions')}") from None
     java = shutil.which("java") is not None
@@ -108,7 +112,6 @@ def captions_text(captions: list[str], path: str = "") -> str:
     else one a line, a caption holding control characters spelled out (`\\r`, `\\x0c`)."""
     import json
 
-    from uvs.modelfile import shown
 
     if path.lower().endswith(".jsonl"):  # and no raw U+2028, NEL, ... for a line splitter
         return "".join("".join(f"\\u{ord(ch):04x}" if unicodedata.category(ch) in LINE_LIKE
@@ -130,14 +133,14 @@ def evalcap(dec: dict, vse: dict | None = None, data: str = "f8k", split: str = 
         raise UVSError(dec["path"], "this decoder decodes a joint space: give the uvs model "
                        "with --model")
     sp = load_split(data, split, data_dir, cnn)
-    ctx = check_context(dec, contexts({"condition": o.get("condition", "embedding")}, sp, vse),
-                        sp.ims_path)
+    embedding = o.get("condition", "embedding") == "embedding"
+    ctx = check_context(dec, contexts(sp, vse if embedding else None), sp.ims_path)
     best = [cands[0][0] for cands in generate(dec, ctx, beam_width=beam_width, maxlen=maxlen)]
     refs = [sp.caps[5 * i:5 * i + 5] for i in range(len(best))]
     trng, inps, cost = build_model(dec["tparams"], o)
     f_log_probs = backend.function(inps, cost, name="f_log_probs")
-    ppl = dev_cost(f_log_probs, sp.caps, ctx, dec["worddict"],
-                   {"maxlen_w": o.get("maxlen_w", 100), "n_words": o["n_words"]})
+    ppl = dev_cost(f_log_probs, sp.caps, ctx, dec["worddict"], o.get("maxlen_w", 100),
+                   o["n_words"])
     if not ppl["words"]:
         raise UVSError(dec["path"], f"no caption of the {split} split is shorter than its "
                        f"maxlen_w ({o.get('maxlen_w', 100)} words): no perplexity to measure")
@@ -145,3 +148,37 @@ def evalcap(dec: dict, vse: dict | None = None, data: str = "f8k", split: str = 
     return {"metrics": scores, "cost_per_word": ppl["cost_per_word"],
             "perplexity": ppl["perplexity"], "words": ppl["words"], "captions": best,
             "references": refs, "notes": notes, "images": len(best)}
+
+
+def contexts(split: Split, vse: dict | None) -> np.ndarray:
+    """ctx of every image of a split: (len(caps) // 5, dimctx) float32; caption i has row i // 5.
+
+    The image's vector in the joint space of the uvs model `vse` (an `embedding` decoder), or
+    with vse None its CNN feature row (a `features` decoder).
+    """
+    images = split.image_rows()
+    if vse is None:
+        return np.asarray(images, dtype="float32")
+    return encode_images(vse, check_features(vse, images, split.ims_path))
+
+
+def dev_cost(f_log_probs, caps: list[str], ctx: np.ndarray, worddict: dict, maxlen_w: int,
+             n_words: int, batch_size: int = 256) -> dict:
+    """Summed −log p over a split's words (each caption's `<eos>` included), per word.
+
+    Returns {'cost_per_word', 'perplexity', 'words'}; captions of maxlen_w words or more are
+    left out as in training.
+    """
+    order = np.argsort([len(tokenize(c)) for c in caps], kind="stable")
+    ctx = ctx[np.arange(len(caps)) // 5]
+    total, words = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        x, mask, cx = prepare_data([caps[i] for i in idx], ctx[idx], worddict,
+                                   maxlen=maxlen_w, n_words=n_words)
+        if x is None:
+            continue
+        total += float(f_log_probs(x, mask, cx))
+        words += int(mask.sum())
+    per_word = total / max(words, 1)
+    return {"cost_per_word": per_word, "perplexity": float(np.exp(per_word)), "words": words}

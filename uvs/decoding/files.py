@@ -12,11 +12,24 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 
+import numpy as np
+
 from uvs.decoding.options import CONDITIONS, INJECTIONS
 from uvs.errors import UVSError
-from uvs.modelfile import ModelFile, ModelKind, Option, read_model, register_kind, write_model
+from uvs.legacy import load_pickle, load_pickles
+from uvs.modelfile import (
+    ModelFile,
+    ModelKind,
+    OptionSpec,
+    read_model,
+    register_kind,
+    shown,
+    write_model,
+)
 
 KIND = "decoder"
+_DIM = MAX_DIM = 2**16  # dim, dim_word
+MAX_LEN = 10**6  # maxlen_w
 
 
 def expected_shapes(o: dict) -> dict:
@@ -36,13 +49,52 @@ def expected_shapes(o: dict) -> dict:
 
 def read_dictionary(path: str) -> OrderedDict:
     """The worddict of a skip-thoughts dictionary file (two pickles: worddict, wordcount)."""
-    from uvs.legacy import load_pickles
-
     worddict, _wordcount = load_pickles(path, 2, "worddict then wordcount, as "
                                         "vocab.save_dictionary writes them")
     if not isinstance(worddict, dict):
         raise UVSError(path, "the first pickle is not a word dictionary")
     return OrderedDict(worddict)
+
+
+def read_embeddings(path: str) -> dict:
+    """The {word: vector} pickle of `embeddings`, each vector checked (a flat list or array
+    of finite numbers, all of one length ≤ the decoder's dim_word limit) but not converted."""
+    embed_map = load_pickle(path, allow_numpy=True)
+    if not isinstance(embed_map, dict) or not embed_map:
+        raise UVSError(path, "expected a non-empty pickle of {word: vector}")
+    dim_word = None
+    for w, v in embed_map.items():
+        if isinstance(v, np.ndarray):
+            ok, size = v.dtype.kind in "biuf", v.size
+        elif type(v) in (list, tuple):
+            ok, size = all(type(x) in (int, float) for x in v), len(v)
+        else:
+            ok, size = False, 0
+        if not ok:
+            raise UVSError(path, f"the vector of {shown(w)!r} is not a list or array of "
+                           f"numbers ({type(v).__name__})")
+        if dim_word is None:
+            dim_word = size
+        if size != dim_word:
+            raise UVSError(path, f"word vectors of different lengths ({dim_word} and {size}, "
+                           f"at {shown(w)!r})")
+        if not 1 <= size <= MAX_DIM:
+            raise UVSError(path, f"word vectors of {size} values (1 to {MAX_DIM} allowed)")
+    checked: set[int] = set()  # a vector shared by many words is checked once
+    for w, v in embed_map.items():
+        if id(v) not in checked and not _finite32(v):
+            raise UVSError(path, f"the vector of {shown(w)!r} holds NaN, Inf or values beyond "
+                           "float32")
+        checked.add(id(v))
+    return embed_map
+
+
+def _finite32(v) -> bool:
+    """Whether a flat list or numeric array holds only finite values within float32."""
+    limit = float(np.finfo("float32").max)
+    if isinstance(v, np.ndarray):
+        return bool(v.size == 0 or (np.isfinite(v).all() and np.abs(v).max() <= limit))
+    return all(abs(x) <= limit for x in v)  # NaN compares false; ints of any size are fine
 
 
 def read_decoder(path: str | os.PathLike, dictionary: str | os.PathLike | None = None
@@ -66,15 +118,11 @@ def write_decoder(path: str | os.PathLike, params: dict, options: dict, worddict
                 extra_arrays=extra_arrays)
 
 
-_DIM = MAX_DIM = 2**16  # dim, dim_word
-MAX_LEN = 10**6  # maxlen_w
 
 
 def check_use_options(o: dict) -> str | None:
     """What `caption` and `evalcap` take from a decoder's options besides its shapes: `model`,
     `data` and `cnn` text (or absent), `maxlen_w` a whole number ≥ 1; the problem, or None."""
-    from uvs.modelfile import shown
-
     for name in ("model", "data", "cnn"):
         value = o.get(name)
         if value is not None and (not isinstance(value, str) or not value):
@@ -91,12 +139,14 @@ def check_use_options(o: dict) -> str | None:
 
 register_kind(ModelKind(
     name=KIND,
-    options={"dimctx": Option(int, low=1, high=2**20), "dim_word": Option(int, low=1, high=_DIM),
-             "dim": Option(int, low=1, high=_DIM), "n_words": Option(int, low=1, high=2**26),
-             "decoder": Option(str, required=False, choices=("gru",)),
-             "doutput": Option(bool, required=False),
-             "inject": Option(str, required=False, choices=INJECTIONS),
-             "condition": Option(str, required=False, choices=CONDITIONS)},
+    options={"dimctx": OptionSpec(int, low=1, high=2**20),
+             "dim_word": OptionSpec(int, low=1, high=_DIM),
+             "dim": OptionSpec(int, low=1, high=_DIM),
+             "n_words": OptionSpec(int, low=1, high=2**26),
+             "decoder": OptionSpec(str, required=False, choices=("gru",)),
+             "doutput": OptionSpec(bool, required=False),
+             "inject": OptionSpec(str, required=False, choices=INJECTIONS),
+             "condition": OptionSpec(str, required=False, choices=CONDITIONS)},
     shapes=expected_shapes, check=check_use_options, released_extras=("history_errs",),
     released_key="dimctx",
     released_dictionary=read_dictionary, released_layout="skip-thoughts",

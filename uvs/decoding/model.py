@@ -22,11 +22,7 @@ from pytensor.tensor.random import shared_rng
 
 from uvs import backend, rowwise
 from uvs.layers import fflayer, get_layer
-from uvs.utils import _p, norm_weight
-
-
-def linear(x):
-    return x
+from uvs.utils import _p, linear, norm_weight
 
 
 def param_init_fflayer(options, params, prefix="ff", nin=None, nout=None, ortho=True,

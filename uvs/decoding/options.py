@@ -15,6 +15,7 @@ import logging
 import os
 from collections import OrderedDict
 
+from uvs.modelfile import read_model
 from uvs.options import (
     NON_NEGATIVE,
     POSITIVE,
@@ -88,7 +89,6 @@ OPTIONS = OptionTable([
 
 def model_data(path: str) -> str | None:
     """The data set the uvs model at `path` was trained on (its `data` option), if it says."""
-    from uvs.modelfile import read_model
 
     data = read_model(path).options.get("data")
     return data if isinstance(data, str) and data else None

@@ -30,17 +30,10 @@ def parse(sentence: str) -> dict | None:
             "action": action, "place": place}
 
 
-def scene_of(name: str) -> dict:
-    """The scene of a `sample_{split}_photos.paths.txt` line: 'test/0003 (colour subject ...)'."""
-    inner = name[name.index("(") + 1:name.rindex(")")].split()
-    return {"colour": sample.COLOURS.index(inner[0]), "subject": sample.SUBJECTS.index(inner[1]),
-            "action": next(i for i, p in enumerate(sample.ACTIONS) if inner[2] == p[0])}
-
-
 def rates(captions: list[str], names: list[str]) -> dict:
     """How often generated captions are grammatical and name the image's subject / action."""
     parsed = [parse(c) for c in captions]
-    scenes = [scene_of(n) for n in names]
+    scenes = [sample.scene_of(n) for n in names]
     n = len(captions)
     return {"grammatical": sum(p is not None for p in parsed) / n,
             "subject": sum(p is not None and p["subject"] == s["subject"]

@@ -29,6 +29,9 @@ import functools
 
 import numpy as np
 
+from uvs import backend
+from uvs.rowwise import beam_candidates
+
 
 def gen_sample(tparams, f_init, f_next, ctx, options, trng=None, k=1, maxlen=30,
                stochastic=True, argmax=False, use_unk=False):
@@ -153,8 +156,6 @@ def _candidates():
     """The compiled `beam_candidates`, shared by every search of the process."""
     import pytensor.tensor as tensor
 
-    from uvs import backend
-    from uvs.rowwise import beam_candidates
 
     p = tensor.matrix("p", dtype="float32")
     keep = tensor.vector("keep", dtype="int64")

@@ -7,10 +7,15 @@ import os
 import numpy as np
 from pytensor.tensor.random import shared_rng
 
+from uvs import retrieval, vgg, vocab
 from uvs.decoding.files import read_decoder
 from uvs.decoding.model import build_sampler
 from uvs.decoding.search import gen_sample, gen_sample_batch
 from uvs.errors import UVSError
+from uvs.features import feature_rows
+from uvs.modelfile import shown
+from uvs.tools import check_features, encode_images
+from uvs.tools import load_model as load_vse
 from uvs.utils import init_tparams
 
 
@@ -24,9 +29,7 @@ def load_model(path_to_model: str | os.PathLike,
     'f_next' (as the original), plus 'params', 'layout', 'path' and 'extra'.
     """
     mf = read_decoder(path_to_model, path_to_dictionary)
-    word_idict = {vv: kk for kk, vv in mf.worddict.items()}
-    word_idict[0] = "<eos>"
-    word_idict[1] = "UNK"
+    word_idict = vocab.inverse(mf.worddict)
     tparams = init_tparams(mf.params)
     trng = shared_rng(seed=seed, name="trng")
     f_init, f_next = build_sampler(tparams, mf.options, trng, mode)
@@ -52,7 +55,7 @@ def check_context(dec: dict, c, path: str | None = None) -> np.ndarray:
 def words(dec: dict, sample) -> str:
     """Word indices as text, without the last index (the original's `c[:-1]`: the `<eos>` of
     a finished sample, but a real word of one that stopped at `maxlen`)."""
-    return " ".join(dec["word_idict"].get(int(w), "UNK") for w in sample[:-1])
+    return vocab.text(dec["word_idict"], sample[:-1], eos=False)
 
 
 def run_sampler(dec: dict, c, beam_width: int = 1, stochastic: bool = False,
@@ -82,9 +85,7 @@ def generate(dec: dict, C, beam_width: int = 1, use_unk: bool = False, maxlen: i
                                           dec["options"], k=beam_width, maxlen=maxlen,
                                           use_unk=use_unk):
         order = np.argsort(np.asarray(score, dtype="float64"), kind="stable")[:n]
-        out.append([(" ".join(dec["word_idict"].get(int(w), "UNK")
-                              for w in (sample[i][:-1] if sample[i][-1] == 0 else sample[i])),
-                     float(score[i])) for i in order])
+        out.append([(vocab.text(dec["word_idict"], sample[i]), float(score[i])) for i in order])
     return out
 
 
@@ -99,13 +100,28 @@ def load_encoder(dec: dict, model: str | os.PathLike | None = None) -> dict | No
     if not path:
         raise UVSError(dec["path"], "this decoder decodes a joint space: give the uvs model "
                        "with --model")
-    from uvs.tools import load_model as load_vse
-
     vse = load_vse(path)
     if vse["options"]["dim"] != dec["options"]["dimctx"]:
         raise UVSError(vse["path"], f"its joint space is {vse['options']['dim']}-d; the decoder "
                        f"{dec['path']} is conditioned on {dec['options']['dimctx']}-d vectors")
     return vse
+
+
+def query_features(dec: dict, vse: dict | None, image: str | None = None,
+                   image_features: str | None = None, row: int = 0,
+                   weights: str = "torchvision", crops: int = 1, device: str | None = None
+                   ) -> tuple[np.ndarray | None, str | None]:
+    """(features (1, width), where they came from) of a photo (VGG-19 `weights`) or of row
+    `row` of a feature file, as wide as `vse` takes (dim_image) or, without one, as the
+    decoder's ctx; (None, None) for neither."""
+    want = vse["options"]["dim_image"] if vse is not None else dec["options"]["dimctx"]
+    if image is not None:
+        net = vgg.build_convnet(weights, device=device)
+        vgg.check_width(net, want, vse["path"] if vse is not None else dec["path"])
+        return vgg.compute_features(net, [image], crops=crops), image
+    if image_features is not None:
+        return feature_rows(image_features, row, want), image_features
+    return None, None
 
 
 def trained_model_path(dec: dict) -> str | None:
@@ -123,8 +139,6 @@ def trained_model_path(dec: dict) -> str | None:
     for path in candidates:
         if os.path.lexists(path) or os.path.lexists(path + ".npz"):
             return path
-    from uvs.modelfile import shown
-
     raise UVSError(dec["path"], f"the uvs model it was trained on, {shown(candidates[0])}, "
                    "is not there: give it with --model")
 
@@ -136,9 +150,6 @@ def context(dec: dict, vse: dict | None, features: np.ndarray | None = None,
     `embedding` decoders: the features' or sentence's vector in the joint space, then
     − Σ minus + Σ plus, renormalised; `features` decoders: the feature row itself.
     """
-    from uvs import retrieval
-    from uvs.tools import check_features, encode_images
-
     if vse is None:
         if text is not None or minus or plus:
             raise UVSError(dec["path"], "this decoder is conditioned on CNN features: "
@@ -163,6 +174,5 @@ def sample_sentences(dec: dict, c, n: int = 1, maxlen: int = 30, use_unk: bool =
         sample, score = gen_sample(dec["tparams"], dec["f_init"], dec["f_next"], c,
                                    dec["options"], trng=dec["trng"], k=1, maxlen=maxlen,
                                    stochastic=True, use_unk=use_unk)
-        body = sample[:-1] if sample and sample[-1] == 0 else sample
-        out.append((" ".join(dec["word_idict"].get(int(w), "UNK") for w in body), float(score)))
+        out.append((vocab.text(dec["word_idict"], sample), float(score)))
     return out

@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from uvs.errors import UVSError
+from uvs.photos import decode
 from uvs.queries import QueryResults
 from uvs.report import need
 
@@ -61,8 +62,6 @@ def photo_file(name: str, folder: str) -> str | None:
 def thumbnail(path: str, size: int = THUMB) -> str | None:
     """A JPEG data URI of the photo at most `size` pixels wide or high; None if unreadable."""
     Image = need("PIL.Image")
-    from uvs.photos import decode
-
     try:
         pixels, _ = decode(path)
     except UVSError:

@@ -8,13 +8,9 @@ len(REGION_ROLES).
 
 from __future__ import annotations
 
-import re
-
 from uvs import sample
-from uvs.align.regions import Regions
 from uvs.align.show import align_sentence
-
-_NAME = re.compile(r"^\w+/\d+ \((\w+) (\w+) (\w+) (.+)\)$")
+from uvs.regions import Regions
 
 
 def alignment_rates(model: dict, regions: Regions, beta: float = 0.1,
@@ -27,8 +23,10 @@ def alignment_rates(model: dict, regions: Regions, beta: float = 0.1,
     place_role = sample.REGION_ROLES.index("place")
     hits_s = hits_p = n = 0
     for k in range(len(regions) if limit is None else min(limit, len(regions))):
-        colour, subject, action, place = _NAME.match(regions.paths[k]).groups()
-        words = ["the", colour, subject, action, *place.split(), "."]
+        scene = sample.scene_of(regions.paths[k])
+        words = ["the", sample.COLOURS[scene["colour"]], sample.SUBJECTS[scene["subject"]],
+                 sample.ACTIONS[scene["action"]][0], *sample.PLACES[scene["place"]][0].split(),
+                 "."]
         feats, boxes = regions.of(k)
         a = align_sentence(model, feats, boxes, " ".join(words), beta)["region"]
         hits_s += a[2] == subject_role

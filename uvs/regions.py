@@ -20,6 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from uvs.errors import UVSError
+from uvs.fileio import atomic_path, open_regular
+from uvs.modelfile import Archive, shown
+from uvs.photos import MAX_PIXELS
 
 DEFAULT_BOXES = 19  # the paper: the top 19 detections, plus the whole image
 # The fixed `grid` boxes, as fractions (x0, y0, x1, y1) of the photo: the 9 cells of a 3 x 3
@@ -104,7 +107,6 @@ def _json_number(kind: type):
 
 def read_box_list(path: str) -> list[tuple[str, list]]:
     """[(photo path, boxes)] from a JSON-lines file; a line that is not one is an error."""
-    from uvs.fileio import open_regular
 
     try:
         with open_regular(path, "boxes file") as f:
@@ -143,8 +145,6 @@ def read_box_list(path: str) -> list[tuple[str, list]]:
 def write_regions(path: str, features: np.ndarray, image: np.ndarray, boxes: np.ndarray,
                   paths: list[str]) -> None:
     """One `.npz`, atomically."""
-    from uvs.fileio import atomic_path
-
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, features=np.asarray(features, np.float32),
                  image=np.asarray(image, np.int64), boxes=np.asarray(boxes, np.float32),
@@ -154,7 +154,6 @@ def write_regions(path: str, features: np.ndarray, image: np.ndarray, boxes: np.
 def read_regions(path: str) -> Regions:
     """A regions file, checked: every header (shape, type, size; no zip bomb) before any data
     is read, then shapes agree, rows sorted by photo, every photo has a row, boxes sane."""
-    from uvs.modelfile import Archive, shown
 
     if not os.path.lexists(path):
         raise UVSError(path, "regions file not found")
@@ -187,7 +186,6 @@ def read_regions(path: str) -> Regions:
     bad = ~np.isfinite(f).all(axis=1)
     if bad.any():
         raise UVSError(path, f"row {int(np.argmax(bad))} holds NaN or Inf")
-    from uvs.photos import MAX_PIXELS
 
     bx = bx.astype(np.float64)
     with np.errstate(all="ignore"):
