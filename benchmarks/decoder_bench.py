@@ -53,14 +53,19 @@ def uvs_update(options, x, mask, ctx):
     return step
 
 
-def torch_update(x, mask, ctx):
+def torch_update(x, mask, ctx, options: dict | None = None):
+    """The same decoder, loss, clipping and Adam in PyTorch; sizes from `options` (default the
+    module's), `inject` init (h0 = tanh(ctx·W + b)) or bias (ctx·W + b as the first input)."""
     import torch
 
+    o = options or {"n_words": V, "dim_word": DW, "dim": D, "dimctx": DIMCTX}
+    n_words, dw, d = o["n_words"], o["dim_word"], o["dim"]
+    init = o.get("inject", "init") == "init"
     torch.manual_seed(0)
-    g = torch.nn.GRUCell(DW, D)  # same equations up to where r multiplies (h·Ux + b_hn)
-    emb = torch.nn.Embedding(V, DW)
-    ff_state = torch.nn.Linear(DIMCTX, D)
-    ff_logit = torch.nn.Linear(D, V)
+    g = torch.nn.GRUCell(dw, d)  # same equations up to where r multiplies (h·Ux + b_hn)
+    emb = torch.nn.Embedding(n_words, dw)
+    ff_state = torch.nn.Linear(o["dimctx"], d if init else dw)
+    ff_logit = torch.nn.Linear(d, n_words)
     params = [*g.parameters(), *emb.parameters(), *ff_state.parameters(),
               *ff_logit.parameters()]
     opt = torch.optim.Adam(params, lr=0.0002, betas=(0.9, 0.999), eps=1e-8)
@@ -69,10 +74,14 @@ def torch_update(x, mask, ctx):
     def step():
         opt.zero_grad()
         e = emb(xt)
-        e = torch.cat([torch.zeros_like(e[:1]), e[:-1]])
-        h = torch.tanh(ff_state(ct))
+        if init:
+            e = torch.cat([torch.zeros_like(e[:1]), e[:-1]])
+            h = torch.tanh(ff_state(ct))
+        else:
+            e = torch.cat([ff_state(ct)[None], e[:-1]])
+            h = e.new_zeros((xt.shape[1], d))
         states = []
-        for t in range(T):
+        for t in range(xt.shape[0]):
             hn = g(e[t], h)
             m = mt[t][:, None]
             h = m * hn + (1 - m) * h

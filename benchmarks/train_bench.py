@@ -95,7 +95,11 @@ def timed(fn: Callable[[], Any], settle: float = 0.3) -> float:
 # ---------------------------------------------------------------- PyTorch, the same model
 
 class TorchVSE:
-    """The VSE model, loss, clipping and released Adam in PyTorch (plain autograd, CPU)."""
+    """The VSE model, loss, clipping and released Adam in PyTorch (plain autograd, CPU).
+
+    Follows the options as uvs does: `encoder` gru or bow; `method` order (images
+    normalised, the order penalty, each gradient clipped on its own) or cosine; `abs`.
+    """
 
     def __init__(self, params: dict, options: dict):
         import torch
@@ -107,12 +111,18 @@ class TorchVSE:
         self.t = 0
         self.margin = float(options["margin"])
         self.clip = float(options["grad_clip"])
+        self.bow = options.get("encoder", "gru") == "bow"
+        self.order = options.get("method", "cosine") == "order"
+        self.abs = bool(options.get("abs", False))
 
     def sentences(self, x, mask):
         """Last GRU state, L2-normalised: (B, dim)."""
         torch, p = self.torch, self.p
-        d = p["encoder_Ux"].shape[0]
         emb = p["Wemb"][x]
+        if self.bow:
+            h = (emb * mask[:, :, None]).sum(0)
+            return h / h.norm(dim=1, keepdim=True)
+        d = p["encoder_Ux"].shape[0]
         xw = emb @ p["encoder_W"] + p["encoder_b"]
         xwx = emb @ p["encoder_Wx"] + p["encoder_bx"]
         h = emb.new_zeros((x.shape[1], d))
@@ -130,7 +140,14 @@ class TorchVSE:
         torch, p = self.torch, self.p
         s = self.sentences(x, mask)
         images = im @ p["ff_image_W"] + p["ff_image_b"]
-        scores = images @ s.T                      # errors = −scores
+        if self.order:
+            images = images / images.norm(dim=1, keepdim=True)
+        if self.abs:
+            s, images = s.abs(), images.abs()
+        if self.order:  # errors[i, j] = |max(0, s_i − im_j)|², as uvs; scores = −errors
+            scores = -((s[:, None, :] - images[None, :, :]).clamp(min=0) ** 2).sum(2)
+        else:
+            scores = images @ s.T                  # errors = −scores
         diag = scores.diagonal()
         eye = torch.eye(len(scores), dtype=torch.bool)
         cost_s = (self.margin - diag[None, :] + scores).clamp(min=0).masked_fill(eye, 0)
@@ -147,11 +164,13 @@ class TorchVSE:
         cost.backward()
         with torch.no_grad():
             grads = [q.grad for q in params]
-            g2 = sum((g * g).sum(dtype=torch.float64) for g in grads)
-            if g2 > self.clip ** 2:
-                scale = float(self.clip / g2.sqrt())
-                for g in grads:
-                    g.mul_(scale)
+            groups = [[g] for g in grads] if self.order else [grads]
+            for group in groups:
+                g2 = sum((g * g).sum(dtype=torch.float64) for g in group)
+                if g2 > self.clip ** 2:
+                    scale = float(self.clip / g2.sqrt())
+                    for g in group:
+                        g.mul_(scale)
             self.t += 1
             lr_t = lr * (1.0 - 0.001 ** self.t) ** 0.5 / (1.0 - 0.1 ** self.t)
             for q, g, m, v in zip(params, grads, self.m, self.v, strict=True):

@@ -49,3 +49,18 @@ def objective(p: dict, sentences: list[list[int]], images: list[np.ndarray],
                 cost += max(0.0, S[k, l] - S[k, k] + margin)
                 cost += max(0.0, S[l, k] - S[k, k] + margin)
     return cost
+
+
+def reduceat_scores(v, roff, w, woff, chunk_bytes):
+    """The kernel before issue 18: NumPy's `maximum.reduceat` over each block's regions."""
+    n, per_region, starts, out = len(roff) - 1, 4 * max(len(w), 1), woff[:-1], []
+    a = 0
+    while a < n:
+        b = a + 1
+        while b < n and (roff[b + 1] - roff[a]) * per_region <= chunk_bytes:
+            b += 1
+        dots = v[roff[a]:roff[b]] @ w.T
+        best = np.maximum.reduceat(dots, roff[a:b] - roff[a], axis=0)
+        out.append(np.add.reduceat(best.astype(np.float64), starts, axis=1).astype(np.float32))
+        a = b
+    return np.concatenate(out)

@@ -132,6 +132,17 @@ def test_user_ldflags_left_alone() -> None:
     assert text.startswith("user")
 
 
+def test_no_debug_info_unless_the_user_set_cxxflags() -> None:
+    code = "import pytensor; from uvs import backend; backend.configure(); " \
+           "print(repr(pytensor.config.gcc__cxxflags))"
+    res = run_python(code)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split()[-1] == repr(backend.NO_DEBUG_INFO)
+    res = run_python(code, PYTENSOR_FLAGS="gcc__cxxflags=-O2")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split()[-1] == "'-O2'"
+
+
 def test_import_changes_nothing() -> None:
     code = (
         "import os, warnings, numpy, scipy, numba, click, pytensor.tensor, pytensor.scan;"
