@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import click
+import numpy as np
 
 from uvs.cli.common import (
     check_store_inputs,
@@ -237,6 +240,13 @@ def evalcap(decoder_path, vse_model, dictionary, data, data_dir, split, beam, ma
                   maxlen=maxlen, cnn=dec["options"].get("cnn"))
     if output:
         write_text(output, captions_text(res["captions"], output))
+    _print_scores(res, decoder_path, data, split, beam, as_json, quiet,
+                  f"({res['cost_per_word']:.4f} nats/word over {res['words']} words)")
+
+
+def _print_scores(res: dict, decoder_path: str, data: str, split: str, beam: int,
+                  as_json: bool, quiet: bool, perplexity_note: str) -> None:
+    """evalcap's result: notes on stderr, then the metrics table (or JSON)."""
     if not quiet:
         for note in res["notes"]:
             click.echo(note, err=True)
@@ -250,14 +260,11 @@ def evalcap(decoder_path, vse_model, dictionary, data, data_dir, split, beam, ma
     click.echo("  ".join(f"{k:>7}" for k in names))
     click.echo("  ".join(f"{100 * m[k]:7.1f}" for k in names))
     click.echo(f"{res['images']} images, beam {beam}; perplexity {res['perplexity']:.2f} "
-               f"({res['cost_per_word']:.4f} nats/word over {res['words']} words)")
+               + perplexity_note)
 
 
 def _is_mnlm(path: str) -> bool:
     """Whether PATH holds a log-bilinear model (either layout)."""
-    import os
-
-
     if os.path.isfile(path) and _pickled_instance(path):
         return True
 
@@ -272,9 +279,6 @@ def _is_mnlm(path: str) -> bool:
 
 def _caption_mnlm(path, vse_model, image, image_features, row, text, minus, plus, beam, n,
                   maxlen, weights, crops, device, template, data, data_dir, as_json):
-    import numpy as np
-
-
     net, vse = evaluation.load(path, vse_model)
     tags = getattr(net, "tag_dict", None)
     if n > beam and (not tags or template is not None):
@@ -289,7 +293,6 @@ def _caption_mnlm(path, vse_model, image, image_features, row, text, minus, plus
     if tags and template is not None:
         templates = [[evaluation.parse_template(net, template, maxlen)]]
     elif tags:
-
         data = data or net.options.get("data")
         if not data:
             raise click.UsageError("give --template, or --data for the default templates")
@@ -307,7 +310,6 @@ def _caption_mnlm(path, vse_model, image, image_features, row, text, minus, plus
 
 def _evalcap_mnlm(path, vse_model, data, data_dir, split, beam, maxlen, output, as_json,
                   quiet):
-
     net, vse = evaluation.load(path, vse_model)
     data = data or net.options.get("data")
     if not data:
@@ -315,22 +317,9 @@ def _evalcap_mnlm(path, vse_model, data, data_dir, split, beam, maxlen, output, 
     res = evaluation.evalcap(net, vse, data, split, data_dir or net.options.get("data_dir"),
                              k=beam, maxlen=max(maxlen, 3), cnn=net.options.get("cnn"))
     if output:
-
-        write_text(output, "".join(c + "\n" for c in res["captions"]))
-    if not quiet:
-        for note in res["notes"]:
-            click.echo(note, err=True)
-    if as_json:
-        print_json({k: v for k, v in res.items() if k not in ("captions", "references")}
-                   | {"decoder": path, "data": data, "split": split, "beam": beam})
-        return
-    m = res["metrics"]
-    names = [k for k in ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
-             if k in m]
-    click.echo("  ".join(f"{k:>7}" for k in names))
-    click.echo("  ".join(f"{100 * m[k]:7.1f}" for k in names))
-    click.echo(f"{res['images']} images, beam {beam}; perplexity {res['perplexity']:.2f} "
-               "(log2, the original's, over every n-gram)")
+        write_text(output, captions_text(res["captions"], output))
+    _print_scores(res, path, data, split, beam, as_json, quiet,
+                  "(log2, the original's, over every n-gram)")
 
 
 def register(group: click.Group) -> None:
