@@ -153,7 +153,8 @@ def bench_features(args) -> dict:
 # --- index ----------------------------------------------------------------------------------
 
 def write_store(path: str, rows: int, dim: int, chunk_rows: int) -> None:
-    from uvs.cluster.store import OK, create_or_open
+    from uvs.cluster.store import create_or_open
+    from uvs.stores import OK
 
     names = (f"photo{k:09d}.jpg" for k in range(rows))
     store = create_or_open(path, "features", names, chunk_rows,

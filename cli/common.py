@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterator
 import click
 
 from uvs import runs
-from uvs.cluster import is_store, need
 from uvs.cluster.run import Where, check_available, parse_shard
 from uvs.errors import UVSError
 from uvs.fileio import check_not_input, has_line_break, read_lines
 from uvs.modelfile import shown
 from uvs.progress import progress
+from uvs.stores import is_store, zarr_module
 
 
 class Group(click.Group):
@@ -249,7 +249,7 @@ def check_store_inputs(*paths) -> None:
     """A one-line error before any slow work when a .zarr input is given without zarr."""
 
     if any(p and is_store(p) for p in paths):
-        need("zarr", "a .zarr store")
+        zarr_module()
 
 
 def check_photos_not_written(output: str, writes: list[str], paths: list[str], root, list_file,

@@ -18,7 +18,7 @@ from uvs.cli.common import (
     progress_lines,
     quiet_option,
 )
-from uvs.cluster import is_store, jobs
+from uvs.cluster import jobs
 from uvs.datasets import open_features
 from uvs.features import read_image_features
 from uvs.fileio import check_not_input, check_replaceable, is_npy, read_lines, save_npy
@@ -26,6 +26,7 @@ from uvs.mnlm.files import net_from_file, write_mnlm
 from uvs.modelfile import read_model, shown, write_model
 from uvs.progress import progress
 from uvs.report import build, check_installed, page
+from uvs.stores import is_store
 
 dictionary_option = click.option(
     "--dictionary", type=click.Path(dir_okay=False),

@@ -5,6 +5,10 @@ from __future__ import annotations
 import click
 
 from uvs.cli.common import Group, json_option, print_json
+from uvs.cluster import jobs
+from uvs.cluster.merge import describe
+from uvs.cluster.merge import merge as run
+from uvs.stores import open_store
 
 
 @click.group(cls=Group)
@@ -17,8 +21,6 @@ def store():
 @json_option
 def info(path, as_json):
     """Kind, rows, chunks written and missing, and the job's fingerprint."""
-    from uvs.cluster.merge import describe
-
     found = describe(path)
     if as_json:
         print_json(found)
@@ -37,10 +39,6 @@ def merge(sources, output, as_json):
 
     OUTPUT named X.job.zarr (a captions or regions job): X is written too once complete.
     """
-    from uvs.cluster import jobs
-    from uvs.cluster.merge import merge as run
-    from uvs.cluster.store import open_store
-
     found = run(sources, output)
     final = output[:-len(".job.zarr")] if output.endswith(".job.zarr") else None
     merged = open_store(output)

@@ -18,7 +18,7 @@ pytest.importorskip("torchvision")
 Image = pytest.importorskip("PIL.Image")
 
 from uvs.cluster.run import WORKER_ENV  # noqa: E402
-from uvs.cluster.store import open_store  # noqa: E402
+from uvs.stores import open_store  # noqa: E402
 
 PHOTOS = 12
 CAPTIONS = ["a dog runs on the beach", "a red car", "a blue car", "a cat sits", "the sky",
@@ -226,8 +226,8 @@ def test_a_job_killed_midway_is_finished_by_a_rerun(work, whole, tmp_path, one_t
                             env=env, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        done = out / "uvs-done"
-        if done.is_dir() and len(os.listdir(done)) >= 2:
+        done = out / "uvs-done"  # markers only: not a marker's temporary file
+        if done.is_dir() and sum(n[:-5].isdigit() for n in os.listdir(done)) >= 2:
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.005)
@@ -420,8 +420,8 @@ def test_an_on_disk_index_answers_as_the_one_in_memory(work, whole, tmp_path):
     pytest.importorskip("faiss")
     from uvs import index as uindex
     from uvs import tools
-    from uvs.cluster.rows import StoreRows
     from uvs.features import embed_block
+    from uvs.store_rows import StoreRows
 
     m = work["model"]
     (tmp_path / "a").mkdir()
@@ -465,8 +465,9 @@ def test_an_on_disk_index_answers_as_the_one_in_memory(work, whole, tmp_path):
 
 
 def test_store_names_keep_odd_characters_and_refuse_an_empty_job(tmp_path):
-    from uvs.cluster.store import OK, create_or_open
+    from uvs.cluster.store import create_or_open
     from uvs.errors import UVSError
+    from uvs.stores import OK
 
     lines = ["a dog\ra cat", "the sky\x85", "x"]
     store = create_or_open(tmp_path / "s.zarr", "sentences", lines, 2, {"model": "m"},

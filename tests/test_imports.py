@@ -14,9 +14,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"uvs": ROOT / "uvs", "uvs.cli": ROOT / "cli"}
-# issue 19's Dask package, merged while issue 16 was under way: the base modules reach it
-# through function-level imports (corpus <-> cluster.jobs); not yet placed in the house
-PENDING = ("uvs.cluster",)
 # the one first-party import left inside a function, as in the originals: MLBL.train saves
 # the model with lm_tools.save_model, and lm_tools.load_model builds MLBLs
 LAZY = {("uvs.mnlm.lbl", "uvs.mnlm.lm_tools"), ("uvs.mnlm.lbl", "uvs.mnlm")}
@@ -47,8 +44,6 @@ def _imports(modules: dict[str, Path]) -> list[tuple[str, str, bool, int]]:
             else:
                 continue
             for target in targets:
-                if any(m == p or m.startswith(p + ".") for m in (name, target) for p in PENDING):
-                    continue
                 if (name, target) in LAZY and id(node) not in top:
                     continue
                 if target in modules and target not in PACKAGES and target != name:

@@ -18,8 +18,9 @@ from uvs import tools
 from uvs.errors import UVSError
 from uvs.features import embed_feature_file, read_image_features
 from uvs.fileio import atomic_path, open_regular, read_lines
-from uvs.modelfile import read_npz
+from uvs.modelfile import read_model, read_npz
 from uvs.progress import progress
+from uvs.stores import is_store, store_digest
 
 CACHE_VERSION = 1
 
@@ -37,6 +38,13 @@ def model_fingerprint(model: dict) -> str:
     return h.hexdigest()
 
 
+def vse_hash(path: str) -> str:
+    """The fingerprint of a uvs/released model file's parameters, options and dictionary."""
+    mf = read_model(path, kind="vse")
+    return model_fingerprint({"options": mf.options, "worddict": mf.worddict,
+                              "params": mf.params})
+
+
 def file_sha256(path: str) -> str:
     """sha256 of a file's bytes."""
     h = hashlib.sha256()
@@ -51,13 +59,7 @@ def file_sha256(path: str) -> str:
 
 def content_sha256(path: str) -> str:
     """sha256 of a file's bytes, or for a `.zarr` store of its fingerprint (complete stores)."""
-    from uvs.cluster import is_store  # issue 19's cluster package imports corpus
-
-    if is_store(path):
-        from uvs.cluster.jobs import source_digest
-
-        return source_digest(path)
-    return file_sha256(path)
+    return store_digest(path) if is_store(path) else file_sha256(path)
 
 
 def cache_path(source: str, model_hash: str) -> str:

@@ -21,6 +21,7 @@ EXTRAS: dict[str, tuple[tuple[str, str], ...]] = {
     "report": (("matplotlib", "matplotlib"), ("jinja2", "jinja2"), ("PIL", "Pillow")),
 }
 CPU_TORCH = "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+CLUSTER = "pip install 'uvs[cluster]' (dask, distributed, zarr)"
 
 
 def install_advice(extra: str) -> str:
@@ -64,3 +65,12 @@ def import_from(extra: str, module: str):
         top = module.split(".")[0]
         package = next((p for m, p in EXTRAS[extra] if m == top), top)
         raise UVSError(None, f"{package} is not installed: {install_advice(extra)}") from None
+
+
+def need_cluster(module: str, why: str):
+    """Import `module` of the `[cluster]` extra, or a one-line UVSError saying `why` needs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UVSError(None, f"{why} needs {module.split('.')[0]}, which is not installed: "
+                       f"{CLUSTER}") from None

@@ -10,6 +10,8 @@ import numpy as np
 from uvs.datasets import open_features
 from uvs.errors import UVSError
 from uvs.fileio import read_lines
+from uvs.store_rows import open_rows
+from uvs.stores import is_store
 from uvs.tools import check_features, embed_checked_images
 
 
@@ -21,12 +23,8 @@ def paths_file(features_path: str | os.PathLike) -> str:
 
 def read_image_features(path: str, dim_image: int | None = None) -> tuple[np.ndarray, list[str]]:
     """FEATS.npy (memory-mapped) and its row names from `FEATS.paths.txt` (else `#row`), or a
-    FEATS.zarr store's rows (`uvs.cluster.rows.StoreRows`, read lazily) and their paths."""
-    from uvs.cluster import is_store
-
+    FEATS.zarr store's rows (`uvs.store_rows.StoreRows`, read lazily) and their paths."""
     if is_store(path):
-        from uvs.cluster.rows import open_rows
-
         feats, names = open_rows(path)
     else:
         feats = open_features(path, mmap=True)

@@ -29,6 +29,8 @@ from uvs.fileio import atomic_path, open_regular
 from uvs.metrics import top_k
 from uvs.progress import progress
 from uvs.retrieval import model_method, scores
+from uvs.store_rows import StoreRows
+from uvs.stores import is_store, open_store
 
 MAGIC = b"uvs-index"
 VERSION = 1
@@ -132,7 +134,7 @@ def build_stream(rows, dim: int, embed: Callable[[np.ndarray, int], np.ndarray],
                  nlist: int | None = None, nprobe: int | None = None, seed: int = 0,
                  on_progress: Callable[[int], None] | None = None,
                  on_disk: str | None = None, block_rows: int | None = None) -> Index:
-    """Index a store's rows (`uvs.cluster.rows.StoreRows`) read one chunk at a time.
+    """Index a store's rows (`uvs.store_rows.StoreRows`) read one chunk at a time.
 
     `embed(block, first_row)` turns (m, d) stored rows into (m, dim) unit vectors. An IVF
     quantiser is trained on the same sample of rows as `build` takes, read first; memory is
@@ -304,10 +306,8 @@ def build_collection(model: dict, captions: str | None = None, images: str | Non
 
     The metadata names the model by its fingerprint, so that searching with another is refused.
     """
-
     if (captions is None) == (images is None):
         raise UVSError(None, "index one collection: a caption file or a feature file")
-    from uvs.cluster import is_store
 
     fingerprint = corpus.model_fingerprint(model)
     source = captions or images
@@ -347,12 +347,8 @@ def _build_from_sentences(model: dict, path: str, model_path: str | None, meta: 
                           show_progress: bool, **stream) -> Index:
     """A store of sentence embeddings (`uvs encode sentences -o X.zarr`) indexed chunk by
     chunk; it must have been embedded with this very model."""
-    from uvs.cluster.rows import StoreRows
-    from uvs.cluster.store import open_store
-    from uvs.cluster.tasks import vse_hash
-
     store = open_store(path, "sentences")
-    if model_path is None or store.meta["fingerprint"]["model"] != vse_hash(model_path):
+    if model_path is None or store.meta["fingerprint"]["model"] != corpus.vse_hash(model_path):
         raise UVSError(path, "these sentences were embedded with another model; embed them "
                        "with this one (`uvs encode sentences MODEL ... -o X.zarr`)")
     rows = StoreRows(store)

@@ -7,17 +7,24 @@ options that decide the results, so that a store is never extended by a differen
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Iterable, Iterator
 
+import numpy as np
+
+from uvs import vgg
+from uvs.align.features import detector_weights_path, load_detector
 from uvs.cluster import run as crun
-from uvs.cluster.store import Store, create_or_open, open_store
-from uvs.cluster.tasks import vse_hash
-from uvs.corpus import file_sha256
+from uvs.cluster.store import create_or_open
+from uvs.corpus import content_sha256, file_sha256, vse_hash
+from uvs.decoding.files import read_decoder
+from uvs.decoding.tools import trained_model_path
 from uvs.errors import UVSError
+from uvs.features import read_image_features
 from uvs.fileio import atomic_path
+from uvs.modelfile import read_model
+from uvs.regions import write_regions
+from uvs.stores import OK, Store
 
 CHUNK_ROWS = {"features": 256, "regions": 32, "sentences": 20000, "images": 65536,
               "captions": 64}
@@ -46,18 +53,6 @@ def iter_lines(path: str) -> Iterator[str]:
             raise UVSError(path, "the file is empty")
 
 
-def source_digest(path: str) -> str:
-    """sha256 of a feature file's bytes, or of a store's fingerprint (a store is complete)."""
-    from uvs.cluster import is_store
-
-    if not is_store(path):
-        return file_sha256(path)
-    store = open_store(path)
-    store.check_complete()
-    return hashlib.sha256(json.dumps(store.meta["fingerprint"], sort_keys=True)
-                          .encode()).hexdigest()
-
-
 def _chunk(kind: str, chunk_rows: int | None) -> int:
     return chunk_rows or CHUNK_ROWS[kind]
 
@@ -68,8 +63,6 @@ def _spec(kind: str, store: Store, **fields) -> dict:
 
 def weights_file(weights: str) -> str:
     """The file of VGG-19 `weights` ('torchvision': torch's cache), checked to exist here."""
-    from uvs import vgg
-
     if weights in (None, "random"):
         raise UVSError(None, "random VGG-19 weights differ on every worker: give a weights file")
     path = vgg.torchvision_weights_path() if weights == "torchvision" else weights
@@ -82,11 +75,9 @@ def features_job(output: str, paths: Iterable[str], weights: str, crops: int, ba
                  strict: bool, root: str | None, device: str | None,
                  chunk_rows: int | None = None) -> tuple[Store, dict]:
     """VGG-19 fc7 of photos (paths relative to `root`) into a store of `features`."""
-    from uvs.vgg import build_convnet
-
     wfile = weights_file(weights)
     digest = file_sha256(wfile)
-    dim = build_convnet(weights, device="cpu").dim
+    dim = vgg.build_convnet(weights, device="cpu").dim
     fingerprint = {"kind": "features", "model": digest,
                    "options": {"crops": crops, "batch_size": batch_size, "device": device}}
     store = create_or_open(output, "features", paths, _chunk("features", chunk_rows),
@@ -102,8 +93,6 @@ def regions_job(output: str, paths: Iterable[str], weights: str, boxes: str, max
                 chunk_rows: int | None = None) -> tuple[Store, dict]:
     """Region features (whole image + `max_regions` boxes from 'grid' or 'detector') of
     photos, into REGIONS.npz through a job store of fixed slots per photo."""
-    from uvs.vgg import build_convnet
-
     if boxes not in ("grid", "detector"):
         raise UVSError(boxes, "a job of chunks takes --regions grid or detector; a file of "
                        "boxes runs in one process (-o REGIONS.npz without cluster flags)")
@@ -113,11 +102,9 @@ def regions_job(output: str, paths: Iterable[str], weights: str, boxes: str, max
     digest = file_sha256(wfile)
     detector = None
     if boxes == "detector":
-        from uvs.align.features import detector_weights_path, load_detector
-
         load_detector("cpu")  # its one-line error when the weights are not in torch's cache
         detector = file_sha256(detector_weights_path())
-    dim = build_convnet(weights, device="cpu").dim
+    dim = vgg.build_convnet(weights, device="cpu").dim
     slots = max_regions + 1
     fingerprint = {"kind": "regions", "model": digest, "detector": detector,
                    "options": {"boxes": boxes, "max_regions": max_regions, "device": device}}
@@ -132,11 +119,6 @@ def regions_job(output: str, paths: Iterable[str], weights: str, boxes: str, max
 
 def assemble_regions(store: Store, output: str) -> None:
     """A complete regions job's rows as one REGIONS.npz (`uvs.regions`), atomically."""
-    import numpy as np
-
-    from uvs.cluster.store import OK
-    from uvs.regions import write_regions
-
     store.check_complete()
     slots = store.meta["arrays"]["boxes"] // 4
     dim = store.meta["arrays"]["regions"] // slots
@@ -161,8 +143,6 @@ def assemble_regions(store: Store, output: str) -> None:
 def sentences_job(output: str, model: str, textfile: str, batch_size: int,
                   chunk_rows: int | None = None) -> tuple[Store, dict]:
     """Sentence embeddings of a text file (one a line) into a store of `embeddings`."""
-    from uvs.modelfile import read_model
-
     dim = read_model(model, kind="vse").options["dim"]
     digest = vse_hash(model)
     fingerprint = {"kind": "sentences", "model": digest, "options": {"batch_size": batch_size}}
@@ -173,17 +153,13 @@ def sentences_job(output: str, model: str, textfile: str, batch_size: int,
 
 
 def _feature_source(path: str, want: int) -> tuple[list[str], str]:
-    from uvs.features import read_image_features
-
     _, names = read_image_features(path, want)
-    return names, source_digest(path)
+    return names, content_sha256(path)
 
 
 def images_job(output: str, model: str, features: str,
                chunk_rows: int | None = None) -> tuple[Store, dict]:
     """Image embeddings of a feature file's rows (.npy or a store) into a store."""
-    from uvs.modelfile import read_model
-
     options = read_model(model, kind="vse").options
     names, source = _feature_source(features, options["dim_image"])
     digest = vse_hash(model)
@@ -209,14 +185,9 @@ def parse_rows(text: str, count: int, where: str) -> tuple[int, int]:
 
 def caption_setup(decoder: str, dictionary: str | None, vse_model: str | None) -> dict:
     """What a caption job needs to know of its decoder, read without compiling it."""
-    from uvs.decoding.files import read_decoder
-    from uvs.modelfile import read_model
-
     mf = read_decoder(decoder, dictionary)
     vse = None
     if mf.options.get("condition", "embedding") != "features":
-        from uvs.decoding.tools import trained_model_path
-
         vse = vse_model or trained_model_path({"options": mf.options, "path": mf.path})
         if not vse:
             raise UVSError(decoder, "this decoder decodes a joint space: give the uvs model "

@@ -6,14 +6,9 @@ import json
 import os
 from collections.abc import Sequence
 
-from uvs.cluster.store import (
-    INPUTS,
-    Store,
-    check_fingerprint,
-    create_or_open,
-    open_store,
-)
+from uvs.cluster.store import check_fingerprint, create_or_open
 from uvs.errors import UVSError
+from uvs.stores import INPUTS, Store, open_store
 
 _DERIVED = ("inputs", "rows", "chunk_rows")  # create_or_open adds these from the inputs
 

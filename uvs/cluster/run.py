@@ -10,9 +10,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from uvs.cluster import need, tasks
-from uvs.cluster.store import Store
+from uvs.cluster import tasks
 from uvs.errors import UVSError, one_line
+from uvs.extras import need_cluster as need
+from uvs.progress import progress
+from uvs.stores import Store
 
 log = logging.getLogger("uvs.cluster")
 # One BLAS/OpenMP/torch thread per worker process: N processes use N cores, and results do not
@@ -79,8 +81,6 @@ class Outcome:
 
 
 def _bar(total: int, quiet: bool):
-    from uvs.progress import progress
-
     return progress(total, "tasks", not quiet)
 
 

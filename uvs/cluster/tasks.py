@@ -16,8 +16,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from uvs.cluster.store import OK, SKIPPED, TRUNCATED, Store
+from uvs import tools, vgg
+from uvs.align.features import load_detector, region_features
+from uvs.corpus import file_sha256, vse_hash
+from uvs.decoding import tools as dtools
 from uvs.errors import UVSError
+from uvs.features import read_image_features
+from uvs.photos import decode
+from uvs.stores import OK, SKIPPED, TRUNCATED, Store
 
 _LOADED: dict = {}
 
@@ -64,9 +70,6 @@ def _same(path: str, digest: str, found: str) -> None:
 # --- the kinds of task ----------------------------------------------------------------------
 
 def _convnet(spec: dict):
-    from uvs import vgg
-    from uvs.corpus import file_sha256
-
     def load():
         path = spec["weights_file"]
         if spec["weights"] == "torchvision":  # this worker's torch cache
@@ -78,19 +81,7 @@ def _convnet(spec: dict):
     return cached(("vgg", spec["weights_file"], spec["model_hash"], spec.get("device")), load)
 
 
-def vse_hash(path: str) -> str:
-    """The fingerprint of a uvs/released model's parameters, options and dictionary."""
-    from uvs.corpus import model_fingerprint
-    from uvs.modelfile import read_model
-
-    mf = read_model(path, kind="vse")
-    return model_fingerprint({"options": mf.options, "worddict": mf.worddict,
-                              "params": mf.params})
-
-
 def _vse(spec: dict):
-    from uvs import tools
-
     def load():
         readable(spec["model"], "the model")
         _same(spec["model"], spec["model_hash"], vse_hash(spec["model"]))
@@ -100,13 +91,10 @@ def _vse(spec: dict):
 
 
 def _decoder(spec: dict):
-    from uvs.corpus import file_sha256
-    from uvs.decoding import tools
-
     def load():
         readable(spec["decoder"], "the decoder")
         _same(spec["decoder"], spec["model_hash"], file_sha256(spec["decoder"]))
-        dec = tools.load_model(spec["decoder"], spec.get("dictionary"), seed=spec["seed"])
+        dec = dtools.load_model(spec["decoder"], spec.get("dictionary"), seed=spec["seed"])
         vse = _vse({**spec, "model": spec["vse"], "model_hash": spec["vse_hash"]}) \
             if spec.get("vse") else None
         return dec, vse
@@ -116,8 +104,6 @@ def _decoder(spec: dict):
 
 def _source(spec: dict):
     """The feature rows a job reads (a .npy memory-mapped, or a store), opened once."""
-    from uvs.features import read_image_features
-
     def load():
         if not os.path.exists(spec["source"]):
             raise UVSError(spec["source"], f"cannot be read on {where()}: the path must name "
@@ -129,11 +115,9 @@ def _source(spec: dict):
 
 def feature_chunk(spec: dict, store: Store, k: int) -> dict:
     """fc7 rows of chunk k's photos; unreadable photos get status SKIPPED and a zero row."""
-    from uvs.vgg import features_from_files
-
     net = _convnet(spec)
     paths = store.chunk_inputs(k)
-    run = features_from_files(net, paths, crops=spec["crops"], batch_size=spec["batch_size"],
+    run = vgg.features_from_files(net, paths, crops=spec["crops"], batch_size=spec["batch_size"],
                               strict=spec["strict"], root=spec.get("root"))
     feats = np.zeros((len(paths), net.dim), np.float32)
     status = np.zeros(len(paths), np.int8)
@@ -154,8 +138,6 @@ def feature_chunk(spec: dict, store: Store, k: int) -> dict:
 def region_chunk(spec: dict, store: Store, k: int) -> dict:
     """Whole image + boxes of each of chunk k's photos, fc7 of each, in fixed slots: a row
     holds `slots` features (unused slots zero) and `slots` boxes (unused ones NaN)."""
-    from uvs.align.features import load_detector, region_features
-
     net = _convnet(spec)
     detector = None
     if spec["boxes"] == "detector":
@@ -186,8 +168,6 @@ def region_chunk(spec: dict, store: Store, k: int) -> dict:
 
 def out_problem(spec: dict, name: str) -> str:
     """Why the photo `name` could not be read (decoded again, for the message)."""
-    from uvs.photos import decode
-
     full = os.path.join(spec["root"], name) if spec.get("root") else name
     try:
         decode(full)
@@ -198,8 +178,6 @@ def out_problem(spec: dict, name: str) -> str:
 
 def sentence_chunk(spec: dict, store: Store, k: int) -> dict:
     """Embeddings of chunk k's sentences."""
-    from uvs import tools
-
     m = _vse(spec)
     lines = store.chunk_inputs(k)
     vecs = tools.encode_sentences(m, lines, batch_size=spec["batch_size"])
@@ -209,8 +187,6 @@ def sentence_chunk(spec: dict, store: Store, k: int) -> dict:
 
 def image_chunk(spec: dict, store: Store, k: int) -> dict:
     """Embeddings of chunk k's rows of image features (as `uvs encode images`)."""
-    from uvs import tools
-
     m = _vse(spec)
     a, b = store.chunk_range(k)
     feats = tools.check_features(m, _source(spec)[a:b], spec["source"], first_row=a)
@@ -222,13 +198,10 @@ def image_chunk(spec: dict, store: Store, k: int) -> dict:
 def caption_rows(dec: dict, vse: dict | None, feats: np.ndarray, options: dict,
                  where_: str | None = None) -> list[list[tuple[str, float]]]:
     """The n best beam-search sentences for each row of feats: (m, dim_image)."""
-    from uvs.decoding import tools as dtools
-    from uvs.tools import check_features, encode_images
-
     if vse is None:
         c = dtools.check_context(dec, feats, where_)
     else:
-        c = encode_images(vse, check_features(vse, feats, where_))
+        c = tools.encode_images(vse, tools.check_features(vse, feats, where_))
     return dtools.generate(dec, c, beam_width=options["beam"], use_unk=options["use_unk"],
                            maxlen=options["maxlen"], n=options["n"])
 

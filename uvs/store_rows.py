@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from uvs.cluster.store import OK, TRUNCATED, Store, open_store
 from uvs.errors import UVSError
+from uvs.stores import OK, TRUNCATED, Store, open_store
 
 
 class StoreRows:
