@@ -15,6 +15,7 @@ import numpy as np
 from uvs import corpus, retrieval, vgg
 from uvs import index as uindex
 from uvs.errors import UVSError
+from uvs.features import read_image_features
 
 
 @dataclass
@@ -155,12 +156,15 @@ def search(model: dict, query: np.ndarray, wanted: str, captions: str | None = N
             kind = "images"
             names, vecs, cache = corpus.image_collection(model, images, show_progress)
         order_by = retrieval.rank_captions if kind == "captions" else retrieval.rank_images
+        # identical feature rows are the same image: compared as the rows given, exactly (their
+        # embeddings can differ in the last bits with the row's place in a BLAS product)
+        feats = read_image_features(images)[0] if distinct and kind == "images" else None
 
         def rank(want):
             return order_by(model, query, vecs, want)
 
-        def key(row):  # unnamed rows ('#12') of identical features are the same image
-            return names[row] if kind == "captions" else np.round(vecs[row], 6).tobytes()
+        def key(row):
+            return names[row] if kind == "captions" else np.asarray(feats[row]).tobytes()
 
         def vectors(rows):
             return vecs[rows]
