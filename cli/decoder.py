@@ -31,7 +31,7 @@ from uvs.extras import require
 from uvs.features import read_image_features
 from uvs.fileio import atomic_path, check_not_input, write_text
 from uvs.mnlm import evaluation
-from uvs.modelfile import _pickled_instance, locate, read_model, shown
+from uvs.modelfile import locate, pickled_instance, read_model, shown
 from uvs.photos import check_photo
 from uvs.progress import progress
 
@@ -265,7 +265,7 @@ def _print_scores(res: dict, decoder_path: str, data: str, split: str, beam: int
 
 def _is_mnlm(path: str) -> bool:
     """Whether PATH holds a log-bilinear model (either layout)."""
-    if os.path.isfile(path) and _pickled_instance(path):
+    if os.path.isfile(path) and pickled_instance(path):
         return True
 
     try:

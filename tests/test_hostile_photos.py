@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import os
 import struct
-import time
 import zlib
 
 import numpy as np
 import pytest
 from clirun import ok, one_line_error, run
+from hang import no_hang
 from models import write_tiny_model
 from vggfixtures import DENSE
 
@@ -41,10 +41,8 @@ def test_a_tiny_png_declaring_a_huge_picture(tmp_path, size, fragment):
     path = tmp_path / "bomb.png"
     path.write_bytes(png_declaring(*size))
     assert len(path.read_bytes()) < 100
-    t0 = time.perf_counter()
-    with pytest.raises(UVSError) as err:
+    with no_hang(), pytest.raises(UVSError) as err:
         load_image(path)
-    assert time.perf_counter() - t0 < 2
     assert str(err.value).startswith(f"{path}: ") and fragment in str(err.value)
     assert "\n" not in str(err.value)
 
@@ -118,10 +116,9 @@ def test_a_fifo_named_in_boxes_is_skipped_at_once(tmp_path, net):
     boxes.write_text(json.dumps({"path": str(fifo), "boxes": []}) + "\n"
                      + json.dumps({"path": str(good), "boxes": [[0, 0, 30, 20]]}) + "\n")
     out = tmp_path / "r.npz"
-    t0 = time.perf_counter()
-    res = ok(run("features", "--regions", boxes, "-o", out, "--weights", net.weights, "-q",
-                 "--json"))
-    assert time.perf_counter() - t0 < 30
+    with no_hang():
+        res = ok(run("features", "--regions", boxes, "-o", out, "--weights", net.weights, "-q",
+                     "--json"))
     skipped = json.loads(res.stdout)["skipped"]
     assert skipped == [{"path": str(fifo), "box": None,
                         "problem": "a FIFO, not a regular file: refusing to read it"}]

@@ -4,12 +4,12 @@ memory."""
 from __future__ import annotations
 
 import struct
-import time
 from collections import OrderedDict
 
 import numpy as np
 import pytest
 from clirun import one_line_error, run
+from hang import no_hang
 from models import write_tiny_model
 from py2pickle import Global, Reduce, dumps_py2
 
@@ -249,9 +249,8 @@ PAIRS = b"ccollections\nOrderedDict\n]TOPK\x01\x86a\x85R"
 def test_a_shared_tuple_is_refused_before_anything_hashes_it(tmp_path, use, levels):
     data = doubling(levels, use)
     assert len(data) < 800
-    t0 = time.perf_counter()
-    message = refused(write(tmp_path, data), "refusing the pickle")
-    assert time.perf_counter() - t0 < 2, message
+    with no_hang():
+        message = refused(write(tmp_path, data), "refusing the pickle")
     assert f"expands to more than {legacy.MAX_OBJECTS} objects" in message
 
 
@@ -297,9 +296,8 @@ def test_shared_tuple_through_a_model_options_pickle(tmp_path):
     base, *_ = write_tiny_model(tmp_path, layout="order", name="keys")
     with open(base + ".pkl", "wb") as f:
         f.write(doubling(64, DICT_KEY))
-    t0 = time.perf_counter()
-    one_line_error(run("info", base), "keys.pkl", "expands to more than")
-    assert time.perf_counter() - t0 < 5
+    with no_hang():
+        one_line_error(run("info", base), "keys.pkl", "expands to more than")
 
 
 @pytest.mark.parametrize("which", [0, 1])

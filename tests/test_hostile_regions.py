@@ -6,12 +6,12 @@ from __future__ import annotations
 import io
 import os
 import struct
-import time
 import zipfile
 
 import numpy as np
 import pytest
 from clirun import one_line_error, run
+from hang import no_hang
 
 from uvs import modelfile
 from uvs.align.model import init_params
@@ -56,10 +56,8 @@ def write_zip(path, members: dict, compress=zipfile.ZIP_STORED) -> str:
 
 
 def refused(path: str, *fragments: str) -> str:
-    t0 = time.perf_counter()
-    with pytest.raises(UVSError) as info:
+    with no_hang(), pytest.raises(UVSError) as info:
         read_regions(path)
-    assert time.perf_counter() - t0 < 5
     message = str(info.value)
     assert message.startswith(path + ": ") and "\n" not in message and message.isprintable()
     for fragment in fragments:
@@ -155,10 +153,8 @@ LINE = '{"path": "a.png", "boxes": [[0, 0, %s, 5]]}'
 ])
 def test_hostile_box_lines(tmp_path, line, fragment):
     path = boxes_file(tmp_path, '{"path": "b.png", "boxes": []}\n' + line + "\n")
-    t0 = time.perf_counter()
-    with pytest.raises(UVSError) as info:
+    with no_hang(), pytest.raises(UVSError) as info:
         read_box_list(path)
-    assert time.perf_counter() - t0 < 5
     assert str(info.value).startswith(path + ": ") and fragment in str(info.value)
 
 
@@ -198,7 +194,6 @@ def test_fifos_are_refused_wherever_a_file_is_read(tmp_path):
     fifo = str(tmp_path / "pipe")
     os.mkfifo(fifo)
     for reader in (read_captions, open_features, read_lines, load_pickle, read_model):
-        t0 = time.perf_counter()
-        with pytest.raises(UVSError, match="a FIFO, not a regular file"):
+        with no_hang(what=reader.__name__), \
+                pytest.raises(UVSError, match="a FIFO, not a regular file"):
             reader(fifo)
-        assert time.perf_counter() - t0 < 2

@@ -2,13 +2,13 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 from clirun import ok, one_line_error, run
+from hang import no_hang
 from models import write_tiny_dataset
 
 from uvs import runs
@@ -153,28 +153,18 @@ def test_planted_links_are_not_followed(tiny_data, tmp_path):
     assert victim.read_text() == "precious\n"
     (out / "m.lock").unlink()
 
-    # a FIFO planted at the log or the lock: refused at once, not blocked on (SIGALRM: a hang
-    # fails the test instead of stopping the suite)
-    def hung(*_):
-        raise AssertionError("blocked on a FIFO")
-
-    old = signal.signal(signal.SIGALRM, hung)
-    try:
-        for name in ("m.log.jsonl", "m.lock"):
-            moved = out / (name + ".kept")
-            if (out / name).exists():
-                (out / name).rename(moved)
-            os.mkfifo(out / name)
-            signal.alarm(60)
+    # a FIFO planted at the log or the lock: refused at once, not blocked on
+    for name in ("m.log.jsonl", "m.lock"):
+        moved = out / (name + ".kept")
+        if (out / name).exists():
+            (out / name).rename(moved)
+        os.mkfifo(out / name)
+        with no_hang(what=f"a run with a FIFO at {name}"):
             one_line_error(run(*_args(tiny_data, saveto, "--reload", "--max-epochs", "2")),
                            name, "FIFO")
-            signal.alarm(0)
-            (out / name).unlink()
-            if moved.exists():
-                moved.rename(out / name)
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+        (out / name).unlink()
+        if moved.exists():
+            moved.rename(out / name)
 
     # a fresh run over planted links replaces the links, never their target
     fresh = tmp_path / "fresh"

@@ -152,13 +152,14 @@ KIND_MODULES = {"vse": "uvs.model", "align": "uvs.align.model",
                 "mlblf": "uvs.mnlm.files", "scnlm": "uvs.mnlm.files"}
 
 
-def _pickled_instance(path: str) -> bool:
-    """Whether `path` starts as Python 2's pickle of a class instance (the log-bilinear
-    models' `pickle.dump(net)`: protocol 0/1 `copy_reg._reconstructor`, protocol 2 NEWOBJ)."""
+def pickled_instance(path: str) -> bool:
+    """Whether `path` is a regular file that starts as Python 2's pickle of a class instance
+    (the log-bilinear models' `pickle.dump(net)`: protocol 0/1 `copy_reg._reconstructor`,
+    protocol 2 NEWOBJ). A FIFO or folder is not looked into (the reader refuses it)."""
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             head = fh.read(64)
-    except OSError:
+    except (UVSError, OSError):
         return False
     return head.startswith(b"ccopy_reg\n_reconstructor\n") or (
         head.startswith(b"\x80\x02c") and b"\n" in head[3:] and not head.startswith(b"PK"))
@@ -478,7 +479,7 @@ def locate(path: str | os.PathLike) -> tuple[str, str, str | None]:
     """(layout guess, .npz path, companion pickle) for a path as a user gives it."""
     path = os.fspath(path)
     if path.endswith(".pkl") and not path.endswith(".npz.pkl") and _exists(path[:-4] + ".npz"):
-        if _pickled_instance(path):  # a log-bilinear model's pickle, not a companion
+        if pickled_instance(path):  # a log-bilinear model's pickle, not a companion
             return "uvs", path, None
         return "order", path[:-4] + ".npz", path
     if not path.endswith(".npz") and _exists(path + ".npz"):
@@ -487,7 +488,7 @@ def locate(path: str | os.PathLike) -> tuple[str, str, str | None]:
         raise UVSError(path, "model file not found")  # a FIFO or folder: refused on opening
     if path.endswith(".npz") and _exists(path + ".pkl"):
         return "vse", path, path + ".pkl"
-    if path.endswith(".npz") and _exists(path[:-4] + ".pkl") and not _pickled_instance(
+    if path.endswith(".npz") and _exists(path[:-4] + ".pkl") and not pickled_instance(
             path[:-4] + ".pkl"):
         return "order", path, path[:-4] + ".pkl"
     return "uvs", path, None
@@ -558,7 +559,7 @@ def read_model(path: str | os.PathLike, kind: str | None = None,
     """
     layout, npz, pkl = locate(path)
     dictionary = os.fspath(dictionary) if dictionary is not None else None
-    if layout == "uvs" and _pickled_instance(npz):
+    if layout == "uvs" and pickled_instance(npz):
         mf = _read_pickled(npz)
         if kind is not None and mf.kind != kind:
             raise _wrong_kind(npz, mf.kind, kind)
