@@ -25,7 +25,7 @@ import tempfile
 import numpy as np
 
 from uvs.errors import UVSError
-from uvs.fileio import atomic_path, normal_mode
+from uvs.fileio import atomic_path, normal_mode, read_lines
 from uvs.regions import write_regions
 
 NAME = "sample"
@@ -98,8 +98,7 @@ def write_tags(folder: str) -> None:
     """`sample_{split}_tags.txt` beside each split's captions (a sample made before uvs
     wrote tags gets them here)."""
     for split in SPLITS:
-        with open(os.path.join(folder, f"{NAME}_{split}_caps.txt"), encoding="utf-8") as f:
-            caps = f.read().splitlines()
+        caps = read_lines(os.path.join(folder, f"{NAME}_{split}_caps.txt"))
         text = "".join(" ".join(caption_tags(c)) + "\n" for c in caps)
         path = os.path.join(folder, f"{NAME}_{split}_tags.txt")
         with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:

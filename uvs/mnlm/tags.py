@@ -11,7 +11,7 @@ import os
 
 from uvs import sample
 from uvs.errors import UVSError
-from uvs.fileio import atomic_path
+from uvs.fileio import atomic_path, read_lines
 
 SPACY_MODEL = "en_core_web_sm"
 
@@ -25,13 +25,7 @@ def tags_path(caps_path: str) -> str:
 
 def read_tags(path: str, caps: list[str]) -> list[list[str]]:
     """The tag file of `caps`, checked: as many lines as captions, as many tags as tokens."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except OSError as err:
-        raise UVSError(path, f"cannot read ({err.strerror})") from None
-    except UnicodeDecodeError:
-        raise UVSError(path, "not UTF-8 text") from None
+    lines = read_lines(path)  # split at \n only, as the captions: line i tags caption i
     if len(lines) != len(caps):
         raise UVSError(path, f"has {len(lines)} lines, the captions {len(caps)}")
     tags = [line.split() for line in lines]

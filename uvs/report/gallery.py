@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from uvs.errors import UVSError
+from uvs.fileio import read_lines
 from uvs.photos import decode
 from uvs.queries import QueryResults
 from uvs.report import need
@@ -25,13 +26,7 @@ SHOWN = 5  # results shown per query
 
 def read_names(path: str, n_images: int) -> list[str]:
     """One name per image from a UTF-8 list of n_images lines (or 5 per image: every 5th)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            names = f.read().splitlines()
-    except OSError as err:
-        raise UVSError(path, f"cannot read: {err.strerror}") from None
-    except UnicodeDecodeError:
-        raise UVSError(path, "not UTF-8 text") from None
+    names = read_lines(path)
     if len(names) == 5 * n_images:
         names = names[::5]
     if len(names) != n_images:
