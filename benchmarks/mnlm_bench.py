@@ -19,19 +19,11 @@ import sys
 import time
 
 import numpy as np
+from decoder_bench import best_of  # this folder is on sys.path when a script runs
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
 V, K, H, CTX, B, D, F = 10000, 100, 441, 5, 40, 4096, 50
-
-
-def best_of(f, n):
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def update_times(kind: str, updates: int) -> tuple[float, float]:

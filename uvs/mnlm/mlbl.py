@@ -55,6 +55,18 @@ def init_R(prng: RandomState, K: int, V: int, embed_map, count_dict) -> np.ndarr
     return prng.rand(K, V) * 2 * r - r
 
 
+def first_draws(net, prng: RandomState, embed_map=None, count_dict=None) -> dict:
+    """R, C, M, J drawn from `prng` in the original's order, with zero biases (bw, bj): what
+    MLBL's and MLBL-F's init_params share."""
+    R = init_R(prng, net.K, net.V, embed_map, count_dict)
+    C = 0.01 * prng.randn(net.context, net.K, net.K)
+    M = 0.01 * prng.randn(net.h, net.K)
+    r = np.sqrt(6) / np.sqrt(net.D + net.h + 1)
+    J = prng.rand(net.D, net.h) * 2 * r - r
+    return {"R": R, "C": C, "bw": np.zeros((1, net.V)), "M": M, "J": J,
+            "bj": np.zeros((1, net.h))}
+
+
 class MLBL(LBL):
     """Multimodal Log-bilinear language model trained using SGD."""
 
@@ -77,14 +89,7 @@ class MLBL(LBL):
     def init_params(self, embed_map=None, count_dict=None) -> None:
         """R, C (0.01·randn), M (0.01·randn), J (uniform), zero biases and momentum buffers,
         drawn from RandomState(seed) in the original's order."""
-        prng = RandomState(self.seed)
-        R = init_R(prng, self.K, self.V, embed_map, count_dict)
-        C = 0.01 * prng.randn(self.context, self.K, self.K)
-        M = 0.01 * prng.randn(self.h, self.K)
-        r = np.sqrt(6) / np.sqrt(self.D + self.h + 1)
-        J = prng.rand(self.D, self.h) * 2 * r - r
-        values = {"R": R, "C": C, "bw": np.zeros((1, self.V)), "M": M, "J": J,
-                  "bj": np.zeros((1, self.h))}
+        values = first_draws(self, RandomState(self.seed), embed_map, count_dict)
         for p, d in self.PARAMS.items():
             setattr(self, p, values[p])
             setattr(self, d, np.zeros(np.shape(values[p])))

@@ -12,7 +12,7 @@ from numpy.random import RandomState
 
 from uvs.mnlm import svd_tools
 from uvs.mnlm.lbl import LBL
-from uvs.mnlm.mlbl import context_acts, image_features, init_R, relu, softmax_rows
+from uvs.mnlm.mlbl import context_acts, first_draws, image_features, relu, softmax_rows
 
 
 class MLBLF(LBL):
@@ -41,15 +41,10 @@ class MLBLF(LBL):
         """As MLBL, then Wfx, Whf from the randomized SVD of R (run on Rᵀ: the original passes
         transpose='false', a true string) and Wfv = 0.01·randn, in the original's order."""
         prng = RandomState(self.seed)
-        R = init_R(prng, self.K, self.V, embed_map, count_dict)
-        C = 0.01 * prng.randn(self.context, self.K, self.K)
-        M = 0.01 * prng.randn(self.h, self.K)
-        r = np.sqrt(6) / np.sqrt(self.D + self.h + 1)
-        J = prng.rand(self.D, self.h) * 2 * r - r
-        Wfx, Whf = svd_tools.svd(R, n_components=self.factors, transpose="false")
-        Wfv = 0.01 * prng.randn(self.h, self.factors)
-        values = {"C": C, "bw": np.zeros((1, self.V)), "M": M, "J": J,
-                  "bj": np.zeros((1, self.h)), "Wfx": Wfx, "Whf": Whf, "Wfv": Wfv}
+        values = first_draws(self, prng, embed_map, count_dict)
+        values["Wfx"], values["Whf"] = svd_tools.svd(values.pop("R"), n_components=self.factors,
+                                                     transpose="false")
+        values["Wfv"] = 0.01 * prng.randn(self.h, self.factors)
         for p, d in self.PARAMS.items():
             setattr(self, p, values[p])
             setattr(self, d, np.zeros(np.shape(values[p])))
