@@ -202,3 +202,51 @@ def test_softmax_rows_gradient_is_the_softmax_gradient():
     rng = np.random.RandomState(11)
     a, b = f(rng.randn(7, 30).astype("float32") * 3, rng.randn(7, 30).astype("float32"))
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def _old_loss(x, y, g):
+    """The decoders' loss as it was built before `softmax_nll_rows`: the softmax, −log of the
+    target's probability + 1e-8, weighted by g; and its gradient."""
+    from uvs.rowwise import softmax_rows
+
+    p = softmax_rows(x).flatten()
+    nll = -pt.log(p[pt.arange(y.shape[0]) * x.shape[1] + y] + 1e-8)
+    return nll, pt.grad((nll * g).sum(), x)
+
+
+@pytest.mark.parametrize("n,m", [(7, 30), (5, 8), (3, 1), (4, 1003)])
+def test_softmax_nll_rows_is_the_loss_it_replaces(n, m):
+    from uvs.rowwise import softmax_nll_rows
+
+    x = pt.matrix("x", dtype="float32")
+    y = pt.vector("y", dtype="int64")
+    g = pt.vector("g", dtype="float32")
+    nll = softmax_nll_rows(x, y)
+    old_nll, old_grad = _old_loss(x, y, g)
+    f = backend.function([x, y, g], [nll, pt.grad((nll * g).sum(), x), old_nll, old_grad],
+                         mode="CVM")
+    rng = np.random.RandomState(n * m)
+    xv = (rng.randn(n, m) * 4).astype("float32")
+    yv = rng.randint(0, m, n).astype("int64")
+    gv = rng.rand(n).astype("float32") * (rng.rand(n) < 0.8)  # masked rows too
+    a, da, b, db = f(xv, yv, gv)
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    # the same arithmetic as the softmax's gradient over a one-hot gradient of p: to the bit
+    assert da.tobytes() == db.tobytes()
+    for op, args, want in ((nll.owner.op, [xv, yv], a),
+                           (f.maker.fgraph.outputs[1].owner.op, [xv, yv, gv], da)):
+        out = [None]
+        op.perform(None, args, [out])  # NumPy, for modes without C
+        np.testing.assert_allclose(out[0], want, rtol=1e-5, atol=1e-6)
+
+
+def test_softmax_nll_rows_refuses_a_word_outside_the_row():
+    from uvs.rowwise import softmax_nll_rows
+
+    x = pt.matrix("x", dtype="float32")
+    y = pt.vector("y", dtype="int64")
+    f = backend.function([x, y], softmax_nll_rows(x, y), mode="CVM")
+    with pytest.raises(IndexError, match="outside the 4 columns"):
+        f(np.zeros((2, 4), "float32"), np.array([1, 4]))
+    with pytest.raises(ValueError, match="2 rows, 3 words"):
+        f(np.zeros((2, 4), "float32"), np.array([1, 2, 3]))

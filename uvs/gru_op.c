@@ -7,72 +7,10 @@
    file and keys its compile cache by a hash of it. The math is the `scan` GRU of
    uvs/layers.py (gru_layer), which the tests compare this with (tests/test_gru_op.py). */
 
-static inline void uvs_gemm(char ta, char tb, int m, int n, int k, float alpha,
-                            const float* a, int lda, const float* b, int ldb, float beta,
-                            float* c, int ldc) {
-    sgemm_(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
-}
-static inline void uvs_gemm(char ta, char tb, int m, int n, int k, double alpha,
-                            const double* a, int lda, const double* b, int ldb, double beta,
-                            double* c, int ldc) {
-    dgemm_(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
-}
+/* uvs_gemm, uvs_mm, uvs_contig, uvs_output, uvs_expect: blas_support.c, put before this file;
+   uvs_expf, uvs_sigmoid, uvs_tanh: fastmath.h, put in front of both */
 
-/* Row-major C (m, n) = alpha A (m, k) . B (k, n) + beta C, through column-major BLAS. */
-template <typename T>
-static void uvs_mm(int m, int n, int k, const T* a, int lda, bool ta, const T* b, int ldb,
-                   bool tb, T beta, T* c, int ldc) {
-    if (m == 0 || n == 0) return;
-    if (k == 0) {
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++) c[(npy_intp)i * ldc + j] *= beta;
-        return;
-    }
-    uvs_gemm(tb ? 'T' : 'N', ta ? 'T' : 'N', n, m, k, (T)1, b, ldb, a, lda, beta, c, ldc);
-}
-
-static PyArrayObject* uvs_contig(PyArrayObject* a, int type_num) {
-    return (PyArrayObject*)PyArray_FromAny((PyObject*)a, PyArray_DescrFromType(type_num), 0, 0,
-                                           NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED, NULL);
-}
-
-/* *out as a C-contiguous array of this shape: kept when it already is one, else new. */
-static int uvs_output(PyArrayObject** out, int nd, npy_intp* dims, int type_num) {
-    PyArrayObject* o = *out;
-    if (o && PyArray_NDIM(o) == nd && PyArray_TYPE(o) == type_num
-        && PyArray_IS_C_CONTIGUOUS(o)) {
-        bool same = true;
-        for (int i = 0; i < nd; i++) same = same && PyArray_DIMS(o)[i] == dims[i];
-        if (same) return 0;
-    }
-    Py_XDECREF(o);
-    *out = (PyArrayObject*)PyArray_EMPTY(nd, dims, type_num, 0);
-    return *out ? 0 : -1;
-}
-
-static int uvs_shape_error(const char* what) {
-    PyErr_Format(PyExc_ValueError, "fused GRU: %s has the wrong shape", what);
-    return -1;
-}
-
-/* uvs_expf, uvs_sigmoid, uvs_tanh: fastmath.h, which gru_op.py puts in front of this file */
-
-template <typename T>
-static bool uvs_all_zero(const T* a, npy_intp n) {
-    for (npy_intp i = 0; i < n; i++) if (a[i] != 0) return false;
-    return true;
-}
-
-/* a has shape (s0[, s1[, s2]]); else a ValueError naming it. */
-static int uvs_expect(PyArrayObject* a, const char* name, int nd, npy_intp s0, npy_intp s1,
-                      npy_intp s2) {
-    const npy_intp want[3] = {s0, s1, s2};
-    bool ok = PyArray_NDIM(a) == nd;
-    for (int i = 0; ok && i < nd; i++) ok = PyArray_DIMS(a)[i] == want[i];
-    if (ok) return 0;
-    PyErr_Format(PyExc_ValueError, "fused GRU: %s has the wrong shape", name);
-    return -1;
-}
+static const char UVS_GRU[] = "fused GRU";
 
 /* One row of the forward step. g: x.W + h.U (r|u, 2d) | x.Wx (d) | h.Ux (d), biases not yet
    added; becomes r | u | h~ | h.Ux. */
@@ -216,8 +154,6 @@ static void uvs_gru_bwd(int Tn, int B, int nin, int d, const T* x, const T* mask
     }
 }
 
-#define UVS_P(T, a) ((T*)PyArray_DATA(a))
-
 /* in: x, mask, h0, W, b, U, Wx, bx, Ux. */
 static int uvs_gru_forward(PyArrayObject** in, PyArrayObject** h_out, PyArrayObject** g_out) {
     const int tn = PyArray_TYPE(in[0]);
@@ -226,16 +162,20 @@ static int uvs_gru_forward(PyArrayObject** in, PyArrayObject** h_out, PyArrayObj
     for (int i = 0; i < 9; i++)
         if (!(a[i] = uvs_contig(in[i], tn))) goto done;
     if (PyArray_NDIM(a[0]) != 3 || PyArray_NDIM(a[8]) != 2) {
-        uvs_shape_error("x or Ux");
+        uvs_shape_error(UVS_GRU, "x or Ux");
         goto done;
     }
     {
         const npy_intp Tn = PyArray_DIMS(a[0])[0], B = PyArray_DIMS(a[0])[1];
         const npy_intp nin = PyArray_DIMS(a[0])[2], d = PyArray_DIMS(a[8])[0];
-        if (uvs_expect(a[1], "mask", 2, Tn, B, 0) || uvs_expect(a[2], "h0", 2, B, d, 0)
-            || uvs_expect(a[3], "W", 2, nin, 2 * d, 0) || uvs_expect(a[4], "b", 1, 2 * d, 0, 0)
-            || uvs_expect(a[5], "U", 2, d, 2 * d, 0) || uvs_expect(a[6], "Wx", 2, nin, d, 0)
-            || uvs_expect(a[7], "bx", 1, d, 0, 0) || uvs_expect(a[8], "Ux", 2, d, d, 0))
+        if (uvs_expect(UVS_GRU, a[1], "mask", 2, Tn, B, 0)
+            || uvs_expect(UVS_GRU, a[2], "h0", 2, B, d, 0)
+            || uvs_expect(UVS_GRU, a[3], "W", 2, nin, 2 * d, 0)
+            || uvs_expect(UVS_GRU, a[4], "b", 1, 2 * d, 0, 0)
+            || uvs_expect(UVS_GRU, a[5], "U", 2, d, 2 * d, 0)
+            || uvs_expect(UVS_GRU, a[6], "Wx", 2, nin, d, 0)
+            || uvs_expect(UVS_GRU, a[7], "bx", 1, d, 0, 0)
+            || uvs_expect(UVS_GRU, a[8], "Ux", 2, d, d, 0))
             goto done;
         npy_intp hd[3] = {Tn, B, d}, gd[3] = {Tn, B, 4 * d};
         if (uvs_output(h_out, 3, hd, tn) || uvs_output(g_out, 3, gd, tn)) goto done;
@@ -262,17 +202,21 @@ static int uvs_gru_backward(PyArrayObject** in, PyArrayObject*** out) {
     for (int i = 0; i < 10; i++)
         if (!(a[i] = uvs_contig(in[i], tn))) goto done;
     if (PyArray_NDIM(a[0]) != 3 || PyArray_NDIM(a[6]) != 2) {
-        uvs_shape_error("x or Ux");
+        uvs_shape_error(UVS_GRU, "x or Ux");
         goto done;
     }
     {
         const npy_intp Tn = PyArray_DIMS(a[0])[0], B = PyArray_DIMS(a[0])[1];
         const npy_intp nin = PyArray_DIMS(a[0])[2], d = PyArray_DIMS(a[6])[0];
-        if (uvs_expect(a[1], "mask", 2, Tn, B, 0) || uvs_expect(a[2], "h0", 2, B, d, 0)
-            || uvs_expect(a[3], "W", 2, nin, 2 * d, 0) || uvs_expect(a[4], "U", 2, d, 2 * d, 0)
-            || uvs_expect(a[5], "Wx", 2, nin, d, 0) || uvs_expect(a[6], "Ux", 2, d, d, 0)
-            || uvs_expect(a[7], "h", 3, Tn, B, d) || uvs_expect(a[8], "gates", 3, Tn, B, 4 * d)
-            || uvs_expect(a[9], "dh", 3, Tn, B, d))
+        if (uvs_expect(UVS_GRU, a[1], "mask", 2, Tn, B, 0)
+            || uvs_expect(UVS_GRU, a[2], "h0", 2, B, d, 0)
+            || uvs_expect(UVS_GRU, a[3], "W", 2, nin, 2 * d, 0)
+            || uvs_expect(UVS_GRU, a[4], "U", 2, d, 2 * d, 0)
+            || uvs_expect(UVS_GRU, a[5], "Wx", 2, nin, d, 0)
+            || uvs_expect(UVS_GRU, a[6], "Ux", 2, d, d, 0)
+            || uvs_expect(UVS_GRU, a[7], "h", 3, Tn, B, d)
+            || uvs_expect(UVS_GRU, a[8], "gates", 3, Tn, B, 4 * d)
+            || uvs_expect(UVS_GRU, a[9], "dh", 3, Tn, B, d))
             goto done;
         npy_intp shapes[9][3] = {{Tn, B, nin}, {Tn, B}, {B, d}, {nin, 2 * d}, {2 * d},
                                  {d, 2 * d}, {nin, d}, {d}, {d, d}};

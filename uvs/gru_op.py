@@ -14,19 +14,16 @@ default (see `benchmarks/train_bench.py`), except under the JAX backend, which c
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType, grad_not_implemented
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
-from pytensor.graph.utils import MethodNotDefined
-from pytensor.link.c.op import ExternalCOp
 from pytensor.scalar import upcast
 
 from uvs import backend
-from uvs.cop import fastmath_header
+from uvs.cop import BlasCOp
 
 IMPLEMENTATIONS = ("fused", "scan")
 DEFAULT = "fused"
@@ -51,63 +48,11 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def _blas_ldflags() -> str:
-    import pytensor
-
-    return pytensor.config.blas__ldflags
+class _GRUCOp(BlasCOp):
+    c_file = C_FILE
 
 
-class _BlasCOp(ExternalCOp):
-    """The C of `gru_op.c`, linked to the BLAS PyTensor's own Gemm links (same flags, so
-    uvs's `scipy_` renames apply)."""
-
-    __props__ = ()
-
-    def __init__(self) -> None:
-        super().__init__(C_FILE)
-
-    def c_support_code(self, **kwargs: Any) -> str:
-        from pytensor.tensor.blas_headers import blas_header_text
-
-        return blas_header_text() + fastmath_header()[0] + super().c_support_code(**kwargs)
-
-    def c_headers(self, **kwargs: Any) -> list[str]:
-        return ["<math.h>", "<stdlib.h>", "<string.h>"]
-
-    def c_libraries(self, **kwargs: Any) -> list[str]:
-        from pytensor.tensor.blas import ldflags
-
-        return ldflags()
-
-    def c_compile_args(self, **kwargs: Any) -> list[str]:
-        from pytensor.tensor.blas import ldflags
-
-        # -fno-trapping-math and -fopenmp-simd let the elementwise loops vectorize
-        return [*ldflags(libs=False, flags=True), "-fno-trapping-math", "-fopenmp-simd"]
-
-    def c_lib_dirs(self, **kwargs: Any) -> list[str]:
-        from pytensor.tensor.blas import ldflags
-
-        return ldflags(libs=False, libs_dir=True)
-
-    def c_header_dirs(self, **kwargs: Any) -> list[str]:
-        from pytensor.tensor.blas import ldflags
-
-        return ldflags(libs=False, include_dir=True)
-
-    def c_code_cache_version(self) -> tuple:
-        from pytensor.tensor.blas_headers import blas_header_version
-
-        return (*super().c_code_cache_version(), blas_header_version(), fastmath_header()[1])
-
-    def _check_c(self, node: Apply) -> None:
-        if not _blas_ldflags():
-            raise MethodNotDefined("no BLAS linked: the NumPy implementation runs instead")
-        if node.outputs[0].dtype not in ("float32", "float64"):
-            raise MethodNotDefined(f"no C code for {node.outputs[0].dtype}")
-
-
-class GRUForward(_BlasCOp):
+class GRUForward(_GRUCOp):
     """(x, mask, h0, W, b, U, Wx, bx, Ux) -> (h, gates): every state h (T, B, d) and the gates.
 
     x: (T, B, nin); mask: (T, B); h0: (B, d); W: (nin, 2d), b: (2d,), U: (d, 2d) for the r|u
@@ -180,7 +125,7 @@ class GRUForward(_BlasCOp):
         return GRUBackward()(x, mask, h0, W, U, Wx, Ux, h, gates, pt.cast(dh, h.dtype))
 
 
-class GRUBackward(_BlasCOp):
+class GRUBackward(_GRUCOp):
     """(x, mask, h0, W, U, Wx, Ux, h, gates, dh) -> gradients of GRUForward's nine inputs.
 
     dh: (T, B, d), the cost's gradient w.r.t. every state h (zeros where h is unused). The

@@ -189,24 +189,96 @@ static int uvs_invariant_dot_apply(PyArrayObject* xa, PyArrayObject* wa, PyArray
     return o ? 0 : -1;
 }
 
-/* The softmax of each row of x (n, m): e = exp(x - max), summed in 8 float lanes then in
-   double, p = e / sum. */
+/* The largest of a row's m floats: in 8 lanes, then across them (the same in any order). */
+static inline float uvs_row_max(const float* x, npy_intp m) {
+    float top = m ? x[0] : 0.0f;
+    npy_intp j = 0;
+    if (m >= 8) {
+        uvs_v8 top8 = uvs_load8(x);
+        for (j = 8; j + 8 <= m; j += 8) {
+            const uvs_v8 v = uvs_load8(x + j);
+            top8 = v > top8 ? v : top8;
+        }
+        top = top8[0];
+        for (int l = 1; l < 8; l++) top = top8[l] > top ? top8[l] : top;
+    }
+    for (; j < m; j++) top = x[j] > top ? x[j] : top;
+    return top;
+}
+
+/* e = exp(x - top) of a row (m), and its sum: in 8 float lanes, then in double. */
+static inline float uvs_exp_sum(const float* x, npy_intp m, float top, float* e) {
+    for (npy_intp j = 0; j < m; j++) e[j] = uvs_expf(x[j] - top);
+    uvs_v8 lanes = {0, 0, 0, 0, 0, 0, 0, 0};
+    npy_intp j = 0;
+    for (; j + 8 <= m; j += 8) lanes += uvs_load8(e + j);
+    double sum = 0.0;
+    for (int l = 0; l < 8; l++) sum += lanes[l];
+    for (; j < m; j++) sum += e[j];
+    return (float)sum;
+}
+
+/* The softmax of each row of x (n, m): e = exp(x - max) (`uvs_exp_sum`), p = e / sum. */
 static void uvs_softmax(const float* x, npy_intp n, npy_intp m, float* out) {
 #pragma omp parallel for schedule(static) if (n * m > 1 << 16)
     for (npy_intp i = 0; i < n; i++) {
         const float* xi = x + i * m;
         float* oi = out + i * m;
-        float top = m ? xi[0] : 0.0f;
-        for (npy_intp j = 1; j < m; j++) top = xi[j] > top ? xi[j] : top;
-        for (npy_intp j = 0; j < m; j++) oi[j] = uvs_expf(xi[j] - top);
-        uvs_v8 lanes = {0, 0, 0, 0, 0, 0, 0, 0};
-        npy_intp j = 0;
-        for (; j + 8 <= m; j += 8) lanes += uvs_load8(oi + j);
-        double sum = 0.0;
-        for (int l = 0; l < 8; l++) sum += lanes[l];
-        for (; j < m; j++) sum += oi[j];
-        const float s = (float)sum;
-        for (j = 0; j < m; j++) oi[j] = oi[j] / s;
+        const float s = uvs_exp_sum(xi, m, uvs_row_max(xi, m), oi);
+        for (npy_intp j = 0; j < m; j++) oi[j] = oi[j] / s;
+    }
+}
+
+/* Whether every y[i] indexes a column of m; else the error set. */
+static int uvs_check_words(const npy_int64* y, npy_intp n, npy_intp m) {
+    for (npy_intp i = 0; i < n; i++) {
+        if (y[i] < 0 || y[i] >= m) {
+            PyErr_Format(PyExc_IndexError, "softmax nll: word %lld of row %ld is outside the "
+                         "%ld columns", (long long)y[i], (long)i, (long)m);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* nll[i] = -log(p[i, y[i]] + 1e-8), p the softmax of row i as `uvs_softmax` computes it (the
+   decoders' loss, without writing p); e: a scratch row per thread. */
+static int uvs_softmax_nll(const float* x, const npy_int64* y, npy_intp n, npy_intp m,
+                           float* nll) {
+    int failed = 0;
+#pragma omp parallel if (n * m > 1 << 16)
+    {
+        float* e = (float*)malloc((m ? m : 1) * sizeof(float));
+        if (!e) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (npy_intp i = 0; i < n; i++) {
+            if (!e) continue;
+            const float* xi = x + i * m;
+            const float s = uvs_exp_sum(xi, m, uvs_row_max(xi, m), e);
+            nll[i] = -logf(e[y[i]] / s + 1e-8f);
+        }
+        free(e);
+    }
+    return failed ? -1 : 0;
+}
+
+/* The gradient of g[i] * nll[i] by x, as the softmax's gradient (`uvs_softmax_grad`) computes
+   it from the dense gradient of p, zero but at y[i], where it is -g[i] / (p + 1e-8). */
+static void uvs_softmax_nll_grad(const float* x, const npy_int64* y, const float* g, npy_intp n,
+                                 npy_intp m, float* out) {
+#pragma omp parallel for schedule(static) if (n * m > 1 << 16)
+    for (npy_intp i = 0; i < n; i++) {
+        const float* xi = x + i * m;
+        float* oi = out + i * m;
+        const float s = uvs_exp_sum(xi, m, uvs_row_max(xi, m), oi);
+        const float py = oi[y[i]] / s;
+        const float gy = -g[i] / (py + 1e-8f);
+        const float dot = (float)((double)gy * py);
+        for (npy_intp j = 0; j < m; j++) oi[j] = (oi[j] / s) * (0.0f - dot);
+        oi[y[i]] = py * (gy - dot);
     }
 }
 
@@ -391,4 +463,49 @@ static int uvs_softmax_grad_apply(PyArrayObject* pa, PyArrayObject* ga, PyArrayO
     Py_DECREF(p);
     Py_DECREF(g);
     return o ? 0 : -1;
+}
+
+static int uvs_softmax_nll_apply(PyArrayObject* xa, PyArrayObject* ya, PyArrayObject** out) {
+    PyArrayObject *x, *y;
+    if (uvs_contig2(xa, NPY_FLOAT32, 2, ya, NPY_INT64, 1, &x, &y) != 0) return -1;
+    const npy_intp n = PyArray_DIMS(x)[0], m = PyArray_DIMS(x)[1];
+    int rc = -1;
+    if (PyArray_DIMS(y)[0] != n) {
+        PyErr_Format(PyExc_ValueError, "softmax nll: %ld rows, %ld words", (long)n,
+                     (long)PyArray_DIMS(y)[0]);
+    } else if (uvs_check_words((const npy_int64*)PyArray_DATA(y), n, m) == 0
+               && uvs_output(out, 1, &n, NPY_FLOAT32)) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = uvs_softmax_nll((const float*)PyArray_DATA(x), (const npy_int64*)PyArray_DATA(y),
+                             n, m, (float*)PyArray_DATA(*out));
+        Py_END_ALLOW_THREADS
+        if (rc != 0) PyErr_NoMemory();
+    }
+    Py_DECREF(x);
+    Py_DECREF(y);
+    return rc;
+}
+
+static int uvs_softmax_nll_grad_apply(PyArrayObject* xa, PyArrayObject* ya, PyArrayObject* ga,
+                                      PyArrayObject** out) {
+    PyArrayObject *x, *y;
+    if (uvs_contig2(xa, NPY_FLOAT32, 2, ya, NPY_INT64, 1, &x, &y) != 0) return -1;
+    PyArrayObject* g = uvs_contig(ga, NPY_FLOAT32, 1);
+    const npy_intp n = PyArray_DIMS(x)[0], m = PyArray_DIMS(x)[1];
+    int rc = -1;
+    if (g && (PyArray_DIMS(y)[0] != n || PyArray_DIMS(g)[0] != n)) {
+        PyErr_Format(PyExc_ValueError, "softmax nll gradient: %ld rows, %ld words, %ld weights",
+                     (long)n, (long)PyArray_DIMS(y)[0], (long)PyArray_DIMS(g)[0]);
+    } else if (g && uvs_check_words((const npy_int64*)PyArray_DATA(y), n, m) == 0
+               && (m > 0 || n == 0) && uvs_output(out, 2, PyArray_DIMS(x), NPY_FLOAT32)) {
+        Py_BEGIN_ALLOW_THREADS
+        uvs_softmax_nll_grad((const float*)PyArray_DATA(x), (const npy_int64*)PyArray_DATA(y),
+                             (const float*)PyArray_DATA(g), n, m, (float*)PyArray_DATA(*out));
+        Py_END_ALLOW_THREADS
+        rc = 0;
+    }
+    Py_DECREF(x);
+    Py_DECREF(y);
+    Py_XDECREF(g);
+    return rc;
 }

@@ -9,16 +9,16 @@ original (`uvs.decoding.search`). `softmax_rows` and `draw_rows` are the sampler
 and inverse-CDF draw, in C (PyTensor's Softmax has no C code). C in `rowwise.c` (beside this
 file), rows spread over OpenMP threads; NumPy in `perform` (bit-identical for the product).
 `rowwise_graph` puts them in a graph, with vectorized sigmoid and tanh (`fastmath.h`).
+`softmax_nll_rows` is the decoders' training loss in one pass per row.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
 import pytensor.tensor as pt
-from pytensor.gradient import grad_not_implemented
+from pytensor.gradient import disconnected_type, grad_not_implemented
 from pytensor.graph.basic import Apply, Variable
 from pytensor.graph.op import Op
 from pytensor.graph.traversal import toposort
@@ -29,17 +29,9 @@ from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.math import Dot
 
 from uvs import backend
-from uvs.cop import fastmath_header
+from uvs.cop import fastmath_header, openmp
 
 C_FILE = "rowwise.c"  # beside this module; PyTensor keys its compile cache by its hash
-
-
-@functools.cache
-def _openmp() -> bool:
-    """Whether PyTensor's C compiler builds with OpenMP."""
-    from pytensor.link.c.cmodule import GCC_compiler
-
-    return bool(GCC_compiler.try_flags(["-fopenmp"]))
 
 
 def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -82,7 +74,7 @@ class _RowwiseOp(ExternalCOp):
         # no multiply-add fused but the explicit ones (`perform` is bit for bit); threads where
         # OpenMP builds; -fno-trapping-math lets the branch-free exp loop vectorize
         return ["-ffp-contract=off", "-fno-trapping-math",
-                *(["-fopenmp"] if _openmp() else [])]
+                *(["-fopenmp"] if openmp() else [])]
 
     def c_code(self, node, name, inp, out, sub) -> str:
         return f"""
@@ -102,6 +94,25 @@ def _float32_matrix(op: str, *variables) -> list[Variable]:
         if v.ndim != 2 or v.dtype != "float32":
             raise TypeError(f"{op}: float32 matrices expected, got {v.type}")
     return variables
+
+
+def _word_vector(op: str, y) -> Variable:
+    y = pt.as_tensor_variable(y)
+    if y.ndim != 1 or y.dtype != "int64":
+        raise TypeError(f"{op}: an int64 vector of words expected, got {y.type}")
+    return y
+
+
+def _checked_words(y: np.ndarray, m: int) -> np.ndarray:
+    if len(y) and (y.min() < 0 or y.max() >= m):
+        raise IndexError(f"softmax nll: a word outside the {m} columns")
+    return y
+
+
+def _softmax_perform(x: np.ndarray) -> np.ndarray:
+    """NumPy's softmax of each row, summed in double as the C does."""
+    e = np.exp(x - x.max(axis=1, keepdims=True)) if x.size else x.copy()
+    return e / e.sum(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
 
 
 class InvariantDot(_RowwiseOp):
@@ -148,9 +159,7 @@ class SoftmaxRows(_RowwiseOp):
         return [shapes[0]]
 
     def perform(self, node, inputs, outputs) -> None:
-        (x,) = inputs
-        e = np.exp(x - x.max(axis=1, keepdims=True)) if x.size else x.copy()
-        outputs[0][0] = e / e.sum(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+        outputs[0][0] = _softmax_perform(inputs[0])
 
 
 class SoftmaxRowsGrad(_RowwiseOp):
@@ -169,6 +178,66 @@ class SoftmaxRowsGrad(_RowwiseOp):
         p, g = inputs
         dot = (g.astype(np.float64) * p).sum(axis=1, keepdims=True).astype(np.float32)
         outputs[0][0] = p * (g - dot)
+
+
+class SoftmaxNLLRows(_RowwiseOp):
+    """(x: (n, m) float32, y: (n,) int64) -> (n,) float32: −log(softmax(x)[i, y[i]] + 1e-8),
+    the decoders' loss, without writing the (n, m) probabilities.
+
+    Each p as `SoftmaxRows` computes it; the gradient (`SoftmaxNLLRowsGrad`) is the one
+    `SoftmaxRowsGrad` gives for it, in one pass per row instead of softmax, a dense zero
+    gradient of p with one entry per row, and the softmax's gradient over it.
+    """
+
+    apply = "uvs_softmax_nll_apply"
+
+    def make_node(self, x, y) -> Apply:
+        (x,) = _float32_matrix("softmax_nll_rows", x)
+        y = _word_vector("softmax_nll_rows", y)
+        return Apply(self, [x, y], [pt.tensor(dtype="float32", shape=(x.type.shape[0],))])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [(shapes[0][0],)]
+
+    def connection_pattern(self, node):
+        return [[True], [False]]
+
+    def pullback(self, inputs, outputs, output_grads):
+        x, y = inputs
+        return [softmax_nll_rows_grad(x, y, output_grads[0]), disconnected_type()]
+
+    def perform(self, node, inputs, outputs) -> None:
+        x, y = inputs
+        p = _softmax_perform(x)[np.arange(len(y)), _checked_words(y, x.shape[1])]
+        outputs[0][0] = (-np.log(p + np.float32(1e-8))).astype(np.float32)
+
+
+class SoftmaxNLLRowsGrad(_RowwiseOp):
+    """(x, y, g: (n,) float32) -> (n, m): the gradient of Σ_i g[i] · nll[i] by x."""
+
+    apply = "uvs_softmax_nll_grad_apply"
+
+    def make_node(self, x, y, g) -> Apply:
+        (x,) = _float32_matrix("softmax_nll_rows_grad", x)
+        y = _word_vector("softmax_nll_rows_grad", y)
+        g = pt.as_tensor_variable(g)
+        if g.ndim != 1 or g.dtype != "float32":
+            raise TypeError(f"softmax_nll_rows_grad: a float32 vector expected, got {g.type}")
+        return Apply(self, [x, y, g], [x.type()])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[0]]
+
+    def perform(self, node, inputs, outputs) -> None:
+        x, y, g = inputs
+        rows = np.arange(len(y))
+        p = _softmax_perform(x)
+        py = p[rows, _checked_words(y, x.shape[1])]
+        gy = -g / (py + np.float32(1e-8))
+        dot = (gy.astype(np.float64) * py).astype(np.float32)
+        out = p * (np.float32(0) - dot[:, None])
+        out[rows, y] = py * (gy - dot)
+        outputs[0][0] = out
 
 
 class DrawRows(_RowwiseOp):
@@ -271,6 +340,8 @@ if not hasattr(Op, "pullback"):  # PyTensor before `pullback` called `L_op`
 invariant_dot = InvariantDot()
 softmax_rows = SoftmaxRows()
 softmax_rows_grad = SoftmaxRowsGrad()
+softmax_nll_rows = SoftmaxNLLRows()
+softmax_nll_rows_grad = SoftmaxNLLRowsGrad()
 draw_rows = DrawRows()
 beam_candidates = BeamCandidates()
 fast_sigmoid = FastUnary("sigmoid")
@@ -287,6 +358,15 @@ def available(mode: str | None = None) -> bool:
 def softmax(x: Variable, mode: str | None = None) -> Variable:
     """The softmax of each row of x: (n, m) float32, `softmax_rows` where `available(mode)`."""
     return softmax_rows(x) if available(mode) else pt.special.softmax(x, axis=-1)
+
+
+def softmax_nll(x: Variable, y: Variable, mode: str | None = None) -> Variable:
+    """−log(softmax(x)[i, y[i]] + 1e-8) per row, x: (n, m) float32, y: (n,) int64:
+    `softmax_nll_rows` where `available(mode)`."""
+    if available(mode):
+        return softmax_nll_rows(x, y)
+    p = pt.special.softmax(x, axis=-1).flatten()
+    return -pt.log(p[pt.arange(y.shape[0]) * x.shape[1] + y] + 1e-8)
 
 
 def rowwise_graph(outputs: list[Variable]) -> list[Variable]:

@@ -24,7 +24,9 @@ import pytensor
 import pytensor.tensor as tensor
 from pytensor.tensor.extra_ops import fill_diagonal
 
+from uvs.gru_op import gru_impl
 from uvs.modelfile import ModelKind, OptionSpec, Shape, register_kind
+from uvs.relu_rnn import relu_rnn
 from uvs.utils import norm_weight, xavier_weight
 
 KIND = "align"
@@ -51,19 +53,23 @@ def init_params(options: dict, rng=np.random) -> OrderedDict:
     return params
 
 
-def _recurrence(tparams, e, mask, direction):
+def _recurrence(tparams, e, mask, direction, impl):
     """h_t = f(e_t + h_{t∓1}·W + b) over time; where mask is 0 the state is carried over.
 
     e: (T, B, dim); mask: (T, B). Padding sits at the end, so the backward pass reads it
-    first and keeps its zero initial state until the sentence's last word.
+    first and keeps its zero initial state until the sentence's last word. impl: 'scan' (the
+    reference) or 'fused' (`uvs.relu_rnn`, the same math in C).
     """
     W, b = tparams[f"brnn_W{direction}"], tparams[f"brnn_b{direction}"]
+    backward = direction == "b"
+    if impl == "fused":
+        h = relu_rnn(e[::-1] if backward else e, mask[::-1] if backward else mask, W, b)
+        return h[::-1] if backward else h
 
     def step(m_, e_, h_, W, b):
         h = relu(e_ + tensor.dot(h_, W) + b)
         return m_[:, None] * h + (1.0 - m_)[:, None] * h_
 
-    backward = direction == "b"
     seq_e, seq_m = (e[::-1], mask[::-1]) if backward else (e, mask)
     h0 = tensor.zeros_like(e[0])
     h = pytensor.scan(step, sequences=[seq_m, seq_e], outputs_info=[h0], non_sequences=[W, b],
@@ -72,13 +78,16 @@ def _recurrence(tparams, e, mask, direction):
     return h[::-1] if backward else h
 
 
-def encode_words(tparams, x, mask, options):
-    """Word vectors s_t in the joint space: (T, B, dim) for x: (T, B) int64, mask: (T, B)."""
+def encode_words(tparams, x, mask, options, impl: str | None = None):
+    """Word vectors s_t in the joint space: (T, B, dim) for x: (T, B) int64, mask: (T, B).
+
+    impl: the recurrences' implementation (`uvs.gru_op.gru_impl`: 'fused' unless asked)."""
+    impl = gru_impl(impl)
     T, B = x.shape[0], x.shape[1]
     emb = tparams["Wemb"][x.flatten()].reshape([T, B, options["dim_word"]])
     e = relu(tensor.dot(emb, tparams["brnn_We"]) + tparams["brnn_be"])
-    hf = _recurrence(tparams, e, mask, "f")
-    hb = _recurrence(tparams, e, mask, "b")
+    hf = _recurrence(tparams, e, mask, "f", impl)
+    hb = _recurrence(tparams, e, mask, "b", impl)
     return relu(tensor.dot(hf + hb, tparams["brnn_Wd"]) + tparams["brnn_bd"])
 
 
@@ -110,7 +119,7 @@ def structured_loss(S, margin):
     return fill_diagonal(cost_s, 0).sum() + fill_diagonal(cost_im, 0).sum()
 
 
-def build_model(tparams, options):
+def build_model(tparams, options, impl: str | None = None):
     """The training objective: returns ([x, mask, regions, rmask], cost).
 
     x: (T, B) int64 word indices, mask: (T, B) float32 (1 on words, 0 on padding),
@@ -120,18 +129,18 @@ def build_model(tparams, options):
     mask = tensor.matrix("mask", dtype="float32")
     regions = tensor.tensor3("regions", dtype="float32")
     rmask = tensor.matrix("rmask", dtype="float32")
-    s = encode_words(tparams, x, mask, options)
+    s = encode_words(tparams, x, mask, options, impl)
     v = encode_regions(tparams, regions)
     S = alignment_scores(s, mask, v, rmask)
     cost = structured_loss(S, np.float32(options["margin"]))
     return [x, mask, regions, rmask], cost
 
 
-def build_sentence_encoder(tparams, options):
+def build_sentence_encoder(tparams, options, impl: str | None = None):
     """Per-word vectors: returns ([x, mask], s) with s: (T, B, dim)."""
     x = tensor.matrix("x", dtype="int64")
     mask = tensor.matrix("x_mask", dtype="float32")
-    return [x, mask], encode_words(tparams, x, mask, options)
+    return [x, mask], encode_words(tparams, x, mask, options, impl)
 
 
 def build_region_encoder(tparams, options):

@@ -83,8 +83,8 @@ def build_model(tparams, options, impl: str | None = None, mode: str | None = No
     x: (T, B) int64, mask: (T, B) float32, ctx: (B, dimctx) float32. cost is the summed
     masked negative log-likelihood Σ −log(p(x_t | x_<t, ctx) + 1e-8), as the original.
     impl: the GRU implementation, 'scan' or 'fused' (default `uvs.gru_op.gru_impl()`).
-    mode: the PyTensor mode it will compile in: the softmax is `uvs.rowwise`'s C, but under
-    JAX (`uvs.rowwise.softmax`).
+    mode: the PyTensor mode it will compile in: softmax and loss are `uvs.rowwise`'s C, but
+    under JAX (`uvs.rowwise.softmax_nll`).
     """
     trng = shared_rng(seed=1234, name="trng")
     x = tensor.matrix("x", dtype="int64")
@@ -108,11 +108,8 @@ def build_model(tparams, options, impl: str | None = None, mode: str | None = No
                                             prefix="decoder", mask=mask, impl=impl)
     logit = _logit(tparams, proj[0], options)
     logit_shp = logit.shape
-    probs = rowwise.softmax(logit.reshape([logit_shp[0] * logit_shp[1], logit_shp[2]]), mode)
-
-    x_flat = x.flatten()
-    p_flat = probs.flatten()
-    cost = -tensor.log(p_flat[tensor.arange(x_flat.shape[0]) * probs.shape[1] + x_flat] + 1e-8)
+    cost = rowwise.softmax_nll(logit.reshape([logit_shp[0] * logit_shp[1], logit_shp[2]]),
+                               x.flatten(), mode)
     cost = cost.reshape([x.shape[0], x.shape[1]])
     cost = (cost * mask).sum(0)
     cost = cost.sum()
