@@ -387,6 +387,60 @@ def print_scoring(r: dict, estimate_n: int = 5000) -> None:
               f"~ {fl * scale:.0f} s ({g * scale / 1000:.1f} TFLOP)")
 
 
+# ---------------------------------------------------------------- beam search
+
+def beam_search(n: int, s: dict, repeats: int, k: int = 5, maxlen: int = 16) -> dict:
+    """Beam-k captions of n random contexts by `gen_sample_batch` (an untrained decoder at
+    `s`'s sizes): seconds per caption against its floor, the output layer's products
+    (live rows × dim · dim × V) as NumPy sgemm at the row counts each `f_next` call had."""
+    from pytensor.tensor.random import shared_rng
+
+    from uvs.decoding.model import build_sampler, init_params
+    from uvs.decoding.search import gen_sample_batch
+    from uvs.utils import init_tparams
+
+    o = {"n_words": s["V"], "dim_word": s["dw"], "dim": s["d"], "dimctx": s["di"],
+         "decoder": "gru", "doutput": False, "inject": "init"}
+    tparams = init_tparams(init_params(o, rng=np.random.RandomState(1)))
+    f_init, f_next = build_sampler(tparams, o, shared_rng(seed=1))
+    ctx = np.random.RandomState(5).randn(n, s["di"]).astype(np.float32)
+    rows: list[int] = []
+
+    def counted(words, state):
+        rows.append(len(words))
+        return f_next(words, state)
+
+    gen_sample_batch(tparams, f_init, counted, ctx, o, k=k, maxlen=maxlen)
+    W = tparams["ff_logit_W"].get_value()
+    a = np.random.RandomState(6).randn(max(rows), W.shape[0]).astype(np.float32)
+    buf = np.empty((max(rows), W.shape[1]), np.float32)
+
+    def floor():
+        for r in rows:
+            np.dot(a[:r], W, out=buf[:r])
+
+    runs = {"floor (sgemm)": floor,
+            "beam search": lambda: gen_sample_batch(tparams, f_init, f_next, ctx, o, k=k,
+                                                    maxlen=maxlen)}
+    best = {name: float("inf") for name in runs}
+    for _ in range(repeats):
+        for name, f in runs.items():
+            best[name] = best_time(f, best[name])
+    return {"captions": n, "beam": k, "maxlen": maxlen, "f_next calls": len(rows),
+            "rows": int(sum(rows)), "gflop": 2.0 * sum(rows) * W.shape[0] * W.shape[1] / 1e9,
+            "seconds": best}
+
+
+def print_beam(r: dict) -> None:
+    t, n = r["seconds"], r["captions"]
+    print(f"\nbeam search, {n} captions, beam {r['beam']}, maxlen {r['maxlen']}: "
+          f"{r['f_next calls']} f_next calls, {r['rows']} hypothesis rows, output layer "
+          f"{r['gflop']:.1f} GFLOP")
+    for name, sec in t.items():
+        print(f"  {name:<14} {sec:8.3f} s, {1000 * sec / n:7.2f} ms per caption, "
+              f"{sec / t['floor (sgemm)']:6.2f} x floor")
+
+
 # ---------------------------------------------------------------- report
 
 def machine_text(threads: int) -> str:
@@ -444,6 +498,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--score-images", type=int, default=None,
                     help="alignment scoring: images (x5 sentences); default 300, 60 with "
                          "--small; 0 skips")
+    ap.add_argument("--beam", type=int, default=0,
+                    help="beam-5 search of this many captions against its output-layer floor")
     ap.add_argument("--coco5k", action="store_true",
                     help="alignment scoring at COCO 5K size (5000 x 25000): ~60 TFLOP")
     a = ap.parse_args(argv)
@@ -481,18 +537,22 @@ def main(argv: list[str] | None = None) -> None:
             rows[name] = {"sizes": w.sizes, **measure(w, a.repeats)}
             if w.phases:
                 rows[name]["phases"] = measure_phases(w, a.repeats)
+        beam = beam_search(a.beam, sizes["decoder"], a.repeats) if a.beam > 0 else None
     info = {"machine": machine_text(threads), "sizes": "small" if a.small else "paper",
             "repeats": a.repeats, "torch": torch.__version__ if torch else None}
     if a.json:
-        print(json.dumps({**info, "updates": rows, "scoring": score}))
+        print(json.dumps({**info, "updates": rows, "scoring": score, "beam": beam}))
         return
     print(f"machine: {info['machine']}; sizes {info['sizes']}; best of {a.repeats}; "
           f"torch {info['torch']}")
     print("floor = the update's matrix products as NumPy sgemm at their shapes, this run; "
           "% ach. = floor / time\n")
-    print_table(rows)
-    if not a.no_phases:
+    if rows:
+        print_table(rows)
+    if rows and not a.no_phases:
         print_phases(rows)
+    if beam:
+        print_beam(beam)
     if score:
         print_scoring(score)
 

@@ -197,6 +197,10 @@ def configure() -> None:
     user = _user_ldflags(flags)
     _blas = _choose(user)
     pytensor.config.floatX = "float32"
+    # OpenBLAS's idle threads spin for 2^28 cycles (~0.1 s) after each product, taking the
+    # cores from the OpenMP loops that follow it (Adam's step, the softmax): set before the
+    # library loads, 2^4 puts them to sleep at once (benchmarks/roofline.py measures it).
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     if _user_setting(flags, "gcc__cxxflags") is None:
         # PyTensor builds every C module with -g; -g0 (after it) drops the debug information,
         # which changes no instruction and saves about a fifth of a cold compile

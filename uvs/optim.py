@@ -14,6 +14,7 @@ import pytensor
 import pytensor.tensor as tensor
 
 from uvs import backend
+from uvs.adam_op import adam_step
 from uvs.utils import itemlist
 
 
@@ -69,10 +70,14 @@ def _adam(lr, tparams, grads, inps, cost, b1, b2, e, released, mode):
     for (k, p), g in zip(tparams.items(), gshared, strict=True):
         m = _shared_like(p, f"{k}_adam_m")
         v = _shared_like(p, f"{k}_adam_v")
-        m_t = (b1 * g) + ((1.0 - b1) * m)
-        v_t = (b2 * tensor.sqr(g)) + ((1.0 - b2) * v)
-        g_t = m_t / (tensor.sqrt(v_t) + e)
-        p_t = p - (lr_t * g_t)
+        fused = adam_step(p, g, m, v, lr_t, b1, b2, e, mode)  # the same, in one pass
+        if fused is not None:
+            p_t, m_t, v_t = fused
+        else:
+            m_t = (b1 * g) + ((1.0 - b1) * m)
+            v_t = (b2 * tensor.sqr(g)) + ((1.0 - b2) * v)
+            g_t = m_t / (tensor.sqrt(v_t) + e)
+            p_t = p - (lr_t * g_t)
         updates += [(m, m_t), (v, v_t), (p, p_t)]
     updates.append((i, i_t))
     f_update = backend.function([pytensor.In(lr, allow_downcast=True)], [], updates=updates,

@@ -1,0 +1,105 @@
+"""Adam's step over one parameter as one in-place Op: a single threaded, vectorized pass.
+
+PyTensor compiles `uvs.optim`'s Adam as one elementwise loop per parameter on one thread;
+this Op (C in `adam_op.c`, beside this file) does the same arithmetic over the parameter and
+its two moments in place, spread over OpenMP threads. NumPy in `perform` where C is not used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.compile import optdb
+from pytensor.graph.basic import Apply, Variable
+from pytensor.graph.rewriting.basic import WalkingGraphRewriter, node_rewriter
+from pytensor.link.c.op import ExternalCOp
+
+from uvs import backend
+from uvs.cop import openmp
+
+C_FILE = "adam_op.c"  # beside this module; PyTensor keys its compile cache by the file's hash
+
+
+class AdamStep(ExternalCOp):
+    """(p, g, m, v, lr) -> (p, m, v) after one step: m = b1·g + (1 − b1)·m,
+    v = b2·g² + (1 − b2)·v, p = p − lr·m / (√v + e); float32, lr a scalar.
+
+    Built copying; PyTensor's inplace phase (`local_adam_inplace`) makes it update p, m and v
+    where they lie, as it does for its own elementwise Ops, when nothing else reads them.
+    """
+
+    __props__ = ("b1", "b2", "e", "inplace")
+
+    def __init__(self, b1: float, b2: float, e: float, inplace: bool = False) -> None:
+        self.b1, self.b2, self.e, self.inplace = float(b1), float(b2), float(e), bool(inplace)
+        if inplace:
+            self.destroy_map = {0: [0], 1: [2], 2: [3]}
+        super().__init__(C_FILE)
+
+    def make_node(self, p, g, m, v, lr) -> Apply:
+        p, g, m, v, lr = (pt.as_tensor_variable(x) for x in (p, g, m, v, lr))
+        if any(x.dtype != "float32" for x in (p, g, m, v, lr)) or lr.ndim:
+            raise TypeError("adam step: float32 parameter, gradient, moments and a scalar rate")
+        return Apply(self, [p, g, m, v, lr], [p.type(), m.type(), v.type()])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[0], shapes[2], shapes[3]]
+
+    def _constants(self) -> tuple[str, ...]:
+        """b1, 1 − b1, b2, 1 − b2, e as float32 literals, each rounded as the graph's are."""
+        values = (self.b1, 1.0 - self.b1, self.b2, 1.0 - self.b2, self.e)
+        return tuple(f"{np.float32(x).item()!r}f" for x in values)
+
+    def c_code(self, node, name, inp, out, sub) -> str:
+        return f"""
+        if (uvs_adam_apply({", ".join(inp)}, {", ".join(f"&{o}" for o in out)},
+                           {int(self.inplace)}, {", ".join(self._constants())}) != 0) {{
+            {sub["fail"]}
+        }}
+        """
+
+    def c_headers(self, **kwargs: Any) -> list[str]:
+        return ["<math.h>"]
+
+    def c_compile_args(self, **kwargs: Any) -> list[str]:
+        return ["-fno-math-errno", "-fno-trapping-math", *(["-fopenmp"] if openmp() else [])]
+
+    def perform(self, node, inputs, outputs) -> None:
+        p, g, m, v, lr = inputs
+        if not self.inplace:
+            p, m, v = p.copy(), m.copy(), v.copy()
+        f = np.float32
+        b1, c1, b2, c2, e = (f(x) for x in (self.b1, 1.0 - self.b1, self.b2, 1.0 - self.b2,
+                                             self.e))
+        m[...] = b1 * g + c1 * m
+        v[...] = b2 * (g * g) + c2 * v
+        p[...] = p - lr * (m / (np.sqrt(v) + e))
+        for o, x in zip(outputs, (p, m, v), strict=True):
+            o[0] = x
+
+
+@node_rewriter([AdamStep], inplace=True)
+def local_adam_inplace(fgraph, node):
+    """The step updating its parameter and moments in place."""
+    op = node.op
+    if op.inplace:
+        return False
+    return AdamStep(op.b1, op.b2, op.e, inplace=True).make_node(*node.inputs).outputs
+
+
+optdb.register("uvs_adam_inplace",
+               WalkingGraphRewriter(local_adam_inplace,
+                                    failure_callback=WalkingGraphRewriter.warn_inplace),
+               "fast_run", "inplace", position=60)
+
+
+def adam_step(p: Variable, g: Variable, m: Variable, v: Variable, lr: Variable, b1: float,
+              b2: float, e: float, mode: Any = None) -> tuple[Variable, Variable, Variable] | None:
+    """(p_t, m_t, v_t) of one Adam step as `AdamStep`, or None where it cannot run (not float32,
+    or compiled for JAX: `mode`, else uvs's default)."""
+    jax = (mode is None or isinstance(mode, str)) and backend.mode(mode) == "JAX"
+    if jax or any(x.dtype != "float32" for x in (p, g, m, v, lr)):
+        return None
+    return tuple(AdamStep(b1, b2, e)(p, g, m, v, lr))
