@@ -1,10 +1,12 @@
 """Each training update against this machine's matmul roofline, uvs and PyTorch side by side.
 
     python benchmarks/roofline.py [--small] [--only vse-gru,align] [--repeats 5] [--threads N]
-                                  [--no-torch] [--no-phases] [--json]
+                                  [--no-torch] [--no-phases] [--json] [--score-images N]
+                                  [--beam N] [--coco5k]
 
 For every update (VSE with a GRU and with a bag of words, the order-embedding loss, the
-decoder with `init` and `bias` injection, the alignment model) the FLOPs are counted from its
+decoder with `init` and `bias` injection, the alignment model, the log-bilinear MLBL and
+MLBL-F, whose reference is the original's NumPy code) the FLOPs are counted from its
 matrix products, and the same products are timed as plain NumPy float32 matmuls (sgemm) in
 this run, at their own shapes, with the same BLAS threads as uvs (threadpoolctl): their
 summed time is the update's *floor*, and FLOPs / floor the *achievable* rate. uvs (the
@@ -14,7 +16,9 @@ decoder_bench.py, align_bench.py) are timed taking turns with the floor, best of
 phases (default), profiled copies of the uvs graphs split its update
 into forward, backward, clipping, optimiser and the Python cost of the two calls, and name
 the Ops that take the most time. Elementwise work (activations, the order penalty, Adam)
-is not counted in the FLOPs: it is what separates an update from its floor.
+is not counted in the FLOPs: it is what separates an update from its floor. --beam N times
+the beam search of N captions against its output layer's products; --score-images N the
+alignment scoring of N images against its products (--coco5k: 5 000 x 25 000).
 """
 
 from __future__ import annotations
@@ -34,17 +38,21 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-WORKS = ("vse-gru", "vse-bow", "order-gru", "decoder-init", "decoder-bias", "align")
+WORKS = ("vse-gru", "vse-bow", "order-gru", "decoder-init", "decoder-bias", "align", "mlbl",
+         "mlbl-f")
 
 # (batch, words, dim_word, dim, dim_image or dimctx, vocabulary[, regions])
 PAPER = {"vse": dict(B=128, T=12, dw=300, d=1024, di=4096, V=10000),
          "bow": dict(B=128, T=12, dw=1024, d=1024, di=4096, V=10000),
          "decoder": dict(B=128, T=16, dw=512, d=512, di=1024, V=10000),
-         "align": dict(B=100, T=12, dw=300, d=1000, di=4096, V=10000, R=20)}
+         "align": dict(B=100, T=12, dw=300, d=1000, di=4096, V=10000, R=20),
+         # the log-bilinear trainer's: batch, vocabulary, K, hidden, context, image, factors
+         "mnlm": dict(B=40, V=10000, K=100, h=441, c=5, D=4096, F=50)}
 SMALL = {"vse": dict(B=32, T=8, dw=64, d=128, di=256, V=1000),
          "bow": dict(B=32, T=8, dw=128, d=128, di=256, V=1000),
          "decoder": dict(B=32, T=8, dw=64, d=128, di=128, V=2000),
-         "align": dict(B=20, T=8, dw=64, d=128, di=256, V=1000, R=8)}
+         "align": dict(B=20, T=8, dw=64, d=128, di=256, V=1000, R=8),
+         "mnlm": dict(B=10, V=500, K=20, h=30, c=3, D=64, F=8)}
 
 
 # ---------------------------------------------------------------- FLOPs from the products
@@ -85,6 +93,19 @@ def align_products(s: dict) -> list[tuple[int, int, int, int]]:
             (BR, d, TB, 1), (BR, TB, d, 1), (TB, BR, d, 1)]        # region-word dots, dv, ds
 
 
+def mnlm_products(s: dict, factored: bool) -> list[tuple[int, int, int, int]]:
+    B, V, K, h, c, D, F = s["B"], s["V"], s["K"], s["h"], s["c"], s["D"], s["F"]
+    out = [(B, D, h, 1), (D, B, h, 1),                          # IF = Im·J, dJ
+           (B, c * K, K, 1), (c * K, B, K, 1), (B, K, c * K, 1),  # acts += words·C, dC, dwords
+           (B, h, K, 1), (h, B, K, 1), (B, K, h, 1)]              # acts += IF·M, dM, dIF
+    if not factored:
+        return out + [(B, K, V, 1), (K, B, V, 1), (B, V, K, 1)]  # logits acts·R, dR, dacts
+    return out + [(B * c, F, K, 1), (F, B * c, K, 1), (B * c, K, F, 1),  # words = Whf cols·Wfxᵀ
+                  (B, K, F, 1), (K, B, F, 1), (B, F, K, 1),              # acts·Wfx
+                  (B, h, F, 1), (h, B, F, 1), (B, F, h, 1),              # IF·Wfv
+                  (B, F, V, 1), (F, B, V, 1), (B, V, F, 1)]              # logits F·Whf
+
+
 def flops(products) -> float:
     return float(sum(2 * m * k * n * c for m, k, n, c in products))
 
@@ -97,7 +118,8 @@ class Work:
     sizes: dict
     products: list
     uvs: Callable[[], None]
-    torch: Callable[[], None] | None = None
+    torch: Callable[[], None] | None = None  # the reference: PyTorch, or `ref`
+    ref: str = "PyTorch"
     phases: dict = field(default_factory=dict)  # name -> (profiled function, its args)
 
 
@@ -236,7 +258,40 @@ def align_work(name: str, s: dict, want_torch: bool, phases: bool) -> Work:
     return w
 
 
+def mnlm_work(name: str, s: dict, want_ref: bool) -> Work:
+    """The log-bilinear update (`train_step`, float32) against the original's NumPy
+    forward/backward/update_params in float64 (tests/mnlm_reference.py): no PyTorch exists."""
+    import scipy.sparse as sp
+
+    sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+    from mnlm_reference import RefMLBL, RefMLBLF
+
+    from uvs.mnlm.mlbl import MLBL
+    from uvs.mnlm.mlblf import MLBLF
+
+    B, V = s["B"], s["V"]
+    kw = dict(V=V, K=s["K"], D=s["D"], h=s["h"], context=s["c"], batchsize=B, eta_t=0.43,
+              gamma_r=3e-7, gamma_c=1e-8, f=0.99, p_i=0.23, p_f=0.23, T=20.0, dropout=0.15)
+    extra = {"factors": s["F"]} if name == "mlbl-f" else {}
+    net = (MLBLF if extra else MLBL)(**kw, **extra)
+    net.init_params()
+    rng = np.random.RandomState(0)
+    X = rng.randint(0, V, size=(B, s["c"]))
+    Im = np.abs(rng.randn(B, s["D"])).astype(np.float32)
+    Y = sp.csr_matrix((np.ones(B), (np.arange(B), rng.randint(0, V, B))), shape=(B, V))
+    w = Work(name, s, mnlm_products(s, bool(extra)), lambda: net.train_step(X, Im, Y),
+             ref="original NumPy (float64)")
+    if want_ref:
+        ref = (RefMLBLF if extra else RefMLBL)(**kw, **extra)
+        ref.init_params(None, None)
+        Im64 = Im.astype(np.float64)
+        w.torch = lambda: ref.step_once(X, Im64, Y)
+    return w
+
+
 def make_work(name: str, sizes: dict, want_torch: bool, phases: bool) -> Work:
+    if name.startswith("mlbl"):
+        return mnlm_work(name, sizes["mnlm"], want_torch)
     if name.startswith("decoder"):
         return decoder_work(name, sizes["decoder"], want_torch, phases)
     if name == "align":
@@ -269,7 +324,14 @@ class Floor:
         return sum(t * c for t, (_, _, _, c) in zip(self.best, self.cases, strict=True))
 
 
+SETTLE = 0.2  # s: OpenBLAS threads spin ~0.1 s after a product (NumPy's copy by default)
+
+
 def best_time(fn: Callable[[], object], best: float, tries: int = 1) -> float:
+    """The best of `best` and `tries` calls of fn, after a pause in which the threads of
+    whatever ran before (the floor's NumPy BLAS, torch's OpenMP) stop spinning: each side
+    starts on idle cores, as in its own training loop."""
+    time.sleep(SETTLE)
     for _ in range(tries):
         t = time.perf_counter()
         fn()
@@ -454,8 +516,8 @@ def machine_text(threads: int) -> str:
 
 def print_table(rows: dict) -> None:
     head = (f"{'update':<13} {'GFLOP':>6} {'floor s':>8} {'GFLOP/s':>8} | {'uvs s':>7} "
-            f"{'GFLOP/s':>8} {'% ach.':>6} | {'torch s':>7} {'GFLOP/s':>8} {'% ach.':>6} | "
-            f"{'uvs/torch':>9}")
+            f"{'GFLOP/s':>8} {'% ach.':>6} | {'ref s':>7} {'GFLOP/s':>8} {'% ach.':>6} | "
+            f"{'uvs/ref':>9}")
     print(head)
     print("-" * len(head))
     for name, r in rows.items():
@@ -534,7 +596,7 @@ def main(argv: list[str] | None = None) -> None:
             w = make_work(name, sizes, torch is not None, not a.no_phases)
             print(f"{name}: built and compiled in {time.perf_counter() - t:.1f} s",
                   file=sys.stderr)
-            rows[name] = {"sizes": w.sizes, **measure(w, a.repeats)}
+            rows[name] = {"sizes": w.sizes, "reference": w.ref, **measure(w, a.repeats)}
             if w.phases:
                 rows[name]["phases"] = measure_phases(w, a.repeats)
         beam = beam_search(a.beam, sizes["decoder"], a.repeats) if a.beam > 0 else None
@@ -546,7 +608,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"machine: {info['machine']}; sizes {info['sizes']}; best of {a.repeats}; "
           f"torch {info['torch']}")
     print("floor = the update's matrix products as NumPy sgemm at their shapes, this run; "
-          "% ach. = floor / time\n")
+          "% ach. = floor / time; ref = PyTorch, but for mlbl and mlbl-f the original's NumPy "
+          "code (float64), for which no PyTorch exists\n")
     if rows:
         print_table(rows)
     if rows and not a.no_phases:

@@ -15,6 +15,7 @@ import pytensor.tensor as tensor
 
 from uvs import backend
 from uvs.adam_op import adam_step
+from uvs.norms import squared_norm
 from uvs.utils import itemlist
 
 
@@ -33,7 +34,7 @@ def build_optimizer(tparams: dict, inps: list, cost, options: dict, clip: str = 
     grads = tensor.grad(cost, wrt=itemlist(tparams))
     grad_clip = float(options.get("grad_clip", 0.0))
     if grad_clip > 0.0:
-        grads = CLIPS[clip](grads, np.float32(grad_clip))
+        grads = CLIPS[clip](grads, np.float32(grad_clip), mode)
     lr = tensor.scalar(name="lr", dtype="float32")
     return OPTIMIZERS[options.get("optimizer", "adam")](lr, tparams, grads, inps, cost, mode=mode)
 
@@ -101,18 +102,20 @@ def adam_textbook(lr, tparams, grads, inps, cost, mode=None):
 OPTIMIZERS = {"adam": adam, "adam_textbook": adam_textbook}
 
 
-def clip_global_norm(grads, grad_clip: float):
-    """Rescale all gradients together when their joint norm exceeds grad_clip (VSE)."""
-    g2 = sum((g ** 2).sum() for g in grads)
+def clip_global_norm(grads, grad_clip: float, mode=None):
+    """Rescale all gradients together when their joint norm exceeds grad_clip (VSE).
+
+    mode: the PyTensor mode they compile in (`uvs.norms.squared_norm` where it runs)."""
+    g2 = squared_norm(grads, mode)
     return [tensor.switch(g2 > grad_clip ** 2, g / tensor.sqrt(g2) * grad_clip, g)
             for g in grads]
 
 
-def clip_each_norm(grads, grad_clip: float):
+def clip_each_norm(grads, grad_clip: float, mode=None):
     """Rescale each gradient tensor to norm ≤ grad_clip on its own (order-embedding)."""
     out = []
     for g in grads:
-        g2 = (g ** 2).sum()
+        g2 = squared_norm([g], mode)
         out.append(tensor.switch(g2 > grad_clip ** 2, g / tensor.sqrt(g2) * grad_clip, g))
     return out
 
