@@ -9,8 +9,10 @@ import pytensor
 import pytensor.tensor as tensor
 from pytensor.tensor.extra_ops import fill_diagonal
 
+from uvs.gru_op import gru_impl
 from uvs.layers import get_layer
 from uvs.modelfile import ModelKind, OptionSpec, Shape, register_kind
+from uvs.order_op import order_errors_op
 from uvs.utils import l2norm, linear, norm_weight
 
 
@@ -39,15 +41,18 @@ def order_violations(s, im, options):
     return tensor.pow(tensor.maximum(0, s - im), 2)
 
 
-def contrastive_loss(s, im, options):
+def contrastive_loss(s, im, options, fused: bool = False):
     """Pairwise hinge loss over the batch: sentences s: (B, dim), images im: (B, dim).
 
     errors[i, j] is −im_i·s_j (cosine) or the order error of s_i and im_j; each positive
     pair on the diagonal must beat every contrastive pair in its row and column by `margin`.
     With `max_violation` only the hardest contrastive term of each row and column counts.
+    fused: the order errors as `uvs.order_op`'s one pass (float32), not the original graph.
     """
     margin = options["margin"]
-    if options.get("method", "cosine") == "order":
+    if options.get("method", "cosine") == "order" and fused and s.dtype == im.dtype == "float32":
+        errors = order_errors_op(s, im)
+    elif options.get("method", "cosine") == "order":
         errors = order_violations(s.dimshuffle(0, "x", 1), im.dimshuffle("x", 0, 1),
                                   options).sum(axis=2)
     else:
@@ -86,7 +91,8 @@ def build_model(tparams, options, gru=None):
     """The training loss: returns ([x, mask, im], cost).
 
     x: (T, B) int64 word indices, mask: (T, B) float32, im: (B, dim_image) float32.
-    gru: the GRU implementation, 'scan' or 'fused' (default `uvs.gru_op.gru_impl()`).
+    gru: the GRU implementation, 'scan' or 'fused' (default `uvs.gru_op.gru_impl()`); 'fused'
+    also computes the order errors in one pass (`uvs.order_op`), 'scan' as the original.
     The visual-semantic-embedding recipe leaves the image side unnormalised in the loss;
     order-embedding (`method` given) normalises both sides. `abs`, if asked, applies to both
     sides under every recipe, as the encoders apply it at evaluation.
@@ -94,6 +100,7 @@ def build_model(tparams, options, gru=None):
     x = tensor.matrix("x", dtype="int64")
     mask = tensor.matrix("mask", dtype="float32")
     im = tensor.matrix("im", dtype="float32")
+    gru = gru_impl(gru)
     sents = _encode_sentences(tparams, x, mask, options, gru)
     images = _encode_images(tparams, im, options)
     if order_lineage(options):
@@ -101,7 +108,7 @@ def build_model(tparams, options, gru=None):
     if options.get("abs", False):
         images = abs(images)
         sents = abs(sents)
-    cost = contrastive_loss(sents, images, options)
+    cost = contrastive_loss(sents, images, options, fused=gru == "fused")
     return [x, mask, im], cost
 
 

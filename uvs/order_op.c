@@ -1,0 +1,139 @@
+#section support_code
+
+/* The order-embedding errors of uvs/order_op.py and their gradient:
+
+       E[i, j] = sum_k max(0, s[i, k] - im[j, k])^2              (summed in double)
+       ds[i]   =  sum_j G[i, j] 2 max(0, s[i] - im[j])           (summed in double)
+       dim[j]  = -sum_i G[i, j] 2 max(0, s[i] - im[j])
+
+   one pass over the pairs each, rows spread over OpenMP threads, the k loop in vector lanes,
+   never the (n, m, d) temporaries of the graph they replace. */
+
+static void uvs_order_errors(const float* s, const float* im, npy_intp n, npy_intp m,
+                             npy_intp d, float* E) {
+#pragma omp parallel for schedule(static) if (n * m * d > 1 << 16)
+    for (npy_intp i = 0; i < n; i++) {
+        const float* __restrict si = s + i * d;
+        for (npy_intp j = 0; j < m; j++) {
+            const float* __restrict ij = im + j * d;
+            double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+            for (npy_intp k = 0; k < d; k++) {
+                const float x = si[k] - ij[k];
+                const float v = x > 0.0f ? x : 0.0f;
+                acc += (double)(v * v);
+            }
+            E[i * m + j] = (float)acc;
+        }
+    }
+}
+
+/* rows of a (na, d) against rows of b (nb, d), G[a, b] at G + a * ga + b * gb:
+   out[a] = sign * sum_b G[a, b] 2 max(0, sign * (a - b)), in double; acc: d doubles. */
+static void uvs_order_grad_rows(const float* a, const float* b, const float* G, npy_intp na,
+                                npy_intp nb, npy_intp d, npy_intp ga, npy_intp gb, float sign,
+                                float* out) {
+#pragma omp parallel if (na * nb * d > 1 << 16)
+    {
+        double* acc = (double*)malloc((d ? d : 1) * sizeof(double));
+#pragma omp for schedule(static)
+        for (npy_intp r = 0; r < na; r++) {
+            const float* __restrict ar = a + r * d;
+            float* __restrict o = out + r * d;
+            if (!acc) {  /* out of memory for d doubles: sum in float */
+                memset(o, 0, d * sizeof(float));
+                for (npy_intp q = 0; q < nb; q++) {
+                    const float g = 2.0f * G[r * ga + q * gb];
+                    for (npy_intp k = 0; k < d; k++) {
+                        const float x = sign * (ar[k] - b[q * d + k]);
+                        o[k] += sign * g * (x > 0.0f ? x : 0.0f);
+                    }
+                }
+                continue;
+            }
+            double* __restrict ac = acc;
+            memset(ac, 0, d * sizeof(double));
+            for (npy_intp q = 0; q < nb; q++) {
+                const float g = 2.0f * G[r * ga + q * gb];
+                if (g == 0.0f) continue;
+                const float* __restrict bq = b + q * d;
+#pragma omp simd
+                for (npy_intp k = 0; k < d; k++) {
+                    const float x = sign * (ar[k] - bq[k]);
+                    ac[k] += (double)(g * (x > 0.0f ? x : 0.0f));
+                }
+            }
+            for (npy_intp k = 0; k < d; k++) o[k] = (float)(sign * ac[k]);
+        }
+        free(acc);
+    }
+}
+
+static int uvs_order_check(PyArrayObject* s, PyArrayObject* im) {
+    if (PyArray_DIMS(s)[1] != PyArray_DIMS(im)[1]) {
+        PyErr_Format(PyExc_ValueError, "order errors: sentences of dimension %ld, images of %ld",
+                     (long)PyArray_DIMS(s)[1], (long)PyArray_DIMS(im)[1]);
+        return -1;
+    }
+    return 0;
+}
+
+static PyArrayObject* uvs_order_in(PyArrayObject* a) {
+    return (PyArrayObject*)PyArray_FromAny((PyObject*)a, PyArray_DescrFromType(NPY_FLOAT32), 2,
+                                           2, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED, NULL);
+}
+
+static int uvs_order_out(PyArrayObject** out, npy_intp r, npy_intp c) {
+    npy_intp dims[2] = {r, c};
+    if (*out && PyArray_DIMS(*out)[0] == r && PyArray_DIMS(*out)[1] == c
+        && PyArray_IS_C_CONTIGUOUS(*out))
+        return 0;
+    Py_XDECREF(*out);
+    *out = (PyArrayObject*)PyArray_EMPTY(2, dims, NPY_FLOAT32, 0);
+    return *out ? 0 : -1;
+}
+
+static int uvs_order_errors_apply(PyArrayObject* sa, PyArrayObject* ima, PyArrayObject** out) {
+    PyArrayObject* s = uvs_order_in(sa);
+    PyArrayObject* im = s ? uvs_order_in(ima) : NULL;
+    int rc = -1;
+    if (im && uvs_order_check(s, im) == 0
+        && uvs_order_out(out, PyArray_DIMS(s)[0], PyArray_DIMS(im)[0]) == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        uvs_order_errors((const float*)PyArray_DATA(s), (const float*)PyArray_DATA(im),
+                         PyArray_DIMS(s)[0], PyArray_DIMS(im)[0], PyArray_DIMS(s)[1],
+                         (float*)PyArray_DATA(*out));
+        Py_END_ALLOW_THREADS
+        rc = 0;
+    }
+    Py_XDECREF(s);
+    Py_XDECREF(im);
+    return rc;
+}
+
+static int uvs_order_grad_apply(PyArrayObject* sa, PyArrayObject* ima, PyArrayObject* Ga,
+                                PyArrayObject** ds, PyArrayObject** dim) {
+    PyArrayObject* s = uvs_order_in(sa);
+    PyArrayObject* im = s ? uvs_order_in(ima) : NULL;
+    PyArrayObject* G = im ? uvs_order_in(Ga) : NULL;
+    int rc = -1;
+    if (G && uvs_order_check(s, im) == 0) {
+        const npy_intp n = PyArray_DIMS(s)[0], m = PyArray_DIMS(im)[0], d = PyArray_DIMS(s)[1];
+        if (PyArray_DIMS(G)[0] != n || PyArray_DIMS(G)[1] != m) {
+            PyErr_SetString(PyExc_ValueError, "order errors gradient: G has the wrong shape");
+        } else if (uvs_order_out(ds, n, d) == 0 && uvs_order_out(dim, m, d) == 0) {
+            const float* sp = (const float*)PyArray_DATA(s);
+            const float* ip = (const float*)PyArray_DATA(im);
+            const float* gp = (const float*)PyArray_DATA(G);
+            Py_BEGIN_ALLOW_THREADS
+            uvs_order_grad_rows(sp, ip, gp, n, m, d, m, 1, 1.0f, (float*)PyArray_DATA(*ds));
+            uvs_order_grad_rows(ip, sp, gp, m, n, d, 1, m, -1.0f, (float*)PyArray_DATA(*dim));
+            Py_END_ALLOW_THREADS
+            rc = 0;
+        }
+    }
+    Py_XDECREF(s);
+    Py_XDECREF(im);
+    Py_XDECREF(G);
+    return rc;
+}
