@@ -403,19 +403,30 @@ def scoring(n: int, dim: int, repeats: int, old: bool, R: int = 20, T: int = 12)
     floor at the kernel's own block shapes, the kernel (`score_matrix`), the kernel it
     replaced (`old`), and ranking both ways (`rank_alignment`); best of `repeats` each."""
     sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-    from uvs.align.evaluation import CHUNK_BYTES, rank_alignment, score_matrix
+    from uvs.align.evaluation import (
+        BLOCK_ROWS,
+        CHUNK_BYTES,
+        TILE_WORDS,
+        rank_alignment,
+        score_matrix,
+    )
 
     rng = np.random.RandomState(4)
     v = rng.randn(n * R, dim).astype(np.float32)
     w = rng.randn(5 * n * T, dim).astype(np.float32)
     roff, woff = np.arange(n + 1) * R, np.arange(5 * n + 1) * T
     col = np.arange(5 * n)
-    rows = max(R, CHUNK_BYTES // (4 * len(w)) // R * R)
-    buf = np.empty((rows, len(w)), np.float32)
+    # the kernel's own blocks: images of at least BLOCK_ROWS regions, sentences in tiles
+    rows = min(len(v), max(CHUNK_BYTES // (4 * len(w)), BLOCK_ROWS) // R * R)
+    tile = max(TILE_WORDS, CHUNK_BYTES // 4 // rows) // T * T
+    buf = np.empty(rows * min(tile, len(w)), np.float32)
 
     def floor():
         for a in range(0, len(v), rows):
-            np.dot(v[a:a + rows], w.T, out=buf[:len(v[a:a + rows])])
+            r = len(v[a:a + rows])
+            for c in range(0, len(w), tile):
+                t = len(w[c:c + tile])
+                np.dot(v[a:a + r], w[c:c + t].T, out=buf[:r * t].reshape(r, t))
 
     def kernel():
         for _ in score_matrix(v, roff, w, woff):

@@ -26,8 +26,10 @@ def new_scores(v, roff, w, woff, chunk_bytes):
 @pytest.mark.parametrize("counts", [[20] * 9, [1, 5, 20, 3, 3, 7, 1, 2, 11]])
 @pytest.mark.parametrize("chunk_bytes", [1, 4000, 64 * 2**20])
 def test_scores_equal_the_reduceat_kernel(counts, chunk_bytes):
+    """Whatever the chunk, the scores of the old kernel's one whole block (a product of one
+    image's single region alone would be a matrix-vector product, which sums otherwise)."""
     v, roff, w, woff = data(counts, [3, 12, 1, 7, 5, 9, 2, 12, 4, 6, 8])
-    old = reduceat_scores(v, roff, w, woff, chunk_bytes)
+    old = reduceat_scores(v, roff, w, woff, 64 * 2**20)
     new = new_scores(v, roff, w, woff, chunk_bytes)
     assert new.shape == (len(counts), 11)
     np.testing.assert_array_equal(new, old)
@@ -76,3 +78,16 @@ def test_ranks_equal_ranking_the_old_scores(ties):
         got = rank_alignment(v, roff, w, woff, col, ties, chunk_bytes)
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_tiles_over_sentences_change_no_score():
+    """Blocks of images meet the sentences a tile at a time when all words would not fit:
+    every score is the one the whole-width product gives, bit for bit."""
+    rng = np.random.RandomState(8)
+    lengths = rng.randint(1, 15, size=400)
+    v, roff, w, woff = data([20] * 60, lengths, dim=24, seed=2)
+    whole = new_scores(v, roff, w, woff, 2**40)
+    tiled = new_scores(v, roff, w, woff, 1200 * 4 * 520)  # 1200 regions, ~520-word tiles
+    np.testing.assert_array_equal(tiled, whole)
+    old = reduceat_scores(v, roff, w, woff, 2**40)
+    np.testing.assert_array_equal(whole, old)

@@ -1,8 +1,9 @@
 """Using an alignment model: load it, encode words and regions, rank with S_kl in bounded memory.
 
-S_kl = Σ_t max_i v_iᵀ s_t is computed for a block of images against every sentence at once:
-one block's region-word dot products take about CHUNK_BYTES, so memory stays bounded whatever
-the number of images and sentences. Identical sentences are scored once, so they tie exactly.
+S_kl = Σ_t max_i v_iᵀ s_t is computed for a block of images against the sentences a tile at a
+time: one tile's region-word dot products take about CHUNK_BYTES, so memory stays bounded
+whatever the number of images and sentences. Identical sentences are scored once, so they tie
+exactly.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from uvs.utils import init_tparams
 from uvs.vocab import tokenize, word_ids
 
 CHUNK_BYTES = 64 * 2**20
+BLOCK_ROWS = 1024  # regions per image block at least, when the block is tiled over sentences
+TILE_WORDS = 512  # words per tile at least: a narrower product may sum in another order
 
 
 def load_model(path: str | os.PathLike) -> dict:
@@ -123,27 +126,47 @@ def score_matrix(v: np.ndarray, region_offsets: np.ndarray, w: np.ndarray,
     """Yields (first image, S block) with S[k, l] = Σ_{t in l} max_{i in k} v_i·w_t.
 
     v: (regions, dim), images by region_offsets (n_images + 1,); w: (words, dim), sentences
-    by word_offsets (n_sentences + 1,). Each block's dot products go into one reused buffer
-    of ≤ chunk_bytes (at least one image), reduced over regions while it is still warm.
+    by word_offsets (n_sentences + 1,). A block of images (at least `BLOCK_ROWS` regions when
+    there are that many) meets the sentences a tile at a time, each tile's dot products in
+    one reused buffer of ≤ chunk_bytes, reduced over regions while it is still warm: products
+    of useful shapes, whatever the collection's size, and bounded memory.
     """
     n = len(region_offsets) - 1
     per_region = 4 * max(len(w), 1)
     starts = word_offsets[:-1]
     v = np.ascontiguousarray(v, np.float32)
-    wt = np.ascontiguousarray(w, np.float32).T
-    rows = min(int(region_offsets[-1] - region_offsets[0]), chunk_bytes // per_region)
-    buf = np.empty((max(rows, int(np.diff(region_offsets).max(initial=1))), len(w)), np.float32)
+    w = np.ascontiguousarray(w, np.float32)
+    cap = max(chunk_bytes // per_region, BLOCK_ROWS)  # regions in an image block
+    whole = int(region_offsets[-1] - region_offsets[0]) * len(w)  # every product at once
+    buf = np.empty(max(min(chunk_bytes // 4, whole), 1), np.float32)
     a = 0
     while a < n:
         b = a + 1
-        while b < n and (region_offsets[b + 1] - region_offsets[a]) * per_region <= chunk_bytes:
+        while b < n and region_offsets[b + 1] - region_offsets[a] <= cap:
             b += 1
         ra, rb = region_offsets[a], region_offsets[b]
-        dots = np.dot(v[ra:rb], wt, out=buf[:rb - ra])  # (regions of the block, words)
-        best = region_max(dots, region_offsets[a:b + 1] - ra)  # (b - a, words)
-        S = np.add.reduceat(best.astype(np.float64), starts, axis=1).astype(np.float32)
+        S = np.empty((b - a, len(starts)), np.float32)
+        for c0, c1 in _sentence_tiles(word_offsets, max(TILE_WORDS, len(buf) // (rb - ra))):
+            w0, w1 = word_offsets[c0], word_offsets[c1]
+            if (rb - ra) * (w1 - w0) > len(buf):  # one image and one sentence at least
+                buf = np.empty((rb - ra) * (w1 - w0), np.float32)
+            dots = np.dot(v[ra:rb], w[w0:w1].T,
+                          out=buf[:(rb - ra) * (w1 - w0)].reshape(rb - ra, w1 - w0))
+            best = region_max(dots, region_offsets[a:b + 1] - ra)  # (b - a, tile's words)
+            S[:, c0:c1] = np.add.reduceat(best.astype(np.float64), starts[c0:c1] - w0, axis=1)
         yield a, S
         a = b
+
+
+def _sentence_tiles(word_offsets: np.ndarray, words: int):
+    """(first, end) sentence ranges of at most `words` words each (at least one sentence)."""
+    ns = len(word_offsets) - 1
+    c0 = 0
+    while c0 < ns:
+        c1 = int(np.searchsorted(word_offsets, word_offsets[c0] + words, side="right")) - 1
+        c1 = min(max(c1, c0 + 1), ns)
+        yield c0, c1
+        c0 = c1
 
 
 def pair_scores(model: dict, regions: Regions, sentences: list[str], verbose: bool = False,
