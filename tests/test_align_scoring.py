@@ -91,3 +91,20 @@ def test_tiles_over_sentences_change_no_score():
     np.testing.assert_array_equal(tiled, whole)
     old = reduceat_scores(v, roff, w, woff, 2**40)
     np.testing.assert_array_equal(whole, old)
+
+
+def test_memory_stays_within_the_chunk():
+    """6 000 regions x 6 000 words: all products at once would be 144 MB; the kernel holds one
+    tile's (≤ chunk_bytes) and the block's scores."""
+    import tracemalloc
+
+    v, roff, w, woff = data([20] * 300, [4] * 1500, dim=8, seed=4)
+    chunk = 4 * 2**20
+    tracemalloc.start()
+    try:
+        for _ in score_matrix(v, roff, w, woff, chunk):
+            pass
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * chunk

@@ -175,3 +175,25 @@ def test_no_blas_falls_back_with_one_warning() -> None:
     assert res.stdout.splitlines()[1].startswith("none")
     assert res.stderr.count("uvs: no BLAS") == 1
     assert "could not link to a BLAS" not in res.stderr
+
+
+def test_update_functions_keep_their_buffers():
+    """f_grad_shared and f_update keep their intermediates' memory between calls; other
+    functions free it (PyTensor's default)."""
+    from collections import OrderedDict
+
+    import pytensor.tensor as pt
+
+    from uvs.optim import adam
+    from uvs.utils import init_tparams
+
+    tparams = init_tparams(OrderedDict(W=np.ones((3, 2), "float32")))
+    x = pt.matrix("x", dtype="float32")
+    cost = pt.exp(pt.dot(x, tparams["W"])).sum()
+    f_grad, f_update = adam(pt.scalar("lr", dtype="float32"), tparams,
+                            pt.grad(cost, [tparams["W"]]), [x], cost)
+    assert not f_grad.vm.allow_gc and not f_update.vm.allow_gc
+    f = backend.function([x], cost)
+    assert f.vm.allow_gc
+    for _ in range(2):  # the kept buffers are reused, not stale
+        assert f_grad(np.ones((4, 3), "float32")) == pytest.approx(f(np.ones((4, 3), "float32")))

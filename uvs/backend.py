@@ -329,9 +329,11 @@ _NUMBA_FALLBACK = ("Numba will use object mode to run (GRU(Forward|Backward)|Inv
                    "SoftmaxRows|SoftmaxRowsGrad|DrawRows|FastUnary|BeamCandidates)")
 
 
-def function(inputs: Any, outputs: Any = None, mode: Any = None, **kwargs: Any) -> Any:
+def function(inputs: Any, outputs: Any = None, mode: Any = None, keep_buffers: bool = False,
+             **kwargs: Any) -> Any:
     """`pytensor.function`, compiled in `mode` (a name or a PyTensor `Mode`), else `$UVS_MODE`,
-    else the default."""
+    else the default. keep_buffers: intermediate results keep their memory between calls
+    (PyTensor's `allow_gc` off), for functions called again and again, like an update."""
     import pytensor
     from pytensor.compile.mode import get_mode
 
@@ -342,6 +344,8 @@ def function(inputs: Any, outputs: Any = None, mode: Any = None, **kwargs: Any) 
     # other clients, so a clipped gradient g·c/|g| recomputed each large weight gradient
     # (12 % of a decoder update); without the fold it is one product and an elementwise scale.
     mode = get_mode(mode).excluding("local_dot22_to_dot22scalar")
+    if keep_buffers and hasattr(mode.linker, "allow_gc"):
+        mode = mode.clone(link_kwargs={"allow_gc": False})
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_NUMBA_FALLBACK)
         return pytensor.function(inputs, outputs, mode=mode, **kwargs)

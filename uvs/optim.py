@@ -51,8 +51,10 @@ def _shared_like(p, name):
 
 def _grad_shared(tparams, grads, inps, cost, mode):
     gshared = [_shared_like(p, f"{k}_grad") for k, p in tparams.items()]
+    # called once per batch: its intermediates keep their memory, so that NumPy's huge pages
+    # are not returned and faulted in again on every call (a tenth of a decoder update)
     f_grad_shared = backend.function(inps, cost, updates=list(zip(gshared, grads, strict=True)),
-                                     mode=mode, name="f_grad_shared")
+                                     mode=mode, name="f_grad_shared", keep_buffers=True)
     return gshared, f_grad_shared
 
 
@@ -82,7 +84,8 @@ def _adam(lr, tparams, grads, inps, cost, b1, b2, e, released, mode):
         updates += [(m, m_t), (v, v_t), (p, p_t)]
     updates.append((i, i_t))
     f_update = backend.function([pytensor.In(lr, allow_downcast=True)], [], updates=updates,
-                                on_unused_input="ignore", mode=mode, name="f_update")
+                                on_unused_input="ignore", mode=mode, name="f_update",
+                                keep_buffers=True)
     return f_grad_shared, f_update
 
 
