@@ -326,7 +326,9 @@ _mode = mode  # `function` takes a `mode` argument
 # run their NumPy `perform` (the GRU's still faster than Numba's scan), which Numba announces
 # once per Op.
 _NUMBA_FALLBACK = ("Numba will use object mode to run (GRU(Forward|Backward)|InvariantDot|"
-                   "SoftmaxRows|SoftmaxRowsGrad|DrawRows|FastUnary|BeamCandidates)")
+                   "SoftmaxRows|SoftmaxRowsGrad|SoftmaxNLLRows|SoftmaxNLLRowsGrad|DrawRows|"
+                   "FastUnary|BeamCandidates|ReluRNN(Forward|Backward)|OrderErrors|"
+                   "OrderErrorsGrad|AdamStep|SquaredNorm)")
 
 
 def function(inputs: Any, outputs: Any = None, mode: Any = None, keep_buffers: bool = False,
