@@ -14,15 +14,13 @@ import pytensor.tensor as pt
 from pytensor.compile import optdb
 from pytensor.graph.basic import Apply, Variable
 from pytensor.graph.rewriting.basic import WalkingGraphRewriter, node_rewriter
-from pytensor.link.c.op import ExternalCOp
 
-from uvs import backend
-from uvs.cop import openmp
+from uvs.cop import OpenMPCOp, available
 
 C_FILE = "adam_op.c"  # beside this module; PyTensor keys its compile cache by the file's hash
 
 
-class AdamStep(ExternalCOp):
+class AdamStep(OpenMPCOp):
     """(p, g, m, v, lr) -> (p, m, v) after one step: m = b1·g + (1 − b1)·m,
     v = b2·g² + (1 − b2)·v, p = p − lr·m / (√v + e); float32, lr a scalar.
 
@@ -31,12 +29,13 @@ class AdamStep(ExternalCOp):
     """
 
     __props__ = ("b1", "b2", "e", "inplace")
+    c_file = C_FILE
 
     def __init__(self, b1: float, b2: float, e: float, inplace: bool = False) -> None:
         self.b1, self.b2, self.e, self.inplace = float(b1), float(b2), float(e), bool(inplace)
         if inplace:
             self.destroy_map = {0: [0], 1: [2], 2: [3]}
-        super().__init__(C_FILE)
+        super().__init__()
 
     def make_node(self, p, g, m, v, lr) -> Apply:
         p, g, m, v, lr = (pt.as_tensor_variable(x) for x in (p, g, m, v, lr))
@@ -59,12 +58,6 @@ class AdamStep(ExternalCOp):
             {sub["fail"]}
         }}
         """
-
-    def c_headers(self, **kwargs: Any) -> list[str]:
-        return ["<math.h>"]
-
-    def c_compile_args(self, **kwargs: Any) -> list[str]:
-        return ["-fno-math-errno", "-fno-trapping-math", *(["-fopenmp"] if openmp() else [])]
 
     def perform(self, node, inputs, outputs) -> None:
         p, g, m, v, lr = inputs
@@ -99,7 +92,6 @@ def adam_step(p: Variable, g: Variable, m: Variable, v: Variable, lr: Variable, 
               b2: float, e: float, mode: Any = None) -> tuple[Variable, Variable, Variable] | None:
     """(p_t, m_t, v_t) of one Adam step as `AdamStep`, or None where it cannot run (not float32,
     or compiled for JAX: `mode`, else uvs's default)."""
-    jax = (mode is None or isinstance(mode, str)) and backend.mode(mode) == "JAX"
-    if jax or any(x.dtype != "float32" for x in (p, g, m, v, lr)):
+    if not available(mode) or any(x.dtype != "float32" for x in (p, g, m, v, lr)):
         return None
     return tuple(AdamStep(b1, b2, e)(p, g, m, v, lr))

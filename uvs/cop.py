@@ -2,7 +2,8 @@
 
 PyTensor keys an `ExternalCOp`'s compile cache by the hash of its own C files only, so an Op
 that puts `fastmath.h` (beside this module) in front of its code adds the header's hash to
-its `c_code_cache_version`. `BlasCOp` is an Op whose C calls the BLAS PyTensor links.
+its `c_code_cache_version`. `BlasCOp` is an Op whose C calls the BLAS PyTensor links,
+`OpenMPCOp` one whose C loops spread over OpenMP threads; `available` says where they run.
 """
 
 from __future__ import annotations
@@ -16,8 +17,17 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.utils import MethodNotDefined
 from pytensor.link.c.op import ExternalCOp
 
+from uvs import backend
+
 FASTMATH = "fastmath.h"  # float math shared by the C files, put in front of each
 BLAS_SUPPORT = "blas_support.c"  # products and array helpers, put before a BlasCOp's own file
+
+
+def available(mode: Any = None) -> bool:
+    """Whether uvs's C Ops run in `mode` (a name, else uvs's default; a PyTensor `Mode` is taken
+    as one that runs them): every mode but JAX, which cannot call them (NUMBA runs their
+    `perform`)."""
+    return not (mode is None or isinstance(mode, str)) or backend.mode(mode) != "JAX"
 
 
 @functools.cache
@@ -87,3 +97,20 @@ class BlasCOp(ExternalCOp):
             raise MethodNotDefined("no BLAS linked: the NumPy implementation runs instead")
         if node.outputs[0].dtype not in ("float32", "float64"):
             raise MethodNotDefined(f"no C code for {node.outputs[0].dtype}")
+
+
+class OpenMPCOp(ExternalCOp):
+    """An Op whose C (its `c_file`) spreads its loops over OpenMP threads where PyTensor's
+    compiler builds with OpenMP; -fno-trapping-math lets those loops vectorize."""
+
+    __props__ = ()
+    c_file = ""
+
+    def __init__(self) -> None:
+        super().__init__(self.c_file)
+
+    def c_headers(self, **kwargs: Any) -> list[str]:
+        return ["<math.h>", "<stdlib.h>", "<string.h>"]
+
+    def c_compile_args(self, **kwargs: Any) -> list[str]:
+        return ["-fno-math-errno", "-fno-trapping-math", *(["-fopenmp"] if openmp() else [])]

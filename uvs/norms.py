@@ -13,21 +13,16 @@ from typing import Any
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.basic import Apply, Variable
-from pytensor.link.c.op import ExternalCOp
 
-from uvs import backend
-from uvs.cop import openmp
+from uvs.cop import OpenMPCOp, available
 
 C_FILE = "norms.c"  # beside this module; PyTensor keys its compile cache by the file's hash
 
 
-class SquaredNorm(ExternalCOp):
+class SquaredNorm(OpenMPCOp):
     """(*xs: float32 tensors) -> float32 scalar Σ x² over every element of every x."""
 
-    __props__ = ()
-
-    def __init__(self) -> None:
-        super().__init__(C_FILE)
+    c_file = C_FILE
 
     def make_node(self, *xs) -> Apply:
         xs = [pt.as_tensor_variable(x) for x in xs]
@@ -52,9 +47,6 @@ class SquaredNorm(ExternalCOp):
         }}
         """
 
-    def c_compile_args(self, **kwargs: Any) -> list[str]:
-        return ["-fno-trapping-math", *(["-fopenmp"] if openmp() else [])]
-
 
 squared_norm_op = SquaredNorm()
 
@@ -62,7 +54,6 @@ squared_norm_op = SquaredNorm()
 def squared_norm(xs: list[Variable], mode: Any = None) -> Variable:
     """Σ x² over every element of xs (float32 tensors) as one `SquaredNorm`; PyTensor's sums
     where it cannot run (other dtypes, or compiled for JAX: `mode`, else uvs's default)."""
-    jax = (mode is None or isinstance(mode, str)) and backend.mode(mode) == "JAX"
-    if jax or any(x.dtype != "float32" for x in xs):
+    if not available(mode) or any(x.dtype != "float32" for x in xs):
         return sum((x ** 2).sum() for x in xs)
     return squared_norm_op(*xs)

@@ -9,30 +9,18 @@ the pairs once (C in `order_op.c`, beside this file, threads and vector lanes; N
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.graph.basic import Apply, Variable
 from pytensor.graph.op import Op
-from pytensor.link.c.op import ExternalCOp
 
-from uvs.cop import openmp
+from uvs.cop import OpenMPCOp
 
 C_FILE = "order_op.c"  # beside this module; PyTensor keys its compile cache by the file's hash
 
 
-class _OrderCOp(ExternalCOp):
-    __props__ = ()
-
-    def __init__(self) -> None:
-        super().__init__(C_FILE)
-
-    def c_headers(self, **kwargs: Any) -> list[str]:
-        return ["<stdlib.h>", "<string.h>"]
-
-    def c_compile_args(self, **kwargs: Any) -> list[str]:
-        return ["-fno-trapping-math", *(["-fopenmp"] if openmp() else [])]
+class _OrderCOp(OpenMPCOp):
+    c_file = C_FILE
 
 
 def _matrices(op: str, *xs) -> list[Variable]:

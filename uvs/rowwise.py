@@ -28,8 +28,7 @@ from pytensor.scalar.math import Sigmoid
 from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.math import Dot
 
-from uvs import backend
-from uvs.cop import fastmath_header, openmp
+from uvs.cop import available, fastmath_header, openmp
 
 C_FILE = "rowwise.c"  # beside this module; PyTensor keys its compile cache by its hash
 
@@ -348,11 +347,6 @@ fast_sigmoid = FastUnary("sigmoid")
 fast_tanh = FastUnary("tanh")
 _FAST = {Sigmoid: fast_sigmoid, Tanh: fast_tanh}
 
-
-def available(mode: str | None = None) -> bool:
-    """Whether these Ops run in `mode` (default uvs's): every mode but JAX, which cannot call
-    them (NUMBA runs their `perform`)."""
-    return backend.mode(mode) != "JAX"
 
 
 def softmax(x: Variable, mode: str | None = None) -> Variable:
