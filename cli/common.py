@@ -13,7 +13,7 @@ import click
 
 from uvs import runs
 from uvs.cluster.run import Where, check_available, parse_shard
-from uvs.errors import UVSError
+from uvs.errors import UVSError, os_reason
 from uvs.fileio import check_not_input, has_line_break, read_lines
 from uvs.modelfile import shown
 from uvs.progress import progress
@@ -29,7 +29,7 @@ class Group(click.Group):
             raise click.ClickException(str(err)) from None
         except OSError as err:
             where = err.filename if err.filename is not None else "uvs"
-            raise click.ClickException(f"{where}: {err.strerror or err}") from None
+            raise click.ClickException(f"{where}: {os_reason(err)}") from None
 
 
 def print_json(obj) -> None:

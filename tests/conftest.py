@@ -1,5 +1,7 @@
 """Fixtures shared by several test modules."""
 
+import os
+
 import pytest
 
 
@@ -24,3 +26,17 @@ def sample_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     sample.make_sample(str(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def link_sample(sample_data):
+    """`link_sample(DIR)`: DIR/sample/ as hard links to the session's sample (no 200 MB copy;
+    uvs writes by rename, never in place, so a test cannot change the shared files)."""
+
+    def link(data_dir):
+        os.makedirs(data_dir / "sample")
+        for name in os.listdir(sample_data / "sample"):
+            os.link(sample_data / "sample" / name, data_dir / "sample" / name)
+        return data_dir
+
+    return link

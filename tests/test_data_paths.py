@@ -142,3 +142,15 @@ def test_search_names_words_the_model_does_not_know(tmp_path):
     assert "know" not in result.stderr
     # a word whose index is at or beyond n_words is UNK too (released VSE models)
     assert unknown_words(["dog grass"], worddict, worddict["grass"]) == ["grass"]
+
+
+def test_a_full_disk_while_making_the_sample_says_so_and_leaves_nothing(tmp_path, monkeypatch):
+    def short_write(path, arr, *a, **k):  # what NumPy raises when the disk fills mid-write
+        raise OSError(f"{arr.nbytes} requested and 0 written")
+
+    monkeypatch.setattr(np, "save", short_write)
+    with pytest.raises(UVSError) as err:
+        sample.make_sample(str(tmp_path))
+    assert str(err.value) == (f"{tmp_path / 'sample'}: cannot write the sample data set: "
+                              f"{1000 * 5 * 4096 * 4} requested and 0 written")
+    assert os.listdir(tmp_path) == []

@@ -89,12 +89,10 @@ def test_bad_data_named_in_one_line(tmp_path, problem, match):
                               ("empty line", "not multiple of 5", "latin1") else ims)
 
 
-def test_sample_is_generated_deterministically(tmp_path):
-    os.makedirs(tmp_path / "a")
-    os.makedirs(tmp_path / "b")
-    a = datasets.load_split("sample", "dev", tmp_path / "a")
-    b = datasets.load_split("sample", "dev", tmp_path / "b")
+def test_sample_is_generated_deterministically(tmp_path, sample_data):
+    a = datasets.load_split("sample", "dev", tmp_path)  # generated here
+    b = datasets.load_split("sample", "dev", sample_data)  # by the session's fixture
     assert a.caps == b.caps and np.array_equal(a.ims, b.ims)
     assert len(a.caps) == 2500 and a.ims.shape == (2500, 4096)
     np.testing.assert_allclose(np.linalg.norm(a.ims, axis=1), 1, atol=1e-5)
-    assert "SYNTHETIC" in (tmp_path / "a" / "sample" / "README.txt").read_text()
+    assert "SYNTHETIC" in (tmp_path / "sample" / "README.txt").read_text()

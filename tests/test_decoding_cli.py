@@ -9,10 +9,9 @@ from test_decoding_files import write_released
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, sample_data):
     root = tmp_path_factory.mktemp("cli")
-    data = root / "data"
-    data.mkdir()
+    data = sample_data
     saveto = root / "dec.npz"
     res = ok(run("decoder", "train", "--data", "sample", "--data-dir", data, "--condition",
                  "features", "--dim", 8, "--dim-word", 4, "--batch-size", 500,

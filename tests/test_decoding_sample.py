@@ -11,8 +11,8 @@ from uvs.decoding.train import trainer
 from uvs.sample import make_sample
 
 
-def test_grammar_parses_the_sample_and_nothing_else(tmp_path):
-    caps = load_split("sample", "dev", str(tmp_path)).caps
+def test_grammar_parses_the_sample_and_nothing_else(sample_data):
+    caps = load_split("sample", "dev", str(sample_data)).caps
     assert all(parse(c) is not None for c in caps)
     for bad in ("a dog runs", "a dog dog runs .", "the red runs .", "a dog is runs ."):
         assert parse(bad) is None

@@ -20,8 +20,8 @@ TINY = {"data": "sample", "condition": "features", "dim": 8, "dim_word": 4,
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("data"))
+def data_dir(sample_data):
+    return str(sample_data)
 
 
 @pytest.fixture(scope="module")

@@ -319,12 +319,11 @@ def test_trailing_bytes_after_a_decoder_dictionary(tmp_path):
                    "holds more than the 2 pickles expected")
 
 
-def decoder_train(tmp_path, *extra):
-    """`uvs decoder train` on the sample with tiny dimensions; the folder before and after."""
+def decoder_train(tmp_path, data, *extra):
+    """`uvs decoder train` on the sample in `data` with tiny dimensions; nothing written."""
     saveto = tmp_path / "run" / "dec.npz"
     saveto.parent.mkdir()
-    (tmp_path / "data").mkdir(exist_ok=True)
-    res = run("decoder", "train", "--data", "sample", "--data-dir", tmp_path / "data",
+    res = run("decoder", "train", "--data", "sample", "--data-dir", data,
               "--condition", "features", "--dim", 8, "--dim-word", 4, "--batch-size", 500,
               "--max-epochs", 1, "--saveto", saveto, "-q", *extra)
     assert list(saveto.parent.iterdir()) == []
@@ -332,11 +331,11 @@ def decoder_train(tmp_path, *extra):
 
 
 @pytest.mark.parametrize("flag", ["--dictionary", "--embeddings"])
-def test_shared_tuple_through_decoder_train_inputs(tmp_path, flag):
+def test_shared_tuple_through_decoder_train_inputs(tmp_path, sample_data, flag):
     path = write(tmp_path, doubling(64, DICT_KEY if flag == "--embeddings" else FROZEN))
     if flag == "--dictionary":
         path = write(tmp_path, doubling(64, b"}(TOP\x91K\x01s"), "d.pkl")
-    one_line_error(decoder_train(tmp_path, flag, path), path, "expands to more than")
+    one_line_error(decoder_train(tmp_path, sample_data, flag, path), path, "expands to more than")
 
 
 def embeddings_pickle(tmp_path, value) -> str:
@@ -354,18 +353,19 @@ def embeddings_pickle(tmp_path, value) -> str:
     ({"a": [float("nan"), 0.0]}, "holds NaN, Inf or values beyond float32"),
     ([1.0, 2.0], "expected a non-empty pickle of {word: vector}"),
 ])
-def test_bad_embeddings_are_one_line_errors(tmp_path, value, fragment):
+def test_bad_embeddings_are_one_line_errors(tmp_path, sample_data, value, fragment):
     path = embeddings_pickle(tmp_path, value)
-    one_line_error(decoder_train(tmp_path, "--embeddings", path), path, fragment)
+    one_line_error(decoder_train(tmp_path, sample_data, "--embeddings", path), path, fragment)
 
 
-def test_embeddings_beyond_the_wemb_bound_are_refused_before_building(tmp_path, monkeypatch):
+def test_embeddings_beyond_the_wemb_bound_are_refused_before_building(tmp_path, sample_data,
+                                                                    monkeypatch):
     from uvs.decoding import train
 
     # a Wemb of n_words x dim_word beyond the bound is refused before it is allocated
     monkeypatch.setattr(train, "MAX_WEMB_VALUES", 1000)
     path = embeddings_pickle(tmp_path, {w: [0.5] * 64 for w in ("a", "dog", "the")})
-    res = decoder_train(tmp_path, "--embeddings", path)  # after the sample data is made
+    res = decoder_train(tmp_path, sample_data, "--embeddings", path)  # after the data is read
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert res.stderr.splitlines()[-1] == f"Error: {path}: a 53 x 64 Wemb is more than 1000 values"
 

@@ -176,12 +176,11 @@ def test_align_show_never_over_the_regions_photo(tmp_path):
     assert _unchanged(photo, regions) == before
 
 
-def test_evalcap_never_over_the_decoder_or_the_split(decoder, tmp_path):
+def test_evalcap_never_over_the_decoder_or_the_split(decoder, sample_data):
     pytest.importorskip("pycocoevalcap")
     from uvs.datasets import split_files
 
-    data = tmp_path / "data"
-    data.mkdir()
+    data = sample_data
     before = _unchanged(decoder)
     one_line_error(run("evalcap", decoder, "--data-dir", data, "-o", decoder),
                    "would write over an input")

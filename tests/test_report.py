@@ -12,7 +12,6 @@ from browser import Browser, find_chromium
 from clirun import ok, one_line_error, run
 from test_report_runs import line_and_star, plot_svg
 
-from uvs import sample
 from uvs.errors import UVSError
 from uvs.report import logs, metrics, plots
 
@@ -36,11 +35,10 @@ COLOURS = {"black": (30, 30, 30), "white": (235, 235, 235), "brown": (120, 80, 4
 # --- fixtures: two real training runs on the sample, photos for its dev images -------------
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, link_sample):
     """The sample data set, two runs that differ in margin and lrate, painted dev photos."""
     root = tmp_path_factory.mktemp("report")
-    data = root / "data"
-    sample.make_sample(str(data))
+    data = link_sample(root / "data")
     for name, margin, lrate in (("a", "0.2", "0.002"), ("b", "0.1", "0.001")):
         ok(run("train", "--data", "sample", "--data-dir", data, "--dim", "16",
                "--dim-word", "12", "--batch-size", "32", "--max-epochs", "1",

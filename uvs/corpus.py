@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from uvs import tools
-from uvs.errors import UVSError
+from uvs.errors import UVSError, os_reason
 from uvs.features import embed_feature_file, read_image_features
 from uvs.fileio import atomic_path, open_regular, read_lines
 from uvs.modelfile import read_model, read_npz
@@ -53,7 +53,7 @@ def file_sha256(path: str) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     except OSError as err:
-        raise UVSError(path, f"cannot read: {err.strerror}") from None
+        raise UVSError(path, f"cannot read: {os_reason(err)}") from None
     return h.hexdigest()
 
 

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from uvs import sample
-from uvs.errors import UVSError
+from uvs.errors import UVSError, os_reason
 from uvs.fileio import load_npy, open_regular
 from uvs.vocab import ASCII_WHITESPACE
 
@@ -80,7 +80,7 @@ def read_captions(path: str) -> list[str]:
         with open_regular(path, "caption file") as f:
             raw = f.read()
     except OSError as err:
-        raise UVSError(path, f"cannot read ({err.strerror or err})") from None
+        raise UVSError(path, f"cannot read ({os_reason(err)})") from None
     if raw.startswith(BOM):
         raw = raw[len(BOM):]
     lines = raw.split(b"\n")

@@ -20,3 +20,10 @@ def one_line(err: BaseException | str, limit: int = 200) -> str:
     if not detail.isprintable():
         detail = ascii(detail)
     return detail if len(detail) <= limit else detail[:limit] + "..."
+
+
+def os_reason(err: BaseException) -> str:
+    """Why an OSError happened, in words: its strerror, else its errno's, else its message
+    (NumPy's short writes on a full disk carry neither: '4096 requested and 0 written')."""
+    code = getattr(err, "errno", None)
+    return getattr(err, "strerror", None) or (os.strerror(code) if code else None) or one_line(err)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from uvs.errors import UVSError
+from uvs.errors import UVSError, os_reason
 
 
 def normal_mode(bits: int = 0o666) -> int:
@@ -32,8 +32,7 @@ def _mode_for(path: str) -> int:
 
 def write_error(path: str | os.PathLike, err: OSError) -> UVSError:
     """`PATH: cannot write: No space left on device` (or whichever reason) for `err`."""
-    reason = err.strerror or (os.strerror(err.errno) if err.errno else None) or str(err)
-    return UVSError(path, f"cannot write: {reason}")
+    return UVSError(path, f"cannot write: {os_reason(err)}")
 
 
 @contextlib.contextmanager
@@ -76,7 +75,7 @@ def open_regular(path: str | os.PathLike, what: str = "file") -> io.BufferedRead
     except IsADirectoryError:
         raise UVSError(path, f"a folder, not a {what}") from None
     except (OSError, ValueError) as err:  # ValueError: a NUL in the path
-        raise UVSError(path, f"cannot read ({getattr(err, 'strerror', None) or err})") from None
+        raise UVSError(path, f"cannot read ({os_reason(err)})") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
@@ -123,7 +122,7 @@ def load_npy(path: str | os.PathLike, mmap: bool = False, what: str = "file") ->
         try:
             head = f.read(len(NPY_MAGIC))
         except OSError as err:
-            raise UVSError(path, f"cannot read: {err.strerror}") from None
+            raise UVSError(path, f"cannot read: {os_reason(err)}") from None
     if head != NPY_MAGIC:
         kind = "an .npz archive" if head.startswith(b"PK") else (
             "text" if _looks_like_text(path) else "some other file")
@@ -158,7 +157,7 @@ def read_lines(path: str | os.PathLike) -> list[str]:
         with open_regular(path) as f:
             raw = f.read()
     except OSError as err:
-        raise UVSError(path, f"cannot read ({err.strerror or err})") from None
+        raise UVSError(path, f"cannot read ({os_reason(err)})") from None
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     if not raw:

@@ -19,7 +19,7 @@ import pickle
 import re
 import struct
 
-from uvs.errors import UVSError, one_line
+from uvs.errors import UVSError, one_line, os_reason
 from uvs.fileio import open_regular
 
 # The limits, generous for every released file: dictionaries of 10k-30k words take ~200k
@@ -629,7 +629,7 @@ def _load_one(unpickler: _RestrictedUnpickler, where: str) -> object:
     except (_Refused, *_UNREADABLE) as err:
         raise _unreadable(where, err) from None
     except OSError as err:
-        raise UVSError(where, f"cannot read ({err.strerror or err})") from None
+        raise UVSError(where, f"cannot read ({os_reason(err)})") from None
 
 
 def _open(where: str) -> io.BufferedReader:
@@ -648,7 +648,7 @@ def load_pickle(path: str | os.PathLike, allow_numpy: bool = False,
         try:
             _check_start(fh, where)
         except OSError as err:
-            raise UVSError(where, f"cannot read ({err.strerror or err})") from None
+            raise UVSError(where, f"cannot read ({os_reason(err)})") from None
         return _load_one(_RestrictedUnpickler(fh, where, allow_numpy, frozenset(objects)),
                          where)
 
@@ -664,7 +664,7 @@ def load_pickles(path: str | os.PathLike, count: int, what: str) -> list:
         try:
             _check_start(fh, where)
         except OSError as err:
-            raise UVSError(where, f"cannot read ({err.strerror or err})") from None
+            raise UVSError(where, f"cannot read ({os_reason(err)})") from None
         unpickler = _RestrictedUnpickler(fh, where, False)
         for n in range(count):
             if n and unpickler.at_end():

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from uvs.errors import UVSError
+from uvs.errors import UVSError, os_reason
 from uvs.fileio import atomic_path, open_regular
 from uvs.legacy import load_pickle
 
@@ -272,7 +272,7 @@ class Archive:
                 head = f.read(4)
                 size = os.fstat(f.fileno()).st_size
         except OSError as err:
-            raise UVSError(path, f"cannot read ({err.strerror or err})") from None
+            raise UVSError(path, f"cannot read ({os_reason(err)})") from None
         if head not in (b"PK\x03\x04", b"PK\x05\x06"):
             raise UVSError(path, not_npz)
         try:

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from uvs.errors import UVSError, one_line
+from uvs.errors import UVSError, one_line, os_reason
 from uvs.extras import import_from
 from uvs.fileio import open_regular
 
@@ -68,7 +68,7 @@ def _open(path: str, allow_truncated: bool):
                 img.load()
                 return img.copy()
         except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
-            raise UVSError(path, f"cannot read: {err.strerror}") from None
+            raise UVSError(path, f"cannot read: {os_reason(err)}") from None
         except Image.UnidentifiedImageError:
             raise UVSError(path, "not an image Pillow can read") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from uvs.errors import UVSError
+from uvs.errors import UVSError, os_reason
 from uvs.fileio import atomic_path, open_regular
 from uvs.modelfile import Archive, shown
 from uvs.photos import MAX_PIXELS
@@ -112,7 +112,7 @@ def read_box_list(path: str) -> list[tuple[str, list]]:
         with open_regular(path, "boxes file") as f:
             raw = f.read(MAX_BOX_FILE + 1)
     except OSError as err:
-        raise UVSError(path, f"cannot read ({err.strerror or err})") from None
+        raise UVSError(path, f"cannot read ({os_reason(err)})") from None
     if len(raw) > MAX_BOX_FILE:
         raise UVSError(path, f"more than {MAX_BOX_FILE} bytes: not a boxes file")
     try:

@@ -38,7 +38,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
-from uvs.errors import UVSError
+from uvs.errors import UVSError, os_reason
 from uvs.fileio import write_error
 from uvs.modelfile import ModelFile, read_model, write_model
 from uvs.optim import optimizer_state
@@ -175,7 +175,7 @@ def _own_file_error(path: str, err: OSError, where: str) -> UVSError:
     if err.errno == errno.ENXIO:  # a FIFO opened for writing, no reader
         return UVSError(path, "a FIFO, not a regular file: a run writes its log and lock only "
                         "to regular files")
-    return UVSError(where, f"cannot write{' here' if where != path else ''}: {err.strerror}")
+    return UVSError(where, f"cannot write{' here' if where != path else ''}: {os_reason(err)}")
 
 
 def _take_lock(path: str, saveto: str) -> int:
@@ -256,7 +256,7 @@ class Run:
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as err:
-            raise UVSError(p.best, f"cannot write here: {err.strerror}") from None
+            raise UVSError(p.best, f"cannot write here: {os_reason(err)}") from None
         self._lock_fd = _take_lock(p.lock, p.best)
         try:
             self._decide()
@@ -333,7 +333,7 @@ class Run:
                 os.close(fd)
                 os.unlink(probe)
         except OSError as err:
-            raise UVSError(p.best, f"cannot write here: {err.strerror}") from None
+            raise UVSError(p.best, f"cannot write here: {os_reason(err)}") from None
         free = shutil.disk_usage(folder).free
         if free < need_bytes:
             raise UVSError(p.best, f"not enough disk space: replacing the checkpoints needs "

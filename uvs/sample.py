@@ -24,7 +24,7 @@ import tempfile
 
 import numpy as np
 
-from uvs.errors import UVSError
+from uvs.errors import UVSError, os_reason
 from uvs.fileio import atomic_path, normal_mode, read_lines
 from uvs.regions import write_regions
 
@@ -153,7 +153,7 @@ def make_sample(data_dir: str, seed: int = 1234, dim: int = 4096) -> str:
     try:
         os.makedirs(data_dir, exist_ok=True)
     except OSError as err:
-        raise UVSError(data_dir, f"cannot create the data folder: {err.strerror}") from None
+        raise UVSError(data_dir, f"cannot create the data folder: {os_reason(err)}") from None
     rng = np.random.RandomState(seed)
     sizes = [len(SUBJECTS), len(COLOURS), len(ACTIONS), len(PLACES)]
     prototypes = [rng.randn(n, dim) * (1.0 / np.sqrt(4)) for n in sizes]
@@ -185,7 +185,7 @@ def make_sample(data_dir: str, seed: int = 1234, dim: int = 4096) -> str:
         os.chmod(tmp, normal_mode(0o777))  # mkdtemp made it private
         os.replace(tmp, target)
     except OSError as err:
-        raise UVSError(target, f"cannot write the sample data set: {err.strerror}") from None
+        raise UVSError(target, f"cannot write the sample data set: {os_reason(err)}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -19,7 +19,7 @@ from uvs.cluster.store import create_or_open
 from uvs.corpus import content_sha256, file_sha256, vse_hash
 from uvs.decoding.files import read_decoder
 from uvs.decoding.tools import trained_model_path
-from uvs.errors import UVSError
+from uvs.errors import UVSError, os_reason
 from uvs.features import read_image_features
 from uvs.fileio import atomic_path
 from uvs.modelfile import read_model
@@ -36,7 +36,7 @@ def iter_lines(path: str) -> Iterator[str]:
         f = open(path, "rb")
     except OSError as err:
         raise UVSError(path, "file not found" if isinstance(err, FileNotFoundError)
-                       else f"cannot read: {err.strerror}") from None
+                       else f"cannot read: {os_reason(err)}") from None
     with f:
         n = 0
         for n, raw in enumerate(f, 1):

@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from uvs.errors import UVSError
+from uvs.errors import UVSError, os_reason
 from uvs.legacy import MNLM_CLASSES, LegacyObject, load_pickle
 from uvs.mnlm.mlbl import MLBL
 from uvs.mnlm.mlblf import MLBLF
@@ -196,7 +196,7 @@ def is_zip(path: str) -> bool:
         with open(path, "rb") as fh:
             return fh.read(4) == b"PK\x03\x04"
     except OSError as err:
-        raise UVSError(path, f"cannot read ({err.strerror or err})") from None
+        raise UVSError(path, f"cannot read ({os_reason(err)})") from None
 
 
 def read_mnlm_file(path: str | os.PathLike) -> ModelFile:

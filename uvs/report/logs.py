@@ -15,7 +15,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from uvs.errors import UVSError, one_line
+from uvs.errors import UVSError, one_line, os_reason
 
 LOG_SUFFIX = ".log.jsonl"
 NOT_METRICS = {"update", "epoch", "max_epochs", "uidx", "time", "best"}  # and `*seconds*`
@@ -94,7 +94,7 @@ def read_regular(path: str, limit: int) -> tuple[bytes, int]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as err:
-        raise UVSError(path, f"cannot read: {err.strerror}") from None
+        raise UVSError(path, f"cannot read: {os_reason(err)}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -110,7 +110,7 @@ def read_regular(path: str, limit: int) -> tuple[bytes, int]:
             left -= len(chunk)
         return b"".join(chunks), st.st_size
     except OSError as err:
-        raise UVSError(path, f"cannot read: {err.strerror}") from None
+        raise UVSError(path, f"cannot read: {os_reason(err)}") from None
     finally:
         os.close(fd)
 

@@ -7,7 +7,7 @@ import os
 from importlib import resources
 
 from uvs import __version__
-from uvs.errors import UVSError
+from uvs.errors import UVSError, os_reason
 from uvs.fileio import check_not_input, write_text
 from uvs.report import need
 
@@ -43,7 +43,7 @@ def check_output(path: str, inputs: tuple[str, ...] = ()) -> None:
             with open(path, "rb") as f:
                 head = f.read(4096)
         except OSError as err:
-            raise UVSError(path, f"cannot read: {err.strerror}") from None
+            raise UVSError(path, f"cannot read: {os_reason(err)}") from None
         if GENERATOR.encode() not in head:
             raise UVSError(path, "exists and is not a uvs report: refusing to overwrite it")
 
