@@ -11,9 +11,11 @@ encoders on it, as each later command of the script (`uvs evalrank`, `uvs search
 Printed per run: wall seconds of the process, its imports, the random initial parameters
 (`init`: LAPACK's SVD, slow on a loaded machine with several BLAS threads), the compile and
 each compiled function, how many C
-modules were built and their gcc seconds, and the Ops whose C code took longest. Each
---variant (extra PYTENSOR_FLAGS; '' is uvs's default) gets its own empty cache and the same
-runs, variants taking turns run by run, so a load on the machine falls on all alike.
+modules were built and their gcc seconds (wall seconds of `uvs.prebuild`'s parallel builds),
+and the Ops whose C code took longest. Each --variant (extra PYTENSOR_FLAGS, or a uvs
+environment variable such as `UVS_COMPILE_JOBS=1`; '' is uvs's default) gets its own empty
+cache and the same runs, variants taking turns run by run, so a load on the machine falls on
+all alike.
 """
 
 from __future__ import annotations
@@ -58,6 +60,20 @@ def child(run: str) -> dict:
             built.append((ops, time.perf_counter() - t))
 
     CLinker.compile_cmodule = timed_compile
+    from uvs import prebuild  # after uvs.backend, as backend.function imports it
+
+    plain_prebuild = prebuild.prebuild
+
+    def timed_prebuild(nodes, workers=None):
+        t = time.perf_counter()
+        n = plain_prebuild(nodes, workers)
+        if n:
+            built.append((f"{n} modules in parallel (uvs.prebuild)", time.perf_counter() - t))
+            prebuilt.append(n)
+        return n
+
+    prebuild.prebuild = timed_prebuild
+    prebuilt: list[int] = []
     functions: dict[str, float] = {}
     plain = backend.function
 
@@ -90,7 +106,8 @@ def child(run: str) -> dict:
         by_op[ops].append(s)
     return {"run": run, "import_s": t_import, "setup_s": t_setup, "compile_s": t_compile,
             "functions": functions,
-            "modules": len(built), "gcc_s": sum(s for _, s in built),
+            "modules": len(built) - len(prebuilt) + sum(prebuilt),
+            "gcc_s": sum(s for _, s in built),
             "by_op": sorted(((k, len(v), sum(v)) for k, v in by_op.items()),
                             key=lambda r: -r[2])}
 
@@ -101,7 +118,8 @@ def main() -> None:
     ap.add_argument("--runs", default="cold,warm,encoders")
     ap.add_argument("--top", type=int, default=12, help="Ops to list")
     ap.add_argument("--variant", action="append",
-                    help="extra PYTENSOR_FLAGS of a variant to compare ('' = uvs's default)")
+                    help="extra PYTENSOR_FLAGS of a variant to compare, or NAME=VALUE of a UVS_ "
+                         "environment variable ('' = uvs's default)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -117,9 +135,12 @@ def main() -> None:
             env = dict(os.environ)
             flags = [f for f in env.get("PYTENSOR_FLAGS", "").split(",")
                      if f and not f.startswith("base_compiledir=")]
-            env["PYTENSOR_FLAGS"] = ",".join(flags + [variant, f"base_compiledir={caches[variant]}"]
-                                             if variant else
-                                             flags + [f"base_compiledir={caches[variant]}"])
+            if variant.startswith("UVS_"):  # an environment variable of uvs's
+                name, _, value = variant.partition("=")
+                env[name] = value
+            elif variant:
+                flags.append(variant)
+            env["PYTENSOR_FLAGS"] = ",".join(flags + [f"base_compiledir={caches[variant]}"])
             t = time.perf_counter()
             p = subprocess.run([sys.executable, os.path.abspath(__file__), "--child",
                                 "encoders" if run == "encoders" else "train"],

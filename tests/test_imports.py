@@ -14,9 +14,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"uvs": ROOT / "uvs", "uvs.cli": ROOT / "cli"}
-# the one first-party import left inside a function, as in the originals: MLBL.train saves
-# the model with lm_tools.save_model, and lm_tools.load_model builds MLBLs
-LAZY = {("uvs.mnlm.lbl", "uvs.mnlm.lm_tools"), ("uvs.mnlm.lbl", "uvs.mnlm")}
+# the first-party imports left inside a function: as in the originals, MLBL.train saves the
+# model with lm_tools.save_model and lm_tools.load_model builds MLBLs; and uvs.backend, which
+# imports no PyTensor at its top (`import uvs` stays light), imports its PyTensor helpers
+# `uvs.prebuild` and `uvs.ccflags` where it compiles
+LAZY = {("uvs.mnlm.lbl", "uvs.mnlm.lm_tools"), ("uvs.mnlm.lbl", "uvs.mnlm"),
+        ("uvs.backend", "uvs.prebuild"), ("uvs.backend", "uvs.ccflags")}
 
 
 def _modules() -> dict[str, Path]:

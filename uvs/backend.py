@@ -339,6 +339,8 @@ def function(inputs: Any, outputs: Any = None, mode: Any = None, keep_buffers: b
     import pytensor
     from pytensor.compile.mode import get_mode
 
+    from uvs import ccflags, prebuild  # on PyTensor: imported where it compiles, like PyTensor
+
     configure()
     if mode is None or isinstance(mode, str):
         mode = _mode(mode)
@@ -348,6 +350,9 @@ def function(inputs: Any, outputs: Any = None, mode: Any = None, keep_buffers: b
     mode = get_mode(mode).excluding("local_dot22_to_dot22scalar")
     if keep_buffers and hasattr(mode.linker, "allow_gc"):
         mode = mode.clone(link_kwargs={"allow_gc": False})
+    if getattr(mode.linker, "c_thunks", False):  # PyTensor's C backend
+        ccflags.use_remembered_march()  # not asked of gcc again in each process
+        mode = prebuild.in_parallel(mode)  # a cold cache's C modules built on every core
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_NUMBA_FALLBACK)
         return pytensor.function(inputs, outputs, mode=mode, **kwargs)

@@ -15,9 +15,10 @@ from typing import Any
 
 from pytensor.graph.basic import Apply
 from pytensor.graph.utils import MethodNotDefined
+from pytensor.link.c.cmodule import GCC_compiler
 from pytensor.link.c.op import ExternalCOp
 
-from uvs import backend
+from uvs import backend, ccflags
 
 FASTMATH = "fastmath.h"  # float math shared by the C files, put in front of each
 BLAS_SUPPORT = "blas_support.c"  # products and array helpers, put before a BlasCOp's own file
@@ -32,10 +33,8 @@ def available(mode: Any = None) -> bool:
 
 @functools.cache
 def openmp() -> bool:
-    """Whether PyTensor's C compiler builds with OpenMP."""
-    from pytensor.link.c.cmodule import GCC_compiler
-
-    return bool(GCC_compiler.try_flags(["-fopenmp"]))
+    """Whether PyTensor's C compiler builds with OpenMP (asked once per machine)."""
+    return ccflags.remembered("openmp", lambda: bool(GCC_compiler.try_flags(["-fopenmp"])))
 
 
 @functools.cache
