@@ -91,6 +91,9 @@ def test_compile_jobs_from_the_environment(monkeypatch):
     from uvs import prebuild
     from uvs.errors import UVSError
 
+    monkeypatch.delenv("UVS_COMPILE_JOBS", raising=False)
+    monkeypatch.setattr(prebuild.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert prebuild.jobs() == prebuild.MAX_JOBS == 16  # not 64 gcc at once by default
     monkeypatch.setenv("UVS_COMPILE_JOBS", "3")
     assert prebuild.jobs() == 3
     monkeypatch.setenv("UVS_COMPILE_JOBS", "1")  # PyTensor's own builds, one at a time

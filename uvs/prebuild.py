@@ -6,8 +6,8 @@ finds the nodes whose modules are not in the cache, runs their gcc builds side b
 is a subprocess, so threads suffice), then gives each module to PyTensor's cache through its
 own `module_from_key`, with the key, source and compile command a serial build would have
 used. Linking then finds every module cached. A build that fails here is left to PyTensor's
-own, which reports it as always. `$UVS_COMPILE_JOBS` caps the builds at once (default: the
-usable cores; 1 leaves every build to PyTensor).
+own, which reports it as always. `$UVS_COMPILE_JOBS` sets the builds at once (default: the
+usable cores, at most 16; 1 leaves every build to PyTensor).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from pytensor.link.c.op import COp
 from pytensor.link.vm import VMLinker
 
 from uvs.errors import UVSError
+
+MAX_JOBS = 16  # a gcc build takes 0.1-0.2 GB; a first run builds about fifty modules
 
 
 @dataclass
@@ -92,11 +94,13 @@ def _build_of(node: Apply, cache: ModuleCache) -> Build | None:
 
 
 def jobs() -> int:
-    """How many gcc builds run at once: `$UVS_COMPILE_JOBS`, else the usable cores."""
+    """How many gcc builds run at once: `$UVS_COMPILE_JOBS`, else the usable cores up to
+    `MAX_JOBS`."""
     value = os.environ.get("UVS_COMPILE_JOBS", "").strip()
     if not value:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-            os.cpu_count() or 1)
+        cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                 else os.cpu_count() or 1)
+        return min(cores, MAX_JOBS)
     if not value.isdigit() or int(value) < 1:
         raise UVSError(None, f"UVS_COMPILE_JOBS={value!r}: expected a whole number, 1 or more")
     return int(value)
