@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytensor.compile.mode import Mode
-from pytensor.graph.basic import Apply
+from pytensor.graph.basic import Apply, Constant
 from pytensor.graph.fg import FunctionGraph
 from pytensor.graph.utils import MethodNotDefined
 from pytensor.link.c.basic import CLinker, get_module_cache
@@ -111,7 +111,16 @@ def prebuild(nodes: list[Apply], workers: int | None = None) -> int:
     them in PyTensor's cache; returns how many were built."""
     cache = get_module_cache()
     builds: dict[str, Build] = {}
+    seen = set()
     for node in nodes:
+        # nodes alike (an Adam step per parameter) share one module: its key is found once
+        if not any(isinstance(v, Constant) for v in node.inputs):
+            alike = (node.op, tuple(v.type for v in node.inputs),
+                     tuple(node.inputs.index(v) for v in node.inputs),  # x * x is not x * y
+                     tuple(v.type for v in node.outputs))
+            if alike in seen:
+                continue
+            seen.add(alike)
         build = _build_of(node, cache)
         if build is not None:
             builds.setdefault(build.module_hash, build)
