@@ -127,7 +127,7 @@ def compile_run(params: dict, options: dict, worddict: dict, mode: str | None = 
                 gru: str | None = None) -> Compiled:
     """Shared parameters, the update functions and the two encoders, compiled."""
     log.info(f"compiling the training graph ({backend.mode(mode)} mode; the first time takes "
-             "half a minute or more, later starts use the compile cache)")
+             "a quarter of a minute or more, later starts use the compile cache)")
     t0 = time.time()
     tparams = init_tparams(params)
     f_grad_shared, f_update = compile_update(tparams, options, mode, gru)
