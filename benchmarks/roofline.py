@@ -16,7 +16,11 @@ decoder_bench.py, align_bench.py) are timed taking turns with the floor, best of
 phases (default), profiled copies of the uvs graphs split its update
 into forward, backward, clipping, optimiser and the Python cost of the two calls, and name
 the Ops that take the most time. Elementwise work (activations, the order penalty, Adam)
-is not counted in the FLOPs: it is what separates an update from its floor. --beam N times
+is not counted in the FLOPs: it is what separates an update from its floor. Beside it, a
+memory floor: the bytes the optimiser must move (every parameter read and written as the
+update's math does; the originals' Adam touches every row of every table each update) at the
+bandwidth of a threaded NumPy `a += b` measured in the same turns; "% roof" counts both
+floors. --beam N times
 the beam search of N captions against its output layer's products; --score-images N the
 alignment scoring of N images against its products (--coco5k: 5 000 x 25 000).
 """
@@ -30,6 +34,7 @@ import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -121,6 +126,8 @@ class Work:
     torch: Callable[[], None] | None = None  # the reference: PyTorch, or `ref`
     ref: str = "PyTorch"
     phases: dict = field(default_factory=dict)  # name -> (profiled function, its args)
+    values: int = 0  # float32 values the optimiser updates (every parameter, every row)
+    accesses: int = 7  # float32 reads and writes per value: Adam reads p, g, m, v, writes p, m, v
 
 
 def _phase_fns(tparams, inps, cost, clip, clip_value, optimizer, args, lr):
@@ -179,7 +186,8 @@ def vse_work(name: str, s: dict, want_torch: bool, phases: bool) -> Work:
         f_gs(x, mask, im)
         f_upd(lr)
 
-    w = Work(name, s, vse_products(s, name == "vse-bow"), uvs_step)
+    w = Work(name, s, vse_products(s, name == "vse-bow"), uvs_step,
+             values=sum(v.size for v in params.values()))
     if want_torch:
         import torch
 
@@ -210,7 +218,8 @@ def decoder_work(name: str, s: dict, want_torch: bool, phases: bool) -> Work:
     x[-1] = 0
     mask = np.ones(x.shape, "float32")
     ctx = rng.randn(s["B"], s["di"]).astype("float32")
-    w = Work(name, s, decoder_products(s, init), uvs_update(o, x, mask, ctx))
+    w = Work(name, s, decoder_products(s, init), uvs_update(o, x, mask, ctx),
+             values=sum(v.size for v in init_params(o, rng=np.random.RandomState(0)).values()))
     if want_torch:
         w.torch = torch_update(x, mask, ctx, o)
     if phases:
@@ -246,7 +255,7 @@ def align_work(name: str, s: dict, want_torch: bool, phases: bool) -> Work:
         f_gs(x, mask, feats, rmask)
         f_upd(lr)
 
-    w = Work(name, s, align_products(s), uvs_step)
+    w = Work(name, s, align_products(s), uvs_step, values=sum(v.size for v in params.values()))
     if want_torch:
         step = torch_update(params, o)
         w.torch = lambda: step(x, mask, feats, rmask)
@@ -279,8 +288,10 @@ def mnlm_work(name: str, s: dict, want_ref: bool) -> Work:
     X = rng.randint(0, V, size=(B, s["c"]))
     Im = np.abs(rng.randn(B, s["D"])).astype(np.float32)
     Y = sp.csr_matrix((np.ones(B), (np.arange(B), rng.randint(0, V, B))), shape=(B, V))
+    # momentum SGD: reads p, g, the step; writes p and the step
     w = Work(name, s, mnlm_products(s, bool(extra)), lambda: net.train_step(X, Im, Y),
-             ref="original NumPy (float64)")
+             ref="original NumPy (float64)", accesses=5,
+             values=sum(net._tp[n].get_value().size for n in net.PARAMS))
     if want_ref:
         ref = (RefMLBLF if extra else RefMLBL)(**kw, **extra)
         ref.init_params(None, None)
@@ -324,6 +335,29 @@ class Floor:
         return sum(t * c for t, (_, _, _, c) in zip(self.best, self.cases, strict=True))
 
 
+class Stream:
+    """The memory floor of the optimiser's pass: `a += b` over as many float32 values as it
+    updates (at least 64 MiB, beyond the caches), split over the threads; bytes per second."""
+
+    def __init__(self, values: int, threads: int):
+        n = max(values, 1 << 24)
+        self.a, self.b = np.ones(n, "float32"), np.ones(n, "float32")
+        self.parts = [slice(i * n // threads, (i + 1) * n // threads) for i in range(threads)]
+        self.pool = ThreadPoolExecutor(threads)
+        self.best = float("inf")
+
+    def _add(self, part: slice) -> None:
+        np.add(self.a[part], self.b[part], out=self.a[part])
+
+    def run(self) -> None:
+        t = time.perf_counter()
+        list(self.pool.map(self._add, self.parts))
+        self.best = min(self.best, time.perf_counter() - t)
+
+    def bandwidth(self) -> float:
+        return 12 * len(self.a) / self.best  # two reads and a write of 4 bytes
+
+
 SETTLE = 0.2  # s: OpenBLAS threads spin ~0.1 s after a product (NumPy's copy by default)
 
 
@@ -344,21 +378,28 @@ def tries_for(seconds: float) -> int:
     return max(1, min(10, int(0.1 / max(seconds, 1e-6))))
 
 
-def measure(w: Work, repeats: int) -> dict:
+def measure(w: Work, repeats: int, threads: int) -> dict:
     """Floor, uvs and torch taking turns; best of `repeats` turns each (after a warm-up),
-    a short update tried several times per turn."""
+    a short update tried several times per turn. The memory floor: the optimiser's bytes
+    (`accesses` x 4 per value) at the `Stream` rate measured in the same turns."""
     floor = Floor(w.products)
     floor.run()
+    stream = Stream(w.values, threads)
+    stream.run()
     n_uvs = tries_for(best_time(w.uvs, float("inf")))
     n_torch = tries_for(best_time(w.torch, float("inf"))) if w.torch else 0
     t_uvs = t_torch = float("inf")
     for _ in range(repeats):
         for _ in range(3):  # small products are noisy: three tries per turn
             floor.run()
+            stream.run()
         t_uvs = best_time(w.uvs, t_uvs, n_uvs)
         if w.torch:
             t_torch = best_time(w.torch, t_torch, n_torch)
-    out = {"gflop": flops(w.products) / 1e9, "floor_s": floor.seconds(), "uvs_s": t_uvs}
+    stream.pool.shutdown()
+    out = {"gflop": flops(w.products) / 1e9, "floor_s": floor.seconds(), "uvs_s": t_uvs,
+           "optimiser_mb": w.accesses * 4 * w.values / 1e6, "stream_gbs": stream.bandwidth() / 1e9,
+           "memory_s": w.accesses * 4 * w.values / stream.bandwidth()}
     if w.torch:
         out["torch_s"] = t_torch
     return out
@@ -528,7 +569,7 @@ def machine_text(threads: int) -> str:
 def print_table(rows: dict) -> None:
     head = (f"{'update':<13} {'GFLOP':>6} {'floor s':>8} {'GFLOP/s':>8} | {'uvs s':>7} "
             f"{'GFLOP/s':>8} {'% ach.':>6} | {'ref s':>7} {'GFLOP/s':>8} {'% ach.':>6} | "
-            f"{'uvs/ref':>9}")
+            f"{'uvs/ref':>9} | {'optim. MB':>9} {'GB/s':>5} {'mem. s':>7} {'% roof':>6}")
     print(head)
     print("-" * len(head))
     for name, r in rows.items():
@@ -540,6 +581,9 @@ def print_table(rows: dict) -> None:
                      f"{r['uvs_s'] / r['torch_s']:9.2f}")
         else:
             line += f"{'-':>7} {'-':>8} {'-':>6} | {'-':>9}"
+        roof = fl + r["memory_s"]
+        line += (f" | {r['optimiser_mb']:9.0f} {r['stream_gbs']:5.1f} {r['memory_s']:7.4f} "
+                 f"{roof / r['uvs_s']:6.0%}")
         print(line)
 
 
@@ -607,7 +651,8 @@ def main(argv: list[str] | None = None) -> None:
             w = make_work(name, sizes, torch is not None, not a.no_phases)
             print(f"{name}: built and compiled in {time.perf_counter() - t:.1f} s",
                   file=sys.stderr)
-            rows[name] = {"sizes": w.sizes, "reference": w.ref, **measure(w, a.repeats)}
+            rows[name] = {"sizes": w.sizes, "reference": w.ref,
+                          **measure(w, a.repeats, threads)}
             if w.phases:
                 rows[name]["phases"] = measure_phases(w, a.repeats)
         beam = beam_search(a.beam, sizes["decoder"], a.repeats) if a.beam > 0 else None
@@ -620,7 +665,9 @@ def main(argv: list[str] | None = None) -> None:
           f"torch {info['torch']}")
     print("floor = the update's matrix products as NumPy sgemm at their shapes, this run; "
           "% ach. = floor / time; ref = PyTorch, but for mlbl and mlbl-f the original's NumPy "
-          "code (float64), for which no PyTorch exists\n")
+          "code (float64), for which no PyTorch exists; mem. s = the optimiser's bytes (every "
+          "value read and written as the update's math does: Adam 7 x 4 bytes, momentum 5 x 4) "
+          "at the GB/s of a threaded a += b this run; % roof = (floor + mem. s) / uvs s\n")
     if rows:
         print_table(rows)
     if rows and not a.no_phases:
