@@ -385,13 +385,16 @@ def measure(w: Work, repeats: int, threads: int) -> dict:
     floor = Floor(w.products)
     floor.run()
     stream = Stream(w.values, threads)
-    stream.run()
+    for _ in range(3):
+        stream.run()
     n_uvs = tries_for(best_time(w.uvs, float("inf")))
     n_torch = tries_for(best_time(w.torch, float("inf"))) if w.torch else 0
     t_uvs = t_torch = float("inf")
     for _ in range(repeats):
         for _ in range(3):  # small products are noisy: three tries per turn
             floor.run()
+        time.sleep(SETTLE)  # not on the floor's spinning BLAS threads, as for uvs and torch
+        for _ in range(5):
             stream.run()
         t_uvs = best_time(w.uvs, t_uvs, n_uvs)
         if w.torch:
