@@ -328,7 +328,7 @@ _mode = mode  # `function` takes a `mode` argument
 _NUMBA_FALLBACK = ("Numba will use object mode to run (GRU(Forward|Backward)|InvariantDot|"
                    "SoftmaxRows|SoftmaxRowsGrad|SoftmaxNLLRows|SoftmaxNLLRowsGrad|DrawRows|"
                    "FastUnary|BeamCandidates|ReluRNN(Forward|Backward)|OrderErrors|"
-                   "OrderErrorsGrad|AdamStep|SquaredNorm)")
+                   "OrderErrorsGrad|AdamStep|SquaredNorm|IncRows)")
 
 
 def function(inputs: Any, outputs: Any = None, mode: Any = None, keep_buffers: bool = False,
@@ -339,7 +339,8 @@ def function(inputs: Any, outputs: Any = None, mode: Any = None, keep_buffers: b
     import pytensor
     from pytensor.compile.mode import get_mode
 
-    from uvs import ccflags, prebuild  # on PyTensor: imported where it compiles, like PyTensor
+    # on PyTensor: imported where uvs compiles, like PyTensor; inc_rows registers a rewrite
+    from uvs import ccflags, inc_rows, prebuild  # noqa: F401
 
     configure()
     if mode is None or isinstance(mode, str):

@@ -1,0 +1,85 @@
+#section support_code
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* x[idx[i]] += y[i] for each i in order (uvs/inc_rows.py): the gradient of an embedding
+   lookup, its rows added into the table's gradient. Every thread adds its own columns of
+   every row, rows in index order, so a word that repeats sums exactly as np.add.at sums it. */
+
+static void uvs_inc_rows(npy_intp k, npy_intp d, float* __restrict x,
+                         const float* __restrict y, npy_intp y_step, const npy_int64* rows) {
+#pragma omp parallel if (k * d > 1 << 15)
+    {
+        npy_intp c0 = 0, c1 = d;
+#ifdef _OPENMP
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        c0 = d * t / nt;
+        c1 = d * (t + 1) / nt;
+#endif
+        for (npy_intp i = 0; i < k; i++) {
+            float* __restrict xr = x + rows[i] * d;
+            const float* __restrict yr = y + i * y_step;
+#pragma omp simd
+            for (npy_intp c = c0; c < c1; c++) xr[c] += yr[c];
+        }
+    }
+}
+
+/* x (n, d), y (k or 1, d) float32, idx (k,) int64, negative indices from the end as NumPy's;
+   the output is x itself when `inplace`, else a copy. */
+static int uvs_inc_rows_apply(PyArrayObject* x, PyArrayObject* y, PyArrayObject* idx,
+                              PyArrayObject** out, int inplace) {
+    if (PyArray_NDIM(x) != 2 || PyArray_NDIM(y) != 2 || PyArray_NDIM(idx) != 1
+        || PyArray_TYPE(x) != NPY_FLOAT32 || PyArray_TYPE(y) != NPY_FLOAT32
+        || PyArray_TYPE(idx) != NPY_INT64) {
+        PyErr_SetString(PyExc_ValueError, "inc rows: a float32 matrix, float32 rows and "
+                        "int64 indices");
+        return -1;
+    }
+    const npy_intp n = PyArray_DIM(x, 0), d = PyArray_DIM(x, 1), k = PyArray_DIM(idx, 0);
+    const npy_intp yk = PyArray_DIM(y, 0);
+    if (PyArray_DIM(y, 1) != d || (yk != k && yk != 1)) {
+        PyErr_Format(PyExc_ValueError, "inc rows: %ld rows of %ld values cannot be added at "
+                     "%ld indices of a (%ld, %ld) matrix", (long)yk, (long)PyArray_DIM(y, 1),
+                     (long)k, (long)n, (long)d);
+        return -1;
+    }
+    PyArrayObject* o;
+    if (inplace && PyArray_IS_C_CONTIGUOUS(x) && PyArray_ISWRITEABLE(x)) {
+        o = x;
+        Py_INCREF(o);
+    } else {
+        o = (PyArrayObject*)PyArray_NewCopy(x, NPY_CORDER);
+        if (!o) return -1;
+    }
+    Py_XDECREF(*out);
+    *out = o;
+    PyArrayObject* yc = (PyArrayObject*)PyArray_GETCONTIGUOUS(y);
+    if (!yc) return -1;
+    npy_int64* rows = (npy_int64*)malloc((k > 0 ? k : 1) * sizeof(npy_int64));
+    if (!rows) {
+        Py_DECREF(yc);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (npy_intp i = 0; i < k; i++) {
+        npy_int64 r = *(const npy_int64*)PyArray_GETPTR1(idx, i);
+        if (r < -n || r >= n) {
+            PyErr_Format(PyExc_IndexError, "index %lld is out of bounds for axis 0 with "
+                         "size %ld", (long long)r, (long)n);
+            free(rows);
+            Py_DECREF(yc);
+            return -1;
+        }
+        rows[i] = r < 0 ? r + n : r;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    uvs_inc_rows(k, d, (float*)PyArray_DATA(o), (const float*)PyArray_DATA(yc),
+                 yk == 1 ? 0 : d, rows);
+    Py_END_ALLOW_THREADS
+    free(rows);
+    Py_DECREF(yc);
+    return 0;
+}
