@@ -19,8 +19,8 @@ the Ops that take the most time. Elementwise work (activations, the order penalt
 is not counted in the FLOPs: it is what separates an update from its floor. Beside it, a
 memory floor: the bytes the optimiser must move (every parameter read and written as the
 update's math does; the originals' Adam touches every row of every table each update) at the
-bandwidth of a threaded NumPy `a += b` measured in the same turns; "% roof" counts both
-floors. --beam N times
+bandwidth of a threaded NumPy `a += b` measured before and after the timed turns (not
+between them: it leaves the caches cold); "% roof" counts both floors. --beam N times
 the beam search of N captions against its output layer's products; --score-images N the
 alignment scoring of N images against its products (--coco5k: 5 000 x 25 000).
 """
@@ -335,27 +335,22 @@ class Floor:
         return sum(t * c for t, (_, _, _, c) in zip(self.best, self.cases, strict=True))
 
 
-class Stream:
-    """The memory floor of the optimiser's pass: `a += b` over as many float32 values as it
-    updates (at least 64 MiB, beyond the caches), split over the threads; bytes per second."""
-
-    def __init__(self, values: int, threads: int):
-        n = max(values, 1 << 24)
-        self.a, self.b = np.ones(n, "float32"), np.ones(n, "float32")
-        self.parts = [slice(i * n // threads, (i + 1) * n // threads) for i in range(threads)]
-        self.pool = ThreadPoolExecutor(threads)
-        self.best = float("inf")
-
-    def _add(self, part: slice) -> None:
-        np.add(self.a[part], self.b[part], out=self.a[part])
-
-    def run(self) -> None:
-        t = time.perf_counter()
-        list(self.pool.map(self._add, self.parts))
-        self.best = min(self.best, time.perf_counter() - t)
-
-    def bandwidth(self) -> float:
-        return 12 * len(self.a) / self.best  # two reads and a write of 4 bytes
+def stream_bandwidth(values: int, threads: int, tries: int = 5) -> float:
+    """The memory floor's rate, bytes per second: the best of `tries` `a += b` over as many
+    float32 values as the optimiser updates (at least 64 MiB, beyond the caches), split over
+    the threads. Run apart from the timed turns: it leaves the caches cold for whatever
+    follows (it doubled the MLBL update's time when it ran just before it)."""
+    n = max(values, 1 << 24)
+    a, b = np.ones(n, "float32"), np.ones(n, "float32")
+    parts = [slice(i * n // threads, (i + 1) * n // threads) for i in range(threads)]
+    best = float("inf")
+    with ThreadPoolExecutor(threads) as pool:
+        time.sleep(SETTLE)
+        for _ in range(tries):
+            t = time.perf_counter()
+            list(pool.map(lambda s: np.add(a[s], b[s], out=a[s]), parts))
+            best = min(best, time.perf_counter() - t)
+    return 12 * n / best  # two reads and a write of 4 bytes
 
 
 SETTLE = 0.2  # s: OpenBLAS threads spin ~0.1 s after a product (NumPy's copy by default)
@@ -381,28 +376,23 @@ def tries_for(seconds: float) -> int:
 def measure(w: Work, repeats: int, threads: int) -> dict:
     """Floor, uvs and torch taking turns; best of `repeats` turns each (after a warm-up),
     a short update tried several times per turn. The memory floor: the optimiser's bytes
-    (`accesses` x 4 per value) at the `Stream` rate measured in the same turns."""
+    (`accesses` x 4 per value) at `stream_bandwidth`, measured before and after the turns."""
     floor = Floor(w.products)
     floor.run()
-    stream = Stream(w.values, threads)
-    for _ in range(3):
-        stream.run()
+    bandwidth = stream_bandwidth(w.values, threads)
     n_uvs = tries_for(best_time(w.uvs, float("inf")))
     n_torch = tries_for(best_time(w.torch, float("inf"))) if w.torch else 0
     t_uvs = t_torch = float("inf")
     for _ in range(repeats):
         for _ in range(3):  # small products are noisy: three tries per turn
             floor.run()
-        time.sleep(SETTLE)  # not on the floor's spinning BLAS threads, as for uvs and torch
-        for _ in range(5):
-            stream.run()
         t_uvs = best_time(w.uvs, t_uvs, n_uvs)
         if w.torch:
             t_torch = best_time(w.torch, t_torch, n_torch)
-    stream.pool.shutdown()
+    bandwidth = max(bandwidth, stream_bandwidth(w.values, threads))  # before and after the turns
     out = {"gflop": flops(w.products) / 1e9, "floor_s": floor.seconds(), "uvs_s": t_uvs,
-           "optimiser_mb": w.accesses * 4 * w.values / 1e6, "stream_gbs": stream.bandwidth() / 1e9,
-           "memory_s": w.accesses * 4 * w.values / stream.bandwidth()}
+           "optimiser_mb": w.accesses * 4 * w.values / 1e6, "stream_gbs": bandwidth / 1e9,
+           "memory_s": w.accesses * 4 * w.values / bandwidth}
     if w.torch:
         out["torch_s"] = t_torch
     return out
@@ -670,7 +660,8 @@ def main(argv: list[str] | None = None) -> None:
           "% ach. = floor / time; ref = PyTorch, but for mlbl and mlbl-f the original's NumPy "
           "code (float64), for which no PyTorch exists; mem. s = the optimiser's bytes (every "
           "value read and written as the update's math does: Adam 7 x 4 bytes, momentum 5 x 4) "
-          "at the GB/s of a threaded a += b this run; % roof = (floor + mem. s) / uvs s\n")
+          "at the GB/s of a threaded a += b this run, apart from the timed turns; "
+          "% roof = (floor + mem. s) / uvs s\n")
     if rows:
         print_table(rows)
     if rows and not a.no_phases:
