@@ -10,6 +10,7 @@ ignored and written anew.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -40,9 +41,10 @@ def _processor() -> str | None:
     return "\n".join(lines) or None
 
 
+@functools.cache
 def machine_key() -> str | None:
     """A hash of the compiler (path, size, time) and the processor; None where either is
-    unknown."""
+    unknown. Once per process: both answers use it."""
     cxx = shutil.which(config.cxx) if config.cxx else None
     cpu = _processor()
     if cxx is None or cpu is None:

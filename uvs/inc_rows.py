@@ -68,6 +68,8 @@ def local_inc_rows(fgraph, node):
     x, y, idx = node.inputs
     if op.set_instead_of_inc or op.inplace:
         return False
+    if y.ndim == 2 and y.type.broadcastable[1] and not x.type.broadcastable[1]:
+        return False  # one value per row spread over the columns: np.add.at's, not IncRows'
     try:
         return [IncRows()(x, y, idx)]
     except TypeError:  # another dtype or rank: PyTensor's own

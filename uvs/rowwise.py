@@ -348,7 +348,6 @@ fast_tanh = FastUnary("tanh")
 _FAST = {Sigmoid: fast_sigmoid, Tanh: fast_tanh}
 
 
-
 def softmax(x: Variable, mode: str | None = None) -> Variable:
     """The softmax of each row of x: (n, m) float32, `softmax_rows` where `available(mode)`."""
     return softmax_rows(x) if available(mode) else pt.special.softmax(x, axis=-1)
