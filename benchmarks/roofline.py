@@ -369,8 +369,11 @@ def best_time(fn: Callable[[], object], best: float, tries: int = 1) -> float:
 
 
 def tries_for(seconds: float) -> int:
-    """Calls per turn: enough that a short update gets ~0.1 s of tries, at most 10."""
-    return max(1, min(10, int(0.1 / max(seconds, 1e-6))))
+    """Calls per turn: enough that a short update gets ~0.3 s of tries, at most 40. After the
+    pause the cores take ~0.1 s to come up to speed: the MLBL update took 14-32 ms in its first
+    calls after a 0.2 s pause, 8-9 ms from the sixth on (00:20 UTC); the best call of a turn
+    is the update as a training loop runs it, back to back."""
+    return max(1, min(40, int(0.3 / max(seconds, 1e-6))))
 
 
 def measure(w: Work, repeats: int, threads: int) -> dict:
@@ -380,6 +383,7 @@ def measure(w: Work, repeats: int, threads: int) -> dict:
     floor = Floor(w.products)
     floor.run()
     bandwidth = stream_bandwidth(w.values, threads)
+    w.uvs()  # a first call, untimed: the log-bilinear models compile their update in it
     n_uvs = tries_for(best_time(w.uvs, float("inf")))
     n_torch = tries_for(best_time(w.torch, float("inf"))) if w.torch else 0
     t_uvs = t_torch = float("inf")

@@ -143,6 +143,22 @@ def test_no_debug_info_unless_the_user_set_cxxflags() -> None:
     assert res.stdout.split()[-1] == "'-O2'"
 
 
+@pytest.mark.parametrize("user, want", [({}, ("4", "1000")),
+                                        ({"GOMP_SPINCOUNT": "7"}, ("4", "7")),
+                                        ({"OMP_WAIT_POLICY": "active"}, ("4", None)),
+                                        ({"OPENBLAS_THREAD_TIMEOUT": "9"}, ("9", "1000"))])
+def test_idle_threads_sleep_unless_the_user_said_otherwise(user, want) -> None:
+    code = ("import os; from uvs import backend; backend.configure(); "
+            "print(repr((os.environ.get('OPENBLAS_THREAD_TIMEOUT'), "
+            "os.environ.get('GOMP_SPINCOUNT'))))")
+    keys = ("OPENBLAS_THREAD_TIMEOUT", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
+    environ = {k: v for k, v in os.environ.items() if k not in keys}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**environ, **user, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split("\n")[-2] == repr(want)
+
+
 def test_import_changes_nothing() -> None:
     code = (
         "import os, warnings, numpy, scipy, numba, click, pytensor.tensor, pytensor.scan;"

@@ -7,10 +7,12 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 from pytensor.compile.mode import get_mode
+from pytensor.tensor.basic import Alloc
 from pytensor.tensor.subtensor import AdvancedIncSubtensor1
 
 from uvs import backend
-from uvs.inc_rows import IncRows
+from uvs.inc_rows import IncRows, ZeroFill
+from uvs.optim import clip_global_norm
 
 
 def _ops(f) -> list[type]:
@@ -77,3 +79,65 @@ def test_the_lookup_gradient_becomes_inc_rows_in_the_c_backend_only():
     W64 = pytensor.shared(rng.randn(30, 8))
     c64 = backend.function([x], pytensor.grad((W64[x] ** 2).sum(), W64), mode="CVM")
     assert IncRows not in _ops(c64)
+
+
+@pytest.mark.parametrize("mode", ["CVM", "NUMBA"])
+def test_zero_fill_zeroes_in_place_or_makes_new_zeros(mode):
+    x = pt.fmatrix("x")
+    n, d = pt.lscalar("n"), pt.lscalar("d")
+    f = backend.function([pytensor.In(x, mutable=True), n, d], ZeroFill()(x, n, d),
+                         mode=get_mode(mode), accept_inplace=True)
+    a = np.ones((4, 3), np.float32)
+    out = f(a, 4, 3)
+    assert np.array_equal(out, np.zeros((4, 3))) and np.array_equal(a, np.zeros((4, 3)))
+    b = np.ones((4, 3), np.float32)
+    out = f(b, 2, 5)  # another shape: new zeros, x left as it was
+    assert out.shape == (2, 5) and not out.any() and b.all()
+    out = f(np.ones((6, 3), np.float32)[::2], 3, 3)  # not contiguous: new zeros
+    assert out.shape == (3, 3) and not out.any()
+
+
+@pytest.mark.parametrize("clip", [0.0, 1e-3])
+def test_a_lookup_gradient_update_reuses_the_last_gradient(clip):
+    """f_grad_shared's `Wemb_grad <- IncRows(zeros, ...)`: the zeros are the last gradient,
+    zeroed where it lies (no new 10 000-row table per update); the values are np.add.at's."""
+    rng = np.random.RandomState(3)
+    W = pytensor.shared(rng.randn(30, 8).astype(np.float32), name="W")
+    gsh = pytensor.shared(np.zeros((30, 8), np.float32), name="W_grad")
+    x = pt.lvector("x")
+    g = pytensor.grad((W[x] ** 2).sum(), W)
+    if clip:
+        g = clip_global_norm([g], np.float32(clip))[0]
+    f = backend.function([x], [], updates=[(gsh, g)], mode="CVM")
+    ops = _ops(f)
+    assert ZeroFill in ops and Alloc not in ops
+    buffer = gsh.get_value(borrow=True)
+    for _ in range(3):  # stale rows of the last gradient are gone
+        idx = rng.randint(0, 30, size=12)
+        f(idx)
+        want = np.zeros((30, 8), np.float32)
+        np.add.at(want, idx, 2 * W.get_value()[idx])
+        if clip:
+            norm = np.sqrt(np.float32(np.square(want, dtype=np.float64).sum()))
+            want = (np.float32(clip) * want) / norm
+            np.testing.assert_allclose(gsh.get_value(), want, rtol=1e-6)
+        else:
+            assert np.array_equal(gsh.get_value(), want)
+        assert gsh.get_value(borrow=True) is buffer
+    gsh.set_value(np.ones((5, 8), np.float32))  # a value of another shape: fresh zeros
+    f(idx)
+    assert np.array_equal(gsh.get_value(), want) if not clip else gsh.get_value().shape == (30, 8)
+
+
+def test_a_gradient_read_elsewhere_keeps_fresh_zeros():
+    rng = np.random.RandomState(4)
+    W = pytensor.shared(rng.randn(30, 8).astype(np.float32))
+    gsh = pytensor.shared(np.ones((30, 8), np.float32))
+    x = pt.lvector("x")
+    g = pytensor.grad((W[x] ** 2).sum(), W)
+    f = backend.function([x], gsh.sum(), updates=[(gsh, g)], mode="CVM")
+    idx = np.array([1, 1, 2])
+    assert f(idx) == 240.0  # the old value, read before it is replaced
+    want = np.zeros((30, 8), np.float32)
+    np.add.at(want, idx, 2 * W.get_value()[idx])
+    assert np.array_equal(gsh.get_value(), want)

@@ -1,12 +1,13 @@
 """The squared norm Op (uvs/norms.py) and the clipping built on it."""
 
 import numpy as np
+import pytensor
 import pytensor.tensor as pt
 import pytest
 from pytensor.compile.mode import Mode
 
 from uvs import backend
-from uvs.norms import SquaredNorm, squared_norm
+from uvs.norms import ClipScale, SquaredNorm, clip_scale, squared_norm
 from uvs.optim import clip_each_norm, clip_global_norm
 
 PY = Mode(linker="py", optimizer="fast_run")  # runs the Op's NumPy `perform`
@@ -53,3 +54,46 @@ def test_clipping_is_the_graph_it_replaced(clip, limit):
 def test_other_dtypes_use_pytensors_sums():
     x = pt.vector("x", dtype="float64")
     assert not isinstance(squared_norm([x]).owner.op, SquaredNorm)
+
+
+@pytest.mark.parametrize("mode", [None, PY])
+@pytest.mark.parametrize("mutable", [False, True])
+def test_clip_scale_rescales_over_the_limit_only(mode, mutable):
+    rng = np.random.RandomState(2)
+    g0 = rng.randn(300, 700).astype("float32") * 3
+    g, g2 = pt.matrix("g", dtype="float32"), pt.scalar("g2", dtype="float32")
+    limit = np.float32(1.7)
+    switch = backend.function([g, g2], pt.switch(g2 > limit ** 2, g / pt.sqrt(g2) * limit, g))
+    f = backend.function([pytensor.In(g, mutable=mutable), g2], clip_scale(g, g2, limit),
+                         mode=mode)
+    assert [type(n.op) for n in f.maker.fgraph.toposort()] == [ClipScale]
+    for n2 in (np.float32(17.0), limit * limit, np.float32(np.nan)):  # over, at, NaN
+        arg = g0.copy()
+        got = f(arg, n2)
+        want = (limit * g0) / np.sqrt(n2) if n2 > limit * limit else g0
+        assert np.array_equal(got, want)  # float32 (limit·g)/√g2, C and NumPy alike
+        np.testing.assert_allclose(got, switch(g0, n2), rtol=2e-7)  # the graph it replaced
+        if mutable:
+            assert np.array_equal(arg, got)  # rescaled where it lay
+        else:
+            assert np.array_equal(arg, g0)
+
+
+def test_clipping_rescales_in_place_where_nothing_else_reads():
+    x = pt.matrix("x", dtype="float32")
+    grads = [x * 2, x * 3]
+    f = backend.function([x], clip_global_norm(grads, np.float32(1.0)))
+    ops = [n.op for n in f.maker.fgraph.toposort() if isinstance(n.op, ClipScale)]
+    assert len(ops) == 2 and all(op.inplace for op in ops)
+    a = np.ones((3, 4), np.float32)
+    got = f(a)
+    norm = np.sqrt(np.float32(13 * 12))
+    assert np.allclose(got[0], 2 / norm) and np.allclose(got[1], 3 / norm)
+
+
+def test_jax_and_other_dtypes_keep_the_switch():
+    x64 = pt.vector("x", dtype="float64")
+    assert not isinstance(clip_scale(x64, (x64 ** 2).sum(), 1.0).owner.op, ClipScale)
+    x = pt.vector("x", dtype="float32")
+    assert not isinstance(clip_scale(x, squared_norm([x], "JAX"), np.float32(1), "JAX").owner.op,
+                          ClipScale)

@@ -250,3 +250,53 @@ def test_softmax_nll_rows_refuses_a_word_outside_the_row():
         f(np.zeros((2, 4), "float32"), np.array([1, 4]))
     with pytest.raises(ValueError, match="2 rows, 3 words"):
         f(np.zeros((2, 4), "float32"), np.array([1, 2, 3]))
+
+
+def _old_xent(x, y):
+    """The log-bilinear loss as `uvs.mnlm.lbl` built it before `softmax_xent_rows`: summed
+    cost log Σ exp(z) − Σ y·z (z = x − max) and objective −Σ y·log(p + 1e-20)."""
+    import pytensor
+
+    z = x - pytensor.gradient.disconnected_grad(x.max(axis=1, keepdims=True))
+    lse = pt.log(pt.exp(z).sum(axis=1))
+    p = pt.exp(z - lse[:, None])
+    return lse.sum() - (y * z).sum(), -(y * pt.log(p + np.float32(1e-20))).sum()
+
+
+@pytest.mark.parametrize("n,m", [(7, 30), (5, 8), (3, 1), (4, 1003)])
+def test_softmax_xent_rows_is_the_loss_it_replaces(n, m):
+    from uvs.rowwise import softmax_xent_rows
+
+    x, y = pt.matrix("x", dtype="float32"), pt.matrix("y", dtype="float32")
+    cost, obj = softmax_xent_rows(x, y)
+    old_cost, old_obj = _old_xent(x, y)
+    f = backend.function([x, y], [cost.sum(), obj.sum(), pt.grad(cost.sum() * 0.25, x),
+                                  old_cost, old_obj, pt.grad(old_cost * 0.25, x)], mode="CVM")
+    rng = np.random.RandomState(n * m)
+    xv = (rng.randn(n, m) * 4).astype("float32")
+    xv[0, 0] = -200.0  # a probability that underflows: log(0 + 1e-20)
+    yv = np.zeros((n, m), np.float32)
+    yv[np.arange(n), rng.randint(0, m, n)] = 1.0
+    yv[0, 0] = 0.5  # a label on the underflowing column, and a row of two labels
+    a, b, da, old_a, old_b, old_da = f(xv, yv)
+    np.testing.assert_allclose([a, b], [old_a, old_b], rtol=2e-6)
+    np.testing.assert_allclose(da, old_da, rtol=1e-5, atol=1e-7)  # 0.25·(p − y)
+    for op, args, want in ((cost.owner.op, [xv, yv], None),
+                           (f.maker.fgraph.outputs[2].owner.op, [xv, yv, np.full(n, 0.25,
+                                                                                 "float32")],
+                            da)):
+        out = [[None] for _ in op.make_node(*args).outputs]  # NumPy, for modes without C
+        op.perform(None, args, out)
+        if want is None:
+            np.testing.assert_allclose([out[0][0].sum(), out[1][0].sum()], [a, b], rtol=2e-6)
+        else:
+            np.testing.assert_allclose(out[0][0], want, rtol=1e-5, atol=1e-7)
+
+
+def test_softmax_xent_rows_refuses_labels_of_another_shape():
+    from uvs.rowwise import softmax_xent_rows
+
+    x, y = pt.matrix("x", dtype="float32"), pt.matrix("y", dtype="float32")
+    f = backend.function([x, y], softmax_xent_rows(x, y)[0], mode="CVM")
+    with pytest.raises(ValueError, match=r"scores \(2, 4\), labels \(2, 3\)"):
+        f(np.zeros((2, 4), "float32"), np.zeros((2, 3), "float32"))

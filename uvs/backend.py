@@ -201,6 +201,12 @@ def configure() -> None:
     # cores from the OpenMP loops that follow it (Adam's step, the softmax): set before the
     # library loads, 2^4 puts them to sleep at once (benchmarks/roofline.py measures it).
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    # The same the other way: libgomp's idle threads spin 300 000 rounds (milliseconds) after
+    # each OpenMP loop of uvs's C Ops, over the products that follow; 1 000 (libgomp's own
+    # value for oversubscribed cores) puts them to sleep within microseconds. Read when
+    # libgomp loads, with uvs's first C module; a wait policy the user set is left alone.
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", "1000")
     if _user_setting(flags, "gcc__cxxflags") is None:
         # PyTensor builds every C module with -g; -g0 (after it) drops the debug information,
         # which changes no instruction and saves about a fifth of a cold compile
@@ -326,9 +332,10 @@ _mode = mode  # `function` takes a `mode` argument
 # run their NumPy `perform` (the GRU's still faster than Numba's scan), which Numba announces
 # once per Op.
 _NUMBA_FALLBACK = ("Numba will use object mode to run (GRU(Forward|Backward)|InvariantDot|"
-                   "SoftmaxRows|SoftmaxRowsGrad|SoftmaxNLLRows|SoftmaxNLLRowsGrad|DrawRows|"
+                   "SoftmaxRows|SoftmaxRowsGrad|SoftmaxNLLRows|SoftmaxNLLRowsGrad|SoftmaxXentRows|"
+                   "SoftmaxXentRowsGrad|DrawRows|"
                    "FastUnary|BeamCandidates|ReluRNN(Forward|Backward)|OrderErrors|"
-                   "OrderErrorsGrad|AdamStep|SquaredNorm|IncRows)")
+                   "OrderErrorsGrad|AdamStep|MomentumStep|SquaredNorm|ClipScale|IncRows|ZeroFill)")
 
 
 def function(inputs: Any, outputs: Any = None, mode: Any = None, keep_buffers: bool = False,

@@ -83,3 +83,30 @@ static int uvs_inc_rows_apply(PyArrayObject* x, PyArrayObject* y, PyArrayObject*
     Py_DECREF(yc);
     return 0;
 }
+
+/* x zeroed where it lies (uvs/inc_rows.py's ZeroFill: the last update's gradient storage
+   reused for this one's), over OpenMP threads; a new zero array when x is not a writeable,
+   contiguous float32 array of `shape`. */
+static int uvs_zero_fill(PyArrayObject* x, npy_intp* shape, int nd, PyArrayObject** out) {
+    int same = PyArray_TYPE(x) == NPY_FLOAT32 && PyArray_NDIM(x) == nd
+               && PyArray_IS_C_CONTIGUOUS(x) && PyArray_ISWRITEABLE(x);
+    for (int i = 0; same && i < nd; i++) same = PyArray_DIM(x, i) == shape[i];
+    Py_XDECREF(*out);
+    if (!same) {
+        *out = (PyArrayObject*)PyArray_ZEROS(nd, shape, NPY_FLOAT32, 0);
+        return *out ? 0 : -1;
+    }
+    Py_INCREF(x);
+    *out = x;
+    char* data = (char*)PyArray_DATA(x);
+    const npy_intp bytes = PyArray_NBYTES(x), chunk = 1 << 18;
+    const npy_intp chunks = (bytes + chunk - 1) / chunk;
+    Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel for schedule(static) if (chunks > 4)
+    for (npy_intp c = 0; c < chunks; c++) {
+        const npy_intp start = c * chunk;
+        memset(data + start, 0, (size_t)(bytes - start < chunk ? bytes - start : chunk));
+    }
+    Py_END_ALLOW_THREADS
+    return 0;
+}

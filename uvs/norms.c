@@ -36,3 +36,37 @@ static int uvs_squared_norm(PyArrayObject** in, int n, PyArrayObject** out) {
     *(float*)PyArray_DATA(*out) = (float)total;
     return 0;
 }
+
+/* The clipping of uvs/norms.py: g rescaled to norm `limit` when its squared norm g2 exceeds
+   limit², as (limit g) / sqrt(g2) element by element (the graph it replaces, as PyTensor's
+   rewrites write it); the elements spread over OpenMP threads. g itself is the output when
+   `inplace` (nothing to do below the limit), else a copy. */
+static int uvs_clip_scale(PyArrayObject* g, PyArrayObject* g2, PyArrayObject** out,
+                          int inplace, float limit) {
+    if (PyArray_TYPE(g) != NPY_FLOAT32 || PyArray_TYPE(g2) != NPY_FLOAT32
+        || PyArray_NDIM(g2) != 0) {
+        PyErr_SetString(PyExc_ValueError, "clip scale: a float32 tensor and a float32 scalar");
+        return -1;
+    }
+    PyArrayObject* o;
+    if (inplace && PyArray_IS_C_CONTIGUOUS(g) && PyArray_ISALIGNED(g)
+        && PyArray_ISWRITEABLE(g)) {
+        o = g;
+        Py_INCREF(o);
+    } else {
+        o = (PyArrayObject*)PyArray_NewCopy(g, NPY_CORDER);
+        if (!o) return -1;
+    }
+    Py_XDECREF(*out);
+    *out = o;
+    const float n2 = *(const float*)PyArray_DATA(g2);
+    if (!(n2 > limit * limit)) return 0;
+    const float norm = sqrtf(n2);
+    float* __restrict x = (float*)PyArray_DATA(o);
+    const npy_intp n = PyArray_SIZE(o);
+    Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel for simd schedule(static) if (n > 1 << 16)
+    for (npy_intp i = 0; i < n; i++) x[i] = (limit * x[i]) / norm;
+    Py_END_ALLOW_THREADS
+    return 0;
+}

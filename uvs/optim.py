@@ -15,7 +15,7 @@ import pytensor.tensor as tensor
 
 from uvs import backend
 from uvs.adam_op import adam_step
-from uvs.norms import squared_norm
+from uvs.norms import clip_scale, squared_norm
 from uvs.utils import itemlist
 
 
@@ -110,16 +110,14 @@ def clip_global_norm(grads, grad_clip: float, mode=None):
 
     mode: the PyTensor mode they compile in (`uvs.norms.squared_norm` where it runs)."""
     g2 = squared_norm(grads, mode)
-    return [tensor.switch(g2 > grad_clip ** 2, g / tensor.sqrt(g2) * grad_clip, g)
-            for g in grads]
+    return [clip_scale(g, g2, grad_clip, mode) for g in grads]
 
 
 def clip_each_norm(grads, grad_clip: float, mode=None):
     """Rescale each gradient tensor to norm ≤ grad_clip on its own (order-embedding)."""
     out = []
     for g in grads:
-        g2 = squared_norm([g], mode)
-        out.append(tensor.switch(g2 > grad_clip ** 2, g / tensor.sqrt(g2) * grad_clip, g))
+        out.append(clip_scale(g, squared_norm([g], mode), grad_clip, mode))
     return out
 
 

@@ -509,3 +509,110 @@ static int uvs_softmax_nll_grad_apply(PyArrayObject* xa, PyArrayObject* ya, PyAr
     Py_XDECREF(g);
     return rc;
 }
+
+/* The log-bilinear models' loss per row of x (n, m) with label rows y (n, m), p the softmax of
+   the row as `uvs_softmax` computes it, z = x - max:
+       cost[i] = log(sum_j exp(z_ij)) - sum_j y_ij z_ij   (its gradient by x: p - y)
+       obj[i]  = -sum_j y_ij log(p_ij + 1e-20)             (the original's objective)
+   both sums over the labelled j, in double, without writing p; e: a scratch row per thread. */
+static int uvs_softmax_xent(const float* x, const float* y, npy_intp n, npy_intp m,
+                            float* cost, float* obj) {
+    int failed = 0;
+#pragma omp parallel if (n * m > 1 << 16)
+    {
+        float* e = (float*)malloc((m ? m : 1) * sizeof(float));
+        if (!e) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (npy_intp i = 0; i < n; i++) {
+            if (!e) continue;
+            const float* xi = x + i * m;
+            const float* yi = y + i * m;
+            const float top = uvs_row_max(xi, m);
+            const float s = uvs_exp_sum(xi, m, top, e);
+            double yz = 0.0, o = 0.0;
+            for (npy_intp j = 0; j < m; j++) {
+                if (yi[j] != 0.0f) {
+                    yz += (double)yi[j] * (xi[j] - top);
+                    o += (double)yi[j] * logf(e[j] / s + 1e-20f);
+                }
+            }
+            cost[i] = logf(s) - (float)yz;
+            obj[i] = -(float)o;
+        }
+        free(e);
+    }
+    return failed ? -1 : 0;
+}
+
+/* The gradient of sum_i g[i] cost[i] by x: g[i] (p_ij - y_ij). */
+static void uvs_softmax_xent_grad(const float* x, const float* y, const float* g, npy_intp n,
+                                  npy_intp m, float* out) {
+#pragma omp parallel for schedule(static) if (n * m > 1 << 16)
+    for (npy_intp i = 0; i < n; i++) {
+        const float* xi = x + i * m;
+        const float* yi = y + i * m;
+        float* oi = out + i * m;
+        const float s = uvs_exp_sum(xi, m, uvs_row_max(xi, m), oi);
+        for (npy_intp j = 0; j < m; j++) oi[j] = g[i] * (oi[j] / s - yi[j]);
+    }
+}
+
+/* x and y (n, m) float32 as C-contiguous arrays of one shape (new references, 0), or -1. */
+static int uvs_xent_inputs(PyArrayObject* xa, PyArrayObject* ya, PyArrayObject** x,
+                           PyArrayObject** y) {
+    if (uvs_contig2(xa, NPY_FLOAT32, 2, ya, NPY_FLOAT32, 2, x, y) != 0) return -1;
+    if (PyArray_DIMS(*x)[0] != PyArray_DIMS(*y)[0]
+        || PyArray_DIMS(*x)[1] != PyArray_DIMS(*y)[1]) {
+        PyErr_Format(PyExc_ValueError, "softmax cross-entropy: scores (%ld, %ld), labels "
+                     "(%ld, %ld)", (long)PyArray_DIMS(*x)[0], (long)PyArray_DIMS(*x)[1],
+                     (long)PyArray_DIMS(*y)[0], (long)PyArray_DIMS(*y)[1]);
+        Py_DECREF(*x);
+        Py_DECREF(*y);
+        return -1;
+    }
+    return 0;
+}
+
+static int uvs_softmax_xent_apply(PyArrayObject* xa, PyArrayObject* ya, PyArrayObject** cost,
+                                  PyArrayObject** obj) {
+    PyArrayObject *x, *y;
+    if (uvs_xent_inputs(xa, ya, &x, &y) != 0) return -1;
+    const npy_intp n = PyArray_DIMS(x)[0], m = PyArray_DIMS(x)[1];
+    int rc = -1;
+    if (uvs_output(cost, 1, &n, NPY_FLOAT32) && uvs_output(obj, 1, &n, NPY_FLOAT32)) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = uvs_softmax_xent((const float*)PyArray_DATA(x), (const float*)PyArray_DATA(y), n,
+                              m, (float*)PyArray_DATA(*cost), (float*)PyArray_DATA(*obj));
+        Py_END_ALLOW_THREADS
+        if (rc != 0) PyErr_NoMemory();
+    }
+    Py_DECREF(x);
+    Py_DECREF(y);
+    return rc;
+}
+
+static int uvs_softmax_xent_grad_apply(PyArrayObject* xa, PyArrayObject* ya,
+                                       PyArrayObject* ga, PyArrayObject** out) {
+    PyArrayObject *x, *y;
+    if (uvs_xent_inputs(xa, ya, &x, &y) != 0) return -1;
+    PyArrayObject* g = uvs_contig(ga, NPY_FLOAT32, 1);
+    const npy_intp n = PyArray_DIMS(x)[0], m = PyArray_DIMS(x)[1];
+    int rc = -1;
+    if (g && PyArray_DIMS(g)[0] != n) {
+        PyErr_Format(PyExc_ValueError, "softmax cross-entropy gradient: %ld rows, %ld weights",
+                     (long)n, (long)PyArray_DIMS(g)[0]);
+    } else if (g && uvs_output(out, 2, PyArray_DIMS(x), NPY_FLOAT32)) {
+        Py_BEGIN_ALLOW_THREADS
+        uvs_softmax_xent_grad((const float*)PyArray_DATA(x), (const float*)PyArray_DATA(y),
+                              (const float*)PyArray_DATA(g), n, m, (float*)PyArray_DATA(*out));
+        Py_END_ALLOW_THREADS
+        rc = 0;
+    }
+    Py_DECREF(x);
+    Py_DECREF(y);
+    Py_XDECREF(g);
+    return rc;
+}

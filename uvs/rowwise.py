@@ -9,7 +9,8 @@ original (`uvs.decoding.search`). `softmax_rows` and `draw_rows` are the sampler
 and inverse-CDF draw, in C (PyTensor's Softmax has no C code). C in `rowwise.c` (beside this
 file), rows spread over OpenMP threads; NumPy in `perform` (bit-identical for the product).
 `rowwise_graph` puts them in a graph, with vectorized sigmoid and tanh (`fastmath.h`).
-`softmax_nll_rows` is the decoders' training loss in one pass per row.
+`softmax_nll_rows` is the decoders' training loss in one pass per row, `softmax_xent_rows`
+the log-bilinear models' (dense label rows).
 """
 
 from __future__ import annotations
@@ -239,6 +240,73 @@ class SoftmaxNLLRowsGrad(_RowwiseOp):
         outputs[0][0] = out
 
 
+def _softmax_xent_perform(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if x.shape != y.shape:
+        raise ValueError(f"softmax cross-entropy: scores {x.shape}, labels {y.shape}")
+    z = x - x.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    s = e.sum(axis=1, dtype=np.float64).astype(np.float32)
+    logp = np.log(e / s[:, None] + np.float32(1e-20))
+    y64 = y.astype(np.float64)
+    cost = np.log(s) - (y64 * z).sum(axis=1).astype(np.float32)
+    obj = -(y64 * np.where(y != 0, logp, 0)).sum(axis=1).astype(np.float32)
+    return cost.astype(np.float32), obj
+
+
+class SoftmaxXentRows(_RowwiseOp):
+    """(x, y: (n, m) float32) -> (cost, obj): (n,) float32 each, p = softmax(x) per row,
+    z = x − max: cost = log Σ exp(z) − Σ y·z (its gradient by x is p − y) and the original's
+    objective obj = −Σ y·log(p + 1e-20), both summed over the labelled columns, in one pass
+    per row without writing p. The log-bilinear models' loss (`uvs.mnlm.lbl`)."""
+
+    apply = "uvs_softmax_xent_apply"
+
+    def make_node(self, x, y) -> Apply:
+        x, y = _float32_matrix("softmax_xent_rows", x, y)
+        n = x.type.shape[0]
+        return Apply(self, [x, y], [pt.tensor(dtype="float32", shape=(n,)),
+                                    pt.tensor(dtype="float32", shape=(n,))])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [(shapes[0][0],), (shapes[0][0],)]
+
+    def connection_pattern(self, node):
+        return [[True, False], [False, False]]
+
+    def pullback(self, inputs, outputs, output_grads):
+        x, y = inputs
+        return [softmax_xent_rows_grad(x, y, output_grads[0]), disconnected_type()]
+
+    def perform(self, node, inputs, outputs) -> None:
+        cost, obj = _softmax_xent_perform(*inputs)
+        outputs[0][0], outputs[1][0] = cost, obj
+
+
+class SoftmaxXentRowsGrad(_RowwiseOp):
+    """(x, y, g: (n,) float32) -> (n, m): the gradient of Σ_i g[i] · cost[i] by x, g·(p − y)."""
+
+    apply = "uvs_softmax_xent_grad_apply"
+
+    def make_node(self, x, y, g) -> Apply:
+        x, y = _float32_matrix("softmax_xent_rows_grad", x, y)
+        g = pt.as_tensor_variable(g)
+        if g.ndim != 1 or g.dtype != "float32":
+            raise TypeError(f"softmax_xent_rows_grad: a float32 vector expected, got {g.type}")
+        return Apply(self, [x, y, g], [x.type()])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[0]]
+
+    def perform(self, node, inputs, outputs) -> None:
+        x, y, g = inputs
+        if x.shape != y.shape or g.shape != x.shape[:1]:
+            raise ValueError(f"softmax cross-entropy gradient: scores {x.shape}, labels "
+                             f"{y.shape}, weights {g.shape}")
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        s = e.sum(axis=1, dtype=np.float64).astype(np.float32)
+        outputs[0][0] = g[:, None] * (e / s[:, None] - y)
+
+
 class DrawRows(_RowwiseOp):
     """(p: (n, m) float32, u: (n,) float32) -> (n,) int64: per row the first j whose running
     float32 sum of p reaches u (m − 1 if none), i.e. how many running sums are below u."""
@@ -341,6 +409,8 @@ softmax_rows = SoftmaxRows()
 softmax_rows_grad = SoftmaxRowsGrad()
 softmax_nll_rows = SoftmaxNLLRows()
 softmax_nll_rows_grad = SoftmaxNLLRowsGrad()
+softmax_xent_rows = SoftmaxXentRows()
+softmax_xent_rows_grad = SoftmaxXentRowsGrad()
 draw_rows = DrawRows()
 beam_candidates = BeamCandidates()
 fast_sigmoid = FastUnary("sigmoid")

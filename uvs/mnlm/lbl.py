@@ -14,6 +14,9 @@ import pytensor.tensor as pt
 from numpy.random import RandomState
 
 from uvs import backend
+from uvs.cop import available
+from uvs.momentum_op import momentum_step
+from uvs.rowwise import softmax_xent_rows
 
 
 def py2div(a: float, b: float) -> float:
@@ -122,22 +125,31 @@ class LBL:
         z, acts = self._graph(sym, test=False)
         B = pt.cast(z.shape[0], f)
         # d/dz of (logsumexp(z) - Y·z) / B is exactly the original's (preds - Y) / B
-        zs = z - pytensor.gradient.disconnected_grad(z.max(axis=1, keepdims=True))
-        lse = pt.log(pt.exp(zs).sum(axis=1))
-        cost = (lse.sum() - (Y * zs).sum()) / B
-        preds = pt.exp(zs - lse[:, None])
-        obj = -(Y * pt.log(preds + np.asarray(1e-20, dtype=f))).sum() / B
+        if f == "float32" and available():  # one C pass per row for both (uvs.rowwise)
+            cost_rows, obj_rows = softmax_xent_rows(z, Y)
+            cost, obj = cost_rows.sum() / B, obj_rows.sum() / B
+        else:
+            zs = z - pytensor.gradient.disconnected_grad(z.max(axis=1, keepdims=True))
+            lse = pt.log(pt.exp(zs).sum(axis=1))
+            cost = (lse.sum() - (Y * zs).sum()) / B
+            preds = pt.exp(zs - lse[:, None])
+            obj = -(Y * pt.log(preds + np.asarray(1e-20, dtype=f))).sum() / B
         names = list(self.PARAMS)
         grads = pytensor.grad(cost, [self._tp[n] for n in names])
         updates = []
         for n, g in zip(names, grads, strict=True):
             param, delta = self._tp[n], self._tp[self.PARAMS[n]]
-            if n in self.DECAY_R:
-                g = g + np.asarray(self.gamma_r, dtype=f) * param
-            elif n in self.DECAY_C:
-                g = g + np.asarray(self.gamma_c, dtype=f) * param
-            new_delta = p_t * delta - lr * g.reshape(param.shape)
-            updates += [(delta, new_delta), (param, param + new_delta)]
+            decay = self.gamma_r if n in self.DECAY_R else \
+                self.gamma_c if n in self.DECAY_C else 0.0
+            fused = momentum_step(param, g, delta, lr, p_t, decay)  # the same, in one pass
+            if fused is not None:
+                new_param, new_delta = fused
+            else:
+                if decay:
+                    g = g + np.asarray(decay, dtype=f) * param
+                new_delta = p_t * delta - lr * g.reshape(param.shape)
+                new_param = param + new_delta
+            updates += [(delta, new_delta), (param, new_param)]
         nan = pt.isnan(acts).any()
         ins = list(sym.values()) + [Y, lr, p_t]
         return backend.function(ins, [obj, nan], updates=updates)
