@@ -300,3 +300,45 @@ def test_softmax_xent_rows_refuses_labels_of_another_shape():
     f = backend.function([x, y], softmax_xent_rows(x, y)[0], mode="CVM")
     with pytest.raises(ValueError, match=r"scores \(2, 4\), labels \(2, 3\)"):
         f(np.zeros((2, 4), "float32"), np.zeros((2, 3), "float32"))
+
+
+@pytest.mark.parametrize("n,m", [(7, 30), (5, 8), (3, 1), (70, 1003)])
+def test_softmax_nll_bias_rows_is_the_loss_of_the_biased_scores(n, m):
+    from uvs.rowwise import softmax_nll_bias, softmax_nll_bias_rows, softmax_nll_rows
+
+    x, b = pt.matrix("x", dtype="float32"), pt.vector("b", dtype="float32")
+    y, g = pt.vector("y", dtype="int64"), pt.vector("g", dtype="float32")
+    nll = softmax_nll_bias(x, b, y)
+    assert nll.owner.op is softmax_nll_bias_rows
+    before = softmax_nll_rows(x + b, y)  # the decoders' loss before: the bias added first
+    dx, db = pt.grad((nll * g).sum(), [x, b])
+    old_dx, old_db = pt.grad((before * g).sum(), [x, b])
+    f = backend.function([x, b, y, g], [nll, dx, db, before, old_dx, old_db], mode="CVM")
+    rng = np.random.RandomState(n + m)
+    xv = (rng.randn(n, m) * 4).astype("float32")
+    bv = rng.randn(m).astype("float32")
+    yv = rng.randint(0, m, n).astype("int64")
+    gv = rng.rand(n).astype("float32") * (rng.rand(n) < 0.8)
+    a, da, dbv, b0, dz, db0 = f(xv, bv, yv, gv)
+    assert a.tobytes() == b0.tobytes() and da.tobytes() == dz.tobytes()  # to the bit
+    np.testing.assert_allclose(dbv, db0, rtol=1e-6, atol=1e-8)  # column sums, in other order
+    np.testing.assert_allclose(dbv, dz.sum(axis=0, dtype=np.float64), rtol=1e-6, atol=1e-8)
+    op = nll.owner.op
+    out = [[None], [None], [None]]
+    op.perform(None, [xv, bv, yv], out)  # NumPy, for modes without C
+    np.testing.assert_allclose(out[0][0], a, rtol=1e-5, atol=1e-6)
+    grad = [[None], [None]]
+    f.maker.fgraph.outputs[1].owner.op.perform(None, [out[1][0], out[2][0], yv, gv], grad)
+    np.testing.assert_allclose(grad[0][0], da, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grad[1][0], dbv, rtol=1e-5, atol=1e-6)
+
+
+def test_softmax_nll_bias_rows_refuses_a_bias_of_another_width():
+    from uvs.rowwise import softmax_nll_bias
+
+    x, b, y = pt.matrix("x", dtype="float32"), pt.vector("b", dtype="float32"), pt.lvector("y")
+    f = backend.function([x, b, y], softmax_nll_bias(x, b, y), mode="CVM")
+    with pytest.raises(ValueError, match="2 rows of 4 scores, 2 words, 3 biases"):
+        f(np.zeros((2, 4), "float32"), np.zeros(3, "float32"), np.array([1, 2]))
+    with pytest.raises(IndexError, match="outside the 4 columns"):
+        f(np.zeros((2, 4), "float32"), np.zeros(4, "float32"), np.array([1, 4]))

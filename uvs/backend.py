@@ -332,10 +332,10 @@ _mode = mode  # `function` takes a `mode` argument
 # run their NumPy `perform` (the GRU's still faster than Numba's scan), which Numba announces
 # once per Op.
 _NUMBA_FALLBACK = ("Numba will use object mode to run (GRU(Forward|Backward)|InvariantDot|"
-                   "SoftmaxRows|SoftmaxRowsGrad|SoftmaxNLLRows|SoftmaxNLLRowsGrad|SoftmaxXentRows|"
-                   "SoftmaxXentRowsGrad|DrawRows|"
-                   "FastUnary|BeamCandidates|ReluRNN(Forward|Backward)|OrderErrors|"
-                   "OrderErrorsGrad|AdamStep|MomentumStep|SquaredNorm|ClipScale|IncRows|ZeroFill)")
+                   "SoftmaxRows|SoftmaxRowsGrad|SoftmaxNLL(Bias)?Rows|SoftmaxNLL(Bias)?RowsGrad|"
+                   "SoftmaxXentRows|SoftmaxXentRowsGrad|DrawRows|FastUnary|BeamCandidates|"
+                   "ReluRNN(Forward|Backward)|OrderErrors|OrderErrorsGrad|AdamStep|"
+                   "MomentumStep|SquaredNorm|ClipScale|IncRows|ZeroFill)")
 
 
 def function(inputs: Any, outputs: Any = None, mode: Any = None, keep_buffers: bool = False,

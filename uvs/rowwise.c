@@ -206,9 +206,8 @@ static inline float uvs_row_max(const float* x, npy_intp m) {
     return top;
 }
 
-/* e = exp(x - top) of a row (m), and its sum: in 8 float lanes, then in double. */
-static inline float uvs_exp_sum(const float* x, npy_intp m, float top, float* e) {
-    for (npy_intp j = 0; j < m; j++) e[j] = uvs_expf(x[j] - top);
+/* The sum of a row (m) of exponentials: in 8 float lanes, then in double. */
+static inline float uvs_lane_sum(const float* e, npy_intp m) {
     uvs_v8 lanes = {0, 0, 0, 0, 0, 0, 0, 0};
     npy_intp j = 0;
     for (; j + 8 <= m; j += 8) lanes += uvs_load8(e + j);
@@ -216,6 +215,12 @@ static inline float uvs_exp_sum(const float* x, npy_intp m, float top, float* e)
     for (int l = 0; l < 8; l++) sum += lanes[l];
     for (; j < m; j++) sum += e[j];
     return (float)sum;
+}
+
+/* e = exp(x - top) of a row (m), and its sum (`uvs_lane_sum`). */
+static inline float uvs_exp_sum(const float* x, npy_intp m, float top, float* e) {
+    for (npy_intp j = 0; j < m; j++) e[j] = uvs_expf(x[j] - top);
+    return uvs_lane_sum(e, m);
 }
 
 /* The softmax of each row of x (n, m): e = exp(x - max) (`uvs_exp_sum`), p = e / sum. */
@@ -613,6 +618,139 @@ static int uvs_softmax_xent_grad_apply(PyArrayObject* xa, PyArrayObject* ya,
     }
     Py_DECREF(x);
     Py_DECREF(y);
+    Py_XDECREF(g);
+    return rc;
+}
+
+/* The decoders' loss with the output layer's bias folded in (`uvs_softmax_nll` of x + b):
+   x (n, m) the product before the bias, b (m,). Each row's z = x + b (float, as the graph's
+   add), p its softmax as `uvs_softmax` computes it, nll[i] = -log(p[i, y[i]] + 1e-8); the
+   rows of e = exp(z - max) and their sums are kept for the gradient, which then needs no
+   exp. */
+static void uvs_softmax_nll_bias(const float* x, const float* b, const npy_int64* y,
+                                 npy_intp n, npy_intp m, float* nll, float* e, float* sums) {
+#pragma omp parallel for schedule(static) if (n * m > 1 << 16)
+    for (npy_intp i = 0; i < n; i++) {
+        const float* xi = x + i * m;
+        float* ei = e + i * m;
+        for (npy_intp j = 0; j < m; j++) ei[j] = xi[j] + b[j];
+        const float top = uvs_row_max(ei, m);
+        /* in place through one pointer: `uvs_exp_sum(ei, .., ei)` would take the loop's
+           unvectorized version, meant for overlapping rows */
+        for (npy_intp j = 0; j < m; j++) ei[j] = uvs_expf(ei[j] - top);
+        const float s = uvs_lane_sum(ei, m);
+        nll[i] = -logf(ei[y[i]] / s + 1e-8f);
+        sums[i] = s;
+    }
+}
+
+#define UVS_BIAS_BLOCK 32 /* rows whose bias gradients are summed together, then the blocks */
+
+/* Its gradient: dx as `uvs_softmax_nll_grad` from the kept e and sums, and db = the column
+   sums of dx in double: each block of UVS_BIAS_BLOCK rows summed while its rows are in cache,
+   then the blocks in order (the same sums for any number of threads). part: a double per
+   block and column. */
+static void uvs_softmax_nll_bias_grad(const float* e, const float* sums, const npy_int64* y,
+                                      const float* g, npy_intp n, npy_intp m, float* dx,
+                                      double* part, float* db) {
+    const npy_intp blocks = (n + UVS_BIAS_BLOCK - 1) / UVS_BIAS_BLOCK;
+#pragma omp parallel if (n * m > 1 << 16)
+    {
+#pragma omp for schedule(static)
+        for (npy_intp k = 0; k < blocks; k++) {
+            double* acc = part + k * m;
+            for (npy_intp j = 0; j < m; j++) acc[j] = 0.0;
+            const npy_intp end = (k + 1) * UVS_BIAS_BLOCK < n ? (k + 1) * UVS_BIAS_BLOCK : n;
+            for (npy_intp i = k * UVS_BIAS_BLOCK; i < end; i++) {
+                const float* ei = e + i * m;
+                float* oi = dx + i * m;
+                const float s = sums[i];
+                const float py = ei[y[i]] / s;
+                const float gy = -g[i] / (py + 1e-8f);
+                const float dot = (float)((double)gy * py);
+                for (npy_intp j = 0; j < m; j++) oi[j] = (ei[j] / s) * (0.0f - dot);
+                oi[y[i]] = py * (gy - dot);
+                for (npy_intp j = 0; j < m; j++) acc[j] += oi[j];
+            }
+        }
+#pragma omp for schedule(static)
+        for (npy_intp j = 0; j < m; j++) {
+            double total = 0.0;
+            for (npy_intp k = 0; k < blocks; k++) total += part[k * m + j];
+            db[j] = (float)total;
+        }
+    }
+}
+
+static int uvs_softmax_nll_bias_apply(PyArrayObject* xa, PyArrayObject* ba, PyArrayObject* ya,
+                                      PyArrayObject** out, PyArrayObject** e,
+                                      PyArrayObject** sums) {
+    PyArrayObject *x, *y;
+    if (uvs_contig2(xa, NPY_FLOAT32, 2, ya, NPY_INT64, 1, &x, &y) != 0) return -1;
+    PyArrayObject* b = uvs_contig(ba, NPY_FLOAT32, 1);
+    const npy_intp n = PyArray_DIMS(x)[0], m = PyArray_DIMS(x)[1];
+    int rc = -1;
+    if (!b) {
+        rc = -1;  /* the error set */
+    } else if (PyArray_DIMS(y)[0] != n || PyArray_DIMS(b)[0] != m) {
+        PyErr_Format(PyExc_ValueError, "softmax nll: %ld rows of %ld scores, %ld words, %ld "
+                     "biases", (long)n, (long)m, (long)PyArray_DIMS(y)[0],
+                     (long)PyArray_DIMS(b)[0]);
+    } else if (uvs_check_words((const npy_int64*)PyArray_DATA(y), n, m) == 0
+               && uvs_output(out, 1, &n, NPY_FLOAT32) && uvs_output(sums, 1, &n, NPY_FLOAT32)
+               && uvs_output(e, 2, PyArray_DIMS(x), NPY_FLOAT32)) {
+        Py_BEGIN_ALLOW_THREADS
+        uvs_softmax_nll_bias((const float*)PyArray_DATA(x), (const float*)PyArray_DATA(b),
+                             (const npy_int64*)PyArray_DATA(y), n, m,
+                             (float*)PyArray_DATA(*out), (float*)PyArray_DATA(*e),
+                             (float*)PyArray_DATA(*sums));
+        Py_END_ALLOW_THREADS
+        rc = 0;
+    }
+    Py_DECREF(x);
+    Py_DECREF(y);
+    Py_XDECREF(b);
+    return rc;
+}
+
+static int uvs_softmax_nll_bias_grad_apply(PyArrayObject* ea, PyArrayObject* sa,
+                                           PyArrayObject* ya, PyArrayObject* ga,
+                                           PyArrayObject** dx, PyArrayObject** db) {
+    PyArrayObject *e, *y;
+    if (uvs_contig2(ea, NPY_FLOAT32, 2, ya, NPY_INT64, 1, &e, &y) != 0) return -1;
+    PyArrayObject* s = uvs_contig(sa, NPY_FLOAT32, 1);
+    PyArrayObject* g = s ? uvs_contig(ga, NPY_FLOAT32, 1) : NULL;
+    const npy_intp n = PyArray_DIMS(e)[0], m = PyArray_DIMS(e)[1];
+    int rc = -1;
+    if (!g) {
+        rc = -1;  /* the error set */
+    } else if (PyArray_DIMS(y)[0] != n || PyArray_DIMS(s)[0] != n || PyArray_DIMS(g)[0] != n) {
+        PyErr_Format(PyExc_ValueError, "softmax nll gradient: %ld rows, %ld words, %ld sums, "
+                     "%ld weights", (long)n, (long)PyArray_DIMS(y)[0], (long)PyArray_DIMS(s)[0],
+                     (long)PyArray_DIMS(g)[0]);
+    } else if (uvs_check_words((const npy_int64*)PyArray_DATA(y), n, m) == 0
+               && uvs_output(dx, 2, PyArray_DIMS(e), NPY_FLOAT32)
+               && uvs_output(db, 1, &m, NPY_FLOAT32)) {
+        const npy_intp blocks = (n + UVS_BIAS_BLOCK - 1) / UVS_BIAS_BLOCK;
+        double* part = (double*)malloc((blocks * m > 0 ? blocks * m : 1) * sizeof(double));
+        if (!part) {
+            PyErr_NoMemory();
+        } else {
+            Py_BEGIN_ALLOW_THREADS
+            uvs_softmax_nll_bias_grad((const float*)PyArray_DATA(e),
+                                      (const float*)PyArray_DATA(s),
+                                      (const npy_int64*)PyArray_DATA(y),
+                                      (const float*)PyArray_DATA(g), n, m,
+                                      (float*)PyArray_DATA(*dx), part,
+                                      (float*)PyArray_DATA(*db));
+            Py_END_ALLOW_THREADS
+            free(part);
+            rc = 0;
+        }
+    }
+    Py_DECREF(e);
+    Py_DECREF(y);
+    Py_XDECREF(s);
     Py_XDECREF(g);
     return rc;
 }

@@ -9,8 +9,9 @@ original (`uvs.decoding.search`). `softmax_rows` and `draw_rows` are the sampler
 and inverse-CDF draw, in C (PyTensor's Softmax has no C code). C in `rowwise.c` (beside this
 file), rows spread over OpenMP threads; NumPy in `perform` (bit-identical for the product).
 `rowwise_graph` puts them in a graph, with vectorized sigmoid and tanh (`fastmath.h`).
-`softmax_nll_rows` is the decoders' training loss in one pass per row, `softmax_xent_rows`
-the log-bilinear models' (dense label rows).
+`softmax_nll_rows` is the decoders' training loss in one pass per row (`softmax_nll_bias_rows`
+with the output layer's bias added in it), `softmax_xent_rows` the log-bilinear models' (dense
+label rows).
 """
 
 from __future__ import annotations
@@ -240,6 +241,82 @@ class SoftmaxNLLRowsGrad(_RowwiseOp):
         outputs[0][0] = out
 
 
+class SoftmaxNLLBiasRows(_RowwiseOp):
+    """(x: (n, m) float32, b: (m,) float32, y: (n,) int64) -> (nll (n,), e (n, m), sum (n,)):
+    `SoftmaxNLLRows` of x + b (the output layer's bias added in the pass, as the graph's
+    float32 add), keeping e = exp(x + b − max) and each row's sum for the gradient
+    (`SoftmaxNLLBiasRowsGrad`), which then needs no exp and also gives the bias's gradient."""
+
+    apply = "uvs_softmax_nll_bias_apply"
+
+    def make_node(self, x, b, y) -> Apply:
+        (x,) = _float32_matrix("softmax_nll_bias_rows", x)
+        b = pt.as_tensor_variable(b)
+        if b.ndim != 1 or b.dtype != "float32":
+            raise TypeError(f"softmax_nll_bias_rows: a float32 bias vector expected, got {b.type}")
+        y = _word_vector("softmax_nll_bias_rows", y)
+        n = x.type.shape[0]
+        return Apply(self, [x, b, y], [pt.tensor(dtype="float32", shape=(n,)), x.type(),
+                                       pt.tensor(dtype="float32", shape=(n,))])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [(shapes[0][0],), shapes[0], (shapes[0][0],)]
+
+    def connection_pattern(self, node):
+        return [[True, False, False], [True, False, False], [False, False, False]]
+
+    def pullback(self, inputs, outputs, output_grads):
+        _, e, total = outputs
+        dx, db = softmax_nll_bias_rows_grad(e, total, inputs[2], output_grads[0])
+        return [dx, db, disconnected_type()]
+
+    def perform(self, node, inputs, outputs) -> None:
+        x, b, y = inputs
+        if b.shape != x.shape[1:] or y.shape != x.shape[:1]:
+            raise ValueError(f"softmax nll: {x.shape} scores, {y.shape} words, {b.shape} biases")
+        z = x + b
+        top = z.max(axis=1, keepdims=True) if z.shape[1] else np.zeros((len(z), 1), np.float32)
+        e = np.exp(z - top)
+        total = e.sum(axis=1, dtype=np.float64).astype(np.float32)
+        p = e[np.arange(len(y)), _checked_words(y, x.shape[1])] / total
+        outputs[0][0] = (-np.log(p + np.float32(1e-8))).astype(np.float32)
+        outputs[1][0], outputs[2][0] = e, total
+
+
+class SoftmaxNLLBiasRowsGrad(_RowwiseOp):
+    """(e, sum, y, g: (n,) float32) -> (dx (n, m), db (m,)): the gradient of Σ_i g[i] · nll[i]
+    by x, as `SoftmaxNLLRowsGrad` from the kept e and sums, and by the bias, its column sums
+    in double (blocks of rows summed, then the blocks: the same for any thread count)."""
+
+    apply = "uvs_softmax_nll_bias_grad_apply"
+
+    def make_node(self, e, total, y, g) -> Apply:
+        (e,) = _float32_matrix("softmax_nll_bias_rows_grad", e)
+        y = _word_vector("softmax_nll_bias_rows_grad", y)
+        vectors = [pt.as_tensor_variable(v) for v in (total, g)]
+        for v in vectors:
+            if v.ndim != 1 or v.dtype != "float32":
+                raise TypeError(f"softmax_nll_bias_rows_grad: a float32 vector expected, got "
+                                f"{v.type}")
+        return Apply(self, [e, vectors[0], y, vectors[1]],
+                     [e.type(), pt.tensor(dtype="float32", shape=(e.type.shape[1],))])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[0], (shapes[0][1],)]
+
+    def perform(self, node, inputs, outputs) -> None:
+        e, total, y, g = inputs
+        rows = np.arange(len(y))
+        p = e / total[:, None]
+        py = p[rows, _checked_words(y, e.shape[1])]
+        gy = -g / (py + np.float32(1e-8))
+        dot = (gy.astype(np.float64) * py).astype(np.float32)
+        dx = p * (np.float32(0) - dot[:, None])
+        dx[rows, y] = py * (gy - dot)
+        outputs[0][0] = dx
+        outputs[1][0] = dx.sum(axis=0, dtype=np.float64).astype(np.float32)
+
+
 def _softmax_xent_perform(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if x.shape != y.shape:
         raise ValueError(f"softmax cross-entropy: scores {x.shape}, labels {y.shape}")
@@ -410,6 +487,8 @@ softmax_rows_grad = SoftmaxRowsGrad()
 softmax_nll_rows = SoftmaxNLLRows()
 softmax_nll_rows_grad = SoftmaxNLLRowsGrad()
 softmax_xent_rows = SoftmaxXentRows()
+softmax_nll_bias_rows = SoftmaxNLLBiasRows()
+softmax_nll_bias_rows_grad = SoftmaxNLLBiasRowsGrad()
 softmax_xent_rows_grad = SoftmaxXentRowsGrad()
 draw_rows = DrawRows()
 beam_candidates = BeamCandidates()
@@ -430,6 +509,14 @@ def softmax_nll(x: Variable, y: Variable, mode: str | None = None) -> Variable:
         return softmax_nll_rows(x, y)
     p = pt.special.softmax(x, axis=-1).flatten()
     return -pt.log(p[pt.arange(y.shape[0]) * x.shape[1] + y] + 1e-8)
+
+
+def softmax_nll_bias(x: Variable, b: Variable, y: Variable, mode: str | None = None) -> Variable:
+    """`softmax_nll` of x + b, x: (n, m) float32, b: (m,): `softmax_nll_bias_rows` (the bias
+    added in the loss's pass, its gradient in the gradient's) where `available(mode)`."""
+    if available(mode) and x.dtype == b.dtype == "float32":
+        return softmax_nll_bias_rows(x, b, y)[0]
+    return softmax_nll(x + b, y, mode)
 
 
 def rowwise_graph(outputs: list[Variable]) -> list[Variable]:

@@ -106,10 +106,14 @@ def build_model(tparams, options, impl: str | None = None, mode: str | None = No
 
     proj = get_layer(options["decoder"])[1](tparams, emb, init_state, options,
                                             prefix="decoder", mask=mask, impl=impl)
-    logit = _logit(tparams, proj[0], options)
+    state = proj[0]
+    if options["doutput"]:
+        state = fflayer(tparams, state, options, prefix="ff_hid", activ=tensor.tanh)
+    # `_logit`'s last layer, its bias added inside the loss's one pass (and its gradient there)
+    logit = tensor.dot(state, tparams["ff_logit_W"])
     logit_shp = logit.shape
-    cost = rowwise.softmax_nll(logit.reshape([logit_shp[0] * logit_shp[1], logit_shp[2]]),
-                               x.flatten(), mode)
+    cost = rowwise.softmax_nll_bias(logit.reshape([logit_shp[0] * logit_shp[1], logit_shp[2]]),
+                                    tparams["ff_logit_b"], x.flatten(), mode)
     cost = cost.reshape([x.shape[0], x.shape[1]])
     cost = (cost * mask).sum(0)
     cost = cost.sum()
