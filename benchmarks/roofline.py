@@ -376,28 +376,84 @@ def tries_for(seconds: float) -> int:
     return max(1, min(40, int(0.3 / max(seconds, 1e-6))))
 
 
-def measure(w: Work, repeats: int, threads: int) -> dict:
-    """Floor, uvs and torch taking turns; best of `repeats` turns each (after a warm-up),
-    a short update tried several times per turn. The memory floor: the optimiser's bytes
-    (`accesses` x 4 per value) at `stream_bandwidth`, measured before and after the turns."""
+class Reference:
+    """The reference of one update, timed in a child process on request, so that it runs
+    under its own OpenMP settings: a process has one libgomp, shared by PyTorch and uvs's C
+    Ops, and `uvs.backend.configure` sets `GOMP_SPINCOUNT=1000` for uvs (its threads then
+    sleep between loops); PyTorch is timed with libgomp's default, as its users run it (it
+    was up to 1.2x slower under uvs's setting, alignment at 00:32 UTC). The two processes
+    take turns: only one runs at a time."""
+
+    def __init__(self, name: str, small: bool, threads: int) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        mine = os.environ.pop("GOMP_SPINCOUNT", None)  # the child starts with the default
+        try:
+            self.proc = ctx.Process(target=_reference_child, args=(child, name, small, threads),
+                                    daemon=True)
+            self.proc.start()
+        finally:
+            if mine is not None:
+                os.environ["GOMP_SPINCOUNT"] = mine
+        self.label = self.conn.recv()  # built and called once: ready
+
+    def best(self, tries: int) -> float:
+        """The best of `tries` calls after the pause, as `best_time` in this process."""
+        self.conn.send(tries)
+        return self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.proc.join(30)
+
+
+def _reference_child(conn, name: str, small: bool, threads: int) -> None:
+    try:
+        import torch  # first: its libgomp loads before anything of uvs's sets GOMP_SPINCOUNT
+
+        torch.set_num_threads(threads)
+        label = f"torch {torch.__version__}"
+    except ImportError:
+        label = "no torch"
+    from threadpoolctl import threadpool_limits
+
+    from uvs import backend
+
+    backend.configure()
+    backend.blas_threads(threads)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        w = make_work(name, SMALL if small else PAPER, True, False)
+        w.torch()  # untimed: first-call costs
+        conn.send(label)
+        while (tries := conn.recv()) is not None:
+            conn.send(best_time(w.torch, float("inf"), tries))
+
+
+def measure(w: Work, repeats: int, threads: int, ref: Reference | None = None) -> dict:
+    """Floor, uvs and the reference (in its process) taking turns; best of `repeats` turns
+    each (after a warm-up), a short update tried several times per turn. The memory floor:
+    the optimiser's bytes (`accesses` x 4 per value) at `stream_bandwidth`, measured before
+    and after the turns."""
     floor = Floor(w.products)
     floor.run()
     bandwidth = stream_bandwidth(w.values, threads)
     w.uvs()  # a first call, untimed: the log-bilinear models compile their update in it
     n_uvs = tries_for(best_time(w.uvs, float("inf")))
-    n_torch = tries_for(best_time(w.torch, float("inf"))) if w.torch else 0
+    n_ref = tries_for(ref.best(1)) if ref else 0
     t_uvs = t_torch = float("inf")
     for _ in range(repeats):
         for _ in range(3):  # small products are noisy: three tries per turn
             floor.run()
         t_uvs = best_time(w.uvs, t_uvs, n_uvs)
-        if w.torch:
-            t_torch = best_time(w.torch, t_torch, n_torch)
+        if ref:
+            t_torch = min(t_torch, ref.best(n_ref))
     bandwidth = max(bandwidth, stream_bandwidth(w.values, threads))  # before and after the turns
     out = {"gflop": flops(w.products) / 1e9, "floor_s": floor.seconds(), "uvs_s": t_uvs,
            "optimiser_mb": w.accesses * 4 * w.values / 1e6, "stream_gbs": bandwidth / 1e9,
            "memory_s": w.accesses * 4 * w.values / bandwidth}
-    if w.torch:
+    if ref:
         out["torch_s"] = t_torch
     return out
 
@@ -630,10 +686,14 @@ def main(argv: list[str] | None = None) -> None:
     backend.configure()
     threads = a.threads or backend.blas_threads() or os.cpu_count() or 1
     backend.blas_threads(threads)
-    torch = None
+    torch_version = None
     if not a.no_torch:
-        import torch
-        torch.set_num_threads(threads)
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            torch_version = version("torch")  # imported in the reference's process only
+        except PackageNotFoundError:
+            ap.error("PyTorch is not installed: pip install torch, or --no-torch")
     sizes = SMALL if a.small else PAPER
     rows: dict[str, dict] = {}
     n_score = 5000 if a.coco5k else a.score_images
@@ -645,16 +705,21 @@ def main(argv: list[str] | None = None) -> None:
             score = scoring(n_score, 256 if a.small else 1000, a.repeats, n_score <= 1000)
         for name in names:
             t = time.perf_counter()
-            w = make_work(name, sizes, torch is not None, not a.no_phases)
+            w = make_work(name, sizes, False, not a.no_phases)
+            ref = None if a.no_torch else Reference(name, a.small, threads)
             print(f"{name}: built and compiled in {time.perf_counter() - t:.1f} s",
                   file=sys.stderr)
-            rows[name] = {"sizes": w.sizes, "reference": w.ref,
-                          **measure(w, a.repeats, threads)}
+            try:
+                rows[name] = {"sizes": w.sizes, "reference": w.ref,
+                              **measure(w, a.repeats, threads, ref)}
+            finally:
+                if ref:
+                    ref.close()
             if w.phases:
                 rows[name]["phases"] = measure_phases(w, a.repeats)
         beam = beam_search(a.beam, sizes["decoder"], a.repeats) if a.beam > 0 else None
     info = {"machine": machine_text(threads), "sizes": "small" if a.small else "paper",
-            "repeats": a.repeats, "torch": torch.__version__ if torch else None}
+            "repeats": a.repeats, "torch": torch_version}
     if a.json:
         print(json.dumps({**info, "updates": rows, "scoring": score, "beam": beam}))
         return
