@@ -11,7 +11,8 @@ matrix products, and the same products are timed as plain NumPy float32 matmuls 
 this run, at their own shapes, with the same BLAS threads as uvs (threadpoolctl): their
 summed time is the update's *floor*, and FLOPs / floor the *achievable* rate. uvs (the
 update its trainer compiles) and the PyTorch reference (imported from train_bench.py,
-decoder_bench.py, align_bench.py) are timed taking turns with the floor, best of
+decoder_bench.py, align_bench.py; timed in a child process, under libgomp's default rather
+than uvs's `GOMP_SPINCOUNT`) are timed taking turns with the floor, best of
 --repeats each (--threads also sets OMP_NUM_THREADS for the OpenMP of uvs.rowwise). With
 phases (default), profiled copies of the uvs graphs split its update
 into forward, backward, clipping, optimiser and the Python cost of the two calls, and name
