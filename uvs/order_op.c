@@ -1,5 +1,9 @@
 #section support_code
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 /* The order-embedding errors of uvs/order_op.py and their gradient:
 
        E[i, j] = sum_k max(0, s[i, k] - im[j, k])^2              (summed in double)
@@ -29,29 +33,21 @@ static void uvs_order_errors(const float* s, const float* im, npy_intp n, npy_in
 }
 
 /* rows of a (na, d) against rows of b (nb, d), G[a, b] at G + a * ga + b * gb:
-   out[a] = sign * sum_b G[a, b] 2 max(0, sign * (a - b)), in double; acc: d doubles. */
+   out[a] = sign * sum_b G[a, b] 2 max(0, sign * (a - b)), in double; acc: d doubles for each
+   of `threads` threads (allocated by the caller, before the threads start). */
 static void uvs_order_grad_rows(const float* a, const float* b, const float* G, npy_intp na,
                                 npy_intp nb, npy_intp d, npy_intp ga, npy_intp gb, float sign,
-                                float* out) {
-#pragma omp parallel if (na * nb * d > 1 << 16)
+                                float* out, double* acc, int threads) {
+#pragma omp parallel num_threads(threads) if (na * nb * d > 1 << 16)
     {
-        double* acc = (double*)malloc((d ? d : 1) * sizeof(double));
+        double* __restrict ac = acc;
+#ifdef _OPENMP
+        ac += (npy_intp)omp_get_thread_num() * d;
+#endif
 #pragma omp for schedule(static)
         for (npy_intp r = 0; r < na; r++) {
             const float* __restrict ar = a + r * d;
             float* __restrict o = out + r * d;
-            if (!acc) {  /* out of memory for d doubles: sum in float */
-                memset(o, 0, d * sizeof(float));
-                for (npy_intp q = 0; q < nb; q++) {
-                    const float g = 2.0f * G[r * ga + q * gb];
-                    for (npy_intp k = 0; k < d; k++) {
-                        const float x = sign * (ar[k] - b[q * d + k]);
-                        o[k] += sign * g * (x > 0.0f ? x : 0.0f);
-                    }
-                }
-                continue;
-            }
-            double* __restrict ac = acc;
             memset(ac, 0, d * sizeof(double));
             for (npy_intp q = 0; q < nb; q++) {
                 const float g = 2.0f * G[r * ga + q * gb];
@@ -65,7 +61,6 @@ static void uvs_order_grad_rows(const float* a, const float* b, const float* G, 
             }
             for (npy_intp k = 0; k < d; k++) o[k] = (float)(sign * ac[k]);
         }
-        free(acc);
     }
 }
 
@@ -125,11 +120,23 @@ static int uvs_order_grad_apply(PyArrayObject* sa, PyArrayObject* ima, PyArrayOb
             const float* sp = (const float*)PyArray_DATA(s);
             const float* ip = (const float*)PyArray_DATA(im);
             const float* gp = (const float*)PyArray_DATA(G);
-            Py_BEGIN_ALLOW_THREADS
-            uvs_order_grad_rows(sp, ip, gp, n, m, d, m, 1, 1.0f, (float*)PyArray_DATA(*ds));
-            uvs_order_grad_rows(ip, sp, gp, m, n, d, 1, m, -1.0f, (float*)PyArray_DATA(*dim));
-            Py_END_ALLOW_THREADS
-            rc = 0;
+            int threads = 1;
+#ifdef _OPENMP
+            threads = omp_get_max_threads();
+#endif
+            double* acc = (double*)malloc((size_t)threads * (d ? d : 1) * sizeof(double));
+            if (!acc) {
+                PyErr_NoMemory();
+            } else {
+                Py_BEGIN_ALLOW_THREADS
+                uvs_order_grad_rows(sp, ip, gp, n, m, d, m, 1, 1.0f,
+                                    (float*)PyArray_DATA(*ds), acc, threads);
+                uvs_order_grad_rows(ip, sp, gp, m, n, d, 1, m, -1.0f,
+                                    (float*)PyArray_DATA(*dim), acc, threads);
+                Py_END_ALLOW_THREADS
+                free(acc);
+                rc = 0;
+            }
         }
     }
     Py_XDECREF(s);
