@@ -335,7 +335,7 @@ _NUMBA_FALLBACK = ("Numba will use object mode to run (GRU(Forward|Backward)|Inv
                    "SoftmaxRows|SoftmaxRowsGrad|SoftmaxNLL(Bias)?Rows|SoftmaxNLL(Bias)?RowsGrad|"
                    "SoftmaxXentRows|SoftmaxXentRowsGrad|DrawRows|FastUnary|BeamCandidates|"
                    "ReluRNN(Forward|Backward)|OrderErrors|OrderErrorsGrad|AdamStep|"
-                   "MomentumStep|SquaredNorm|ClipScale|IncRows|ZeroFill)")
+                   "MomentumStep|SquaredNorm|ClipScale|IncRows|ZeroFill|BagOfWords|BagOfWordsGrad)")
 
 
 def function(inputs: Any, outputs: Any = None, mode: Any = None, keep_buffers: bool = False,

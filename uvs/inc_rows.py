@@ -44,6 +44,7 @@ class IncRows(OpenMPCOp):
 
     __props__ = ("inplace",)
     c_file = C_FILE
+    adds_into_first_input = True  # `ZeroIntoUpdate` may give it the last gradient to add into
 
     def __init__(self, inplace: bool = False) -> None:
         self.inplace = bool(inplace)
@@ -154,8 +155,10 @@ def _zeros_shape(var) -> list | None:
 
 
 class ZeroIntoUpdate(GraphRewriter):
-    """`IncRows(zeros, y, idx)` that is a shared variable's update (perhaps clipped: `ClipScale`)
-    adds into that variable's last value, zeroed by `ZeroFill`, not into a new table of zeros."""
+    """`IncRows(zeros, y, idx)` (or another Op that `adds_into_first_input`, as
+    `uvs.bag_of_words.BagOfWordsGrad`) that is a shared variable's update (perhaps clipped:
+    `ClipScale`) adds into that variable's last value, zeroed by `ZeroFill`, not into a new
+    table of zeros."""
 
     def add_requirements(self, fgraph):
         fgraph.attach_feature(ReplaceValidate())
@@ -166,13 +169,15 @@ class ZeroIntoUpdate(GraphRewriter):
             while out.owner is not None and isinstance(out.owner.op, ClipScale):
                 out = out.owner.inputs[0]  # the clipped gradient: the rows' table, rescaled
             node = out.owner
-            if node is None or not isinstance(node.op, IncRows) or node.op.inplace:
+            if node is None or not getattr(node.op, "adds_into_first_input", False) \
+                    or node.op.inplace:
                 continue
-            x, y, idx = node.inputs
+            x, *rest = node.inputs
             shape = _zeros_shape(x)
             if shape is None or shared.type.dtype != "float32" or shared.ndim != x.ndim:
                 continue
-            new = out.type.filter_variable(IncRows()(ZeroFill()(shared, *shape), y, idx))
+            new = out.type.filter_variable(
+                node.op.make_node(ZeroFill()(shared, *shape), *rest).outputs[0])
             try:
                 fgraph.replace_validate(out, new, reason="uvs_zero_into_update")
             except InconsistencyError:  # the shared value is read elsewhere: fresh zeros

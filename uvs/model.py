@@ -9,6 +9,7 @@ import pytensor
 import pytensor.tensor as tensor
 from pytensor.tensor.extra_ops import fill_diagonal
 
+from uvs.bag_of_words import bag_of_words
 from uvs.gru_op import gru_impl
 from uvs.layers import get_layer
 from uvs.modelfile import ModelKind, OptionSpec, Shape, register_kind
@@ -74,7 +75,12 @@ def _embed_words(tparams, x, options):
 
 
 def _encode_sentences(tparams, x, mask, options, gru=None):
-    """Sentence vectors (B, dim), L2-normalised: the GRU's last state or the bag of words."""
+    """Sentence vectors (B, dim), L2-normalised: the GRU's last state or the bag of words
+    (`uvs.bag_of_words`'s C where the GRU is fused, the original's graph under `scan`)."""
+    if options["encoder"] == "bow" and gru_impl(gru) == "fused":
+        sents = bag_of_words(tparams["Wemb"], x, mask)
+        if sents is not None:
+            return l2norm(sents)
     emb = _embed_words(tparams, x, options)
     proj = get_layer(options["encoder"])[1](tparams, emb, None, options, prefix="encoder",
                                             mask=mask, impl=gru)
