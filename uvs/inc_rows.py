@@ -176,10 +176,12 @@ class ZeroIntoUpdate(GraphRewriter):
             shape = _zeros_shape(x)
             if shape is None or shared.type.dtype != "float32" or shared.ndim != x.ndim:
                 continue
-            new = out.type.filter_variable(
-                node.op.make_node(ZeroFill()(shared, *shape), *rest).outputs[0])
             try:
+                new = out.type.filter_variable(
+                    node.op.make_node(ZeroFill()(shared, *shape), *rest).outputs[0])
                 fgraph.replace_validate(out, new, reason="uvs_zero_into_update")
+            except TypeError:  # a type the rebuilt node cannot take the place of
+                continue
             except InconsistencyError:  # the shared value is read elsewhere: fresh zeros
                 continue
 
