@@ -1,0 +1,113 @@
+"""What each change of issue 18's second pass gives: every update built with it and without
+it in one process, taking turns (these machines are shared and noisy).
+
+    python benchmarks/second_pass_bench.py [--only vse-bow,decoder-init,...] [--rounds 6]
+                                           [--small]
+
+Variants, each against the update as uvs builds it ("all"):
+  vse-bow       no-bag-of-words (the original's gather, mask and sum), no-zero-fill (a fresh
+                zero table per update: the `uvs_zero_into_update` rewrite excluded),
+                no-clip-scale (PyTensor's `switch`)
+  decoder-*     no-bias-in-loss (the bias added by its own node, `softmax_nll` after it)
+  mlbl, mlbl-f  no-xent (the loss as elementwise nodes), no-momentum-op (the step as three)
+libgomp's spin count (`GOMP_SPINCOUNT`) is read once per process: compare it across
+processes (`roofline.py --no-torch` with the variable set), not here.
+Prints each variant's best update time (ms, best of --rounds turns of 0.3 s of calls) and
+its ratio to "all" (> 1: the change helps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import roofline  # noqa: E402  (benchmarks/ on the path first)
+
+
+@contextlib.contextmanager
+def patched(obj, name: str, value):
+    old = getattr(obj, name)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        setattr(obj, name, old)
+
+
+def variants(name: str) -> dict[str, contextlib.AbstractContextManager]:
+    """name -> a context in which the update is built without one change."""
+    import pytensor.tensor as pt
+    from pytensor.compile.mode import get_mode
+
+    import uvs.mnlm.lbl as lbl
+    import uvs.model as model
+    import uvs.optim as optim
+    from uvs import backend, rowwise
+
+    if name == "vse-bow":
+        def switch(g, g2, limit, mode=None):
+            return pt.switch(g2 > limit ** 2, g / pt.sqrt(g2) * limit, g)
+        compile_ = backend.function
+
+        def no_zero_fill(inputs, outputs=None, mode=None, **kwargs):
+            mode = get_mode(backend._mode(mode) if mode is None or isinstance(mode, str)
+                            else mode).excluding("uvs_zero_into_update")
+            return compile_(inputs, outputs, mode=mode, **kwargs)
+        return {"no-bag-of-words": patched(model, "bag_of_words", lambda *a, **k: None),
+                "no-zero-fill": patched(backend, "function", no_zero_fill),
+                "no-clip-scale": patched(optim, "clip_scale", switch)}
+    if name.startswith("decoder"):
+        return {"no-bias-in-loss": patched(
+            rowwise, "softmax_nll_bias",
+            lambda x, b, y, mode=None: rowwise.softmax_nll(x + b, y, mode))}
+    if name.startswith("mlbl"):
+        return {"no-xent": patched(lbl, "available", lambda *a, **k: False),
+                "no-momentum-op": patched(lbl, "momentum_step", lambda *a, **k: None)}
+    return {}
+
+
+def build(name: str, sizes: dict):
+    w = roofline.make_work(name, sizes, False, False)
+    w.uvs()  # the log-bilinear models compile in their first call: inside the variant's context
+    return w.uvs
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="vse-bow,decoder-init,decoder-bias,mlbl,mlbl-f")
+    ap.add_argument("--rounds", type=int, default=6, help="turns per variant (best of them)")
+    ap.add_argument("--small", action="store_true", help="tiny sizes: a quick check")
+    a = ap.parse_args(argv)
+    from threadpoolctl import threadpool_limits
+
+    from uvs import backend
+
+    backend.configure()
+    threads = backend.blas_threads() or os.cpu_count() or 1
+    sizes = roofline.SMALL if a.small else roofline.PAPER
+    print(f"machine: {roofline.machine_text(threads)}; best of {a.rounds} turns")
+    with threadpool_limits(limits=threads, user_api="blas"):
+        for name in [n.strip() for n in a.only.split(",") if n.strip()]:
+            fns = {"all": build(name, sizes)}
+            for label, ctx in variants(name).items():
+                with ctx:
+                    fns[label] = build(name, sizes)
+            tries = {k: roofline.tries_for(roofline.best_time(f, float("inf")))
+                     for k, f in fns.items()}
+            best = {k: float("inf") for k in fns}
+            for _ in range(a.rounds):
+                for k, f in fns.items():
+                    best[k] = roofline.best_time(f, best[k], tries[k])
+            line = ", ".join(f"{k} {1e3 * t:.2f} ms" + ("" if k == "all" else
+                                                          f" ({t / best['all']:.2f})")
+                             for k, t in best.items())
+            print(f"{name:<13} {line}")
+
+
+if __name__ == "__main__":
+    main()
