@@ -1,9 +1,5 @@
 #section support_code
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 /* The bag-of-words sentence of uvs/bag_of_words.py and its gradient, without the (T, B, d)
    word vectors and masked products of the graph they replace:
 
@@ -29,10 +25,7 @@ static void uvs_bow(const float* W, npy_intp d, const npy_int64* rows, const flo
                     npy_intp T, npy_intp B, float* s, double* acc_all, int threads) {
 #pragma omp parallel num_threads(threads) if (T * B * d > 1 << 15)
     {
-        double* __restrict acc = acc_all;
-#ifdef _OPENMP
-        acc += (npy_intp)omp_get_thread_num() * d;
-#endif
+        double* __restrict acc = acc_all + (npy_intp)uvs_thread_num() * d;
 #pragma omp for schedule(static)
         for (npy_intp b = 0; b < B; b++) {
             memset(acc, 0, d * sizeof(double));
@@ -53,12 +46,8 @@ static void uvs_bow_grad(npy_intp T, npy_intp B, npy_intp d, float* __restrict o
                          const float* __restrict g, const float* mask, const npy_int64* rows) {
 #pragma omp parallel if (T * B * d > 1 << 15)
     {
-        npy_intp c0 = 0, c1 = d;
-#ifdef _OPENMP
-        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        c0 = d * t / nt;
-        c1 = d * (t + 1) / nt;
-#endif
+        npy_intp c0, c1;
+        uvs_thread_block(d, &c0, &c1);
         for (npy_intp i = 0; i < T * B; i++) {
             const float w = mask[i];
             float* __restrict o = out + rows[i] * d;
@@ -73,13 +62,8 @@ static void uvs_bow_grad(npy_intp T, npy_intp B, npy_intp d, float* __restrict o
    (new references and a malloc'd array; 0), or -1 with the error set. */
 static int uvs_bow_inputs(PyArrayObject* xa, PyArrayObject* ma, npy_intp V, PyArrayObject** x,
                           PyArrayObject** mask, npy_int64** rows) {
-    *x = (PyArrayObject*)PyArray_FromAny((PyObject*)xa, PyArray_DescrFromType(NPY_INT64), 2, 2,
-                                         NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED, NULL);
-    *mask = *x ? (PyArrayObject*)PyArray_FromAny((PyObject*)ma,
-                                                 PyArray_DescrFromType(NPY_FLOAT32), 2, 2,
-                                                 NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED,
-                                                 NULL)
-               : NULL;
+    *x = uvs_contig(xa, NPY_INT64, 2);
+    *mask = *x ? uvs_contig(ma, NPY_FLOAT32, 2) : NULL;
     *rows = NULL;
     if (*mask && (PyArray_DIMS(*x)[0] != PyArray_DIMS(*mask)[0]
                   || PyArray_DIMS(*x)[1] != PyArray_DIMS(*mask)[1])) {
@@ -103,9 +87,7 @@ static int uvs_bow_inputs(PyArrayObject* xa, PyArrayObject* ma, npy_intp V, PyAr
 
 static int uvs_bow_apply(PyArrayObject* Wa, PyArrayObject* xa, PyArrayObject* ma,
                          PyArrayObject** out) {
-    PyArrayObject* W = (PyArrayObject*)PyArray_FromAny(
-        (PyObject*)Wa, PyArray_DescrFromType(NPY_FLOAT32), 2, 2,
-        NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED, NULL);
+    PyArrayObject* W = uvs_contig(Wa, NPY_FLOAT32, 2);
     if (!W) return -1;
     PyArrayObject *x, *mask;
     npy_int64* rows;
@@ -116,10 +98,7 @@ static int uvs_bow_apply(PyArrayObject* Wa, PyArrayObject* xa, PyArrayObject* ma
     const npy_intp T = PyArray_DIMS(x)[0], B = PyArray_DIMS(x)[1], d = PyArray_DIMS(W)[1];
     npy_intp dims[2] = {B, d};
     int rc = -1;
-    int threads = 1;
-#ifdef _OPENMP
-    threads = omp_get_max_threads();
-#endif
+    const int threads = uvs_max_threads();
     double* acc = (double*)malloc((size_t)threads * (d > 0 ? d : 1) * sizeof(double));
     Py_XDECREF(*out);
     *out = (PyArrayObject*)PyArray_EMPTY(2, dims, NPY_FLOAT32, 0);
@@ -147,9 +126,7 @@ static int uvs_bow_grad_apply(PyArrayObject* table, PyArrayObject* ga, PyArrayOb
         PyErr_SetString(PyExc_ValueError, "bag of words gradient: a float32 table");
         return -1;
     }
-    PyArrayObject* g = (PyArrayObject*)PyArray_FromAny(
-        (PyObject*)ga, PyArray_DescrFromType(NPY_FLOAT32), 2, 2,
-        NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED, NULL);
+    PyArrayObject* g = uvs_contig(ga, NPY_FLOAT32, 2);
     if (!g) return -1;
     PyArrayObject *x, *mask;
     npy_int64* rows;
@@ -164,13 +141,7 @@ static int uvs_bow_grad_apply(PyArrayObject* table, PyArrayObject* ga, PyArrayOb
                      "(%ld, %ld) words and a table of width %ld", (long)PyArray_DIMS(g)[0],
                      (long)PyArray_DIMS(g)[1], (long)T, (long)B, (long)d);
     } else {
-        PyArrayObject* o;
-        if (inplace && PyArray_IS_C_CONTIGUOUS(table) && PyArray_ISWRITEABLE(table)) {
-            o = table;
-            Py_INCREF(o);
-        } else {
-            o = (PyArrayObject*)PyArray_NewCopy(table, NPY_CORDER);
-        }
+        PyArrayObject* o = uvs_inplace_or_copy(table, inplace);
         if (o) {
             Py_XDECREF(*out);
             *out = o;

@@ -28,25 +28,6 @@ static void uvs_mm(int m, int n, int k, const T* a, int lda, bool ta, const T* b
     uvs_gemm(tb ? 'T' : 'N', ta ? 'T' : 'N', n, m, k, (T)1, b, ldb, a, lda, beta, c, ldc);
 }
 
-static PyArrayObject* uvs_contig(PyArrayObject* a, int type_num) {
-    return (PyArrayObject*)PyArray_FromAny((PyObject*)a, PyArray_DescrFromType(type_num), 0, 0,
-                                           NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED, NULL);
-}
-
-/* *out as a C-contiguous array of this shape: kept when it already is one, else new. */
-static int uvs_output(PyArrayObject** out, int nd, npy_intp* dims, int type_num) {
-    PyArrayObject* o = *out;
-    if (o && PyArray_NDIM(o) == nd && PyArray_TYPE(o) == type_num
-        && PyArray_IS_C_CONTIGUOUS(o)) {
-        bool same = true;
-        for (int i = 0; i < nd; i++) same = same && PyArray_DIMS(o)[i] == dims[i];
-        if (same) return 0;
-    }
-    Py_XDECREF(o);
-    *out = (PyArrayObject*)PyArray_EMPTY(nd, dims, type_num, 0);
-    return *out ? 0 : -1;
-}
-
 static int uvs_shape_error(const char* op, const char* what) {
     PyErr_Format(PyExc_ValueError, "%s: %s has the wrong shape", op, what);
     return -1;

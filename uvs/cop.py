@@ -21,6 +21,7 @@ from pytensor.link.c.op import ExternalCOp
 from uvs import backend, ccflags
 
 FASTMATH = "fastmath.h"  # float math shared by the C files, put in front of each
+OMP_SUPPORT = "omp_support.h"  # threads and array helpers of the OpenMP Ops, put in front
 BLAS_SUPPORT = "blas_support.c"  # products and array helpers, put before a BlasCOp's own file
 
 
@@ -38,11 +39,16 @@ def openmp() -> bool:
 
 
 @functools.cache
-def fastmath_header() -> tuple[str, str]:
-    """(text, sha256) of fastmath.h: C Ops prepend the text and add the hash to their cache
-    version, as PyTensor hashes only their own file."""
-    text = (Path(__file__).with_name(FASTMATH)).read_text()
+def support_header(name: str) -> tuple[str, str]:
+    """(text, sha256) of a C header beside this module: C Ops prepend the text and add the
+    hash to their cache version, as PyTensor hashes only their own file."""
+    text = (Path(__file__).with_name(name)).read_text()
     return text, hashlib.sha256(text.encode()).hexdigest()
+
+
+def fastmath_header() -> tuple[str, str]:
+    """`support_header` of fastmath.h, the float math shared by the C files."""
+    return support_header(FASTMATH)
 
 
 class BlasCOp(ExternalCOp):
@@ -58,7 +64,8 @@ class BlasCOp(ExternalCOp):
     def c_support_code(self, **kwargs: Any) -> str:
         from pytensor.tensor.blas_headers import blas_header_text
 
-        return blas_header_text() + fastmath_header()[0] + super().c_support_code(**kwargs)
+        return (blas_header_text() + fastmath_header()[0] + support_header(OMP_SUPPORT)[0]
+                + super().c_support_code(**kwargs))
 
     def c_headers(self, **kwargs: Any) -> list[str]:
         return ["<math.h>", "<stdlib.h>", "<string.h>"]
@@ -87,7 +94,8 @@ class BlasCOp(ExternalCOp):
     def c_code_cache_version(self) -> tuple:
         from pytensor.tensor.blas_headers import blas_header_version
 
-        return (*super().c_code_cache_version(), blas_header_version(), fastmath_header()[1])
+        return (*super().c_code_cache_version(), blas_header_version(), fastmath_header()[1],
+                support_header(OMP_SUPPORT)[1])
 
     def _check_c(self, node: Apply) -> None:
         import pytensor
@@ -113,3 +121,9 @@ class OpenMPCOp(ExternalCOp):
 
     def c_compile_args(self, **kwargs: Any) -> list[str]:
         return ["-fno-math-errno", "-fno-trapping-math", *(["-fopenmp"] if openmp() else [])]
+
+    def c_support_code(self, **kwargs: Any) -> str:
+        return support_header(OMP_SUPPORT)[0] + super().c_support_code(**kwargs)
+
+    def c_code_cache_version(self) -> tuple:
+        return (*super().c_code_cache_version(), support_header(OMP_SUPPORT)[1])

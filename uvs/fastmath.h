@@ -1,6 +1,6 @@
 /* Float math of uvs's C Ops (gru_op.c, rowwise.c): branch-free, so that loops over it
    vectorize. The Python side puts this text in front of each file and keys the compile cache
-   by its hash too (`uvs.gru_op.fastmath_header`). */
+   by its hash too (`uvs.cop.fastmath_header`). */
 
 /* exp(x) in float, ~1 ulp (Cephes expf), branch-free so that loops over it vectorize; down
    to the denormals (2^n is applied as two normal factors), 0 below -104. */

@@ -160,7 +160,7 @@ static int uvs_gru_forward(PyArrayObject** in, PyArrayObject** h_out, PyArrayObj
     PyArrayObject* a[9] = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     int rc = -1;
     for (int i = 0; i < 9; i++)
-        if (!(a[i] = uvs_contig(in[i], tn))) goto done;
+        if (!(a[i] = uvs_contig(in[i], tn, 0))) goto done;
     if (PyArray_NDIM(a[0]) != 3 || PyArray_NDIM(a[8]) != 2) {
         uvs_shape_error(UVS_GRU, "x or Ux");
         goto done;
@@ -178,7 +178,7 @@ static int uvs_gru_forward(PyArrayObject** in, PyArrayObject** h_out, PyArrayObj
             || uvs_expect(UVS_GRU, a[8], "Ux", 2, d, d, 0))
             goto done;
         npy_intp hd[3] = {Tn, B, d}, gd[3] = {Tn, B, 4 * d};
-        if (uvs_output(h_out, 3, hd, tn) || uvs_output(g_out, 3, gd, tn)) goto done;
+        if (!uvs_output(h_out, 3, hd, tn) || !uvs_output(g_out, 3, gd, tn)) goto done;
         Py_BEGIN_ALLOW_THREADS
 #define UVS_FWD(T) uvs_gru_fwd<T>(Tn, B, nin, d, UVS_P(T, a[0]), UVS_P(T, a[1]), UVS_P(T, a[2]), \
     UVS_P(T, a[3]), UVS_P(T, a[4]), UVS_P(T, a[5]), UVS_P(T, a[6]), UVS_P(T, a[7]), \
@@ -200,7 +200,7 @@ static int uvs_gru_backward(PyArrayObject** in, PyArrayObject*** out) {
     PyArrayObject* D = NULL;
     int rc = -1;
     for (int i = 0; i < 10; i++)
-        if (!(a[i] = uvs_contig(in[i], tn))) goto done;
+        if (!(a[i] = uvs_contig(in[i], tn, 0))) goto done;
     if (PyArray_NDIM(a[0]) != 3 || PyArray_NDIM(a[6]) != 2) {
         uvs_shape_error(UVS_GRU, "x or Ux");
         goto done;
@@ -222,7 +222,7 @@ static int uvs_gru_backward(PyArrayObject** in, PyArrayObject*** out) {
                                  {d, 2 * d}, {nin, d}, {d}, {d, d}};
         const int nds[9] = {3, 2, 2, 2, 1, 2, 2, 1, 2};
         for (int i = 0; i < 9; i++)
-            if (uvs_output(out[i], nds[i], shapes[i], tn)) goto done;
+            if (!uvs_output(out[i], nds[i], shapes[i], tn)) goto done;
         npy_intp dd[2] = {Tn * B, 4 * d};
         if (!(D = (PyArrayObject*)PyArray_EMPTY(2, dd, tn, 0))) goto done;
         Py_BEGIN_ALLOW_THREADS

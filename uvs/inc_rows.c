@@ -1,9 +1,5 @@
 #section support_code
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 /* x[idx[i]] += y[i] for each i in order (uvs/inc_rows.py): the gradient of an embedding
    lookup, its rows added into the table's gradient. Every thread adds its own columns of
    every row, rows in index order, so a word that repeats sums exactly as np.add.at sums it. */
@@ -12,12 +8,8 @@ static void uvs_inc_rows(npy_intp k, npy_intp d, float* __restrict x,
                          const float* __restrict y, npy_intp y_step, const npy_int64* rows) {
 #pragma omp parallel if (k * d > 1 << 15)
     {
-        npy_intp c0 = 0, c1 = d;
-#ifdef _OPENMP
-        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        c0 = d * t / nt;
-        c1 = d * (t + 1) / nt;
-#endif
+        npy_intp c0, c1;
+        uvs_thread_block(d, &c0, &c1);
         for (npy_intp i = 0; i < k; i++) {
             float* __restrict xr = x + rows[i] * d;
             const float* __restrict yr = y + i * y_step;
@@ -46,14 +38,8 @@ static int uvs_inc_rows_apply(PyArrayObject* x, PyArrayObject* y, PyArrayObject*
                      (long)k, (long)n, (long)d);
         return -1;
     }
-    PyArrayObject* o;
-    if (inplace && PyArray_IS_C_CONTIGUOUS(x) && PyArray_ISWRITEABLE(x)) {
-        o = x;
-        Py_INCREF(o);
-    } else {
-        o = (PyArrayObject*)PyArray_NewCopy(x, NPY_CORDER);
-        if (!o) return -1;
-    }
+    PyArrayObject* o = uvs_inplace_or_copy(x, inplace);
+    if (!o) return -1;
     Py_XDECREF(*out);
     *out = o;
     PyArrayObject* yc = (PyArrayObject*)PyArray_GETCONTIGUOUS(y);

@@ -26,11 +26,8 @@ static int uvs_momentum_apply(PyArrayObject* p, PyArrayObject* g, PyArrayObject*
     PyArrayObject* in[2] = {p, delta};
     PyArrayObject** out[2] = {p_out, d_out};
     for (int i = 0; i < 2; i++) {
-        const int here = inplace && PyArray_IS_C_CONTIGUOUS(in[i]) && PyArray_ISALIGNED(in[i])
-                         && PyArray_ISWRITEABLE(in[i]);
-        PyArrayObject* o = here ? in[i] : (PyArrayObject*)PyArray_NewCopy(in[i], NPY_CORDER);
+        PyArrayObject* o = uvs_inplace_or_copy(in[i], inplace);
         if (!o) return -1;
-        if (here) Py_INCREF(o);
         Py_XDECREF(*out[i]);
         *out[i] = o;
     }
@@ -46,9 +43,7 @@ static int uvs_momentum_apply(PyArrayObject* p, PyArrayObject* g, PyArrayObject*
         PyErr_SetString(PyExc_ValueError, "momentum step: float32 parameter and step");
         return -1;
     }
-    PyArrayObject* gc = (PyArrayObject*)PyArray_FromAny(
-        (PyObject*)g, PyArray_DescrFromType(NPY_FLOAT32), 0, 0,
-        NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED, NULL);
+    PyArrayObject* gc = uvs_contig(g, NPY_FLOAT32, 0);
     if (!gc) return -1;
     const float rate = *(const float*)PyArray_DATA(lr), mom = *(const float*)PyArray_DATA(p_t);
     Py_BEGIN_ALLOW_THREADS

@@ -15,9 +15,7 @@ static double uvs_sum_squares(const float* x, npy_intp n) {
 static int uvs_squared_norm(PyArrayObject** in, int n, PyArrayObject** out) {
     double total = 0.0;
     for (int i = 0; i < n; i++) {
-        PyArrayObject* a = (PyArrayObject*)PyArray_FromAny(
-            (PyObject*)in[i], PyArray_DescrFromType(NPY_FLOAT32), 0, 0,
-            NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED, NULL);
+        PyArrayObject* a = uvs_contig(in[i], NPY_FLOAT32, 0);
         if (!a) return -1;
         const float* x = (const float*)PyArray_DATA(a);
         const npy_intp size = PyArray_SIZE(a);
@@ -48,15 +46,8 @@ static int uvs_clip_scale(PyArrayObject* g, PyArrayObject* g2, PyArrayObject** o
         PyErr_SetString(PyExc_ValueError, "clip scale: a float32 tensor and a float32 scalar");
         return -1;
     }
-    PyArrayObject* o;
-    if (inplace && PyArray_IS_C_CONTIGUOUS(g) && PyArray_ISALIGNED(g)
-        && PyArray_ISWRITEABLE(g)) {
-        o = g;
-        Py_INCREF(o);
-    } else {
-        o = (PyArrayObject*)PyArray_NewCopy(g, NPY_CORDER);
-        if (!o) return -1;
-    }
+    PyArrayObject* o = uvs_inplace_or_copy(g, inplace);
+    if (!o) return -1;
     Py_XDECREF(*out);
     *out = o;
     const float n2 = *(const float*)PyArray_DATA(g2);

@@ -1,9 +1,5 @@
 #section support_code
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 /* The order-embedding errors of uvs/order_op.py and their gradient:
 
        E[i, j] = sum_k max(0, s[i, k] - im[j, k])^2              (summed in double)
@@ -40,10 +36,7 @@ static void uvs_order_grad_rows(const float* a, const float* b, const float* G, 
                                 float* out, double* acc, int threads) {
 #pragma omp parallel num_threads(threads) if (na * nb * d > 1 << 16)
     {
-        double* __restrict ac = acc;
-#ifdef _OPENMP
-        ac += (npy_intp)omp_get_thread_num() * d;
-#endif
+        double* __restrict ac = acc + (npy_intp)uvs_thread_num() * d;
 #pragma omp for schedule(static)
         for (npy_intp r = 0; r < na; r++) {
             const float* __restrict ar = a + r * d;
@@ -73,33 +66,20 @@ static int uvs_order_check(PyArrayObject* s, PyArrayObject* im) {
     return 0;
 }
 
-static PyArrayObject* uvs_order_in(PyArrayObject* a) {
-    return (PyArrayObject*)PyArray_FromAny((PyObject*)a, PyArray_DescrFromType(NPY_FLOAT32), 2,
-                                           2, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED, NULL);
-}
-
-static int uvs_order_out(PyArrayObject** out, npy_intp r, npy_intp c) {
-    npy_intp dims[2] = {r, c};
-    if (*out && PyArray_DIMS(*out)[0] == r && PyArray_DIMS(*out)[1] == c
-        && PyArray_IS_C_CONTIGUOUS(*out))
-        return 0;
-    Py_XDECREF(*out);
-    *out = (PyArrayObject*)PyArray_EMPTY(2, dims, NPY_FLOAT32, 0);
-    return *out ? 0 : -1;
-}
-
 static int uvs_order_errors_apply(PyArrayObject* sa, PyArrayObject* ima, PyArrayObject** out) {
-    PyArrayObject* s = uvs_order_in(sa);
-    PyArrayObject* im = s ? uvs_order_in(ima) : NULL;
+    PyArrayObject* s = uvs_contig(sa, NPY_FLOAT32, 2);
+    PyArrayObject* im = s ? uvs_contig(ima, NPY_FLOAT32, 2) : NULL;
     int rc = -1;
-    if (im && uvs_order_check(s, im) == 0
-        && uvs_order_out(out, PyArray_DIMS(s)[0], PyArray_DIMS(im)[0]) == 0) {
-        Py_BEGIN_ALLOW_THREADS
-        uvs_order_errors((const float*)PyArray_DATA(s), (const float*)PyArray_DATA(im),
-                         PyArray_DIMS(s)[0], PyArray_DIMS(im)[0], PyArray_DIMS(s)[1],
-                         (float*)PyArray_DATA(*out));
-        Py_END_ALLOW_THREADS
-        rc = 0;
+    if (im && uvs_order_check(s, im) == 0) {
+        const npy_intp dims[2] = {PyArray_DIMS(s)[0], PyArray_DIMS(im)[0]};
+        if (uvs_output(out, 2, dims, NPY_FLOAT32)) {
+            Py_BEGIN_ALLOW_THREADS
+            uvs_order_errors((const float*)PyArray_DATA(s), (const float*)PyArray_DATA(im),
+                             PyArray_DIMS(s)[0], PyArray_DIMS(im)[0], PyArray_DIMS(s)[1],
+                             (float*)PyArray_DATA(*out));
+            Py_END_ALLOW_THREADS
+            rc = 0;
+        }
     }
     Py_XDECREF(s);
     Py_XDECREF(im);
@@ -108,22 +88,21 @@ static int uvs_order_errors_apply(PyArrayObject* sa, PyArrayObject* ima, PyArray
 
 static int uvs_order_grad_apply(PyArrayObject* sa, PyArrayObject* ima, PyArrayObject* Ga,
                                 PyArrayObject** ds, PyArrayObject** dim) {
-    PyArrayObject* s = uvs_order_in(sa);
-    PyArrayObject* im = s ? uvs_order_in(ima) : NULL;
-    PyArrayObject* G = im ? uvs_order_in(Ga) : NULL;
+    PyArrayObject* s = uvs_contig(sa, NPY_FLOAT32, 2);
+    PyArrayObject* im = s ? uvs_contig(ima, NPY_FLOAT32, 2) : NULL;
+    PyArrayObject* G = im ? uvs_contig(Ga, NPY_FLOAT32, 2) : NULL;
     int rc = -1;
     if (G && uvs_order_check(s, im) == 0) {
         const npy_intp n = PyArray_DIMS(s)[0], m = PyArray_DIMS(im)[0], d = PyArray_DIMS(s)[1];
+        const npy_intp ds_dims[2] = {n, d}, dim_dims[2] = {m, d};
         if (PyArray_DIMS(G)[0] != n || PyArray_DIMS(G)[1] != m) {
             PyErr_SetString(PyExc_ValueError, "order errors gradient: G has the wrong shape");
-        } else if (uvs_order_out(ds, n, d) == 0 && uvs_order_out(dim, m, d) == 0) {
+        } else if (uvs_output(ds, 2, ds_dims, NPY_FLOAT32)
+                   && uvs_output(dim, 2, dim_dims, NPY_FLOAT32)) {
             const float* sp = (const float*)PyArray_DATA(s);
             const float* ip = (const float*)PyArray_DATA(im);
             const float* gp = (const float*)PyArray_DATA(G);
-            int threads = 1;
-#ifdef _OPENMP
-            threads = omp_get_max_threads();
-#endif
+            const int threads = uvs_max_threads();
             double* acc = (double*)malloc((size_t)threads * (d ? d : 1) * sizeof(double));
             if (!acc) {
                 PyErr_NoMemory();

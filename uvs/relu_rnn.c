@@ -101,7 +101,7 @@ static int uvs_relu_rnn_forward(PyArrayObject** in, PyArrayObject** a_out,
     PyArrayObject* a[4] = {NULL, NULL, NULL, NULL};
     int rc = -1;
     for (int i = 0; i < 4; i++)
-        if (!(a[i] = uvs_contig(in[i], tn))) goto done;
+        if (!(a[i] = uvs_contig(in[i], tn, 0))) goto done;
     if (PyArray_NDIM(a[0]) != 3) {
         uvs_shape_error(UVS_RNN, "e");
         goto done;
@@ -114,7 +114,7 @@ static int uvs_relu_rnn_forward(PyArrayObject** in, PyArrayObject** a_out,
             || uvs_expect(UVS_RNN, a[3], "b", 1, d, 0, 0))
             goto done;
         npy_intp hd[3] = {Tn, B, d};
-        if (uvs_output(a_out, 3, hd, tn) || uvs_output(h_out, 3, hd, tn)) goto done;
+        if (!uvs_output(a_out, 3, hd, tn) || !uvs_output(h_out, 3, hd, tn)) goto done;
         Py_BEGIN_ALLOW_THREADS
 #define UVS_FWD(T) uvs_relu_rnn_fwd<T>(Tn, B, d, UVS_P(T, a[0]), UVS_P(T, a[1]), \
     UVS_P(T, a[2]), UVS_P(T, a[3]), UVS_P(T, *a_out), UVS_P(T, *h_out))
@@ -135,7 +135,7 @@ static int uvs_relu_rnn_backward(PyArrayObject** in, PyArrayObject*** out) {
     PyArrayObject* c = NULL;
     int rc = -1;
     for (int i = 0; i < 5; i++)
-        if (!(a[i] = uvs_contig(in[i], tn))) goto done;
+        if (!(a[i] = uvs_contig(in[i], tn, 0))) goto done;
     if (PyArray_NDIM(a[2]) != 3) {
         uvs_shape_error(UVS_RNN, "a");
         goto done;
@@ -151,7 +151,7 @@ static int uvs_relu_rnn_backward(PyArrayObject** in, PyArrayObject*** out) {
         npy_intp shapes[3][3] = {{Tn, B, d}, {d, d}, {d}};
         const int nds[3] = {3, 2, 1};
         for (int i = 0; i < 3; i++)
-            if (uvs_output(out[i], nds[i], shapes[i], tn)) goto done;
+            if (!uvs_output(out[i], nds[i], shapes[i], tn)) goto done;
         npy_intp cd[2] = {B, d};
         if (!(c = (PyArrayObject*)PyArray_EMPTY(2, cd, tn, 0))) goto done;
         Py_BEGIN_ALLOW_THREADS

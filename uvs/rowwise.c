@@ -127,9 +127,13 @@ static int uvs_invariant_dot(const float* x, npy_intp n, npy_intp k, const float
     return failed ? -1 : 0;
 }
 
-static PyArrayObject* uvs_contig(PyArrayObject* a, int type_num, int nd) {
-    return (PyArrayObject*)PyArray_FromAny((PyObject*)a, PyArray_DescrFromType(type_num), nd, nd,
-                                           NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED, NULL);
+/* a scratch row of m floats for each thread a region may use (`uvs_max_threads`), taken
+   before the threads start; NULL with the error set */
+static float* uvs_row_scratch(npy_intp m, int* threads) {
+    *threads = uvs_max_threads();
+    float* scratch = (float*)malloc((size_t)*threads * (m ? m : 1) * sizeof(float));
+    if (!scratch) PyErr_NoMemory();
+    return scratch;
 }
 
 /* a and b as C-contiguous aligned arrays of these types and ranks (new references, 0), or
@@ -143,20 +147,6 @@ static int uvs_contig2(PyArrayObject* a, int type_a, int nd_a, PyArrayObject* b,
         return -1;
     }
     return 0;
-}
-
-/* *out as a C-contiguous array of this shape and type: kept when it already is one, else new. */
-static PyArrayObject* uvs_output(PyArrayObject** out, int nd, const npy_intp* dims,
-                                 int type_num) {
-    PyArrayObject* o = *out;
-    bool same = o && PyArray_NDIM(o) == nd && PyArray_TYPE(o) == type_num
-                && PyArray_IS_C_CONTIGUOUS(o);
-    for (int i = 0; same && i < nd; i++) same = PyArray_DIMS(o)[i] == dims[i];
-    if (!same) {
-        Py_XDECREF(o);
-        *out = o = (PyArrayObject*)PyArray_EMPTY(nd, (npy_intp*)dims, type_num, 0);
-    }
-    return o;
 }
 
 static int uvs_invariant_dot_apply(PyArrayObject* xa, PyArrayObject* wa, PyArrayObject** out) {
@@ -247,27 +237,19 @@ static int uvs_check_words(const npy_int64* y, npy_intp n, npy_intp m) {
 }
 
 /* nll[i] = -log(p[i, y[i]] + 1e-8), p the softmax of row i as `uvs_softmax` computes it (the
-   decoders' loss, without writing p); e: a scratch row per thread. */
-static int uvs_softmax_nll(const float* x, const npy_int64* y, npy_intp n, npy_intp m,
-                           float* nll) {
-    int failed = 0;
-#pragma omp parallel if (n * m > 1 << 16)
+   decoders' loss, without writing p); scratch: a row for each of `threads` threads. */
+static void uvs_softmax_nll(const float* x, const npy_int64* y, npy_intp n, npy_intp m,
+                            float* nll, float* scratch, int threads) {
+#pragma omp parallel num_threads(threads) if (n * m > 1 << 16)
     {
-        float* e = (float*)malloc((m ? m : 1) * sizeof(float));
-        if (!e) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        float* e = scratch + (npy_intp)uvs_thread_num() * m;
 #pragma omp for schedule(static)
         for (npy_intp i = 0; i < n; i++) {
-            if (!e) continue;
             const float* xi = x + i * m;
             const float s = uvs_exp_sum(xi, m, uvs_row_max(xi, m), e);
             nll[i] = -logf(e[y[i]] / s + 1e-8f);
         }
-        free(e);
     }
-    return failed ? -1 : 0;
 }
 
 /* The gradient of g[i] * nll[i] by x, as the softmax's gradient (`uvs_softmax_grad`) computes
@@ -480,11 +462,16 @@ static int uvs_softmax_nll_apply(PyArrayObject* xa, PyArrayObject* ya, PyArrayOb
                      (long)PyArray_DIMS(y)[0]);
     } else if (uvs_check_words((const npy_int64*)PyArray_DATA(y), n, m) == 0
                && uvs_output(out, 1, &n, NPY_FLOAT32)) {
-        Py_BEGIN_ALLOW_THREADS
-        rc = uvs_softmax_nll((const float*)PyArray_DATA(x), (const npy_int64*)PyArray_DATA(y),
-                             n, m, (float*)PyArray_DATA(*out));
-        Py_END_ALLOW_THREADS
-        if (rc != 0) PyErr_NoMemory();
+        int threads;
+        float* scratch = uvs_row_scratch(m, &threads);
+        if (scratch) {
+            Py_BEGIN_ALLOW_THREADS
+            uvs_softmax_nll((const float*)PyArray_DATA(x), (const npy_int64*)PyArray_DATA(y), n,
+                            m, (float*)PyArray_DATA(*out), scratch, threads);
+            Py_END_ALLOW_THREADS
+            free(scratch);
+            rc = 0;
+        }
     }
     Py_DECREF(x);
     Py_DECREF(y);
@@ -519,20 +506,15 @@ static int uvs_softmax_nll_grad_apply(PyArrayObject* xa, PyArrayObject* ya, PyAr
    the row as `uvs_softmax` computes it, z = x - max:
        cost[i] = log(sum_j exp(z_ij)) - sum_j y_ij z_ij   (its gradient by x: p - y)
        obj[i]  = -sum_j y_ij log(p_ij + 1e-20)             (the original's objective)
-   both sums over the labelled j, in double, without writing p; e: a scratch row per thread. */
-static int uvs_softmax_xent(const float* x, const float* y, npy_intp n, npy_intp m,
-                            float* cost, float* obj) {
-    int failed = 0;
-#pragma omp parallel if (n * m > 1 << 16)
+   both sums over the labelled j, in double, without writing p; scratch: a row for each of
+   `threads` threads. */
+static void uvs_softmax_xent(const float* x, const float* y, npy_intp n, npy_intp m,
+                             float* cost, float* obj, float* scratch, int threads) {
+#pragma omp parallel num_threads(threads) if (n * m > 1 << 16)
     {
-        float* e = (float*)malloc((m ? m : 1) * sizeof(float));
-        if (!e) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        float* e = scratch + (npy_intp)uvs_thread_num() * m;
 #pragma omp for schedule(static)
         for (npy_intp i = 0; i < n; i++) {
-            if (!e) continue;
             const float* xi = x + i * m;
             const float* yi = y + i * m;
             const float top = uvs_row_max(xi, m);
@@ -547,9 +529,7 @@ static int uvs_softmax_xent(const float* x, const float* y, npy_intp n, npy_intp
             cost[i] = logf(s) - (float)yz;
             obj[i] = -(float)o;
         }
-        free(e);
     }
-    return failed ? -1 : 0;
 }
 
 /* The gradient of sum_i g[i] cost[i] by x: g[i] (p_ij - y_ij). */
@@ -588,11 +568,17 @@ static int uvs_softmax_xent_apply(PyArrayObject* xa, PyArrayObject* ya, PyArrayO
     const npy_intp n = PyArray_DIMS(x)[0], m = PyArray_DIMS(x)[1];
     int rc = -1;
     if (uvs_output(cost, 1, &n, NPY_FLOAT32) && uvs_output(obj, 1, &n, NPY_FLOAT32)) {
-        Py_BEGIN_ALLOW_THREADS
-        rc = uvs_softmax_xent((const float*)PyArray_DATA(x), (const float*)PyArray_DATA(y), n,
-                              m, (float*)PyArray_DATA(*cost), (float*)PyArray_DATA(*obj));
-        Py_END_ALLOW_THREADS
-        if (rc != 0) PyErr_NoMemory();
+        int threads;
+        float* scratch = uvs_row_scratch(m, &threads);
+        if (scratch) {
+            Py_BEGIN_ALLOW_THREADS
+            uvs_softmax_xent((const float*)PyArray_DATA(x), (const float*)PyArray_DATA(y), n, m,
+                             (float*)PyArray_DATA(*cost), (float*)PyArray_DATA(*obj), scratch,
+                             threads);
+            Py_END_ALLOW_THREADS
+            free(scratch);
+            rc = 0;
+        }
     }
     Py_DECREF(x);
     Py_DECREF(y);

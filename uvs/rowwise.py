@@ -30,7 +30,7 @@ from pytensor.scalar.math import Sigmoid
 from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.math import Dot
 
-from uvs.cop import available, fastmath_header, openmp
+from uvs.cop import OMP_SUPPORT, available, fastmath_header, openmp, support_header
 
 C_FILE = "rowwise.c"  # beside this module; PyTensor keys its compile cache by its hash
 
@@ -66,10 +66,12 @@ class _RowwiseOp(ExternalCOp):
         return ["<math.h>", "<stdlib.h>", "<string.h>"]
 
     def c_support_code(self, **kwargs: Any) -> str:
-        return fastmath_header()[0] + super().c_support_code(**kwargs)
+        return (fastmath_header()[0] + support_header(OMP_SUPPORT)[0]
+                + super().c_support_code(**kwargs))
 
     def c_code_cache_version(self) -> tuple:
-        return (*super().c_code_cache_version(), fastmath_header()[1])
+        return (*super().c_code_cache_version(), fastmath_header()[1],
+                support_header(OMP_SUPPORT)[1])
 
     def c_compile_args(self, **kwargs: Any) -> list[str]:
         # no multiply-add fused but the explicit ones (`perform` is bit for bit); threads where
@@ -94,6 +96,14 @@ def _float32_matrix(op: str, *variables) -> list[Variable]:
     for v in variables:
         if v.ndim != 2 or v.dtype != "float32":
             raise TypeError(f"{op}: float32 matrices expected, got {v.type}")
+    return variables
+
+
+def _float32_vectors(op: str, *variables, what: str = "a float32 vector") -> list[Variable]:
+    variables = [pt.as_tensor_variable(v) for v in variables]
+    for v in variables:
+        if v.ndim != 1 or v.dtype != "float32":
+            raise TypeError(f"{op}: {what} expected, got {v.type}")
     return variables
 
 
@@ -221,9 +231,7 @@ class SoftmaxNLLRowsGrad(_RowwiseOp):
     def make_node(self, x, y, g) -> Apply:
         (x,) = _float32_matrix("softmax_nll_rows_grad", x)
         y = _word_vector("softmax_nll_rows_grad", y)
-        g = pt.as_tensor_variable(g)
-        if g.ndim != 1 or g.dtype != "float32":
-            raise TypeError(f"softmax_nll_rows_grad: a float32 vector expected, got {g.type}")
+        (g,) = _float32_vectors("softmax_nll_rows_grad", g)
         return Apply(self, [x, y, g], [x.type()])
 
     def infer_shape(self, fgraph, node, shapes):
@@ -251,9 +259,7 @@ class SoftmaxNLLBiasRows(_RowwiseOp):
 
     def make_node(self, x, b, y) -> Apply:
         (x,) = _float32_matrix("softmax_nll_bias_rows", x)
-        b = pt.as_tensor_variable(b)
-        if b.ndim != 1 or b.dtype != "float32":
-            raise TypeError(f"softmax_nll_bias_rows: a float32 bias vector expected, got {b.type}")
+        (b,) = _float32_vectors("softmax_nll_bias_rows", b, what="a float32 bias vector")
         y = _word_vector("softmax_nll_bias_rows", y)
         n = x.type.shape[0]
         return Apply(self, [x, b, y], [pt.tensor(dtype="float32", shape=(n,)), x.type(),
@@ -293,12 +299,8 @@ class SoftmaxNLLBiasRowsGrad(_RowwiseOp):
     def make_node(self, e, total, y, g) -> Apply:
         (e,) = _float32_matrix("softmax_nll_bias_rows_grad", e)
         y = _word_vector("softmax_nll_bias_rows_grad", y)
-        vectors = [pt.as_tensor_variable(v) for v in (total, g)]
-        for v in vectors:
-            if v.ndim != 1 or v.dtype != "float32":
-                raise TypeError(f"softmax_nll_bias_rows_grad: a float32 vector expected, got "
-                                f"{v.type}")
-        return Apply(self, [e, vectors[0], y, vectors[1]],
+        total, g = _float32_vectors("softmax_nll_bias_rows_grad", total, g)
+        return Apply(self, [e, total, y, g],
                      [e.type(), pt.tensor(dtype="float32", shape=(e.type.shape[1],))])
 
     def infer_shape(self, fgraph, node, shapes):
@@ -366,9 +368,7 @@ class SoftmaxXentRowsGrad(_RowwiseOp):
 
     def make_node(self, x, y, g) -> Apply:
         x, y = _float32_matrix("softmax_xent_rows_grad", x, y)
-        g = pt.as_tensor_variable(g)
-        if g.ndim != 1 or g.dtype != "float32":
-            raise TypeError(f"softmax_xent_rows_grad: a float32 vector expected, got {g.type}")
+        (g,) = _float32_vectors("softmax_xent_rows_grad", g)
         return Apply(self, [x, y, g], [x.type()])
 
     def infer_shape(self, fgraph, node, shapes):
