@@ -69,12 +69,18 @@ def init_params(options: dict, preemb: np.ndarray | None = None, rng=np.random) 
     return params
 
 
-def _logit(tparams, state, options):
-    """Word scores from the states: the deep output (tanh layer) first when `doutput`."""
+def _output_input(tparams, state, options):
+    """What the output layer reads: the states, through the deep output (tanh layer) when
+    `doutput`."""
     if options["doutput"]:
-        hid = fflayer(tparams, state, options, prefix="ff_hid", activ=tensor.tanh)
-        return fflayer(tparams, hid, options, prefix="ff_logit", activ=linear)
-    return fflayer(tparams, state, options, prefix="ff_logit", activ=linear)
+        return fflayer(tparams, state, options, prefix="ff_hid", activ=tensor.tanh)
+    return state
+
+
+def _logit(tparams, state, options):
+    """Word scores from the states (`_output_input`, then the output layer)."""
+    return fflayer(tparams, _output_input(tparams, state, options), options, prefix="ff_logit",
+                   activ=linear)
 
 
 def build_model(tparams, options, impl: str | None = None, mode: str | None = None):
@@ -84,7 +90,7 @@ def build_model(tparams, options, impl: str | None = None, mode: str | None = No
     masked negative log-likelihood Σ −log(p(x_t | x_<t, ctx) + 1e-8), as the original.
     impl: the GRU implementation, 'scan' or 'fused' (default `uvs.gru_op.gru_impl()`).
     mode: the PyTensor mode it will compile in: softmax and loss are `uvs.rowwise`'s C, but
-    under JAX (`uvs.rowwise.softmax_nll`).
+    under JAX (`uvs.rowwise.softmax_nll_bias`).
     """
     trng = shared_rng(seed=1234, name="trng")
     x = tensor.matrix("x", dtype="int64")
@@ -106,11 +112,8 @@ def build_model(tparams, options, impl: str | None = None, mode: str | None = No
 
     proj = get_layer(options["decoder"])[1](tparams, emb, init_state, options,
                                             prefix="decoder", mask=mask, impl=impl)
-    state = proj[0]
-    if options["doutput"]:
-        state = fflayer(tparams, state, options, prefix="ff_hid", activ=tensor.tanh)
-    # `_logit`'s last layer, its bias added inside the loss's one pass (and its gradient there)
-    logit = tensor.dot(state, tparams["ff_logit_W"])
+    # `_logit`, its output layer's bias added inside the loss's one pass (and its gradient there)
+    logit = tensor.dot(_output_input(tparams, proj[0], options), tparams["ff_logit_W"])
     logit_shp = logit.shape
     cost = rowwise.softmax_nll_bias(logit.reshape([logit_shp[0] * logit_shp[1], logit_shp[2]]),
                                     tparams["ff_logit_b"], x.flatten(), mode)
