@@ -213,3 +213,29 @@ def test_update_functions_keep_their_buffers():
     assert f.vm.allow_gc
     for _ in range(2):  # the kept buffers are reused, not stale
         assert f_grad(np.ones((4, 3), "float32")) == pytest.approx(f(np.ones((4, 3), "float32")))
+
+
+def test_unused_rewrites_change_no_compiled_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rewrites uvs leaves out for compile time exist in PyTensor, and a GRU model's
+    gradient compiles to the same nodes without them as with them."""
+    import pytensor.tensor as pt
+    from models import tiny_options
+    from pytensor.compile.mode import optdb
+
+    from uvs.model import build_model, init_params
+    from uvs.utils import init_tparams
+
+    assert all(name in optdb["canonicalize"] for name in backend._UNUSED_REWRITES)
+    options = tiny_options(encoder="gru")
+    options["n_words"] = 20
+    tparams = init_tparams(init_params(options, rng=np.random.RandomState(0)))
+    inputs, cost = build_model(tparams, options)
+    grads = pt.grad(cost, list(tparams.values()))
+
+    def nodes() -> list[str]:
+        f = backend.function(inputs, [cost, *grads])
+        return [str(node.op) for node in f.maker.fgraph.toposort()]
+
+    trimmed = nodes()
+    monkeypatch.setattr(backend, "_UNUSED_REWRITES", ())
+    assert nodes() == trimmed

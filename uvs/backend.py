@@ -338,6 +338,14 @@ _NUMBA_FALLBACK = ("Numba will use object mode to run (GRU(Forward|Backward)|Inv
                    "MomentumStep|SquaredNorm|ClipScale|IncRows|ZeroFill|BagOfWords|BagOfWordsGrad)")
 
 
+# PyTensor's rewrites of products with orthogonal, symmetric, diagonal or selection matrices:
+# uvs's graphs have none, yet each asks its assumption machinery of every product and
+# transpose — an eighth of a warm compile (benchmarks/compile_bench.py). The same compiled
+# graphs without them (tests/test_backend.py).
+_UNUSED_REWRITES = ("orthogonal_dot_transpose_to_eye", "selection_dot_to_indexing",
+                    "useless_symmetric_transpose", "dot_diag_to_elemwise")
+
+
 def function(inputs: Any, outputs: Any = None, mode: Any = None, keep_buffers: bool = False,
              **kwargs: Any) -> Any:
     """`pytensor.function`, compiled in `mode` (a name or a PyTensor `Mode`), else `$UVS_MODE`,
@@ -355,7 +363,7 @@ def function(inputs: Any, outputs: Any = None, mode: Any = None, keep_buffers: b
     # PyTensor folds a scalar factor into a product (Dot22Scalar) even when the product has
     # other clients, so a clipped gradient g·c/|g| recomputed each large weight gradient
     # (12 % of a decoder update); without the fold it is one product and an elementwise scale.
-    mode = get_mode(mode).excluding("local_dot22_to_dot22scalar")
+    mode = get_mode(mode).excluding("local_dot22_to_dot22scalar", *_UNUSED_REWRITES)
     if keep_buffers and hasattr(mode.linker, "allow_gc"):
         mode = mode.clone(link_kwargs={"allow_gc": False})
     if getattr(mode.linker, "c_thunks", False):  # PyTensor's C backend
