@@ -3,6 +3,7 @@
 import numpy as np
 import pytensor.tensor as pt
 import pytest
+from pytensor.compile.mode import get_mode
 
 from uvs import backend
 from uvs.rowwise import invariant_dot, rowwise_graph
@@ -313,7 +314,8 @@ def test_softmax_nll_bias_rows_is_the_loss_of_the_biased_scores(n, m):
     before = softmax_nll_rows(x + b, y)  # the decoders' loss before: the bias added first
     dx, db = pt.grad((nll * g).sum(), [x, b])
     old_dx, old_db = pt.grad((before * g).sum(), [x, b])
-    f = backend.function([x, b, y, g], [nll, dx, db, before, old_dx, old_db], mode="CVM")
+    two_passes = get_mode("CVM").excluding("uvs_softmax_nll_bias_fused")  # the fused: below
+    f = backend.function([x, b, y, g], [nll, dx, db, before, old_dx, old_db], mode=two_passes)
     rng = np.random.RandomState(n + m)
     xv = (rng.randn(n, m) * 4).astype("float32")
     bv = rng.randn(m).astype("float32")
@@ -342,3 +344,67 @@ def test_softmax_nll_bias_rows_refuses_a_bias_of_another_width():
         f(np.zeros((2, 4), "float32"), np.zeros(3, "float32"), np.array([1, 2]))
     with pytest.raises(IndexError, match="outside the 4 columns"):
         f(np.zeros((2, 4), "float32"), np.zeros(4, "float32"), np.array([1, 4]))
+
+
+@pytest.mark.parametrize("n,m", [(7, 30), (3, 1), (70, 1003)])
+@pytest.mark.parametrize("mode", ["CVM", "NUMBA"])  # C, then `perform`
+def test_the_loss_and_its_gradient_in_one_pass_are_the_two_passes(n, m, mode):
+    """Where the rows' weights do not depend on the loss, one Op gives the loss, its gradient
+    and the bias's, the same floats as the loss and gradient Ops."""
+    from uvs.rowwise import SoftmaxNLLBiasRowsFused, softmax_nll_bias
+
+    x, b = pt.matrix("x", dtype="float32"), pt.vector("b", dtype="float32")
+    y, g = pt.vector("y", dtype="int64"), pt.vector("g", dtype="float32")
+    nll = softmax_nll_bias(x, b, y)
+    outs = [nll, *pt.grad((nll * g).sum(), [x, b])]
+    one = backend.function([x, b, y, g], outs, mode=get_mode(mode))
+    two = backend.function([x, b, y, g], outs,
+                           mode=get_mode(mode).excluding("uvs_softmax_nll_bias_fused"))
+    ops = {type(n.op) for n in one.maker.fgraph.toposort()}
+    assert (SoftmaxNLLBiasRowsFused in ops) == (mode == "CVM")  # C backend only
+    assert SoftmaxNLLBiasRowsFused not in {type(n.op) for n in two.maker.fgraph.toposort()}
+    rng = np.random.RandomState(n * m)
+    args = ((rng.randn(n, m) * 4).astype("float32"), rng.randn(m).astype("float32"),
+            rng.randint(0, m, n).astype("int64"),
+            rng.rand(n).astype("float32") * (rng.rand(n) < 0.8))
+    for a, c in zip(one(*args), two(*args), strict=True):
+        assert a.tobytes() == c.tobytes()
+    out = [[None], [None], [None]]
+    SoftmaxNLLBiasRowsFused().perform(None, list(args), out)  # NumPy, for modes without C
+    for a, c in zip(out, one(*args), strict=True):
+        np.testing.assert_allclose(a[0], c, rtol=1e-5, atol=1e-6)
+
+
+def test_one_pass_only_where_the_weights_do_not_depend_on_the_loss():
+    from uvs.rowwise import SoftmaxNLLBiasRowsFused, softmax_nll_bias
+
+    x, b, y = pt.matrix("x", dtype="float32"), pt.vector("b", dtype="float32"), pt.lvector("y")
+    nll = softmax_nll_bias(x, b, y)
+    cost = (nll ** 2).sum()  # the gradient's weights are 2·nll: the loss must come first
+    f = backend.function([x, b, y], [cost, *pt.grad(cost, [x, b])], mode="CVM")
+    assert SoftmaxNLLBiasRowsFused not in {type(n.op) for n in f.maker.fgraph.toposort()}
+    rng = np.random.RandomState(5)
+    xv, bv = rng.randn(4, 6).astype("float32"), rng.randn(6).astype("float32")
+    yv = np.array([0, 5, 2, 2])
+    c, dx, _ = f(xv, bv, yv)
+    z = (xv + bv).astype(np.float64)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    nl = -np.log(p[np.arange(4), yv] + 1e-8)
+    r = p[np.arange(4), yv] / (p[np.arange(4), yv] + 1e-8)
+    dnll = p * r[:, None]
+    dnll[np.arange(4), yv] -= r
+    want = 2 * nl[:, None] * dnll
+    np.testing.assert_allclose(c, (nl ** 2).sum(), rtol=1e-5)
+    np.testing.assert_allclose(dx, want, rtol=1e-4, atol=1e-6)
+
+
+def test_one_pass_refuses_weights_of_another_length():
+    from uvs.rowwise import SoftmaxNLLBiasRowsFused
+
+    x, b, y, g = (pt.matrix("x", dtype="float32"), pt.vector("b", dtype="float32"),
+                  pt.lvector("y"), pt.vector("g", dtype="float32"))
+    f = backend.function([x, b, y, g], SoftmaxNLLBiasRowsFused()(x, b, y, g), mode="CVM")
+    with pytest.raises(ValueError, match="2 rows of 4 scores, 2 words, 4 biases, 3 weights"):
+        f(np.zeros((2, 4), "float32"), np.zeros(4, "float32"), np.array([1, 2]),
+          np.ones(3, "float32"))

@@ -740,3 +740,88 @@ static int uvs_softmax_nll_bias_grad_apply(PyArrayObject* ea, PyArrayObject* sa,
     Py_XDECREF(g);
     return rc;
 }
+
+/* Both at once, when the weights g of the rows' losses are known before the loss (the
+   trainer's mask): each row's e = exp(x + b - max) is made in its row of dx, its nll taken,
+   and turned into that row's gradient while in cache, exactly as `uvs_softmax_nll_bias` then
+   `uvs_softmax_nll_bias_grad` compute them (the same floats, the same blocks of bias sums),
+   without writing e to memory and reading it back. part: a double per block and column. */
+static void uvs_softmax_nll_bias_fused(const float* x, const float* b, const npy_int64* y,
+                                       const float* g, npy_intp n, npy_intp m, float* nll,
+                                       float* dx, double* part, float* db) {
+    const npy_intp blocks = (n + UVS_BIAS_BLOCK - 1) / UVS_BIAS_BLOCK;
+#pragma omp parallel if (n * m > 1 << 16)
+    {
+#pragma omp for schedule(static)
+        for (npy_intp k = 0; k < blocks; k++) {
+            double* acc = part + k * m;
+            for (npy_intp j = 0; j < m; j++) acc[j] = 0.0;
+            const npy_intp end = (k + 1) * UVS_BIAS_BLOCK < n ? (k + 1) * UVS_BIAS_BLOCK : n;
+            for (npy_intp i = k * UVS_BIAS_BLOCK; i < end; i++) {
+                const float* xi = x + i * m;
+                float* oi = dx + i * m;
+                for (npy_intp j = 0; j < m; j++) oi[j] = xi[j] + b[j];
+                const float top = uvs_row_max(oi, m);
+                for (npy_intp j = 0; j < m; j++) oi[j] = uvs_expf(oi[j] - top);
+                const float s = uvs_lane_sum(oi, m);
+                nll[i] = -logf(oi[y[i]] / s + 1e-8f);
+                const float py = oi[y[i]] / s;
+                const float gy = -g[i] / (py + 1e-8f);
+                const float dot = (float)((double)gy * py);
+                for (npy_intp j = 0; j < m; j++) oi[j] = (oi[j] / s) * (0.0f - dot);
+                oi[y[i]] = py * (gy - dot);
+                for (npy_intp j = 0; j < m; j++) acc[j] += oi[j];
+            }
+        }
+#pragma omp for schedule(static)
+        for (npy_intp j = 0; j < m; j++) {
+            double total = 0.0;
+            for (npy_intp k = 0; k < blocks; k++) total += part[k * m + j];
+            db[j] = (float)total;
+        }
+    }
+}
+
+static int uvs_softmax_nll_bias_fused_apply(PyArrayObject* xa, PyArrayObject* ba,
+                                            PyArrayObject* ya, PyArrayObject* ga,
+                                            PyArrayObject** out, PyArrayObject** dx,
+                                            PyArrayObject** db) {
+    PyArrayObject *x, *y;
+    if (uvs_contig2(xa, NPY_FLOAT32, 2, ya, NPY_INT64, 1, &x, &y) != 0) return -1;
+    PyArrayObject* b = uvs_contig(ba, NPY_FLOAT32, 1);
+    PyArrayObject* g = b ? uvs_contig(ga, NPY_FLOAT32, 1) : NULL;
+    const npy_intp n = PyArray_DIMS(x)[0], m = PyArray_DIMS(x)[1];
+    int rc = -1;
+    if (!g) {
+        rc = -1;  /* the error set */
+    } else if (PyArray_DIMS(y)[0] != n || PyArray_DIMS(b)[0] != m || PyArray_DIMS(g)[0] != n) {
+        PyErr_Format(PyExc_ValueError, "softmax nll: %ld rows of %ld scores, %ld words, %ld "
+                     "biases, %ld weights", (long)n, (long)m, (long)PyArray_DIMS(y)[0],
+                     (long)PyArray_DIMS(b)[0], (long)PyArray_DIMS(g)[0]);
+    } else if (uvs_check_words((const npy_int64*)PyArray_DATA(y), n, m) == 0
+               && uvs_output(out, 1, &n, NPY_FLOAT32)
+               && uvs_output(dx, 2, PyArray_DIMS(x), NPY_FLOAT32)
+               && uvs_output(db, 1, &m, NPY_FLOAT32)) {
+        const npy_intp blocks = (n + UVS_BIAS_BLOCK - 1) / UVS_BIAS_BLOCK;
+        double* part = (double*)malloc((blocks * m > 0 ? blocks * m : 1) * sizeof(double));
+        if (!part) {
+            PyErr_NoMemory();
+        } else {
+            Py_BEGIN_ALLOW_THREADS
+            uvs_softmax_nll_bias_fused((const float*)PyArray_DATA(x),
+                                       (const float*)PyArray_DATA(b),
+                                       (const npy_int64*)PyArray_DATA(y),
+                                       (const float*)PyArray_DATA(g), n, m,
+                                       (float*)PyArray_DATA(*out), (float*)PyArray_DATA(*dx),
+                                       part, (float*)PyArray_DATA(*db));
+            Py_END_ALLOW_THREADS
+            free(part);
+            rc = 0;
+        }
+    }
+    Py_DECREF(x);
+    Py_DECREF(y);
+    Py_XDECREF(b);
+    Py_XDECREF(g);
+    return rc;
+}

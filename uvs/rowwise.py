@@ -20,10 +20,12 @@ from typing import Any
 
 import numpy as np
 import pytensor.tensor as pt
+from pytensor.compile import optdb
 from pytensor.gradient import disconnected_type, grad_not_implemented
 from pytensor.graph.basic import Apply, Variable
 from pytensor.graph.op import Op
-from pytensor.graph.traversal import toposort
+from pytensor.graph.rewriting.basic import in2out, node_rewriter
+from pytensor.graph.traversal import ancestors, toposort
 from pytensor.link.c.op import ExternalCOp
 from pytensor.scalar.basic import Tanh
 from pytensor.scalar.math import Sigmoid
@@ -277,16 +279,8 @@ class SoftmaxNLLBiasRows(_RowwiseOp):
         return [dx, db, disconnected_type()]
 
     def perform(self, node, inputs, outputs) -> None:
-        x, b, y = inputs
-        if b.shape != x.shape[1:] or y.shape != x.shape[:1]:
-            raise ValueError(f"softmax nll: {x.shape} scores, {y.shape} words, {b.shape} biases")
-        z = x + b
-        top = z.max(axis=1, keepdims=True) if z.shape[1] else np.zeros((len(z), 1), np.float32)
-        e = np.exp(z - top)
-        total = e.sum(axis=1, dtype=np.float64).astype(np.float32)
-        p = e[np.arange(len(y)), _checked_words(y, x.shape[1])] / total
-        outputs[0][0] = (-np.log(p + np.float32(1e-8))).astype(np.float32)
-        outputs[1][0], outputs[2][0] = e, total
+        for o, v in zip(outputs, _nll_bias_perform(*inputs), strict=True):
+            o[0] = v
 
 
 class SoftmaxNLLBiasRowsGrad(_RowwiseOp):
@@ -307,16 +301,80 @@ class SoftmaxNLLBiasRowsGrad(_RowwiseOp):
         return [shapes[0], (shapes[0][1],)]
 
     def perform(self, node, inputs, outputs) -> None:
-        e, total, y, g = inputs
-        rows = np.arange(len(y))
-        p = e / total[:, None]
-        py = p[rows, _checked_words(y, e.shape[1])]
-        gy = -g / (py + np.float32(1e-8))
-        dot = (gy.astype(np.float64) * py).astype(np.float32)
-        dx = p * (np.float32(0) - dot[:, None])
-        dx[rows, y] = py * (gy - dot)
-        outputs[0][0] = dx
-        outputs[1][0] = dx.sum(axis=0, dtype=np.float64).astype(np.float32)
+        outputs[0][0], outputs[1][0] = _nll_bias_grad_perform(*inputs)
+
+
+class SoftmaxNLLBiasRowsFused(_RowwiseOp):
+    """(x, b, y, g) -> (nll, dx, db): `SoftmaxNLLBiasRows` and its gradient for row weights g
+    known before the loss (the trainer's mask) in one pass per row: each row's e made in its
+    row of dx and turned into the gradient while in cache, the same floats as the two Ops.
+    Put in by the `uvs_softmax_nll_bias_fused` rewrite, never by a model."""
+
+    apply = "uvs_softmax_nll_bias_fused_apply"
+
+    def make_node(self, x, b, y, g) -> Apply:
+        (x,) = _float32_matrix("softmax_nll_bias_fused", x)
+        (b,) = _float32_vectors("softmax_nll_bias_fused", b, what="a float32 bias vector")
+        y = _word_vector("softmax_nll_bias_fused", y)
+        (g,) = _float32_vectors("softmax_nll_bias_fused", g)
+        n, m = x.type.shape
+        return Apply(self, [x, b, y, g], [pt.tensor(dtype="float32", shape=(n,)), x.type(),
+                                          pt.tensor(dtype="float32", shape=(m,))])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [(shapes[0][0],), shapes[0], (shapes[0][1],)]
+
+    def perform(self, node, inputs, outputs) -> None:
+        x, b, y, g = inputs
+        if g.shape != x.shape[:1]:
+            raise ValueError(f"softmax nll: {x.shape} scores, {g.shape} weights")
+        nll, e, total = _nll_bias_perform(x, b, y)
+        outputs[0][0] = nll
+        outputs[1][0], outputs[2][0] = _nll_bias_grad_perform(e, total, y, g)
+
+
+def _nll_bias_perform(x: np.ndarray, b: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """`SoftmaxNLLBiasRows` in NumPy: (nll, e, sums)."""
+    if b.shape != x.shape[1:] or y.shape != x.shape[:1]:
+        raise ValueError(f"softmax nll: {x.shape} scores, {y.shape} words, {b.shape} biases")
+    z = x + b
+    top = z.max(axis=1, keepdims=True) if z.shape[1] else np.zeros((len(z), 1), np.float32)
+    e = np.exp(z - top)
+    total = e.sum(axis=1, dtype=np.float64).astype(np.float32)
+    p = e[np.arange(len(y)), _checked_words(y, x.shape[1])] / total
+    return (-np.log(p + np.float32(1e-8))).astype(np.float32), e, total
+
+
+def _nll_bias_grad_perform(e: np.ndarray, total: np.ndarray, y: np.ndarray,
+                           g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`SoftmaxNLLBiasRowsGrad` in NumPy: (dx, db)."""
+    rows = np.arange(len(y))
+    p = e / total[:, None]
+    py = p[rows, _checked_words(y, e.shape[1])]
+    gy = -g / (py + np.float32(1e-8))
+    dot = (gy.astype(np.float64) * py).astype(np.float32)
+    dx = p * (np.float32(0) - dot[:, None])
+    dx[rows, y] = py * (gy - dot)
+    return dx, dx.sum(axis=0, dtype=np.float64).astype(np.float32)
+
+
+@node_rewriter([SoftmaxNLLBiasRowsGrad])
+def local_softmax_nll_bias_fused(fgraph, node):
+    """The loss and its gradient in one Op when the gradient's row weights do not depend on
+    the loss (they are the mask in every trainer) and nothing else reads the kept e."""
+    e, total, y, g = node.inputs
+    loss = e.owner
+    if (loss is None or not isinstance(loss.op, SoftmaxNLLBiasRows) or total.owner is not loss
+            or y is not loss.inputs[2]
+            or any(client is not node for v in (e, total) for client, _ in fgraph.clients[v])
+            or any(v.owner is loss for v in ancestors([g], blockers=loss.inputs))):
+        return None
+    nll, dx, db = SoftmaxNLLBiasRowsFused()(*loss.inputs, g)
+    return {loss.outputs[0]: nll, node.outputs[0]: dx, node.outputs[1]: db}
+
+
+optdb.register("uvs_softmax_nll_bias_fused", in2out(local_softmax_nll_bias_fused), "fast_run",
+               "cxx_only", position=48.2)
 
 
 def _softmax_xent_perform(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
