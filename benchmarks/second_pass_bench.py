@@ -1,5 +1,5 @@
-"""What each change of issue 18's second pass gives: every update built with it and without
-it in one process, taking turns (these machines are shared and noisy).
+"""What each change of issue 18's second and third passes gives: every update built with it
+and without it in one process, taking turns (these machines are shared and noisy).
 
     python benchmarks/second_pass_bench.py [--only vse-bow,decoder-init,...] [--rounds 6]
                                            [--small]
@@ -8,8 +8,11 @@ Variants, each against the update as uvs builds it ("all"):
   vse-bow       no-bag-of-words (the original's gather, mask and sum), no-zero-fill (a fresh
                 zero table per update: the `uvs_zero_into_update` rewrite excluded),
                 no-clip-scale (PyTensor's `switch`)
-  decoder-*     no-bias-in-loss (the bias added by its own node, `softmax_nll` after it)
-  mlbl, mlbl-f  no-xent (the loss as elementwise nodes), no-momentum-op (the step as three)
+  decoder-*     no-bias-in-loss (the bias added by its own node, `softmax_nll` after it),
+                no-fused-gradient (the loss and its gradient as two passes: the
+                `uvs_softmax_nll_bias_fused` rewrite excluded)
+  mlbl, mlbl-f  no-xent (the loss as elementwise nodes), no-momentum-op (the step as three),
+                no-columns (the context words as PyTensor's `R.T[X]` and its gradient)
 libgomp's spin count (`GOMP_SPINCOUNT`) is read once per process: compare it across
 processes (`roofline.py --no-torch` with the variable set), not here.
 Prints each variant's best update time (ms, best of --rounds turns of 0.3 s of calls) and
@@ -45,29 +48,38 @@ def variants(name: str) -> dict[str, contextlib.AbstractContextManager]:
     from pytensor.compile.mode import get_mode
 
     import uvs.mnlm.lbl as lbl
+    import uvs.mnlm.mlbl as mlbl
+    import uvs.mnlm.mlblf as mlblf
     import uvs.model as model
     import uvs.optim as optim
     from uvs import backend, rowwise
 
+    compile_ = backend.function
+
+    def excluding(rewrite: str) -> contextlib.AbstractContextManager:
+        """uvs's functions compiled without one of its rewrites."""
+        def function(inputs, outputs=None, mode=None, **kwargs):
+            mode = get_mode(backend._mode(mode) if mode is None or isinstance(mode, str)
+                            else mode).excluding(rewrite)
+            return compile_(inputs, outputs, mode=mode, **kwargs)
+        return patched(backend, "function", function)
+
     if name == "vse-bow":
         def switch(g, g2, limit, mode=None):
             return pt.switch(g2 > limit ** 2, g / pt.sqrt(g2) * limit, g)
-        compile_ = backend.function
-
-        def no_zero_fill(inputs, outputs=None, mode=None, **kwargs):
-            mode = get_mode(backend._mode(mode) if mode is None or isinstance(mode, str)
-                            else mode).excluding("uvs_zero_into_update")
-            return compile_(inputs, outputs, mode=mode, **kwargs)
         return {"no-bag-of-words": patched(model, "bag_of_words", lambda *a, **k: None),
-                "no-zero-fill": patched(backend, "function", no_zero_fill),
+                "no-zero-fill": excluding("uvs_zero_into_update"),
                 "no-clip-scale": patched(optim, "clip_scale", switch)}
     if name.startswith("decoder"):
         return {"no-bias-in-loss": patched(
             rowwise, "softmax_nll_bias",
-            lambda x, b, y, mode=None: rowwise.softmax_nll(x + b, y, mode))}
+            lambda x, b, y, mode=None: rowwise.softmax_nll(x + b, y, mode)),
+                "no-fused-gradient": excluding("uvs_softmax_nll_bias_fused")}
     if name.startswith("mlbl"):
+        module = mlblf if name == "mlbl-f" else mlbl
         return {"no-xent": patched(lbl, "available", lambda *a, **k: False),
-                "no-momentum-op": patched(lbl, "momentum_step", lambda *a, **k: None)}
+                "no-momentum-op": patched(lbl, "momentum_step", lambda *a, **k: None),
+                "no-columns": patched(module, "take_columns", lambda w, i, mode=None: w.T[i])}
     return {}
 
 

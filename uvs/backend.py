@@ -333,9 +333,11 @@ _mode = mode  # `function` takes a `mode` argument
 # once per Op.
 _NUMBA_FALLBACK = ("Numba will use object mode to run (GRU(Forward|Backward)|InvariantDot|"
                    "SoftmaxRows|SoftmaxRowsGrad|SoftmaxNLL(Bias)?Rows|SoftmaxNLL(Bias)?RowsGrad|"
-                   "SoftmaxXentRows|SoftmaxXentRowsGrad|DrawRows|FastUnary|BeamCandidates|"
+                   "SoftmaxNLLBiasRowsFused|SoftmaxXentRows|SoftmaxXentRowsGrad|DrawRows|FastUnary|"
+                   "BeamCandidates|"
                    "ReluRNN(Forward|Backward)|OrderErrors|OrderErrorsGrad|AdamStep|"
-                   "MomentumStep|SquaredNorm|ClipScale|IncRows|ZeroFill|BagOfWords|BagOfWordsGrad)")
+                   "MomentumStep|SquaredNorm|ClipScale|IncRows|ZeroFill|BagOfWords|BagOfWordsGrad|"
+                   "TakeColumns|ScatterColumns)")
 
 
 # PyTensor's rewrites of products with orthogonal, symmetric, diagonal or selection matrices:

@@ -10,6 +10,7 @@ import numpy as np
 import pytensor.tensor as pt
 from numpy.random import RandomState
 
+from uvs.columns import take_columns
 from uvs.mnlm.lbl import LBL
 
 
@@ -113,7 +114,7 @@ class MLBL(LBL):
         tp = self._tp
         X, Im = s["X"], s["Im"]
         IF = relu(Im @ tp["J"] + pt.specify_broadcastable(tp["bj"], 0)) * s["mask"]
-        words = tp["R"].T[X.flatten()].reshape((X.shape[0], -1))
+        words = take_columns(tp["R"], X.flatten()).reshape((X.shape[0], -1))
         acts = words @ tp["C"].reshape((-1, self.K)) + IF @ tp["M"]
         z = acts @ tp["R"] + pt.specify_broadcastable(tp["bw"], 0)
         return z, acts

@@ -10,6 +10,7 @@ import numpy as np
 import pytensor.tensor as pt
 from numpy.random import RandomState
 
+from uvs.columns import take_columns
 from uvs.mnlm import svd_tools
 from uvs.mnlm.lbl import LBL
 from uvs.mnlm.mlbl import context_acts, first_draws, image_features, relu, softmax_rows
@@ -81,7 +82,7 @@ class MLBLF(LBL):
         tp = self._tp
         X, Im = s["X"], s["Im"]
         IF = relu(Im @ tp["J"] + pt.specify_broadcastable(tp["bj"], 0)) * s["mask"]
-        cols = tp["Whf"].T[X.flatten()]  # (B·context, factors)
+        cols = take_columns(tp["Whf"], X.flatten())  # (B·context, factors)
         words = (cols @ tp["Wfx"].T).reshape((X.shape[0], -1))
         acts = words @ tp["C"].reshape((-1, self.K)) + IF @ tp["M"]
         return self._factored(acts, IF, tp), acts

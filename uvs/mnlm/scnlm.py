@@ -12,6 +12,7 @@ import numpy as np
 import pytensor.tensor as pt
 from numpy.random import RandomState
 
+from uvs.columns import take_columns
 from uvs.mnlm import svd_tools
 from uvs.mnlm.mlbl import context_acts, init_R, relu, softmax_rows
 from uvs.mnlm.mlblf import MLBLF
@@ -107,7 +108,7 @@ class SCNLM(MLBLF):
         S = tp["Tt"][tags.flatten()].reshape((tags.shape[0], -1))  # (B, (k+1)·K)
         v = S @ tp["Ct"].reshape((-1, self.h)) + U @ tp["Cm"]
         v = relu(v + pt.specify_broadcastable(tp["bj"], 0)) * s["mask"]
-        cols = tp["Whf"].T[X.flatten()]
+        cols = take_columns(tp["Whf"], X.flatten())
         words = (cols @ tp["Wfx"].T).reshape((X.shape[0], -1))
         acts = words @ tp["C"].reshape((-1, self.K)) + v @ tp["M"]
         return self._factored(acts, v, tp), acts
