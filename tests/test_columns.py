@@ -70,3 +70,37 @@ def test_other_dtypes_and_jax_keep_pytensors_gather():
     assert not isinstance(take_columns(w, i).owner.op, TakeColumns)
     f32 = pt.fmatrix("f")
     assert not isinstance(take_columns(f32, i, mode="JAX").owner.op, TakeColumns)
+
+
+@pytest.mark.parametrize("factored", [False, True])
+def test_log_bilinear_updates_as_with_pytensors_gather(factored, monkeypatch):
+    """Three MLBL (MLBL-F) updates give the parameters PyTensor's `R.T[X]` gave."""
+    import scipy.sparse as sp
+
+    import uvs.mnlm.mlbl as mlbl
+    import uvs.mnlm.mlblf as mlblf
+
+    module = mlblf if factored else mlbl
+
+    def three_updates() -> dict:
+        np.random.seed(0)
+        kw = dict(V=300, K=12, D=20, h=16, context=3, batchsize=6, eta_t=0.43, gamma_r=3e-7,
+                  gamma_c=1e-8, f=0.99, p_i=0.23, p_f=0.23, T=20.0, dropout=0.0)
+        net = mlblf.MLBLF(**kw, factors=5) if factored else mlbl.MLBL(**kw)
+        net.init_params()
+        rng = np.random.RandomState(0)
+        for _ in range(3):
+            X = rng.randint(0, 300, size=(6, 3))
+            Im = np.abs(rng.randn(6, 20)).astype(np.float32)
+            Y = sp.csr_matrix((np.ones(6), (np.arange(6), rng.randint(0, 300, 6))),
+                              shape=(6, 300))
+            net.train_step(X, Im, Y)
+        ops = {type(n.op) for n in net.compile().maker.fgraph.toposort()}
+        return {n: net._tp[n].get_value() for n in net.PARAMS}, TakeColumns in ops
+
+    now, columns = three_updates()
+    monkeypatch.setattr(module, "take_columns", lambda w, i, mode=None: w.T[i])
+    before, columns_before = three_updates()
+    assert columns and not columns_before
+    for name, value in before.items():
+        np.testing.assert_allclose(now[name], value, rtol=1e-6, atol=1e-8, err_msg=name)
