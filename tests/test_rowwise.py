@@ -272,7 +272,8 @@ def test_softmax_xent_rows_is_the_loss_it_replaces(n, m):
     cost, obj = softmax_xent_rows(x, y)
     old_cost, old_obj = _old_xent(x, y)
     f = backend.function([x, y], [cost.sum(), obj.sum(), pt.grad(cost.sum() * 0.25, x),
-                                  old_cost, old_obj, pt.grad(old_cost * 0.25, x)], mode="CVM")
+                                  old_cost, old_obj, pt.grad(old_cost * 0.25, x)],
+                         mode=get_mode("CVM").excluding("uvs_softmax_xent_fused"))  # below
     rng = np.random.RandomState(n * m)
     xv = (rng.randn(n, m) * 4).astype("float32")
     xv[0, 0] = -200.0  # a probability that underflows: log(0 + 1e-20)
@@ -408,3 +409,47 @@ def test_one_pass_refuses_weights_of_another_length():
     with pytest.raises(ValueError, match="2 rows of 4 scores, 2 words, 4 biases, 3 weights"):
         f(np.zeros((2, 4), "float32"), np.zeros(4, "float32"), np.array([1, 2]),
           np.ones(3, "float32"))
+
+
+@pytest.mark.parametrize("n,m", [(7, 30), (3, 1), (40, 1003)])
+@pytest.mark.parametrize("mode", ["CVM", "NUMBA"])  # C, then `perform`
+def test_the_log_bilinear_loss_and_gradient_in_one_pass_are_the_two_passes(n, m, mode):
+    from uvs.rowwise import SoftmaxXentRowsFused, softmax_xent_rows
+
+    x, y = pt.matrix("x", dtype="float32"), pt.matrix("y", dtype="float32")
+    cost, obj = softmax_xent_rows(x, y)
+    outs = [cost, obj, pt.grad(cost.sum() / x.shape[0].astype("float32"), x)]
+    one = backend.function([x, y], outs, mode=get_mode(mode))
+    two = backend.function([x, y], outs, mode=get_mode(mode).excluding("uvs_softmax_xent_fused"))
+    assert (SoftmaxXentRowsFused in {type(n.op) for n in one.maker.fgraph.toposort()}) == (
+        mode == "CVM")
+    assert SoftmaxXentRowsFused not in {type(n.op) for n in two.maker.fgraph.toposort()}
+    rng = np.random.RandomState(n * m)
+    xv = (rng.randn(n, m) * 4).astype("float32")
+    yv = np.zeros((n, m), "float32")
+    yv[np.arange(n), rng.randint(0, m, n)] = 1
+    yv[0, 0] += 0.5  # a row of several labels
+    for a, c in zip(one(xv, yv), two(xv, yv), strict=True):
+        assert a.tobytes() == c.tobytes()
+    out = [[None], [None], [None]]
+    g = np.full(n, 1 / n, "float32")
+    SoftmaxXentRowsFused().perform(None, [xv, yv, g], out)  # NumPy, for modes without C
+    for a, c in zip(out, one(xv, yv), strict=True):
+        np.testing.assert_allclose(a[0], c, rtol=1e-5, atol=1e-6)
+
+
+def test_the_log_bilinear_loss_stays_two_passes_where_the_weights_need_it():
+    from uvs.rowwise import SoftmaxXentRowsFused, softmax_xent_rows
+
+    x, y = pt.matrix("x", dtype="float32"), pt.matrix("y", dtype="float32")
+    cost, _ = softmax_xent_rows(x, y)
+    loss = (cost ** 2).sum()  # weights 2·cost: the loss first
+    f = backend.function([x, y], [loss, pt.grad(loss, x)], mode="CVM")
+    assert SoftmaxXentRowsFused not in {type(n.op) for n in f.maker.fgraph.toposort()}
+    xv = np.array([[0.5, -1.0, 2.0]], "float32")
+    yv = np.array([[0.0, 1.0, 0.0]], "float32")
+    c, dx = f(xv, yv)
+    p = np.exp(xv - xv.max()) / np.exp(xv - xv.max()).sum()
+    ce = -np.log(p[0, 1])
+    np.testing.assert_allclose(c, ce ** 2, rtol=1e-5)
+    np.testing.assert_allclose(dx, 2 * ce * (p - yv), rtol=1e-5, atol=1e-7)

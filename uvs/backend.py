@@ -333,7 +333,7 @@ _mode = mode  # `function` takes a `mode` argument
 # once per Op.
 _NUMBA_FALLBACK = ("Numba will use object mode to run (GRU(Forward|Backward)|InvariantDot|"
                    "SoftmaxRows|SoftmaxRowsGrad|SoftmaxNLL(Bias)?Rows|SoftmaxNLL(Bias)?RowsGrad|"
-                   "SoftmaxNLLBiasRowsFused|SoftmaxXentRows|SoftmaxXentRowsGrad|DrawRows|FastUnary|"
+                   "SoftmaxNLLBiasRowsFused|SoftmaxXentRows(Grad|Fused)?|DrawRows|FastUnary|"
                    "BeamCandidates|"
                    "ReluRNN(Forward|Backward)|OrderErrors|OrderErrorsGrad|AdamStep|"
                    "MomentumStep|SquaredNorm|ClipScale|IncRows|ZeroFill|BagOfWords|BagOfWordsGrad|"

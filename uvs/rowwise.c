@@ -545,6 +545,32 @@ static void uvs_softmax_xent_grad(const float* x, const float* y, const float* g
     }
 }
 
+/* Both at once, when the rows' weights g are known before the loss (1/B in the trainer):
+   each row's e made in its row of dx, the loss and objective taken from it, then turned into
+   g[i] (p - y) while in cache: the same floats as `uvs_softmax_xent` then
+   `uvs_softmax_xent_grad`, without the second pass's exponentials. */
+static void uvs_softmax_xent_fused(const float* x, const float* y, const float* g, npy_intp n,
+                                   npy_intp m, float* cost, float* obj, float* dx) {
+#pragma omp parallel for schedule(static) if (n * m > 1 << 16)
+    for (npy_intp i = 0; i < n; i++) {
+        const float* xi = x + i * m;
+        const float* yi = y + i * m;
+        float* oi = dx + i * m;
+        const float top = uvs_row_max(xi, m);
+        const float s = uvs_exp_sum(xi, m, top, oi);
+        double yz = 0.0, o = 0.0;
+        for (npy_intp j = 0; j < m; j++) {
+            if (yi[j] != 0.0f) {
+                yz += (double)yi[j] * (xi[j] - top);
+                o += (double)yi[j] * logf(oi[j] / s + 1e-20f);
+            }
+        }
+        cost[i] = logf(s) - (float)yz;
+        obj[i] = -(float)o;
+        for (npy_intp j = 0; j < m; j++) oi[j] = g[i] * (oi[j] / s - yi[j]);
+    }
+}
+
 /* x and y (n, m) float32 as C-contiguous arrays of one shape (new references, 0), or -1. */
 static int uvs_xent_inputs(PyArrayObject* xa, PyArrayObject* ya, PyArrayObject** x,
                            PyArrayObject** y) {
@@ -822,6 +848,32 @@ static int uvs_softmax_nll_bias_fused_apply(PyArrayObject* xa, PyArrayObject* ba
     Py_DECREF(x);
     Py_DECREF(y);
     Py_XDECREF(b);
+    Py_XDECREF(g);
+    return rc;
+}
+
+static int uvs_softmax_xent_fused_apply(PyArrayObject* xa, PyArrayObject* ya, PyArrayObject* ga,
+                                        PyArrayObject** cost, PyArrayObject** obj,
+                                        PyArrayObject** dx) {
+    PyArrayObject *x, *y;
+    if (uvs_xent_inputs(xa, ya, &x, &y) != 0) return -1;
+    PyArrayObject* g = uvs_contig(ga, NPY_FLOAT32, 1);
+    const npy_intp n = PyArray_DIMS(x)[0], m = PyArray_DIMS(x)[1];
+    int rc = -1;
+    if (g && PyArray_DIMS(g)[0] != n) {
+        PyErr_Format(PyExc_ValueError, "softmax cross-entropy gradient: %ld rows, %ld weights",
+                     (long)n, (long)PyArray_DIMS(g)[0]);
+    } else if (g && uvs_output(cost, 1, &n, NPY_FLOAT32) && uvs_output(obj, 1, &n, NPY_FLOAT32)
+               && uvs_output(dx, 2, PyArray_DIMS(x), NPY_FLOAT32)) {
+        Py_BEGIN_ALLOW_THREADS
+        uvs_softmax_xent_fused((const float*)PyArray_DATA(x), (const float*)PyArray_DATA(y),
+                               (const float*)PyArray_DATA(g), n, m, (float*)PyArray_DATA(*cost),
+                               (float*)PyArray_DATA(*obj), (float*)PyArray_DATA(*dx));
+        Py_END_ALLOW_THREADS
+        rc = 0;
+    }
+    Py_DECREF(x);
+    Py_DECREF(y);
     Py_XDECREF(g);
     return rc;
 }

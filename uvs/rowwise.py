@@ -358,6 +358,12 @@ def _nll_bias_grad_perform(e: np.ndarray, total: np.ndarray, y: np.ndarray,
     return dx, dx.sum(axis=0, dtype=np.float64).astype(np.float32)
 
 
+def _weights_before(loss: Apply, g: Variable) -> bool:
+    """Whether a gradient's row weights g can be computed before the node `loss`: none of
+    its outputs is among g's ancestors."""
+    return not any(v.owner is loss for v in ancestors([g], blockers=loss.inputs))
+
+
 @node_rewriter([SoftmaxNLLBiasRowsGrad])
 def local_softmax_nll_bias_fused(fgraph, node):
     """The loss and its gradient in one Op when the gradient's row weights do not depend on
@@ -367,7 +373,7 @@ def local_softmax_nll_bias_fused(fgraph, node):
     if (loss is None or not isinstance(loss.op, SoftmaxNLLBiasRows) or total.owner is not loss
             or y is not loss.inputs[2]
             or any(client is not node for v in (e, total) for client, _ in fgraph.clients[v])
-            or any(v.owner is loss for v in ancestors([g], blockers=loss.inputs))):
+            or not _weights_before(loss, g)):
         return None
     nll, dx, db = SoftmaxNLLBiasRowsFused()(*loss.inputs, g)
     return {loss.outputs[0]: nll, node.outputs[0]: dx, node.outputs[1]: db}
@@ -433,13 +439,56 @@ class SoftmaxXentRowsGrad(_RowwiseOp):
         return [shapes[0]]
 
     def perform(self, node, inputs, outputs) -> None:
+        outputs[0][0] = _softmax_xent_grad_perform(*inputs)
+
+
+def _softmax_xent_grad_perform(x: np.ndarray, y: np.ndarray, g: np.ndarray) -> np.ndarray:
+    if x.shape != y.shape or g.shape != x.shape[:1]:
+        raise ValueError(f"softmax cross-entropy gradient: scores {x.shape}, labels "
+                         f"{y.shape}, weights {g.shape}")
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    s = e.sum(axis=1, dtype=np.float64).astype(np.float32)
+    return g[:, None] * (e / s[:, None] - y)
+
+
+class SoftmaxXentRowsFused(_RowwiseOp):
+    """(x, y, g) -> (cost, obj, dx): `SoftmaxXentRows` and its gradient for row weights g
+    known before the loss, in one pass per row (the exponentials made once, in dx's row): the
+    same floats as the two Ops. Put in by the `uvs_softmax_xent_fused` rewrite."""
+
+    apply = "uvs_softmax_xent_fused_apply"
+
+    def make_node(self, x, y, g) -> Apply:
+        x, y = _float32_matrix("softmax_xent_rows_fused", x, y)
+        (g,) = _float32_vectors("softmax_xent_rows_fused", g)
+        n = x.type.shape[0]
+        return Apply(self, [x, y, g], [pt.tensor(dtype="float32", shape=(n,)),
+                                       pt.tensor(dtype="float32", shape=(n,)), x.type()])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [(shapes[0][0],), (shapes[0][0],), shapes[0]]
+
+    def perform(self, node, inputs, outputs) -> None:
         x, y, g = inputs
-        if x.shape != y.shape or g.shape != x.shape[:1]:
-            raise ValueError(f"softmax cross-entropy gradient: scores {x.shape}, labels "
-                             f"{y.shape}, weights {g.shape}")
-        e = np.exp(x - x.max(axis=1, keepdims=True))
-        s = e.sum(axis=1, dtype=np.float64).astype(np.float32)
-        outputs[0][0] = g[:, None] * (e / s[:, None] - y)
+        outputs[0][0], outputs[1][0] = _softmax_xent_perform(x, y)
+        outputs[2][0] = _softmax_xent_grad_perform(x, y, g)
+
+
+@node_rewriter([SoftmaxXentRowsGrad])
+def local_softmax_xent_fused(fgraph, node):
+    """The log-bilinear loss and its gradient in one Op when the gradient's row weights do
+    not depend on the loss and the loss of the same scores and labels is in the graph."""
+    x, y, g = node.inputs
+    loss = next((c for c, _ in fgraph.clients[x] if isinstance(c.op, SoftmaxXentRows)
+                 and c.inputs[1] is y), None)
+    if loss is None or not _weights_before(loss, g):
+        return None
+    cost, obj, dx = SoftmaxXentRowsFused()(x, y, g)
+    return {loss.outputs[0]: cost, loss.outputs[1]: obj, node.outputs[0]: dx}
+
+
+optdb.register("uvs_softmax_xent_fused", in2out(local_softmax_xent_fused), "fast_run",
+               "cxx_only", position=48.2)
 
 
 class DrawRows(_RowwiseOp):
