@@ -11,7 +11,7 @@ from pytensor.tensor.basic import Alloc
 from pytensor.tensor.subtensor import AdvancedIncSubtensor1
 
 from uvs import backend
-from uvs.inc_rows import IncRows, ZeroFill
+from uvs.inc_rows import IncRows, UniqueRows, ZeroFill
 from uvs.optim import clip_global_norm
 
 
@@ -141,3 +141,51 @@ def test_a_gradient_read_elsewhere_keeps_fresh_zeros():
     want = np.zeros((30, 8), np.float32)
     np.add.at(want, idx, 2 * W.get_value()[idx])
     assert np.array_equal(gsh.get_value(), want)
+
+
+@pytest.mark.parametrize("mode", ["CVM", "NUMBA"])  # C, then `perform`
+def test_unique_rows_are_the_named_rows_once_increasing(mode):
+    i, n = pt.lmatrix("i"), pt.lscalar("n")
+    f = backend.function([i, n], UniqueRows()(i, n), mode=get_mode(mode))
+    idx = np.array([[5, -1, 5], [0, 2, -10]])
+    assert np.array_equal(f(idx, 10), [0, 2, 5, 9])
+    assert f(np.zeros((0, 3), np.int64), 4).shape == (0,)
+    with pytest.raises(IndexError, match="index 10 is out of bounds for axis 0 with size 10"):
+        f(np.array([[1, 10]]), 10)
+    with pytest.raises(IndexError, match="index -11 is out of bounds"):
+        f(np.array([[-11]]), 10)
+
+
+@pytest.mark.parametrize("encoder", ["lookup", "bow"])
+def test_a_lookup_gradient_is_normed_and_clipped_over_its_rows(encoder):
+    """f_grad_shared's clipped lookup gradient: the norm and the rescaling read the rows the
+    words name (`SparseTableRows`), and give what the whole table gives, update after
+    update (stale rows of the last gradient included)."""
+    from uvs.bag_of_words import bag_of_words
+    from uvs.norms import ClipScale, SquaredNorm
+
+    rng = np.random.RandomState(5)
+    W = pytensor.shared(rng.randn(40, 8).astype(np.float32), name="W")
+    V = pytensor.shared(rng.randn(8, 3).astype(np.float32), name="V")
+    x, m = pt.lmatrix("x"), pt.fmatrix("m")
+    s = bag_of_words(W, x, m) if encoder == "bow" else W[x.flatten()] * m.reshape((-1, 1))
+    grads = pytensor.grad((pt.dot(s, V) ** 2).sum(), [W, V])
+    clipped = clip_global_norm(grads, np.float32(1.0))
+    shared = [pytensor.shared(np.zeros_like(p.get_value())) for p in (W, V)]
+    fns = [backend.function([x, m], [], updates=list(zip(shared, clipped, strict=True)),
+                            mode=get_mode("CVM").excluding(*skip))
+           for skip in ((), ("uvs_sparse_rows",))]
+    nodes = [n.op for n in fns[0].maker.fgraph.toposort()]
+    assert any(isinstance(op, SquaredNorm) and op.rows_of == (0,) for op in nodes)
+    assert any(isinstance(op, ClipScale) and op.rows for op in nodes)
+    assert not any(isinstance(op, UniqueRows) for op in _ops(fns[1]))
+    for _ in range(3):
+        xv = rng.randint(-40, 40, size=(6, 4))
+        mv = (rng.rand(6, 4) > 0.3).astype(np.float32)
+        got = []
+        for f in fns:
+            f(xv, mv)
+            got.append([g.get_value().copy() for g in shared])
+        for a, b in zip(*got, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+        assert np.abs(got[0][0]).sum() > 0

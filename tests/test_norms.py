@@ -97,3 +97,51 @@ def test_jax_and_other_dtypes_keep_the_switch():
     x = pt.vector("x", dtype="float32")
     assert not isinstance(clip_scale(x, squared_norm([x], "JAX"), np.float32(1), "JAX").owner.op,
                           ClipScale)
+
+
+def _table_of_rows():
+    """A (50, 9) table of zeros but rows 3, 7, 41, with those rows listed."""
+    rng = np.random.RandomState(4)
+    table = np.zeros((50, 9), "float32")
+    rows = np.array([3, 7, 41])
+    table[rows] = rng.randn(3, 9).astype("float32") * 5
+    return table, rows, rng.randn(4, 2).astype("float32")
+
+
+@pytest.mark.parametrize("mode", [None, PY])
+def test_a_table_of_zeros_but_listed_rows_reads_those_rows_alone(mode):
+    table, rows, other = _table_of_rows()
+    t, o, r = pt.fmatrix("t"), pt.fmatrix("o"), pt.lvector("r")
+    listed = SquaredNorm((0,))(t, o, r)
+    f = backend.function([t, o, r], [listed, SquaredNorm()(t, o)], mode=mode)
+    sparse, dense = f(table, other, rows)
+    assert sparse == dense
+    poisoned = table.copy()
+    poisoned[10] = 1e6  # a row not listed is not read
+    assert f(poisoned, other, rows)[0] == sparse
+    g2 = pt.fscalar("g2")
+    for mutable in (False, True):  # the rescaling in place where the table may be changed
+        scale = backend.function([pytensor.In(t, mutable=mutable), g2, r],
+                                 ClipScale(2.0, rows=True)(t, g2, r), mode=mode)
+        assert [n.op.inplace for n in scale.maker.fgraph.toposort()] == [mutable]
+        whole = backend.function([t, g2], ClipScale(2.0)(t, g2), mode=mode)
+        assert np.array_equal(scale(table.copy(), sparse, rows), whole(table, sparse))
+        assert np.array_equal(scale(table.copy(), np.float32(1.0), rows), table)  # under
+
+
+@pytest.mark.parametrize("mode", [None, PY])
+def test_listed_rows_must_increase_within_the_table(mode):
+    table, _, other = _table_of_rows()
+    t, o, r = pt.fmatrix("t"), pt.fmatrix("o"), pt.lvector("r")
+    f = backend.function([t, o, r], SquaredNorm((0,))(t, o, r), mode=mode)
+    g2 = pt.fscalar("g2")
+    scale = backend.function([t, g2, r], ClipScale(2.0, rows=True)(t, g2, r), mode=mode)
+    for bad in ([3, 3], [7, 3], [50], [-1]):
+        with pytest.raises(ValueError, match="not increasing rows of the table"):
+            f(table, other, np.array(bad))
+        with pytest.raises(ValueError, match="not increasing rows of the table"):
+            scale(table, np.float32(1e9), np.array(bad))
+    with pytest.raises(TypeError, match="int64 rows of float32 matrices"):
+        SquaredNorm((1,))(t, o, pt.fvector("f"))
+    with pytest.raises(TypeError, match="int64 rows of a float32 matrix"):
+        ClipScale(2.0, rows=True)(t, g2)

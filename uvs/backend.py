@@ -336,8 +336,8 @@ _NUMBA_FALLBACK = ("Numba will use object mode to run (GRU(Forward|Backward)|Inv
                    "SoftmaxNLLBiasRowsFused|SoftmaxXentRows(Grad|Fused)?|DrawRows|FastUnary|"
                    "BeamCandidates|"
                    "ReluRNN(Forward|Backward)|OrderErrors|OrderErrorsGrad|AdamStep|"
-                   "MomentumStep|SquaredNorm|ClipScale|IncRows|ZeroFill|BagOfWords|BagOfWordsGrad|"
-                   "TakeColumns|ScatterColumns)")
+                   "MomentumStep|SquaredNorm|ClipScale|IncRows|ZeroFill|UniqueRows|BagOfWords|"
+                   "BagOfWordsGrad|TakeColumns|ScatterColumns)")
 
 
 # PyTensor's rewrites of products with orthogonal, symmetric, diagonal or selection matrices:

@@ -115,6 +115,11 @@ class BagOfWordsGrad(_BowOp):
     def infer_shape(self, fgraph, node, shapes):
         return [shapes[0]]
 
+    @staticmethod
+    def touched_rows(node: Apply) -> Variable:
+        """The indices of the rows the node adds into: every word (`SparseTableRows`)."""
+        return node.inputs[2].flatten()
+
     def c_code(self, node, name, inp, out, sub) -> str:
         return f"""
         if (uvs_bow_grad_apply({", ".join(inp)}, &{out[0]}, {int(self.inplace)}) != 0) {{

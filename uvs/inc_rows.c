@@ -96,3 +96,45 @@ static int uvs_zero_fill(PyArrayObject* x, npy_intp* shape, int nd, PyArrayObjec
     Py_END_ALLOW_THREADS
     return 0;
 }
+
+/* The rows of a table of n that the indices idx (any shape, int64) name, negative ones from
+   the end as NumPy's: each once, increasing (uvs/inc_rows.py's UniqueRows). */
+static int uvs_unique_rows_apply(PyArrayObject* idx, npy_intp n, PyArrayObject** out) {
+    if (PyArray_TYPE(idx) != NPY_INT64 || n < 0) {
+        PyErr_SetString(PyExc_ValueError, "unique rows: int64 indices into a table");
+        return -1;
+    }
+    PyArrayObject* ic = (PyArrayObject*)PyArray_GETCONTIGUOUS(idx);
+    if (!ic) return -1;
+    const npy_int64* v = (const npy_int64*)PyArray_DATA(ic);
+    const npy_intp k = PyArray_SIZE(ic);
+    unsigned char* seen = (unsigned char*)calloc(n > 0 ? n : 1, 1);
+    if (!seen) {
+        Py_DECREF(ic);
+        PyErr_NoMemory();
+        return -1;
+    }
+    npy_intp count = 0;
+    for (npy_intp i = 0; i < k; i++) {
+        if (v[i] < -n || v[i] >= n) {
+            PyErr_Format(PyExc_IndexError, "index %lld is out of bounds for axis 0 with "
+                         "size %ld", (long long)v[i], (long)n);
+            free(seen);
+            Py_DECREF(ic);
+            return -1;
+        }
+        const npy_intp r = v[i] < 0 ? v[i] + n : v[i];
+        count += !seen[r];
+        seen[r] = 1;
+    }
+    Py_DECREF(ic);
+    Py_XDECREF(*out);
+    *out = (PyArrayObject*)PyArray_EMPTY(1, &count, NPY_INT64, 0);
+    if (*out) {
+        npy_int64* o = (npy_int64*)PyArray_DATA(*out);
+        for (npy_intp r = 0, j = 0; r < n; r++)
+            if (seen[r]) o[j++] = r;
+    }
+    free(seen);
+    return *out ? 0 : -1;
+}

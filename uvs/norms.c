@@ -11,19 +11,67 @@ static double uvs_sum_squares(const float* x, npy_intp n) {
     return total;
 }
 
-/* in: n float32 arrays; out: a float32 scalar array. */
-static int uvs_squared_norm(PyArrayObject** in, int n, PyArrayObject** out) {
+/* The squares of a table's listed rows only, in double: a table of zeros but those rows
+   (`uvs.inc_rows.SparseTableRows`). x (n, d) C-contiguous; rows valid, each at most once. */
+static double uvs_sum_squares_rows(const float* x, npy_intp d, const npy_int64* rows,
+                                   npy_intp k) {
+    double total = 0.0;
+#pragma omp parallel for reduction(+ : total) schedule(static) if (k * d > 1 << 16)
+    for (npy_intp r = 0; r < k; r++) {
+        const float* xr = x + rows[r] * d;
+        double part = 0.0;
+#pragma omp simd reduction(+ : part)
+        for (npy_intp j = 0; j < d; j++) part += (double)xr[j] * (double)xr[j];
+        total += part;
+    }
+    return total;
+}
+
+/* rows (k,) int64, increasing, each in [0, n) (UniqueRows' output: a row is never counted
+   or rescaled twice): a C-contiguous array (new reference), or NULL with the error set. */
+static PyArrayObject* uvs_listed_rows(PyArrayObject* rows, npy_intp n) {
+    PyArrayObject* r = uvs_contig(rows, NPY_INT64, 1);
+    if (!r) return NULL;
+    const npy_int64* v = (const npy_int64*)PyArray_DATA(r);
+    for (npy_intp i = 0; i < PyArray_DIM(r, 0); i++) {
+        if (v[i] < 0 || v[i] >= n || (i && v[i] <= v[i - 1])) {
+            PyErr_Format(PyExc_ValueError, "rows of a table of %ld: %lld after %lld, not "
+                         "increasing rows of the table", (long)n, (long long)v[i],
+                         (long long)(i ? v[i - 1] : -1));
+            Py_DECREF(r);
+            return NULL;
+        }
+    }
+    return r;
+}
+
+/* in: n float32 arrays, then one int64 row list for each of the `nrows` arrays named by
+   `rows_of` (those arrays are tables of zeros but their listed rows); out: a float32 scalar
+   array. */
+static int uvs_squared_norm(PyArrayObject** in, int n, const int* rows_of, int nrows,
+                            PyArrayObject** out) {
     double total = 0.0;
     for (int i = 0; i < n; i++) {
-        PyArrayObject* a = uvs_contig(in[i], NPY_FLOAT32, 0);
+        int listed = -1;
+        for (int k = 0; k < nrows; k++)
+            if (rows_of[k] == i) listed = k;
+        PyArrayObject* a = uvs_contig(in[i], NPY_FLOAT32, listed >= 0 ? 2 : 0);
         if (!a) return -1;
         const float* x = (const float*)PyArray_DATA(a);
-        const npy_intp size = PyArray_SIZE(a);
+        PyArrayObject* rows = NULL;
+        if (listed >= 0 && !(rows = uvs_listed_rows(in[n + listed], PyArray_DIM(a, 0)))) {
+            Py_DECREF(a);
+            return -1;
+        }
         double part;
         Py_BEGIN_ALLOW_THREADS
-        part = uvs_sum_squares(x, size);
+        part = rows ? uvs_sum_squares_rows(x, PyArray_DIM(a, 1),
+                                           (const npy_int64*)PyArray_DATA(rows),
+                                           PyArray_DIM(rows, 0))
+                    : uvs_sum_squares(x, PyArray_SIZE(a));
         Py_END_ALLOW_THREADS
         total += part;
+        Py_XDECREF(rows);
         Py_DECREF(a);
     }
     if (!*out || PyArray_NDIM(*out) != 0 || PyArray_TYPE(*out) != NPY_FLOAT32) {
@@ -39,8 +87,8 @@ static int uvs_squared_norm(PyArrayObject** in, int n, PyArrayObject** out) {
    limit², as (limit g) / sqrt(g2) element by element (the graph it replaces, as PyTensor's
    rewrites write it); the elements spread over OpenMP threads. g itself is the output when
    `inplace` (nothing to do below the limit), else a copy. */
-static int uvs_clip_scale(PyArrayObject* g, PyArrayObject* g2, PyArrayObject** out,
-                          int inplace, float limit) {
+static int uvs_clip_scale(PyArrayObject* g, PyArrayObject* g2, PyArrayObject* rows,
+                          PyArrayObject** out, int inplace, float limit) {
     if (PyArray_TYPE(g) != NPY_FLOAT32 || PyArray_TYPE(g2) != NPY_FLOAT32
         || PyArray_NDIM(g2) != 0) {
         PyErr_SetString(PyExc_ValueError, "clip scale: a float32 tensor and a float32 scalar");
@@ -54,6 +102,27 @@ static int uvs_clip_scale(PyArrayObject* g, PyArrayObject* g2, PyArrayObject** o
     if (!(n2 > limit * limit)) return 0;
     const float norm = sqrtf(n2);
     float* __restrict x = (float*)PyArray_DATA(o);
+    if (rows) {  /* a table of zeros but these rows: (limit 0) / norm is 0 */
+        if (PyArray_NDIM(o) != 2) {
+            PyErr_SetString(PyExc_ValueError, "clip scale: rows of a matrix");
+            return -1;
+        }
+        const npy_intp d = PyArray_DIM(o, 1);
+        PyArrayObject* r = uvs_listed_rows(rows, PyArray_DIM(o, 0));
+        if (!r) return -1;
+        const npy_int64* v = (const npy_int64*)PyArray_DATA(r);
+        const npy_intp k = PyArray_DIM(r, 0);
+        Py_BEGIN_ALLOW_THREADS
+#pragma omp parallel for schedule(static) if (k * d > 1 << 16)
+        for (npy_intp i = 0; i < k; i++) {
+            float* __restrict xr = x + v[i] * d;
+#pragma omp simd
+            for (npy_intp j = 0; j < d; j++) xr[j] = (limit * xr[j]) / norm;
+        }
+        Py_END_ALLOW_THREADS
+        Py_DECREF(r);
+        return 0;
+    }
     const npy_intp n = PyArray_SIZE(o);
     Py_BEGIN_ALLOW_THREADS
 #pragma omp parallel for simd schedule(static) if (n > 1 << 16)

@@ -5,7 +5,9 @@ tensor's sum of squares as its own reduction, one thread, one compiled module pe
 `squared_norm` reads each tensor once in vector lanes over OpenMP threads (C in `norms.c`,
 beside this file; NumPy in `perform` where C is not used) and rounds the double sum once.
 `clip_scale` rescales a gradient over the limit in place, over threads (PyTensor's `switch`
-wrote a fresh copy on one thread: 4 ms of a 49 ms bag-of-words update).
+wrote a fresh copy on one thread: 4 ms of a 49 ms bag-of-words update). Both take, for a
+lookup's gradient, the rows that are not zeros (`uvs.inc_rows.SparseTableRows`) and read only
+those.
 """
 
 from __future__ import annotations
@@ -24,32 +26,59 @@ C_FILE = "norms.c"  # beside this module; PyTensor keys its compile cache by the
 
 
 class SquaredNorm(OpenMPCOp):
-    """(*xs: float32 tensors) -> float32 scalar Σ x² over every element of every x."""
+    """(*xs: float32 tensors[, *rows]) -> float32 scalar Σ x² over every element of every x.
 
+    rows_of: positions of xs that are tables of zeros but some rows (a lookup's gradient,
+    `uvs.inc_rows.SparseTableRows`), each followed, after xs, by its rows (increasing int64):
+    only those rows are read."""
+
+    __props__ = ("rows_of",)
     c_file = C_FILE
 
-    def make_node(self, *xs) -> Apply:
-        xs = [pt.as_tensor_variable(x) for x in xs]
+    def __init__(self, rows_of: tuple[int, ...] = ()) -> None:
+        self.rows_of = tuple(int(i) for i in rows_of)
+        super().__init__()
+
+    def make_node(self, *inputs) -> Apply:
+        inputs = [pt.as_tensor_variable(x) for x in inputs]
+        xs = inputs[:len(inputs) - len(self.rows_of)]
+        rows = inputs[len(xs):]
         if not xs or any(x.dtype != "float32" for x in xs):
             raise TypeError("squared_norm: float32 tensors expected")
-        return Apply(self, xs, [pt.scalar(dtype="float32")])
+        if any(r.dtype != "int64" or r.ndim != 1 for r in rows) or any(
+                not 0 <= i < len(xs) or xs[i].ndim != 2 for i in self.rows_of):
+            raise TypeError("squared_norm: int64 rows of float32 matrices")
+        return Apply(self, inputs, [pt.scalar(dtype="float32")])
 
     def infer_shape(self, fgraph, node, shapes):
         return [()]
 
     def perform(self, node, inputs, outputs) -> None:
-        total = sum(float(np.square(x, dtype=np.float64).sum()) for x in inputs)
+        xs = inputs[:len(inputs) - len(self.rows_of)]
+        rows = dict(zip(self.rows_of, inputs[len(xs):], strict=True))
+        total = sum(float(np.square(x if i not in rows else x[_listed(rows[i], len(x))],
+                                    dtype=np.float64).sum()) for i, x in enumerate(xs))
         outputs[0][0] = np.asarray(total, dtype=np.float32)
 
     def c_code(self, node, name, inp, out, sub) -> str:
+        rows_of = ", ".join(map(str, self.rows_of)) or "0"
         return f"""
         {{
             PyArrayObject* in[{len(inp)}] = {{{", ".join(inp)}}};
-            if (uvs_squared_norm(in, {len(inp)}, &{out[0]}) != 0) {{
+            const int rows_of[{max(len(self.rows_of), 1)}] = {{{rows_of}}};
+            if (uvs_squared_norm(in, {len(inp) - len(self.rows_of)}, rows_of,
+                                 {len(self.rows_of)}, &{out[0]}) != 0) {{
                 {sub["fail"]}
             }}
         }}
         """
+
+
+def _listed(rows: np.ndarray, n: int) -> np.ndarray:
+    """rows as `norms.c` takes them: increasing, each in [0, n)."""
+    if rows.size and (rows.min() < 0 or rows.max() >= n or (np.diff(rows) <= 0).any()):
+        raise ValueError(f"rows of a table of {n}: not increasing rows of the table")
+    return rows
 
 
 squared_norm_op = SquaredNorm()
@@ -64,40 +93,53 @@ def squared_norm(xs: list[Variable], mode: Any = None) -> Variable:
 
 
 class ClipScale(OpenMPCOp):
-    """(g float32, g2 float32 scalar) -> g rescaled to norm `limit` when g2 > limit², as
-    (limit·g) / √g2 in float32 element by element (how PyTensor's rewrites write `switch(g2 >
-    limit², g / √g2 · limit, g)`; its own loop may multiply by 1/√g2, an ulp apart); else g.
-    Inplace (PyTensor's inplace phase): g rescaled where it lies."""
+    """(g float32, g2 float32 scalar[, rows]) -> g rescaled to norm `limit` when g2 > limit²,
+    as (limit·g) / √g2 in float32 element by element (how PyTensor's rewrites write
+    `switch(g2 > limit², g / √g2 · limit, g)`; its own loop may multiply by 1/√g2, an ulp
+    apart); else g. Inplace (PyTensor's inplace phase): g rescaled where it lies. rows: g is a
+    table of zeros but those rows (increasing int64; `uvs.inc_rows.SparseTableRows`), and only
+    they are rescaled — the same result, as (limit·0) / √g2 is 0."""
 
-    __props__ = ("limit", "inplace")
+    __props__ = ("limit", "inplace", "rows")
     c_file = C_FILE
 
-    def __init__(self, limit: float, inplace: bool = False) -> None:
+    def __init__(self, limit: float, inplace: bool = False, rows: bool = False) -> None:
         self.limit, self.inplace = float(np.float32(limit)), bool(inplace)
+        self.rows = bool(rows)
         if inplace:
             self.destroy_map = {0: [0]}
         super().__init__()
 
-    def make_node(self, g, g2) -> Apply:
+    def make_node(self, g, g2, *rows) -> Apply:
         g, g2 = pt.as_tensor_variable(g), pt.as_tensor_variable(g2)
         if g.dtype != "float32" or g2.dtype != "float32" or g2.ndim:
             raise TypeError("clip scale: a float32 tensor and its float32 squared norm")
-        return Apply(self, [g, g2], [g.type()])
+        rows = [pt.as_tensor_variable(r) for r in rows]
+        if len(rows) != self.rows or any(r.dtype != "int64" or r.ndim != 1 or g.ndim != 2
+                                         for r in rows):
+            raise TypeError("clip scale: int64 rows of a float32 matrix" if self.rows else
+                            "clip scale: a float32 tensor and its float32 squared norm")
+        return Apply(self, [g, g2, *rows], [g.type()])
 
     def infer_shape(self, fgraph, node, shapes):
         return [shapes[0]]
 
     def perform(self, node, inputs, outputs) -> None:
-        g, g2 = inputs
+        g, g2, *rows = inputs
         limit = np.float32(self.limit)
         out = g if self.inplace else g.copy()
         if g2 > limit * limit:
-            np.divide(limit * out, np.sqrt(g2), out=out)
+            if rows:
+                r = _listed(rows[0], len(out))
+                out[r] = np.divide(limit * out[r], np.sqrt(g2))
+            else:
+                np.divide(limit * out, np.sqrt(g2), out=out)
         outputs[0][0] = out
 
     def c_code(self, node, name, inp, out, sub) -> str:
+        rows = inp[2] if self.rows else "NULL"
         return f"""
-        if (uvs_clip_scale({inp[0]}, {inp[1]}, &{out[0]}, {int(self.inplace)},
+        if (uvs_clip_scale({inp[0]}, {inp[1]}, {rows}, &{out[0]}, {int(self.inplace)},
                            {np.float32(self.limit).item()!r}f) != 0) {{
             {sub["fail"]}
         }}
@@ -109,7 +151,7 @@ def local_clip_scale_inplace(fgraph, node):
     """The gradient rescaled where it lies."""
     if node.op.inplace:
         return False
-    return [ClipScale(node.op.limit, inplace=True)(*node.inputs)]
+    return [ClipScale(node.op.limit, inplace=True, rows=node.op.rows)(*node.inputs)]
 
 
 optdb.register("uvs_clip_scale_inplace",
