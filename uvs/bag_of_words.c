@@ -6,20 +6,6 @@
        s[b]        = sum_t W[x[t, b]] mask[t, b]      (each product in float, summed in double)
        dW[x[t, b]] += g[b] mask[t, b]                 (t-major order, as np.add.at)        */
 
-/* rows[i] = x[i] counted from the end when negative; -1 and the error set if out of range */
-static int uvs_bow_rows(const npy_int64* x, npy_intp n, npy_intp V, npy_int64* rows) {
-    for (npy_intp i = 0; i < n; i++) {
-        const npy_int64 r = x[i];
-        if (r < -V || r >= V) {
-            PyErr_Format(PyExc_IndexError, "index %lld is out of bounds for axis 0 with size %ld",
-                         (long long)r, (long)V);
-            return -1;
-        }
-        rows[i] = r < 0 ? r + V : r;
-    }
-    return 0;
-}
-
 /* sentences b over threads; acc: d doubles per thread */
 static void uvs_bow(const float* W, npy_intp d, const npy_int64* rows, const float* mask,
                     npy_intp T, npy_intp B, float* s, double* acc_all, int threads) {
@@ -75,7 +61,7 @@ static int uvs_bow_inputs(PyArrayObject* xa, PyArrayObject* ma, npy_intp V, PyAr
         *rows = (npy_int64*)malloc((n > 0 ? n : 1) * sizeof(npy_int64));
         if (!*rows) {
             PyErr_NoMemory();
-        } else if (uvs_bow_rows((const npy_int64*)PyArray_DATA(*x), n, V, *rows) == 0) {
+        } else if (uvs_wrap_indices(PyArray_BYTES(*x), sizeof(npy_int64), n, V, 0, *rows) == 0) {
             return 0;
         }
     }

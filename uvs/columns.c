@@ -34,28 +34,6 @@ static void uvs_scatter_columns(npy_intp d, npy_intp V, float* x, npy_intp n,
     }
 }
 
-/* idx (n,) int64 as indices into V columns, negative ones from the end as NumPy's: a new
-   array (free it), or NULL with an IndexError naming the first bad index. */
-static npy_int64* uvs_column_indices(PyArrayObject* idx, npy_intp V) {
-    const npy_intp n = PyArray_DIM(idx, 0);
-    npy_int64* cols = (npy_int64*)malloc((n > 0 ? n : 1) * sizeof(npy_int64));
-    if (!cols) {
-        PyErr_NoMemory();
-        return NULL;
-    }
-    for (npy_intp i = 0; i < n; i++) {
-        const npy_int64 c = *(const npy_int64*)PyArray_GETPTR1(idx, i);
-        if (c < -V || c >= V) {
-            PyErr_Format(PyExc_IndexError, "index %lld is out of bounds for axis 1 with "
-                         "size %ld", (long long)c, (long)V);
-            free(cols);
-            return NULL;
-        }
-        cols[i] = c < 0 ? c + V : c;
-    }
-    return cols;
-}
-
 static int uvs_take_columns_apply(PyArrayObject* wa, PyArrayObject* idx, PyArrayObject** out) {
     if (PyArray_NDIM(idx) != 1 || PyArray_TYPE(idx) != NPY_INT64) {
         PyErr_SetString(PyExc_ValueError, "take columns: int64 indices");
@@ -65,7 +43,7 @@ static int uvs_take_columns_apply(PyArrayObject* wa, PyArrayObject* idx, PyArray
     if (!w) return -1;
     const npy_intp d = PyArray_DIM(w, 0), V = PyArray_DIM(w, 1), n = PyArray_DIM(idx, 0);
     const npy_intp dims[2] = {n, d};
-    npy_int64* cols = uvs_column_indices(idx, V);
+    npy_int64* cols = uvs_wrapped_indices(idx, V, 1);
     int rc = -1;
     if (cols && uvs_output(out, 2, dims, NPY_FLOAT32)) {
         Py_BEGIN_ALLOW_THREADS
@@ -94,7 +72,8 @@ static int uvs_scatter_columns_apply(PyArrayObject* ya, PyArrayObject* idx, npy_
     if (V < 0 || PyArray_DIM(idx, 0) != n) {
         PyErr_Format(PyExc_ValueError, "scatter columns: %ld rows for %ld indices into %ld "
                      "columns", (long)n, (long)PyArray_DIM(idx, 0), (long)V);
-    } else if ((cols = uvs_column_indices(idx, V)) && uvs_output(out, 2, dims, NPY_FLOAT32)) {
+    } else if ((cols = uvs_wrapped_indices(idx, V, 1))
+               && uvs_output(out, 2, dims, NPY_FLOAT32)) {
         Py_BEGIN_ALLOW_THREADS
         uvs_scatter_columns(d, V, (float*)PyArray_DATA(*out), n, cols,
                             (const float*)PyArray_DATA(y));

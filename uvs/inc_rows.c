@@ -44,22 +44,10 @@ static int uvs_inc_rows_apply(PyArrayObject* x, PyArrayObject* y, PyArrayObject*
     *out = o;
     PyArrayObject* yc = (PyArrayObject*)PyArray_GETCONTIGUOUS(y);
     if (!yc) return -1;
-    npy_int64* rows = (npy_int64*)malloc((k > 0 ? k : 1) * sizeof(npy_int64));
+    npy_int64* rows = uvs_wrapped_indices(idx, n, 0);
     if (!rows) {
         Py_DECREF(yc);
-        PyErr_NoMemory();
         return -1;
-    }
-    for (npy_intp i = 0; i < k; i++) {
-        npy_int64 r = *(const npy_int64*)PyArray_GETPTR1(idx, i);
-        if (r < -n || r >= n) {
-            PyErr_Format(PyExc_IndexError, "index %lld is out of bounds for axis 0 with "
-                         "size %ld", (long long)r, (long)n);
-            free(rows);
-            Py_DECREF(yc);
-            return -1;
-        }
-        rows[i] = r < 0 ? r + n : r;
     }
     Py_BEGIN_ALLOW_THREADS
     uvs_inc_rows(k, d, (float*)PyArray_DATA(o), (const float*)PyArray_DATA(yc),

@@ -65,3 +65,33 @@ static PyArrayObject* uvs_output(PyArrayObject** out, int nd, const npy_intp* di
     }
     return o;
 }
+
+/* out[i] = the k int64 indices at data (stride bytes apart) into n along `axis`, negative
+   ones from the end as NumPy's: 0, or -1 with NumPy's IndexError for the first out of bounds */
+static int uvs_wrap_indices(const char* data, npy_intp stride, npy_intp k, npy_intp n,
+                            int axis, npy_int64* out) {
+    for (npy_intp i = 0; i < k; i++) {
+        const npy_int64 v = *(const npy_int64*)(data + i * stride);
+        if (v < -n || v >= n) {
+            PyErr_Format(PyExc_IndexError, "index %lld is out of bounds for axis %d with "
+                         "size %ld", (long long)v, axis, (long)n);
+            return -1;
+        }
+        out[i] = v < 0 ? v + n : v;
+    }
+    return 0;
+}
+
+/* `uvs_wrap_indices` of idx (k,) int64 into a new array (free it), or NULL with the error */
+static npy_int64* uvs_wrapped_indices(PyArrayObject* idx, npy_intp n, int axis) {
+    const npy_intp k = PyArray_DIM(idx, 0);
+    npy_int64* out = (npy_int64*)malloc((k > 0 ? k : 1) * sizeof(npy_int64));
+    if (!out) {
+        PyErr_NoMemory();
+    } else if (uvs_wrap_indices(PyArray_BYTES(idx), PyArray_STRIDE(idx, 0), k, n, axis,
+                                out) != 0) {
+        free(out);
+        out = NULL;
+    }
+    return out;
+}
