@@ -502,33 +502,42 @@ static int uvs_softmax_nll_grad_apply(PyArrayObject* xa, PyArrayObject* ya, PyAr
     return rc;
 }
 
-/* The log-bilinear models' loss per row of x (n, m) with label rows y (n, m), p the softmax of
-   the row as `uvs_softmax` computes it, z = x - max:
-       cost[i] = log(sum_j exp(z_ij)) - sum_j y_ij z_ij   (its gradient by x: p - y)
-       obj[i]  = -sum_j y_ij log(p_ij + 1e-20)             (the original's objective)
-   both sums over the labelled j, in double, without writing p; scratch: a row for each of
-   `threads` threads. */
+/* The log-bilinear models' loss of a row xi (m) with labels yi, p its softmax as `uvs_softmax`
+   computes it, z = x - max:
+       cost = log(sum_j exp(z_j)) - sum_j y_j z_j    (its gradient by x: p - y)
+       obj  = -sum_j y_j log(p_j + 1e-20)           (the original's objective)
+   both sums over the labelled j, in double; e (m) receives exp(z), and its sum is returned. */
+static inline float uvs_xent_row(const float* xi, const float* yi, npy_intp m, float* e,
+                                 float* cost, float* obj) {
+    const float top = uvs_row_max(xi, m);
+    const float s = uvs_exp_sum(xi, m, top, e);
+    double yz = 0.0, o = 0.0;
+    for (npy_intp j = 0; j < m; j++) {
+        if (yi[j] != 0.0f) {
+            yz += (double)yi[j] * (xi[j] - top);
+            o += (double)yi[j] * logf(e[j] / s + 1e-20f);
+        }
+    }
+    *cost = logf(s) - (float)yz;
+    *obj = -(float)o;
+    return s;
+}
+
+/* A row's gradient g (p - y) in place of its exponentials e (whose sum is s). */
+static inline void uvs_xent_grad_row(float* e, const float* yi, npy_intp m, float s, float g) {
+    for (npy_intp j = 0; j < m; j++) e[j] = g * (e[j] / s - yi[j]);
+}
+
+/* The loss of each row of x (n, m) with label rows y (n, m) (`uvs_xent_row`), without
+   writing p; scratch: a row for each of `threads` threads. */
 static void uvs_softmax_xent(const float* x, const float* y, npy_intp n, npy_intp m,
                              float* cost, float* obj, float* scratch, int threads) {
 #pragma omp parallel num_threads(threads) if (n * m > 1 << 16)
     {
         float* e = scratch + (npy_intp)uvs_thread_num() * m;
 #pragma omp for schedule(static)
-        for (npy_intp i = 0; i < n; i++) {
-            const float* xi = x + i * m;
-            const float* yi = y + i * m;
-            const float top = uvs_row_max(xi, m);
-            const float s = uvs_exp_sum(xi, m, top, e);
-            double yz = 0.0, o = 0.0;
-            for (npy_intp j = 0; j < m; j++) {
-                if (yi[j] != 0.0f) {
-                    yz += (double)yi[j] * (xi[j] - top);
-                    o += (double)yi[j] * logf(e[j] / s + 1e-20f);
-                }
-            }
-            cost[i] = logf(s) - (float)yz;
-            obj[i] = -(float)o;
-        }
+        for (npy_intp i = 0; i < n; i++)
+            uvs_xent_row(x + i * m, y + i * m, m, e, cost + i, obj + i);
     }
 }
 
@@ -538,10 +547,9 @@ static void uvs_softmax_xent_grad(const float* x, const float* y, const float* g
 #pragma omp parallel for schedule(static) if (n * m > 1 << 16)
     for (npy_intp i = 0; i < n; i++) {
         const float* xi = x + i * m;
-        const float* yi = y + i * m;
         float* oi = out + i * m;
         const float s = uvs_exp_sum(xi, m, uvs_row_max(xi, m), oi);
-        for (npy_intp j = 0; j < m; j++) oi[j] = g[i] * (oi[j] / s - yi[j]);
+        uvs_xent_grad_row(oi, y + i * m, m, s, g[i]);
     }
 }
 
@@ -553,21 +561,9 @@ static void uvs_softmax_xent_fused(const float* x, const float* y, const float* 
                                    npy_intp m, float* cost, float* obj, float* dx) {
 #pragma omp parallel for schedule(static) if (n * m > 1 << 16)
     for (npy_intp i = 0; i < n; i++) {
-        const float* xi = x + i * m;
-        const float* yi = y + i * m;
         float* oi = dx + i * m;
-        const float top = uvs_row_max(xi, m);
-        const float s = uvs_exp_sum(xi, m, top, oi);
-        double yz = 0.0, o = 0.0;
-        for (npy_intp j = 0; j < m; j++) {
-            if (yi[j] != 0.0f) {
-                yz += (double)yi[j] * (xi[j] - top);
-                o += (double)yi[j] * logf(oi[j] / s + 1e-20f);
-            }
-        }
-        cost[i] = logf(s) - (float)yz;
-        obj[i] = -(float)o;
-        for (npy_intp j = 0; j < m; j++) oi[j] = g[i] * (oi[j] / s - yi[j]);
+        const float s = uvs_xent_row(x + i * m, y + i * m, m, oi, cost + i, obj + i);
+        uvs_xent_grad_row(oi, y + i * m, m, s, g[i]);
     }
 }
 
@@ -634,36 +630,54 @@ static int uvs_softmax_xent_grad_apply(PyArrayObject* xa, PyArrayObject* ya,
     return rc;
 }
 
-/* The decoders' loss with the output layer's bias folded in (`uvs_softmax_nll` of x + b):
-   x (n, m) the product before the bias, b (m,). Each row's z = x + b (float, as the graph's
-   add), p its softmax as `uvs_softmax` computes it, nll[i] = -log(p[i, y[i]] + 1e-8); the
-   rows of e = exp(z - max) and their sums are kept for the gradient, which then needs no
-   exp. */
+/* The decoders' loss with the output layer's bias folded in (`uvs_softmax_nll` of x + b), for
+   one row: z = x + b (float, as the graph's add) made in e (m), then e = exp(z - max) in
+   place, its sum returned and nll = -log(p[y] + 1e-8), p the softmax as `uvs_softmax`
+   computes it. In place through one pointer: `uvs_exp_sum(e, .., e)` would take the loop's
+   unvectorized version, meant for overlapping rows. */
+static inline float uvs_nll_bias_row(const float* xi, const float* b, npy_intp m, npy_int64 y,
+                                     float* e, float* nll) {
+    for (npy_intp j = 0; j < m; j++) e[j] = xi[j] + b[j];
+    const float top = uvs_row_max(e, m);
+    for (npy_intp j = 0; j < m; j++) e[j] = uvs_expf(e[j] - top);
+    const float s = uvs_lane_sum(e, m);
+    *nll = -logf(e[y] / s + 1e-8f);
+    return s;
+}
+
+/* A row's gradient of g nll, as `uvs_softmax_nll_grad`, in place of its exponentials e (sum
+   s), then added into the bias's column sums acc. */
+static inline void uvs_nll_grad_row(float* e, npy_intp m, float s, npy_int64 y, float g,
+                                    double* acc) {
+    const float py = e[y] / s;
+    const float gy = -g / (py + 1e-8f);
+    const float dot = (float)((double)gy * py);
+    for (npy_intp j = 0; j < m; j++) e[j] = (e[j] / s) * (0.0f - dot);
+    e[y] = py * (gy - dot);
+    for (npy_intp j = 0; j < m; j++) acc[j] += e[j];
+}
+
+/* The loss of each row of x (n, m) before the bias b (m,): nll, and the rows of e and their
+   sums kept for the gradient, which then needs no exp. */
 static void uvs_softmax_nll_bias(const float* x, const float* b, const npy_int64* y,
                                  npy_intp n, npy_intp m, float* nll, float* e, float* sums) {
 #pragma omp parallel for schedule(static) if (n * m > 1 << 16)
-    for (npy_intp i = 0; i < n; i++) {
-        const float* xi = x + i * m;
-        float* ei = e + i * m;
-        for (npy_intp j = 0; j < m; j++) ei[j] = xi[j] + b[j];
-        const float top = uvs_row_max(ei, m);
-        /* in place through one pointer: `uvs_exp_sum(ei, .., ei)` would take the loop's
-           unvectorized version, meant for overlapping rows */
-        for (npy_intp j = 0; j < m; j++) ei[j] = uvs_expf(ei[j] - top);
-        const float s = uvs_lane_sum(ei, m);
-        nll[i] = -logf(ei[y[i]] / s + 1e-8f);
-        sums[i] = s;
-    }
+    for (npy_intp i = 0; i < n; i++)
+        sums[i] = uvs_nll_bias_row(x + i * m, b, m, y[i], e + i * m, nll + i);
 }
 
 #define UVS_BIAS_BLOCK 32 /* rows whose bias gradients are summed together, then the blocks */
 
-/* Its gradient: dx as `uvs_softmax_nll_grad` from the kept e and sums, and db = the column
-   sums of dx in double: each block of UVS_BIAS_BLOCK rows summed while its rows are in cache,
-   then the blocks in order (the same sums for any number of threads). part: a double per
-   block and column. */
-static void uvs_softmax_nll_bias_grad(const float* e, const float* sums, const npy_int64* y,
-                                      const float* g, npy_intp n, npy_intp m, float* dx,
+/* Its gradient dx (`uvs_nll_grad_row`) and db = the column sums of dx in double: each block of
+   UVS_BIAS_BLOCK rows summed while its rows are in cache, then the blocks in order (the same
+   sums for any number of threads). Each row of dx starts as the row's exponentials: with x
+   given (the weights g known before the loss, the trainer's mask), made from x and b there,
+   its nll taken, and the gradient made while the row is in cache, without writing e to memory
+   and reading it back; else copied from the kept e and sums. The same floats either way.
+   part: a double per block and column (`uvs_bias_part`). */
+static void uvs_softmax_nll_bias_grad(const float* x, const float* b, const float* e,
+                                      const float* sums, const npy_int64* y, const float* g,
+                                      npy_intp n, npy_intp m, float* nll, float* dx,
                                       double* part, float* db) {
     const npy_intp blocks = (n + UVS_BIAS_BLOCK - 1) / UVS_BIAS_BLOCK;
 #pragma omp parallel if (n * m > 1 << 16)
@@ -674,15 +688,15 @@ static void uvs_softmax_nll_bias_grad(const float* e, const float* sums, const n
             for (npy_intp j = 0; j < m; j++) acc[j] = 0.0;
             const npy_intp end = (k + 1) * UVS_BIAS_BLOCK < n ? (k + 1) * UVS_BIAS_BLOCK : n;
             for (npy_intp i = k * UVS_BIAS_BLOCK; i < end; i++) {
-                const float* ei = e + i * m;
                 float* oi = dx + i * m;
-                const float s = sums[i];
-                const float py = ei[y[i]] / s;
-                const float gy = -g[i] / (py + 1e-8f);
-                const float dot = (float)((double)gy * py);
-                for (npy_intp j = 0; j < m; j++) oi[j] = (ei[j] / s) * (0.0f - dot);
-                oi[y[i]] = py * (gy - dot);
-                for (npy_intp j = 0; j < m; j++) acc[j] += oi[j];
+                float s;
+                if (x) {
+                    s = uvs_nll_bias_row(x + i * m, b, m, y[i], oi, nll + i);
+                } else {
+                    memcpy(oi, e + i * m, (size_t)m * sizeof(float));
+                    s = sums[i];
+                }
+                uvs_nll_grad_row(oi, m, s, y[i], g[i], acc);
             }
         }
 #pragma omp for schedule(static)
@@ -692,6 +706,15 @@ static void uvs_softmax_nll_bias_grad(const float* e, const float* sums, const n
             db[j] = (float)total;
         }
     }
+}
+
+/* the scratch of `uvs_softmax_nll_bias_grad` for n rows of m, taken before the threads start
+   (free it); NULL with the error set */
+static double* uvs_bias_part(npy_intp n, npy_intp m) {
+    const npy_intp blocks = (n + UVS_BIAS_BLOCK - 1) / UVS_BIAS_BLOCK;
+    double* part = (double*)malloc((blocks * m > 0 ? blocks * m : 1) * sizeof(double));
+    if (!part) PyErr_NoMemory();
+    return part;
 }
 
 static int uvs_softmax_nll_bias_apply(PyArrayObject* xa, PyArrayObject* ba, PyArrayObject* ya,
@@ -743,16 +766,13 @@ static int uvs_softmax_nll_bias_grad_apply(PyArrayObject* ea, PyArrayObject* sa,
     } else if (uvs_check_words((const npy_int64*)PyArray_DATA(y), n, m) == 0
                && uvs_output(dx, 2, PyArray_DIMS(e), NPY_FLOAT32)
                && uvs_output(db, 1, &m, NPY_FLOAT32)) {
-        const npy_intp blocks = (n + UVS_BIAS_BLOCK - 1) / UVS_BIAS_BLOCK;
-        double* part = (double*)malloc((blocks * m > 0 ? blocks * m : 1) * sizeof(double));
-        if (!part) {
-            PyErr_NoMemory();
-        } else {
+        double* part = uvs_bias_part(n, m);
+        if (part) {
             Py_BEGIN_ALLOW_THREADS
-            uvs_softmax_nll_bias_grad((const float*)PyArray_DATA(e),
+            uvs_softmax_nll_bias_grad(NULL, NULL, (const float*)PyArray_DATA(e),
                                       (const float*)PyArray_DATA(s),
                                       (const npy_int64*)PyArray_DATA(y),
-                                      (const float*)PyArray_DATA(g), n, m,
+                                      (const float*)PyArray_DATA(g), n, m, NULL,
                                       (float*)PyArray_DATA(*dx), part,
                                       (float*)PyArray_DATA(*db));
             Py_END_ALLOW_THREADS
@@ -765,47 +785,6 @@ static int uvs_softmax_nll_bias_grad_apply(PyArrayObject* ea, PyArrayObject* sa,
     Py_XDECREF(s);
     Py_XDECREF(g);
     return rc;
-}
-
-/* Both at once, when the weights g of the rows' losses are known before the loss (the
-   trainer's mask): each row's e = exp(x + b - max) is made in its row of dx, its nll taken,
-   and turned into that row's gradient while in cache, exactly as `uvs_softmax_nll_bias` then
-   `uvs_softmax_nll_bias_grad` compute them (the same floats, the same blocks of bias sums),
-   without writing e to memory and reading it back. part: a double per block and column. */
-static void uvs_softmax_nll_bias_fused(const float* x, const float* b, const npy_int64* y,
-                                       const float* g, npy_intp n, npy_intp m, float* nll,
-                                       float* dx, double* part, float* db) {
-    const npy_intp blocks = (n + UVS_BIAS_BLOCK - 1) / UVS_BIAS_BLOCK;
-#pragma omp parallel if (n * m > 1 << 16)
-    {
-#pragma omp for schedule(static)
-        for (npy_intp k = 0; k < blocks; k++) {
-            double* acc = part + k * m;
-            for (npy_intp j = 0; j < m; j++) acc[j] = 0.0;
-            const npy_intp end = (k + 1) * UVS_BIAS_BLOCK < n ? (k + 1) * UVS_BIAS_BLOCK : n;
-            for (npy_intp i = k * UVS_BIAS_BLOCK; i < end; i++) {
-                const float* xi = x + i * m;
-                float* oi = dx + i * m;
-                for (npy_intp j = 0; j < m; j++) oi[j] = xi[j] + b[j];
-                const float top = uvs_row_max(oi, m);
-                for (npy_intp j = 0; j < m; j++) oi[j] = uvs_expf(oi[j] - top);
-                const float s = uvs_lane_sum(oi, m);
-                nll[i] = -logf(oi[y[i]] / s + 1e-8f);
-                const float py = oi[y[i]] / s;
-                const float gy = -g[i] / (py + 1e-8f);
-                const float dot = (float)((double)gy * py);
-                for (npy_intp j = 0; j < m; j++) oi[j] = (oi[j] / s) * (0.0f - dot);
-                oi[y[i]] = py * (gy - dot);
-                for (npy_intp j = 0; j < m; j++) acc[j] += oi[j];
-            }
-        }
-#pragma omp for schedule(static)
-        for (npy_intp j = 0; j < m; j++) {
-            double total = 0.0;
-            for (npy_intp k = 0; k < blocks; k++) total += part[k * m + j];
-            db[j] = (float)total;
-        }
-    }
 }
 
 static int uvs_softmax_nll_bias_fused_apply(PyArrayObject* xa, PyArrayObject* ba,
@@ -828,18 +807,15 @@ static int uvs_softmax_nll_bias_fused_apply(PyArrayObject* xa, PyArrayObject* ba
                && uvs_output(out, 1, &n, NPY_FLOAT32)
                && uvs_output(dx, 2, PyArray_DIMS(x), NPY_FLOAT32)
                && uvs_output(db, 1, &m, NPY_FLOAT32)) {
-        const npy_intp blocks = (n + UVS_BIAS_BLOCK - 1) / UVS_BIAS_BLOCK;
-        double* part = (double*)malloc((blocks * m > 0 ? blocks * m : 1) * sizeof(double));
-        if (!part) {
-            PyErr_NoMemory();
-        } else {
+        double* part = uvs_bias_part(n, m);
+        if (part) {
             Py_BEGIN_ALLOW_THREADS
-            uvs_softmax_nll_bias_fused((const float*)PyArray_DATA(x),
-                                       (const float*)PyArray_DATA(b),
-                                       (const npy_int64*)PyArray_DATA(y),
-                                       (const float*)PyArray_DATA(g), n, m,
-                                       (float*)PyArray_DATA(*out), (float*)PyArray_DATA(*dx),
-                                       part, (float*)PyArray_DATA(*db));
+            uvs_softmax_nll_bias_grad((const float*)PyArray_DATA(x),
+                                      (const float*)PyArray_DATA(b), NULL, NULL,
+                                      (const npy_int64*)PyArray_DATA(y),
+                                      (const float*)PyArray_DATA(g), n, m,
+                                      (float*)PyArray_DATA(*out), (float*)PyArray_DATA(*dx),
+                                      part, (float*)PyArray_DATA(*db));
             Py_END_ALLOW_THREADS
             free(part);
             rc = 0;
