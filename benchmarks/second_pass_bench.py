@@ -1,18 +1,21 @@
-"""What each change of issue 18's second and third passes gives: every update built with it
+"""What each change of issue 18's second to fourth passes gives: every update built with it
 and without it in one process, taking turns (these machines are shared and noisy).
 
     python benchmarks/second_pass_bench.py [--only vse-bow,decoder-init,...] [--rounds 6]
                                            [--small]
 
 Variants, each against the update as uvs builds it ("all"):
-  vse-bow       no-bag-of-words (the original's gather, mask and sum), no-zero-fill (a fresh
-                zero table per update: the `uvs_zero_into_update` rewrite excluded),
-                no-clip-scale (PyTensor's `switch`), no-sparse-rows (the clipping's norm and
-                rescaling over the whole 40 MB table: `uvs_sparse_rows` excluded)
-  vse-gru, order-gru  no-sparse-rows (the word table's gradient normed and rescaled whole)
+  vse-bow       no-bag-of-words (the original's gather, mask and sum), no-clip-scale
+                (PyTensor's `switch`), no-row-gradients (the word table's gradient stored whole,
+                zeroed where it lies and added into: `uvs.row_grads` off); with it off too,
+                no-zero-fill (a fresh zero table per update: `uvs_zero_into_update` excluded)
+                and no-sparse-rows (the clipping's norm and rescaling over the whole 40 MB
+                table: `uvs_sparse_rows` excluded)
+  vse-gru, order-gru  no-row-gradients; no-sparse-rows (with it off)
   decoder-*     no-bias-in-loss (the bias added by its own node, `softmax_nll` after it),
                 no-fused-gradient (the loss and its gradient as two passes: the
-                `uvs_softmax_nll_bias_fused` rewrite excluded), no-sparse-rows
+                `uvs_softmax_nll_bias_fused` rewrite excluded), no-row-gradients,
+                no-sparse-rows (with it off)
   mlbl, mlbl-f  no-xent (the loss as elementwise nodes), no-momentum-op (the step as three),
                 no-columns (the context words as PyTensor's `R.T[X]` and its gradient),
                 no-fused-xent (the loss and its gradient as two passes: the
@@ -68,21 +71,33 @@ def variants(name: str) -> dict[str, contextlib.AbstractContextManager]:
             return compile_(inputs, outputs, mode=mode, **kwargs)
         return patched(backend, "function", function)
 
+    @contextlib.contextmanager
+    def whole_table(*more: contextlib.AbstractContextManager):
+        """The lookup gradient stored whole (`uvs.row_grads` off), and `more` changes off."""
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(patched(optim, "stored_rows", lambda *a, **k: None))
+            for ctx in more:
+                stack.enter_context(ctx)
+            yield
+
     if name == "vse-bow":
         def switch(g, g2, limit, mode=None):
             return pt.switch(g2 > limit ** 2, g / pt.sqrt(g2) * limit, g)
         return {"no-bag-of-words": patched(model, "bag_of_words", lambda *a, **k: None),
-                "no-zero-fill": excluding("uvs_zero_into_update"),
                 "no-clip-scale": patched(optim, "clip_scale", switch),
-                "no-sparse-rows": excluding("uvs_sparse_rows")}
+                "no-row-gradients": whole_table(),
+                "no-zero-fill": whole_table(excluding("uvs_zero_into_update")),
+                "no-sparse-rows": whole_table(excluding("uvs_sparse_rows"))}
     if name in ("vse-gru", "order-gru"):
-        return {"no-sparse-rows": excluding("uvs_sparse_rows")}
+        return {"no-row-gradients": whole_table(),
+                "no-sparse-rows": whole_table(excluding("uvs_sparse_rows"))}
     if name.startswith("decoder"):
         return {"no-bias-in-loss": patched(
             rowwise, "softmax_nll_bias",
             lambda x, b, y, mode=None: rowwise.softmax_nll(x + b, y, mode)),
                 "no-fused-gradient": excluding("uvs_softmax_nll_bias_fused"),
-                "no-sparse-rows": excluding("uvs_sparse_rows")}
+                "no-row-gradients": whole_table(),
+                "no-sparse-rows": whole_table(excluding("uvs_sparse_rows"))}
     if name.startswith("mlbl"):
         module = mlblf if name == "mlbl-f" else mlbl
         return {"no-xent": patched(lbl, "available", lambda *a, **k: False),

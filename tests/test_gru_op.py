@@ -14,6 +14,7 @@ from uvs import backend, gru_op
 from uvs.homogeneous_data import prepare_data
 from uvs.layers import gru_layer, param_init_gru
 from uvs.model import build_sentence_encoder, init_params
+from uvs.optim import stored_gradients
 from uvs.train import compile_update
 from uvs.utils import init_tparams
 
@@ -139,11 +140,10 @@ def _update(impl, options, params, batch):
     """Costs, gradients and parameters over two compile_update steps."""
     tparams = init_tparams(OrderedDict((k, v.copy()) for k, v in params.items()))
     f_grad_shared, f_update = compile_update(tparams, options, gru=impl)
-    gshared = [v for v in f_grad_shared.get_shared() if v.name.endswith("_grad")]
     out = []
     for _ in range(2):
         cost = float(f_grad_shared(*batch))
-        grads = {g.name: g.get_value().copy() for g in gshared}
+        grads = stored_gradients(f_grad_shared)
         f_update(1e-3)
         out.append((cost, grads, {k: v.get_value() for k, v in tparams.items()}))
     graph = {type(n.op) for n in f_grad_shared.maker.fgraph.apply_nodes}

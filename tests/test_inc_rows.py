@@ -148,8 +148,12 @@ def test_unique_rows_are_the_named_rows_once_increasing(mode):
     i, n = pt.lmatrix("i"), pt.lscalar("n")
     f = backend.function([i, n], UniqueRows()(i, n), mode=get_mode(mode))
     idx = np.array([[5, -1, 5], [0, 2, -10]])
-    assert np.array_equal(f(idx, 10), [0, 2, 5, 9])
-    assert f(np.zeros((0, 3), np.int64), 4).shape == (0,)
+    rows, where = f(idx, 10)
+    assert np.array_equal(rows, [0, 2, 5, 9])
+    assert np.array_equal(where, [2, 3, 2, 0, 1, 0])  # each index's row among them, flat
+    assert np.array_equal(rows[where], np.where(idx < 0, idx + 10, idx).ravel())
+    rows, where = f(np.zeros((0, 3), np.int64), 4)
+    assert rows.shape == where.shape == (0,)
     with pytest.raises(IndexError, match="index 10 is out of bounds for axis 0 with size 10"):
         f(np.array([[1, 10]]), 10)
     with pytest.raises(IndexError, match="index -11 is out of bounds"):

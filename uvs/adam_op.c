@@ -20,12 +20,50 @@ static void uvs_adam(npy_intp n, float* __restrict p, const float* __restrict g,
     }
 }
 
+/* The same step over a (n, d) table whose gradient is zeros but its listed rows
+   (`uvs.row_grads`): g (k, d) holds those rows, rows (k,) increasing; every other row steps
+   with the zero row `zeros`, as the dense step would (its moments decay, the parameter moves).
+   The rows spread over OpenMP threads; each thread finds its first listed row by bisection. */
+static void uvs_adam_rows(npy_intp n, npy_intp d, float* p, const float* g,
+                          const npy_int64* rows, npy_intp k, float* m, float* v,
+                          const float* zeros, float lr, float b1, float c1, float b2, float c2,
+                          float e) {
+#pragma omp parallel if (n * d > 1 << 16)
+    {
+        npy_intp r0, r1;
+        uvs_thread_block(n, &r0, &r1);
+        npy_intp lo = 0, hi = k;
+        while (lo < hi) {
+            const npy_intp mid = lo + (hi - lo) / 2;
+            if (rows[mid] < r0) lo = mid + 1;
+            else hi = mid;
+        }
+        for (npy_intp r = r0, j = lo; r < r1; r++) {
+            const float* __restrict gr = zeros;
+            if (j < k && rows[j] == r) gr = g + (j++) * d;
+            float* __restrict pr = p + r * d;
+            float* __restrict mr = m + r * d;
+            float* __restrict vr = v + r * d;
+#pragma omp simd
+            for (npy_intp i = 0; i < d; i++) {
+                const float gi = gr[i];
+                const float mt = b1 * gi + c1 * mr[i];
+                const float vt = b2 * (gi * gi) + c2 * vr[i];
+                mr[i] = mt;
+                vr[i] = vt;
+                pr[i] = pr[i] - lr * (mt / (sqrtf(vt) + e));
+            }
+        }
+    }
+}
+
 /* p, m, v: C-contiguous float32 arrays of g's size, updated in place when `inplace` (the
-   outputs alias them), else copied first. */
+   outputs alias them), else copied first. With `rows` (not NULL), p, m, v are (n, d) tables
+   and g (k, d) their gradient's listed rows (`uvs_adam_rows`). */
 static int uvs_adam_apply(PyArrayObject* p, PyArrayObject* g, PyArrayObject* m,
-                          PyArrayObject* v, PyArrayObject* lr, PyArrayObject** p_out,
-                          PyArrayObject** m_out, PyArrayObject** v_out, int inplace, float b1,
-                          float c1, float b2, float c2, float e) {
+                          PyArrayObject* v, PyArrayObject* lr, PyArrayObject* rows,
+                          PyArrayObject** p_out, PyArrayObject** m_out, PyArrayObject** v_out,
+                          int inplace, float b1, float c1, float b2, float c2, float e) {
     PyArrayObject* in[3] = {p, m, v};
     PyArrayObject** out[3] = {p_out, m_out, v_out};
     for (int i = 0; i < 3; i++) {
@@ -39,11 +77,12 @@ static int uvs_adam_apply(PyArrayObject* p, PyArrayObject* g, PyArrayObject* m,
     m = *m_out;
     v = *v_out;
     PyArrayObject* arrays[4] = {p, g, m, v};
-    const npy_intp n = PyArray_SIZE(g);
+    const npy_intp n = PyArray_SIZE(p);
     for (int i = 0; i < 4; i++) {
         PyArrayObject* a = arrays[i];
         if (PyArray_TYPE(a) != NPY_FLOAT32 || !PyArray_IS_C_CONTIGUOUS(a)
-            || !PyArray_ISALIGNED(a) || PyArray_SIZE(a) != n
+            || !PyArray_ISALIGNED(a) || (i != 1 && PyArray_SIZE(a) != n)
+            || (i == 1 && !rows && PyArray_SIZE(a) != n)
             || (i != 1 && !PyArray_ISWRITEABLE(a))) {
             PyErr_SetString(PyExc_ValueError, "adam step: parameter, gradient and moments must "
                             "be contiguous float32 arrays of one size");
@@ -51,9 +90,42 @@ static int uvs_adam_apply(PyArrayObject* p, PyArrayObject* g, PyArrayObject* m,
         }
     }
     const float rate = *(const float*)PyArray_DATA(lr);
+    if (!rows) {
+        Py_BEGIN_ALLOW_THREADS
+        uvs_adam(n, (float*)PyArray_DATA(p), (const float*)PyArray_DATA(g),
+                 (float*)PyArray_DATA(m), (float*)PyArray_DATA(v), rate, b1, c1, b2, c2, e);
+        Py_END_ALLOW_THREADS
+        return 0;
+    }
+    if (PyArray_NDIM(p) != 2 || PyArray_NDIM(g) != 2 || PyArray_NDIM(m) != 2
+        || PyArray_NDIM(v) != 2 || PyArray_DIM(g, 1) != PyArray_DIM(p, 1)
+        || PyArray_DIM(m, 0) != PyArray_DIM(p, 0) || PyArray_DIM(v, 0) != PyArray_DIM(p, 0)) {
+        PyErr_SetString(PyExc_ValueError, "adam step over rows: (n, d) parameter and moments, "
+                        "(k, d) gradient rows");
+        return -1;
+    }
+    const npy_intp rn = PyArray_DIM(p, 0), d = PyArray_DIM(p, 1);
+    PyArrayObject* r = uvs_listed_rows(rows, rn);
+    if (!r) return -1;
+    const npy_intp k = PyArray_DIM(r, 0);
+    if (PyArray_DIM(g, 0) != k) {
+        PyErr_Format(PyExc_ValueError, "adam step over rows: %ld gradient rows for %ld listed "
+                     "rows", (long)PyArray_DIM(g, 0), (long)k);
+        Py_DECREF(r);
+        return -1;
+    }
+    float* zeros = (float*)calloc(d > 0 ? d : 1, sizeof(float));
+    if (!zeros) {
+        Py_DECREF(r);
+        PyErr_NoMemory();
+        return -1;
+    }
     Py_BEGIN_ALLOW_THREADS
-    uvs_adam(n, (float*)PyArray_DATA(p), (const float*)PyArray_DATA(g), (float*)PyArray_DATA(m),
-             (float*)PyArray_DATA(v), rate, b1, c1, b2, c2, e);
+    uvs_adam_rows(rn, d, (float*)PyArray_DATA(p), (const float*)PyArray_DATA(g),
+                  (const npy_int64*)PyArray_DATA(r), k, (float*)PyArray_DATA(m),
+                  (float*)PyArray_DATA(v), zeros, rate, b1, c1, b2, c2, e);
     Py_END_ALLOW_THREADS
+    free(zeros);
+    Py_DECREF(r);
     return 0;
 }

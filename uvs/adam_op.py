@@ -24,24 +24,33 @@ class AdamStep(OpenMPCOp):
     """(p, g, m, v, lr) -> (p, m, v) after one step: m = b1·g + (1 − b1)·m,
     v = b2·g² + (1 − b2)·v, p = p − lr·m / (√v + e); float32, lr a scalar.
 
+    With `rows`, (p, g, m, v, lr, rows): p, m, v are (n, d) tables whose gradient is zeros but
+    its listed rows (increasing int64), g (k, d) those rows (`uvs.row_grads`); every row steps.
     Built copying; PyTensor's inplace phase (`local_adam_inplace`) makes it update p, m and v
     where they lie, as it does for its own elementwise Ops, when nothing else reads them.
     """
 
-    __props__ = ("b1", "b2", "e", "inplace")
+    __props__ = ("b1", "b2", "e", "inplace", "rows")
     c_file = C_FILE
 
-    def __init__(self, b1: float, b2: float, e: float, inplace: bool = False) -> None:
+    def __init__(self, b1: float, b2: float, e: float, inplace: bool = False,
+                 rows: bool = False) -> None:
         self.b1, self.b2, self.e, self.inplace = float(b1), float(b2), float(e), bool(inplace)
+        self.rows = bool(rows)
         if inplace:
             self.destroy_map = {0: [0], 1: [2], 2: [3]}
         super().__init__()
 
-    def make_node(self, p, g, m, v, lr) -> Apply:
+    def make_node(self, p, g, m, v, lr, *rows) -> Apply:
         p, g, m, v, lr = (pt.as_tensor_variable(x) for x in (p, g, m, v, lr))
         if any(x.dtype != "float32" for x in (p, g, m, v, lr)) or lr.ndim:
             raise TypeError("adam step: float32 parameter, gradient, moments and a scalar rate")
-        return Apply(self, [p, g, m, v, lr], [p.type(), m.type(), v.type()])
+        rows = [pt.as_tensor_variable(r) for r in rows]
+        if len(rows) != self.rows or any(
+                (r.dtype, r.ndim) != ("int64", 1) or p.ndim != 2 or g.ndim != 2 for r in rows):
+            raise TypeError("adam step over rows: a table, its gradient's rows and their int64 "
+                            "indices" if self.rows else "adam step: five inputs")
+        return Apply(self, [p, g, m, v, lr, *rows], [p.type(), m.type(), v.type()])
 
     def infer_shape(self, fgraph, node, shapes):
         return [shapes[0], shapes[2], shapes[3]]
@@ -53,14 +62,19 @@ class AdamStep(OpenMPCOp):
 
     def c_code(self, node, name, inp, out, sub) -> str:
         return f"""
-        if (uvs_adam_apply({", ".join(inp)}, {", ".join(f"&{o}" for o in out)},
+        if (uvs_adam_apply({", ".join(inp[:5])}, {inp[5] if self.rows else "NULL"},
+                           {", ".join(f"&{o}" for o in out)},
                            {int(self.inplace)}, {", ".join(self._constants())}) != 0) {{
             {sub["fail"]}
         }}
         """
 
     def perform(self, node, inputs, outputs) -> None:
-        p, g, m, v, lr = inputs
+        p, g, m, v, lr, *rows = inputs
+        if rows:  # the dense gradient: zeros but the listed rows
+            dense = np.zeros_like(p)
+            dense[_listed_rows(rows[0], len(p), len(g))] = g
+            g = dense
         if not self.inplace:
             p, m, v = p.copy(), m.copy(), v.copy()
         f = np.float32
@@ -73,13 +87,27 @@ class AdamStep(OpenMPCOp):
             o[0] = x
 
 
+def _listed_rows(rows: np.ndarray, n: int, k: int) -> np.ndarray:
+    """rows checked as the C checks them: k of them, increasing, each in [0, n)."""
+    bad = (rows < 0) | (rows >= n)
+    bad[1:] |= rows[1:] <= rows[:-1]
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"rows of a table of {n}: {rows[i]} after {rows[i - 1] if i else -1}, "
+                         "not increasing rows of the table")
+    if len(rows) != k:
+        raise ValueError(f"adam step over rows: {k} gradient rows for {len(rows)} listed rows")
+    return rows
+
+
 @node_rewriter([AdamStep], inplace=True)
 def local_adam_inplace(fgraph, node):
     """The step updating its parameter and moments in place."""
     op = node.op
     if op.inplace:
         return False
-    return AdamStep(op.b1, op.b2, op.e, inplace=True).make_node(*node.inputs).outputs
+    return AdamStep(op.b1, op.b2, op.e, inplace=True, rows=op.rows).make_node(
+        *node.inputs).outputs
 
 
 optdb.register("uvs_adam_inplace",
@@ -89,9 +117,13 @@ optdb.register("uvs_adam_inplace",
 
 
 def adam_step(p: Variable, g: Variable, m: Variable, v: Variable, lr: Variable, b1: float,
-              b2: float, e: float, mode: Any = None) -> tuple[Variable, Variable, Variable] | None:
+              b2: float, e: float, mode: Any = None,
+              rows: Variable | None = None) -> tuple[Variable, Variable, Variable] | None:
     """(p_t, m_t, v_t) of one Adam step as `AdamStep`, or None where it cannot run (not float32,
-    or compiled for JAX: `mode`, else uvs's default)."""
+    or compiled for JAX: `mode`, else uvs's default). rows: g holds only these rows of p's
+    gradient, zeros elsewhere (`uvs.row_grads`)."""
     if not available(mode) or any(x.dtype != "float32" for x in (p, g, m, v, lr)):
         return None
-    return tuple(AdamStep(b1, b2, e)(p, g, m, v, lr))
+    if rows is None:
+        return tuple(AdamStep(b1, b2, e)(p, g, m, v, lr))
+    return tuple(AdamStep(b1, b2, e, rows=True)(p, g, m, v, lr, rows))

@@ -98,6 +98,7 @@ class BagOfWordsGrad(_BowOp):
 
     __props__ = ("inplace",)
     adds_into_first_input = True
+    index_input = 2  # the int64 rows it adds at (`uvs.row_grads`: positions in a compact table)
 
     def __init__(self, inplace: bool = False) -> None:
         self.inplace = bool(inplace)

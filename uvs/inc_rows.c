@@ -86,8 +86,10 @@ static int uvs_zero_fill(PyArrayObject* x, npy_intp* shape, int nd, PyArrayObjec
 }
 
 /* The rows of a table of n that the indices idx (any shape, int64) name, negative ones from
-   the end as NumPy's: each once, increasing (uvs/inc_rows.py's UniqueRows). */
-static int uvs_unique_rows_apply(PyArrayObject* idx, npy_intp n, PyArrayObject** out) {
+   the end as NumPy's: each once, increasing; and where each index's row lies among them, in
+   idx's flat order (uvs/inc_rows.py's UniqueRows: np.unique's values and inverse). */
+static int uvs_unique_rows_apply(PyArrayObject* idx, npy_intp n, PyArrayObject** out,
+                                 PyArrayObject** where) {
     if (PyArray_TYPE(idx) != NPY_INT64 || n < 0) {
         PyErr_SetString(PyExc_ValueError, "unique rows: int64 indices into a table");
         return -1;
@@ -96,33 +98,37 @@ static int uvs_unique_rows_apply(PyArrayObject* idx, npy_intp n, PyArrayObject**
     if (!ic) return -1;
     const npy_int64* v = (const npy_int64*)PyArray_DATA(ic);
     const npy_intp k = PyArray_SIZE(ic);
-    unsigned char* seen = (unsigned char*)calloc(n > 0 ? n : 1, 1);
-    if (!seen) {
+    npy_int64* pos = (npy_int64*)calloc(n > 0 ? n : 1, sizeof(npy_int64));  /* 1 + position */
+    if (!pos) {
         Py_DECREF(ic);
         PyErr_NoMemory();
         return -1;
     }
-    npy_intp count = 0;
     for (npy_intp i = 0; i < k; i++) {
         if (v[i] < -n || v[i] >= n) {
             PyErr_Format(PyExc_IndexError, "index %lld is out of bounds for axis 0 with "
                          "size %ld", (long long)v[i], (long)n);
-            free(seen);
+            free(pos);
             Py_DECREF(ic);
             return -1;
         }
-        const npy_intp r = v[i] < 0 ? v[i] + n : v[i];
-        count += !seen[r];
-        seen[r] = 1;
+        pos[v[i] < 0 ? v[i] + n : v[i]] = 1;
     }
-    Py_DECREF(ic);
+    npy_intp count = 0;
+    for (npy_intp r = 0; r < n; r++)
+        if (pos[r]) pos[r] = ++count;
     Py_XDECREF(*out);
+    Py_XDECREF(*where);
     *out = (PyArrayObject*)PyArray_EMPTY(1, &count, NPY_INT64, 0);
-    if (*out) {
+    *where = *out ? (PyArrayObject*)PyArray_EMPTY(1, (npy_intp*)&k, NPY_INT64, 0) : NULL;
+    if (*where) {
         npy_int64* o = (npy_int64*)PyArray_DATA(*out);
-        for (npy_intp r = 0, j = 0; r < n; r++)
-            if (seen[r]) o[j++] = r;
+        for (npy_intp r = 0; r < n; r++)
+            if (pos[r]) o[pos[r] - 1] = r;
+        npy_int64* w = (npy_int64*)PyArray_DATA(*where);
+        for (npy_intp i = 0; i < k; i++) w[i] = pos[v[i] < 0 ? v[i] + n : v[i]] - 1;
     }
-    free(seen);
-    return *out ? 0 : -1;
+    free(pos);
+    Py_DECREF(ic);
+    return *where ? 0 : -1;
 }

@@ -12,7 +12,8 @@ update, its pages faulted in and zeroed by the kernel on one thread (11 ms of a 
 Where the table becomes a shared gradient's next value (`f_grad_shared`), `ZeroFill` zeroes
 the previous value where it lies instead, over threads. Such a table is zeros but the rows the
 words name, so the clipping's norm and rescaling read those rows alone (`SparseTableRows`,
-with `UniqueRows`): 6 MB of a bag of words' 40 MB table.
+with `UniqueRows`): 6 MB of a bag of words' 40 MB table. The trainers go further and store a
+lookup's gradient as those rows alone (`uvs.row_grads`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class IncRows(OpenMPCOp):
     __props__ = ("inplace",)
     c_file = C_FILE
     adds_into_first_input = True  # `ZeroIntoUpdate` may give it the last gradient to add into
+    index_input = 2  # the int64 rows it adds at (`uvs.row_grads`: positions in a compact table)
 
     def __init__(self, inplace: bool = False) -> None:
         self.inplace = bool(inplace)
@@ -197,8 +199,9 @@ class ZeroIntoUpdate(GraphRewriter):
 
 
 class UniqueRows(OpenMPCOp):
-    """(idx int64 (any shape), n) -> (k,) int64: the rows of a table of n that idx names,
-    negative indices from the end, each once, increasing."""
+    """(idx int64 (any shape), n) -> rows (k,), where (idx.size,) int64: the rows of a table of
+    n that idx names, negative indices from the end, each once, increasing; and the position
+    among them of each index's row, in idx's flat order (np.unique's values and inverse)."""
 
     __props__ = ()
     c_file = C_FILE
@@ -207,13 +210,13 @@ class UniqueRows(OpenMPCOp):
         idx, n = pt.as_tensor_variable(idx), pt.as_tensor_variable(n)
         if idx.dtype != "int64" or n.ndim or n.dtype not in integer_dtypes:
             raise TypeError("unique rows: int64 indices and an integer count of rows")
-        return Apply(self, [idx, n], [pt.lvector()])
+        return Apply(self, [idx, n], [pt.lvector(), pt.lvector()])
 
     def c_code(self, node, name, inp, out, sub) -> str:
         idx, n = inp
         return f"""
         if (uvs_unique_rows_apply({idx}, (npy_intp)((dtype_{n}*)PyArray_DATA({n}))[0],
-                                  &{out[0]}) != 0) {{
+                                  &{out[0]}, &{out[1]}) != 0) {{
             {sub["fail"]}
         }}
         """
@@ -224,7 +227,9 @@ class UniqueRows(OpenMPCOp):
         if idx.size and (idx.min() < -n or idx.max() >= n):
             bad = idx[(idx < -n) | (idx >= n)].flat[0]
             raise IndexError(f"index {bad} is out of bounds for axis 0 with size {n}")
-        outputs[0][0] = np.unique(np.where(idx < 0, idx + n, idx)).astype(np.int64)
+        rows, where = np.unique(np.where(idx < 0, idx + n, idx).ravel(), return_inverse=True)
+        outputs[0][0] = rows.astype(np.int64)
+        outputs[1][0] = where.astype(np.int64).ravel()
 
 
 class SparseTableRows(GraphRewriter):
@@ -242,7 +247,7 @@ class SparseTableRows(GraphRewriter):
             shape = _zeros_shape(node.inputs[0], zero_fill=True) if node.inputs else None
             if (getattr(node.op, "adds_into_first_input", False) and not node.op.inplace
                     and shape is not None and node.outputs[0].ndim == 2):
-                rows[node.outputs[0]] = UniqueRows()(node.op.touched_rows(node), shape[0])
+                rows[node.outputs[0]] = UniqueRows()(node.op.touched_rows(node), shape[0])[0]
         if not rows:
             return
         for node in fgraph.toposort():

@@ -27,24 +27,6 @@ static double uvs_sum_squares_rows(const float* x, npy_intp d, const npy_int64* 
     return total;
 }
 
-/* rows (k,) int64, increasing, each in [0, n) (UniqueRows' output: a row is never counted
-   or rescaled twice): a C-contiguous array (new reference), or NULL with the error set. */
-static PyArrayObject* uvs_listed_rows(PyArrayObject* rows, npy_intp n) {
-    PyArrayObject* r = uvs_contig(rows, NPY_INT64, 1);
-    if (!r) return NULL;
-    const npy_int64* v = (const npy_int64*)PyArray_DATA(r);
-    for (npy_intp i = 0; i < PyArray_DIM(r, 0); i++) {
-        if (v[i] < 0 || v[i] >= n || (i && v[i] <= v[i - 1])) {
-            PyErr_Format(PyExc_ValueError, "rows of a table of %ld: %lld after %lld, not "
-                         "increasing rows of the table", (long)n, (long long)v[i],
-                         (long long)(i ? v[i - 1] : -1));
-            Py_DECREF(r);
-            return NULL;
-        }
-    }
-    return r;
-}
-
 /* in: n float32 arrays, then one int64 row list for each of the `nrows` arrays named by
    `rows_of` (those arrays are tables of zeros but their listed rows); out: a float32 scalar
    array. */

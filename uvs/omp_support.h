@@ -95,3 +95,21 @@ static npy_int64* uvs_wrapped_indices(PyArrayObject* idx, npy_intp n, int axis) 
     }
     return out;
 }
+
+/* rows (k,) int64, increasing, each in [0, n) (UniqueRows' output: no row counted, rescaled
+   or stepped twice): a C-contiguous array (new reference), or NULL with the error set. */
+static PyArrayObject* uvs_listed_rows(PyArrayObject* rows, npy_intp n) {
+    PyArrayObject* r = uvs_contig(rows, NPY_INT64, 1);
+    if (!r) return NULL;
+    const npy_int64* v = (const npy_int64*)PyArray_DATA(r);
+    for (npy_intp i = 0; i < PyArray_DIM(r, 0); i++) {
+        if (v[i] < 0 || v[i] >= n || (i && v[i] <= v[i - 1])) {
+            PyErr_Format(PyExc_ValueError, "rows of a table of %ld: %lld after %lld, not "
+                         "increasing rows of the table", (long)n, (long long)v[i],
+                         (long long)(i ? v[i - 1] : -1));
+            Py_DECREF(r);
+            return NULL;
+        }
+    }
+    return r;
+}

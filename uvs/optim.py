@@ -2,7 +2,8 @@
 
 `adam` is the released one, whose constants b1 = 0.1, b2 = 0.001 are the *complements* of the
 usual β₁, β₂ while its bias correction uses them as if they were β₁, β₂; reproducing a released
-run needs exactly that. `adam_textbook` is Kingma & Ba's algorithm.
+run needs exactly that. `adam_textbook` is Kingma & Ba's algorithm. A word table's gradient is
+stored as the rows its words name (`uvs.row_grads`), the others being zeros; every row steps.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytensor.tensor as tensor
 from uvs import backend
 from uvs.adam_op import adam_step
 from uvs.norms import clip_scale, squared_norm
+from uvs.row_grads import stored_rows
 from uvs.utils import itemlist
 
 
@@ -40,22 +42,66 @@ def build_optimizer(tparams: dict, inps: list, cost, options: dict, clip: str = 
 
 
 def optimizer_state(f_update, tparams: dict) -> OrderedDict:
-    """The optimizer's own shared variables (moments, step count) of `f_update`, by name."""
+    """The optimizer's own shared variables (moments, step count) of `f_update`, by name: not
+    the parameters, nor the gradients `f_grad_shared` stores for it (each update makes them
+    anew)."""
     own = {id(v) for v in tparams.values()}
-    return OrderedDict((v.name, v) for v in f_update.get_shared() if id(v) not in own)
+    return OrderedDict((v.name, v) for v in f_update.get_shared()
+                       if id(v) not in own and not hasattr(v.tag, "gradient_of"))
+
+
+def stored_gradients(f_grad_shared) -> OrderedDict:
+    """The gradients `f_grad_shared` stored at its last call, by parameter name, as arrays of
+    the parameters' shapes (a lookup table's from its stored rows: zeros elsewhere)."""
+    parts: dict = {}
+    for v in f_grad_shared.get_shared():
+        if hasattr(v.tag, "gradient_of"):
+            name, part, shape = v.tag.gradient_of
+            parts.setdefault(name, {"shape": shape})[part] = v.get_value()
+    out = OrderedDict()
+    for name, got in parts.items():
+        if "dense" in got:
+            out[name] = got["dense"]
+        else:
+            out[name] = np.zeros(got["shape"], np.float32)
+            out[name][got["rows"]] = got["values"]
+    return out
 
 
 def _shared_like(p, name):
     return pytensor.shared(np.zeros_like(p.get_value()), name=name)
 
 
+def _gradient_store(k, part, value, shape):
+    """A shared variable holding (part of) parameter k's stored gradient: 'dense', 'rows' or
+    'values'; tagged for `stored_gradients` (k, part, the parameter's shape)."""
+    var = pytensor.shared(value, name=f"{k}_grad" if part == "dense" else f"{k}_grad_{part}")
+    var.tag.gradient_of = (k, part, shape)
+    return var
+
+
 def _grad_shared(tparams, grads, inps, cost, mode):
-    gshared = [_shared_like(p, f"{k}_grad") for k, p in tparams.items()]
+    """(stored, f_grad_shared): each parameter's gradient stored as `f_grad_shared` computes
+    it, a shared table — or, for a lookup table (`uvs.row_grads`), (rows, values) shared."""
+    stored, updates = [], []
+    for (k, p), g in zip(tparams.items(), grads, strict=True):
+        value = p.get_value()
+        rows = stored_rows(g, mode) if value.ndim == 2 else None
+        if rows is None:
+            gs = _gradient_store(k, "dense", np.zeros_like(value), value.shape)
+            stored.append(gs)
+            updates.append((gs, g))
+        else:
+            pair = (_gradient_store(k, "rows", np.zeros(0, np.int64), value.shape),
+                    _gradient_store(k, "values", np.zeros((0, value.shape[1]), value.dtype),
+                                    value.shape))
+            stored.append(pair)
+            updates += list(zip(pair, rows, strict=True))
     # called once per batch: its intermediates keep their memory, so that NumPy's huge pages
     # are not returned and faulted in again on every call (a tenth of a decoder update)
-    f_grad_shared = backend.function(inps, cost, updates=list(zip(gshared, grads, strict=True)),
-                                     mode=mode, name="f_grad_shared", keep_buffers=True)
-    return gshared, f_grad_shared
+    f_grad_shared = backend.function(inps, cost, updates=updates, mode=mode,
+                                     name="f_grad_shared", keep_buffers=True)
+    return stored, f_grad_shared
 
 
 def _adam(lr, tparams, grads, inps, cost, b1, b2, e, released, mode):
@@ -73,7 +119,12 @@ def _adam(lr, tparams, grads, inps, cost, b1, b2, e, released, mode):
     for (k, p), g in zip(tparams.items(), gshared, strict=True):
         m = _shared_like(p, f"{k}_adam_m")
         v = _shared_like(p, f"{k}_adam_v")
-        fused = adam_step(p, g, m, v, lr_t, b1, b2, e, mode)  # the same, in one pass
+        rows = None
+        if isinstance(g, tuple):  # a lookup table's gradient: its rows, zeros elsewhere
+            rows, g = g
+        fused = adam_step(p, g, m, v, lr_t, b1, b2, e, mode, rows=rows)  # in one pass
+        if fused is None and rows is not None:
+            g = tensor.set_subtensor(tensor.zeros_like(p)[rows], g)
         if fused is not None:
             p_t, m_t, v_t = fused
         else:
