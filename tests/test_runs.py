@@ -270,6 +270,30 @@ def test_damaged_checkpoint_is_one_line(tiny_data, tmp_path, state, message):
     one_line_error(run(*_args(tiny_data, saveto, "--reload")), "m.last.npz", message)
 
 
+def test_a_checkpoint_holding_gradients_resumes_the_same(tiny_data, tmp_path):
+    """Checkpoints before 2026-12-07 also held the stored gradients (`P_grad`): resuming reads
+    the moments and step count, ignores those, and gives the run it gave without them."""
+    from uvs.modelfile import read_model, write_model
+
+    plain, old = tmp_path / "plain" / "m.npz", tmp_path / "old" / "m.npz"
+    for saveto in (plain, old):
+        saveto.parent.mkdir()
+        ok(run(*_args(tiny_data, saveto)))
+    last = read_model(old.parent / "m.last.npz")
+    arrays = last.extra["arrays"]
+    assert arrays and not any(k.endswith("_grad") for k in arrays)  # moments and step only
+    stale = {f"{k}_grad": np.full_like(v, 7.0) for k, v in last.params.items()}
+    write_model(old.parent / "m.last.npz", last.params, last.options, last.worddict,
+                extra_meta={"train_state": last.extra["train_state"]},
+                extra_arrays={**arrays, **stale})
+    for saveto in (plain, old):
+        ok(run(*_args(tiny_data, saveto, "--reload", "--max-epochs", "2")))
+    a, b = (read_model(p.parent / "m.last.npz") for p in (plain, old))
+    for k in a.params:
+        assert np.array_equal(a.params[k], b.params[k]), k
+    assert sorted(b.extra["arrays"]) == sorted(arrays)  # the stale gradients are not kept
+
+
 def test_mode_is_passed_not_written_to_the_environment(tiny_data, tmp_path, monkeypatch):
     from uvs import backend
 
