@@ -10,6 +10,7 @@ import pytensor.tensor as pt
 import pytest
 from models import tiny_options, tiny_worddict
 from pytensor.compile.mode import get_mode
+from pytensor.graph.basic import Constant
 from pytensor.graph.traversal import ancestors
 
 from uvs import backend, optim
@@ -44,8 +45,9 @@ def _updates(options, params, dense: bool, monkeypatch) -> tuple[list, dict]:
         state = optim.optimizer_state(f_update, tparams)
         out.append((grads, {k: v.get_value() for k, v in tparams.items()},
                     {k: v.get_value() for k, v in state.items()}))
-    kinds = {(type(n.op), getattr(n.op, "rows", None)) for n in f_update.maker.fgraph.apply_nodes}
-    return out, {"rows_step": (AdamStep, True) in kinds, "state": sorted(out[-1][2])}
+    rows_step = any(isinstance(n.op, AdamStep) and not isinstance(n.inputs[5], Constant)
+                    for n in f_update.maker.fgraph.apply_nodes)  # a table stepped by its rows
+    return out, {"rows_step": rows_step, "state": sorted(out[-1][2])}
 
 
 @pytest.mark.parametrize("encoder,method,clip", [("gru", None, 2.0), ("bow", None, 2.0),
@@ -100,7 +102,7 @@ def test_adam_step_over_rows_is_the_dense_step(mode):
     p, g, m, v = (pt.fmatrix(s) for s in "pgmv")
     lr, r = pt.fscalar("lr"), pt.lvector("r")
     mode = get_mode(mode)
-    f_rows = backend.function([p, g, m, v, lr, r], AdamStep(0.1, 0.001, 1e-8, rows=True)(
+    f_rows = backend.function([p, g, m, v, lr, r], AdamStep(0.1, 0.001, 1e-8)(
         p, g, m, v, lr, r), mode=mode)
     f_dense = backend.function([p, g, m, v, lr], AdamStep(0.1, 0.001, 1e-8)(p, g, m, v, lr),
                                mode=mode)
@@ -114,6 +116,16 @@ def test_adam_step_over_rows_is_the_dense_step(mode):
         f_rows(p0, g_rows, m0, v0, np.float32(0.01), np.array([0, 3, 4, 17, 40]))
     with pytest.raises(ValueError, match="4 gradient rows for 5 listed rows"):
         f_rows(p0, g_rows[:4], m0, v0, np.float32(0.01), rows)
+    # no rows listed: the whole gradient when it is p's size, else a table stepped with zeros
+    got = f_rows(p0, dense, m0, v0, np.float32(0.01), np.zeros(0, np.int64))
+    for a, b in zip(got, want, strict=True):
+        assert np.array_equal(a, b)
+    got = f_rows(p0, g_rows[:0], m0, v0, np.float32(0.01), np.zeros(0, np.int64))
+    want = f_dense(p0, np.zeros_like(dense), m0, v0, np.float32(0.01))
+    for a, b in zip(got, want, strict=True):
+        assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match="adam step over rows"):
+        f_rows(p0, np.ascontiguousarray(g_rows[:, :5]), m0, v0, np.float32(0.01), rows)
 
 
 def test_only_rows_added_into_zeros_are_a_lookup_gradient():

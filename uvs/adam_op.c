@@ -58,12 +58,14 @@ static void uvs_adam_rows(npy_intp n, npy_intp d, float* p, const float* g,
 }
 
 /* p, m, v: C-contiguous float32 arrays of g's size, updated in place when `inplace` (the
-   outputs alias them), else copied first. With `rows` (not NULL), p, m, v are (n, d) tables
-   and g (k, d) their gradient's listed rows (`uvs_adam_rows`). */
+   outputs alias them), else copied first. When `rows` is not empty, or g is not of p's size,
+   p, m, v are (n, d) tables and g (k, d) their gradient's listed rows (`uvs_adam_rows`). */
 static int uvs_adam_apply(PyArrayObject* p, PyArrayObject* g, PyArrayObject* m,
-                          PyArrayObject* v, PyArrayObject* lr, PyArrayObject* rows,
+                          PyArrayObject* v, PyArrayObject* lr, PyArrayObject* rows_in,
                           PyArrayObject** p_out, PyArrayObject** m_out, PyArrayObject** v_out,
                           int inplace, float b1, float c1, float b2, float c2, float e) {
+    PyArrayObject* rows = PyArray_SIZE(rows_in) || PyArray_SIZE(g) != PyArray_SIZE(p)
+                          ? rows_in : NULL;
     PyArrayObject* in[3] = {p, m, v};
     PyArrayObject** out[3] = {p_out, m_out, v_out};
     for (int i = 0; i < 3; i++) {

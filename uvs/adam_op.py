@@ -14,43 +14,44 @@ import pytensor.tensor as pt
 from pytensor.compile import optdb
 from pytensor.graph.basic import Apply, Variable
 from pytensor.graph.rewriting.basic import WalkingGraphRewriter, node_rewriter
+from pytensor.tensor.variable import TensorConstant
 
 from uvs.cop import OpenMPCOp, available
 
 C_FILE = "adam_op.c"  # beside this module; PyTensor keys its compile cache by the file's hash
+ROWS = pt.TensorType("int64", shape=(None,))  # the rows input's type, empty or not
 
 
 class AdamStep(OpenMPCOp):
-    """(p, g, m, v, lr) -> (p, m, v) after one step: m = b1·g + (1 − b1)·m,
+    """(p, g, m, v, lr, rows) -> (p, m, v) after one step: m = b1·g + (1 − b1)·m,
     v = b2·g² + (1 − b2)·v, p = p − lr·m / (√v + e); float32, lr a scalar.
 
-    With `rows`, (p, g, m, v, lr, rows): p, m, v are (n, d) tables whose gradient is zeros but
-    its listed rows (increasing int64), g (k, d) those rows (`uvs.row_grads`); every row steps.
+    rows (int64): empty (the default) for a whole gradient g of p's shape; else p, m, v are
+    (n, d) tables whose gradient is zeros but these rows (increasing), and g (k, d) holds them
+    (`uvs.row_grads`): every row steps. One Op either way, so one compiled module per rank.
     Built copying; PyTensor's inplace phase (`local_adam_inplace`) makes it update p, m and v
     where they lie, as it does for its own elementwise Ops, when nothing else reads them.
     """
 
-    __props__ = ("b1", "b2", "e", "inplace", "rows")
+    __props__ = ("b1", "b2", "e", "inplace")
     c_file = C_FILE
 
-    def __init__(self, b1: float, b2: float, e: float, inplace: bool = False,
-                 rows: bool = False) -> None:
+    def __init__(self, b1: float, b2: float, e: float, inplace: bool = False) -> None:
         self.b1, self.b2, self.e, self.inplace = float(b1), float(b2), float(e), bool(inplace)
-        self.rows = bool(rows)
         if inplace:
             self.destroy_map = {0: [0], 1: [2], 2: [3]}
         super().__init__()
 
-    def make_node(self, p, g, m, v, lr, *rows) -> Apply:
+    def make_node(self, p, g, m, v, lr, rows=None) -> Apply:
         p, g, m, v, lr = (pt.as_tensor_variable(x) for x in (p, g, m, v, lr))
         if any(x.dtype != "float32" for x in (p, g, m, v, lr)) or lr.ndim:
             raise TypeError("adam step: float32 parameter, gradient, moments and a scalar rate")
-        rows = [pt.as_tensor_variable(r) for r in rows]
-        if len(rows) != self.rows or any(
-                (r.dtype, r.ndim) != ("int64", 1) or p.ndim != 2 or g.ndim != 2 for r in rows):
-            raise TypeError("adam step over rows: a table, its gradient's rows and their int64 "
-                            "indices" if self.rows else "adam step: five inputs")
-        return Apply(self, [p, g, m, v, lr, *rows], [p.type(), m.type(), v.type()])
+        if rows is None:
+            rows = TensorConstant(ROWS, np.zeros(0, np.int64))  # a whole gradient
+        rows = pt.as_tensor_variable(rows)
+        if (rows.dtype, rows.ndim) != ("int64", 1):
+            raise TypeError("adam step: the gradient's rows as an int64 vector")
+        return Apply(self, [p, g, m, v, lr, rows], [p.type(), m.type(), v.type()])
 
     def infer_shape(self, fgraph, node, shapes):
         return [shapes[0], shapes[2], shapes[3]]
@@ -62,18 +63,20 @@ class AdamStep(OpenMPCOp):
 
     def c_code(self, node, name, inp, out, sub) -> str:
         return f"""
-        if (uvs_adam_apply({", ".join(inp[:5])}, {inp[5] if self.rows else "NULL"},
-                           {", ".join(f"&{o}" for o in out)},
+        if (uvs_adam_apply({", ".join(inp)}, {", ".join(f"&{o}" for o in out)},
                            {int(self.inplace)}, {", ".join(self._constants())}) != 0) {{
             {sub["fail"]}
         }}
         """
 
     def perform(self, node, inputs, outputs) -> None:
-        p, g, m, v, lr, *rows = inputs
-        if rows:  # the dense gradient: zeros but the listed rows
+        p, g, m, v, lr, rows = inputs
+        if rows.size or g.size != p.size:  # the whole gradient: zeros but the listed rows
+            if p.ndim != 2 or g.ndim != 2 or g.shape[1] != p.shape[1]:
+                raise ValueError("adam step over rows: (n, d) parameter and moments, (k, d) "
+                                 "gradient rows")
             dense = np.zeros_like(p)
-            dense[_listed_rows(rows[0], len(p), len(g))] = g
+            dense[_listed_rows(rows, len(p), len(g))] = g
             g = dense
         if not self.inplace:
             p, m, v = p.copy(), m.copy(), v.copy()
@@ -106,8 +109,7 @@ def local_adam_inplace(fgraph, node):
     op = node.op
     if op.inplace:
         return False
-    return AdamStep(op.b1, op.b2, op.e, inplace=True, rows=op.rows).make_node(
-        *node.inputs).outputs
+    return AdamStep(op.b1, op.b2, op.e, inplace=True).make_node(*node.inputs).outputs
 
 
 optdb.register("uvs_adam_inplace",
@@ -124,6 +126,4 @@ def adam_step(p: Variable, g: Variable, m: Variable, v: Variable, lr: Variable, 
     gradient, zeros elsewhere (`uvs.row_grads`)."""
     if not available(mode) or any(x.dtype != "float32" for x in (p, g, m, v, lr)):
         return None
-    if rows is None:
-        return tuple(AdamStep(b1, b2, e)(p, g, m, v, lr))
-    return tuple(AdamStep(b1, b2, e, rows=True)(p, g, m, v, lr, rows))
+    return tuple(AdamStep(b1, b2, e)(p, g, m, v, lr, rows))

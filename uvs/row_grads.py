@@ -7,7 +7,7 @@ rows (`stored_rows`: `UniqueRows`, then `table[rows]`), a rewrite of the C backe
 (`CompactRows`) builds those rows alone: the Op that adds the words' rows into zeros adds them
 into a (k, d) table at each word's position among the rows, in the same order, so they are
 the same floats, and the clipping's norm reads them there. Adam then steps every row of the
-table (`uvs.adam_op.AdamStep(rows=True)`), the others with a gradient of zeros, as before.
+table (`uvs.adam_op.AdamStep` given the rows), the others with a gradient of zeros, as before.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pytensor.graph.features import ReplaceValidate
 from pytensor.graph.rewriting.basic import GraphRewriter
 from pytensor.tensor.basic import get_underlying_scalar_constant_value
 from pytensor.tensor.exceptions import NotScalarConstantError
+from pytensor.tensor.shape import Shape_i
 from pytensor.tensor.subtensor import (
     AdvancedIncSubtensor,
     AdvancedIncSubtensor1,
@@ -109,8 +110,11 @@ class CompactRows(GraphRewriter):
                 continue
             at = add.op.index_input
             inputs = list(add.inputs)
-            inputs[0] = pt.zeros((rows.shape[0], shape[1]), dtype=table.dtype)
-            inputs[at] = unique.outputs[1].reshape(inputs[at].shape)
+            inputs[0] = pt.zeros((Shape_i(0)(rows), shape[1]), dtype=table.dtype)
+            where = unique.outputs[1]  # flat: shaped as the index, dimension by dimension
+            if inputs[at].ndim != 1:
+                where = where.reshape([Shape_i(i)(inputs[at]) for i in range(inputs[at].ndim)])
+            inputs[at] = where
             compact = add.op.make_node(*inputs).outputs[0]
             out = compact
             if clip is not None:
