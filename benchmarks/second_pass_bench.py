@@ -19,7 +19,8 @@ Variants, each against the update as uvs builds it ("all"):
   mlbl, mlbl-f  no-xent (the loss as elementwise nodes), no-momentum-op (the step as three),
                 no-columns (the context words as PyTensor's `R.T[X]` and its gradient),
                 no-fused-xent (the loss and its gradient as two passes: the
-                `uvs_softmax_xent_fused` rewrite excluded)
+                `uvs_softmax_xent_fused` rewrite excluded), no-label-buffer (the labels made
+                dense in float64 and cast each update, as `to_dense`)
 libgomp's spin count (`GOMP_SPINCOUNT`) is read once per process: compare it across
 processes (`roofline.py --no-torch` with the variable set), not here.
 Prints each variant's best update time (ms, best of --rounds turns of 0.3 s of calls) and
@@ -103,7 +104,9 @@ def variants(name: str) -> dict[str, contextlib.AbstractContextManager]:
         return {"no-xent": patched(lbl, "available", lambda *a, **k: False),
                 "no-momentum-op": patched(lbl, "momentum_step", lambda *a, **k: None),
                 "no-columns": patched(module, "take_columns", lambda w, i, mode=None: w.T[i]),
-                "no-fused-xent": excluding("uvs_softmax_xent_fused")}
+                "no-fused-xent": excluding("uvs_softmax_xent_fused"),
+                "no-label-buffer": patched(lbl.LBL, "_dense_labels", lambda self, Y: lbl.to_dense(
+                    Y, self.V).astype(self.dtype, copy=False))}
     return {}
 
 

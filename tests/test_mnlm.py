@@ -166,6 +166,30 @@ def test_model_inputs_and_ngrams():
 
 # --- the compiled update ------------------------------------------------------------------
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_labels_are_the_sparse_matrix_made_dense(dtype):
+    """`train_step`'s labels: a canonical sparse matrix written into a buffer kept between
+    updates, the last batch's entries gone; anything else as `to_dense` makes it."""
+    net, _ = pair(MLBL, RefMLBL, {}, dtype=dtype)
+    rng = np.random.RandomState(0)
+    for B in (5, 5, 3, 5):  # the same size again, and another
+        Y = sp.random(B, V, density=0.1, format="csr", random_state=rng)
+        Y.data = rng.rand(Y.nnz) * 3  # not ones: several labels of any weight
+        got = net._dense_labels(Y)
+        assert got.dtype == dtype and np.array_equal(got, Y.toarray().astype(dtype))
+    Y = sp.csr_matrix((np.array([1.0, 2.0]), np.array([4, 4]), np.array([0, 2, 2])),
+                      shape=(2, V))  # a repeated entry: not canonical, summed as toarray sums
+    assert not Y.has_canonical_format
+    assert np.array_equal(net._dense_labels(Y), Y.toarray().astype(dtype))
+    coo = sp.coo_matrix((np.array([1.0, 2.0]), (np.array([0, 0]), np.array([4, 4]))),
+                        shape=(2, V))  # another format: as toarray makes it
+    assert np.array_equal(net._dense_labels(coo), coo.toarray().astype(dtype))
+    dense = rng.rand(4, V)
+    assert np.array_equal(net._dense_labels(dense), dense.astype(dtype))
+    with pytest.raises(ValueError, match=f"labels Y must be \\(batch, {V}\\)"):
+        net._dense_labels(sp.csr_matrix((2, V + 1)))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("T", [2, 3.0])
 @pytest.mark.parametrize("cls,ref_cls,extra", CASES, ids=NAMES)

@@ -170,7 +170,7 @@ class LBL:
         step = self.compile()
         X = np.asarray(X)
         B = X.shape[0]
-        Y = to_dense(Y, self.V).astype(self.dtype, copy=False)
+        Y = self._dense_labels(Y)
         mask = self._dropmask(B, self._mask_width())
         lr = (1 - self.p_t) * (self.eta_t / B)
         obj, nan = step(*self._inputs(X, Im, mask, **extra), Y, lr, self.p_t)
@@ -178,6 +178,24 @@ class LBL:
 
     def _mask_width(self) -> int:
         return self.h
+
+    def _dense_labels(self, Y) -> np.ndarray:
+        """Y (B, V) in the model's dtype, as `to_dense` gives it. A SciPy CSR matrix in
+        canonical form (no repeated entries) is written straight into a (B, V) buffer kept
+        between updates, its last entries zeroed: no float64 table made and cast each update
+        (a twentieth of an MLBL update)."""
+        if getattr(Y, "format", None) != "csr" or Y.shape[1] != self.V \
+                or not Y.has_canonical_format:
+            return to_dense(Y, self.V).astype(self.dtype, copy=False)
+        buf, last = getattr(self, "_labels", (None, None))
+        if buf is None or buf.shape != Y.shape:
+            buf = np.zeros(Y.shape, dtype=self.dtype)
+        else:
+            buf[last] = 0
+        at = (np.repeat(np.arange(Y.shape[0]), np.diff(Y.indptr)), Y.indices)
+        buf[at] = Y.data.astype(self.dtype)
+        self._labels = (buf, at)
+        return buf
 
     # --- the original's training loop ----------------------------------------------------
     def train(self, X, indX, XY, V, indV, VY, IM, VIM, count_dict, word_dict, embed_map,
