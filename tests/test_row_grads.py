@@ -67,6 +67,63 @@ def test_updates_are_bit_for_bit_those_of_the_whole_table(encoder, method, clip,
                 assert np.array_equal(a[k], b[k]), k
 
 
+def _decoder_and_aligner(kind: str):
+    """(compile(tparams), params, batches) of a tiny decoder (`init`) or alignment model."""
+    rng = np.random.RandomState(3)
+    T, B, V = 6, 4, 30
+    xs = [rng.randint(2, V, size=(T, B)).astype(np.int64) for _ in range(3)]
+    mask = np.ones((T, B), np.float32)
+    if kind == "decoder":
+        from uvs.decoding.model import build_model
+        from uvs.decoding.model import init_params as init_decoder
+
+        o = {"n_words": V, "dim_word": 6, "dim": 8, "dimctx": 10, "decoder": "gru",
+             "doutput": False, "inject": "init", "grad_clip": 5.0, "decay_c": 0.0}
+        params = init_decoder(o, rng=np.random.RandomState(0))
+        ctx = rng.randn(B, 10).astype(np.float32)
+
+        def build(tparams):
+            _, inps, cost = build_model(tparams, o)
+            return optim.build_optimizer(tparams, inps, cost, o)
+        return build, params, [(x, mask, ctx) for x in xs]
+    from uvs.align.model import init_params as init_aligner
+    from uvs.align.train import compile_update as compile_aligner
+
+    o = {"n_words": V, "dim_word": 6, "dim": 8, "dim_image": 10, "margin": 1.0,
+         "grad_clip": 2.0, "optimizer": "adam_textbook"}
+    params = init_aligner(o, rng=np.random.RandomState(0))
+    feats = np.abs(rng.randn(B, 3, 10)).astype(np.float32)
+    rmask = np.ones((B, 3), np.float32)
+    return (lambda tparams: compile_aligner(tparams, o)), params, \
+        [(x, mask, feats, rmask) for x in xs]
+
+
+@pytest.mark.parametrize("kind", ["decoder", "alignment"])
+def test_decoder_and_aligner_updates_are_bit_for_bit_as_before(kind, monkeypatch):
+    build, params, batches = _decoder_and_aligner(kind)
+    runs = []
+    for dense in (False, True):
+        with monkeypatch.context() as m:
+            if dense:
+                m.setattr(optim, "stored_rows", lambda *a, **k: None)
+            tparams = init_tparams(OrderedDict((k, v.copy()) for k, v in params.items()))
+            f_grad_shared, f_update = build(tparams)
+        assert ("Wemb_grad_rows" in {v.name for v in f_grad_shared.get_shared()}) != dense
+        out = []
+        for batch in batches:
+            f_grad_shared(*batch)
+            out.append(optim.stored_gradients(f_grad_shared))
+            f_update(np.float32(0.01))
+            out.append({k: v.get_value() for k, v in tparams.items()})
+            out.append({k: v.get_value() for k, v in optim.optimizer_state(f_update,
+                                                                          tparams).items()})
+        runs.append(out)
+    for a, b in zip(*runs, strict=True):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert np.array_equal(a[k], b[k]), k
+
+
 def test_a_lookup_gradient_is_stored_as_its_rows():
     options = tiny_options()
     worddict = tiny_worddict()
