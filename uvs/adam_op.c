@@ -84,7 +84,6 @@ static int uvs_adam_apply(PyArrayObject* p, PyArrayObject* g, PyArrayObject* m,
         PyArrayObject* a = arrays[i];
         if (PyArray_TYPE(a) != NPY_FLOAT32 || !PyArray_IS_C_CONTIGUOUS(a)
             || !PyArray_ISALIGNED(a) || (i != 1 && PyArray_SIZE(a) != n)
-            || (i == 1 && !rows && PyArray_SIZE(a) != n)
             || (i != 1 && !PyArray_ISWRITEABLE(a))) {
             PyErr_SetString(PyExc_ValueError, "adam step: parameter, gradient and moments must "
                             "be contiguous float32 arrays of one size");
