@@ -6,10 +6,11 @@
 
        m = b1 g + c1 m,   v = b2 g^2 + c2 v,   p = p - lr m / (sqrt(v) + e)          */
 
-static void uvs_adam(npy_intp n, float* __restrict p, const float* __restrict g,
-                     float* __restrict m, float* __restrict v, float lr, float b1, float c1,
-                     float b2, float c2, float e) {
-#pragma omp parallel for simd schedule(static) if (n > 1 << 16)
+/* The step over n consecutive elements, in vector lanes. */
+static inline void uvs_adam_span(npy_intp n, float* __restrict p, const float* __restrict g,
+                                 float* __restrict m, float* __restrict v, float lr, float b1,
+                                 float c1, float b2, float c2, float e) {
+#pragma omp simd
     for (npy_intp i = 0; i < n; i++) {
         const float gi = g[i];
         const float mt = b1 * gi + c1 * m[i];
@@ -17,6 +18,17 @@ static void uvs_adam(npy_intp n, float* __restrict p, const float* __restrict g,
         m[i] = mt;
         v[i] = vt;
         p[i] = p[i] - lr * (mt / (sqrtf(vt) + e));
+    }
+}
+
+/* ... over a whole parameter of n elements, a block of them per OpenMP thread. */
+static void uvs_adam(npy_intp n, float* p, const float* g, float* m, float* v, float lr,
+                     float b1, float c1, float b2, float c2, float e) {
+#pragma omp parallel if (n > 1 << 16)
+    {
+        npy_intp a, b;
+        uvs_thread_block(n, &a, &b);
+        uvs_adam_span(b - a, p + a, g + a, m + a, v + a, lr, b1, c1, b2, c2, e);
     }
 }
 
@@ -39,20 +51,9 @@ static void uvs_adam_rows(npy_intp n, npy_intp d, float* p, const float* g,
             else hi = mid;
         }
         for (npy_intp r = r0, j = lo; r < r1; r++) {
-            const float* __restrict gr = zeros;
+            const float* gr = zeros;
             if (j < k && rows[j] == r) gr = g + (j++) * d;
-            float* __restrict pr = p + r * d;
-            float* __restrict mr = m + r * d;
-            float* __restrict vr = v + r * d;
-#pragma omp simd
-            for (npy_intp i = 0; i < d; i++) {
-                const float gi = gr[i];
-                const float mt = b1 * gi + c1 * mr[i];
-                const float vt = b2 * (gi * gi) + c2 * vr[i];
-                mr[i] = mt;
-                vr[i] = vt;
-                pr[i] = pr[i] - lr * (mt / (sqrtf(vt) + e));
-            }
+            uvs_adam_span(d, p + r * d, gr, m + r * d, v + r * d, lr, b1, c1, b2, c2, e);
         }
     }
 }
