@@ -674,7 +674,7 @@ static void uvs_softmax_nll_bias(const float* x, const float* b, const npy_int64
    given (the weights g known before the loss, the trainer's mask), made from x and b there,
    its nll taken, and the gradient made while the row is in cache, without writing e to memory
    and reading it back; else copied from the kept e and sums. The same floats either way.
-   part: a double per block and column (`uvs_bias_part`). */
+   part: a double per block and column (`uvs_softmax_nll_bias_grad_run` takes it). */
 static void uvs_softmax_nll_bias_grad(const float* x, const float* b, const float* e,
                                       const float* sums, const npy_int64* y, const float* g,
                                       npy_intp n, npy_intp m, float* nll, float* dx,
@@ -708,13 +708,23 @@ static void uvs_softmax_nll_bias_grad(const float* x, const float* b, const floa
     }
 }
 
-/* the scratch of `uvs_softmax_nll_bias_grad` for n rows of m, taken before the threads start
-   (free it); NULL with the error set */
-static double* uvs_bias_part(npy_intp n, npy_intp m) {
+/* `uvs_softmax_nll_bias_grad` with its scratch taken before the threads start and the GIL
+   released around it: 0, or -1 with the error set */
+static int uvs_softmax_nll_bias_grad_run(const float* x, const float* b, const float* e,
+                                         const float* sums, const npy_int64* y, const float* g,
+                                         npy_intp n, npy_intp m, float* nll, float* dx,
+                                         float* db) {
     const npy_intp blocks = (n + UVS_BIAS_BLOCK - 1) / UVS_BIAS_BLOCK;
     double* part = (double*)malloc((blocks * m > 0 ? blocks * m : 1) * sizeof(double));
-    if (!part) PyErr_NoMemory();
-    return part;
+    if (!part) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    uvs_softmax_nll_bias_grad(x, b, e, sums, y, g, n, m, nll, dx, part, db);
+    Py_END_ALLOW_THREADS
+    free(part);
+    return 0;
 }
 
 static int uvs_softmax_nll_bias_apply(PyArrayObject* xa, PyArrayObject* ba, PyArrayObject* ya,
@@ -766,19 +776,11 @@ static int uvs_softmax_nll_bias_grad_apply(PyArrayObject* ea, PyArrayObject* sa,
     } else if (uvs_check_words((const npy_int64*)PyArray_DATA(y), n, m) == 0
                && uvs_output(dx, 2, PyArray_DIMS(e), NPY_FLOAT32)
                && uvs_output(db, 1, &m, NPY_FLOAT32)) {
-        double* part = uvs_bias_part(n, m);
-        if (part) {
-            Py_BEGIN_ALLOW_THREADS
-            uvs_softmax_nll_bias_grad(NULL, NULL, (const float*)PyArray_DATA(e),
-                                      (const float*)PyArray_DATA(s),
-                                      (const npy_int64*)PyArray_DATA(y),
-                                      (const float*)PyArray_DATA(g), n, m, NULL,
-                                      (float*)PyArray_DATA(*dx), part,
-                                      (float*)PyArray_DATA(*db));
-            Py_END_ALLOW_THREADS
-            free(part);
-            rc = 0;
-        }
+        rc = uvs_softmax_nll_bias_grad_run(NULL, NULL, (const float*)PyArray_DATA(e),
+                                           (const float*)PyArray_DATA(s),
+                                           (const npy_int64*)PyArray_DATA(y),
+                                           (const float*)PyArray_DATA(g), n, m, NULL,
+                                           (float*)PyArray_DATA(*dx), (float*)PyArray_DATA(*db));
     }
     Py_DECREF(e);
     Py_DECREF(y);
@@ -807,19 +809,12 @@ static int uvs_softmax_nll_bias_fused_apply(PyArrayObject* xa, PyArrayObject* ba
                && uvs_output(out, 1, &n, NPY_FLOAT32)
                && uvs_output(dx, 2, PyArray_DIMS(x), NPY_FLOAT32)
                && uvs_output(db, 1, &m, NPY_FLOAT32)) {
-        double* part = uvs_bias_part(n, m);
-        if (part) {
-            Py_BEGIN_ALLOW_THREADS
-            uvs_softmax_nll_bias_grad((const float*)PyArray_DATA(x),
-                                      (const float*)PyArray_DATA(b), NULL, NULL,
-                                      (const npy_int64*)PyArray_DATA(y),
-                                      (const float*)PyArray_DATA(g), n, m,
-                                      (float*)PyArray_DATA(*out), (float*)PyArray_DATA(*dx),
-                                      part, (float*)PyArray_DATA(*db));
-            Py_END_ALLOW_THREADS
-            free(part);
-            rc = 0;
-        }
+        rc = uvs_softmax_nll_bias_grad_run((const float*)PyArray_DATA(x),
+                                           (const float*)PyArray_DATA(b), NULL, NULL,
+                                           (const npy_int64*)PyArray_DATA(y),
+                                           (const float*)PyArray_DATA(g), n, m,
+                                           (float*)PyArray_DATA(*out), (float*)PyArray_DATA(*dx),
+                                           (float*)PyArray_DATA(*db));
     }
     Py_DECREF(x);
     Py_DECREF(y);
