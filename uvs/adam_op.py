@@ -17,6 +17,7 @@ from pytensor.graph.rewriting.basic import WalkingGraphRewriter, node_rewriter
 from pytensor.tensor.variable import TensorConstant
 
 from uvs.cop import OpenMPCOp, available
+from uvs.norms import listed_rows
 
 C_FILE = "adam_op.c"  # beside this module; PyTensor keys its compile cache by the file's hash
 ROWS = pt.TensorType("int64", shape=(None,))  # the rows input's type, empty or not
@@ -75,8 +76,11 @@ class AdamStep(OpenMPCOp):
             if p.ndim != 2 or g.ndim != 2 or g.shape[1] != p.shape[1]:
                 raise ValueError("adam step over rows: (n, d) parameter and moments, (k, d) "
                                  "gradient rows")
+            if len(listed_rows(rows, len(p))) != len(g):
+                raise ValueError(f"adam step over rows: {len(g)} gradient rows for {len(rows)} "
+                                 "listed rows")
             dense = np.zeros_like(p)
-            dense[_listed_rows(rows, len(p), len(g))] = g
+            dense[rows] = g
             g = dense
         if not self.inplace:
             p, m, v = p.copy(), m.copy(), v.copy()
@@ -88,19 +92,6 @@ class AdamStep(OpenMPCOp):
         p[...] = p - lr * (m / (np.sqrt(v) + e))
         for o, x in zip(outputs, (p, m, v), strict=True):
             o[0] = x
-
-
-def _listed_rows(rows: np.ndarray, n: int, k: int) -> np.ndarray:
-    """rows checked as the C checks them: k of them, increasing, each in [0, n)."""
-    bad = (rows < 0) | (rows >= n)
-    bad[1:] |= rows[1:] <= rows[:-1]
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"rows of a table of {n}: {rows[i]} after {rows[i - 1] if i else -1}, "
-                         "not increasing rows of the table")
-    if len(rows) != k:
-        raise ValueError(f"adam step over rows: {k} gradient rows for {len(rows)} listed rows")
-    return rows
 
 
 @node_rewriter([AdamStep], inplace=True)

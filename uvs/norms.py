@@ -56,7 +56,7 @@ class SquaredNorm(OpenMPCOp):
     def perform(self, node, inputs, outputs) -> None:
         xs = inputs[:len(inputs) - len(self.rows_of)]
         rows = dict(zip(self.rows_of, inputs[len(xs):], strict=True))
-        total = sum(float(np.square(x if i not in rows else x[_listed(rows[i], len(x))],
+        total = sum(float(np.square(x if i not in rows else x[listed_rows(rows[i], len(x))],
                                     dtype=np.float64).sum()) for i, x in enumerate(xs))
         outputs[0][0] = np.asarray(total, dtype=np.float32)
 
@@ -74,10 +74,15 @@ class SquaredNorm(OpenMPCOp):
         """
 
 
-def _listed(rows: np.ndarray, n: int) -> np.ndarray:
-    """rows as `norms.c` takes them: increasing, each in [0, n)."""
-    if rows.size and (rows.min() < 0 or rows.max() >= n or (np.diff(rows) <= 0).any()):
-        raise ValueError(f"rows of a table of {n}: not increasing rows of the table")
+def listed_rows(rows: np.ndarray, n: int) -> np.ndarray:
+    """rows as the C Ops take them (`uvs_listed_rows`): increasing, each in [0, n); else
+    their ValueError, naming the first bad row and the one before it."""
+    bad = (rows < 0) | (rows >= n)
+    bad[1:] |= rows[1:] <= rows[:-1]
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"rows of a table of {n}: {rows[i]} after {rows[i - 1] if i else -1}, "
+                         "not increasing rows of the table")
     return rows
 
 
@@ -130,7 +135,7 @@ class ClipScale(OpenMPCOp):
         out = g if self.inplace else g.copy()
         if g2 > limit * limit:
             if rows:
-                r = _listed(rows[0], len(out))
+                r = listed_rows(rows[0], len(out))
                 out[r] = np.divide(limit * out[r], np.sqrt(g2))
             else:
                 np.divide(limit * out, np.sqrt(g2), out=out)
