@@ -1,10 +1,12 @@
-"""What each change of issue 18's second to fourth passes gives: every update built with it
+"""What each change of issue 18's second to fifth passes gives: every update built with it
 and without it in one process, taking turns (these machines are shared and noisy).
 
     python benchmarks/second_pass_bench.py [--only vse-bow,decoder-init,...] [--rounds 6]
-                                           [--small]
+                                           [--small] [--variants no-axis-sums,...]
 
 Variants, each against the update as uvs builds it ("all"):
+  every update  no-axis-sums (PyTensor's own one-chain sums along an axis: the
+                `uvs_axis_sums` rewrite excluded)
   vse-bow       no-bag-of-words (the original's gather, mask and sum), no-clip-scale
                 (PyTensor's `switch`), no-row-gradients (the word table's gradient stored whole,
                 zeroed where it lies and added into: `uvs.row_grads` off); with it off too,
@@ -52,15 +54,10 @@ def patched(obj, name: str, value):
 
 def variants(name: str) -> dict[str, contextlib.AbstractContextManager]:
     """name -> a context in which the update is built without one change."""
-    import pytensor.tensor as pt
     from pytensor.compile.mode import get_mode
 
-    import uvs.mnlm.lbl as lbl
-    import uvs.mnlm.mlbl as mlbl
-    import uvs.mnlm.mlblf as mlblf
-    import uvs.model as model
     import uvs.optim as optim
-    from uvs import backend, rowwise
+    from uvs import backend
 
     compile_ = backend.function
 
@@ -80,6 +77,21 @@ def variants(name: str) -> dict[str, contextlib.AbstractContextManager]:
             for ctx in more:
                 stack.enter_context(ctx)
             yield
+
+    common = {"no-axis-sums": excluding("uvs_axis_sums")}
+    return {**common, **_own_variants(name, excluding, whole_table)}
+
+
+def _own_variants(name: str, excluding, whole_table) -> dict:
+    """The variants of one kind of update, beside the common ones."""
+    import pytensor.tensor as pt
+
+    import uvs.mnlm.lbl as lbl
+    import uvs.mnlm.mlbl as mlbl
+    import uvs.mnlm.mlblf as mlblf
+    import uvs.model as model
+    import uvs.optim as optim
+    from uvs import rowwise
 
     if name == "vse-bow":
         def switch(g, g2, limit, mode=None):
@@ -121,7 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", default="vse-bow,decoder-init,decoder-bias,mlbl,mlbl-f")
     ap.add_argument("--rounds", type=int, default=6, help="turns per variant (best of them)")
     ap.add_argument("--small", action="store_true", help="tiny sizes: a quick check")
+    ap.add_argument("--variants", default="", help="only these variants (default: all)")
     a = ap.parse_args(argv)
+    wanted = {v.strip() for v in a.variants.split(",") if v.strip()}
     from threadpoolctl import threadpool_limits
 
     from uvs import backend
@@ -134,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         for name in [n.strip() for n in a.only.split(",") if n.strip()]:
             fns = {"all": build(name, sizes)}
             for label, ctx in variants(name).items():
+                if wanted and label not in wanted:
+                    continue
                 with ctx:
                     fns[label] = build(name, sizes)
             tries = {k: roofline.tries_for(roofline.best_time(f, float("inf")))

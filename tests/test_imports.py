@@ -17,10 +17,11 @@ PACKAGES = {"uvs": ROOT / "uvs", "uvs.cli": ROOT / "cli"}
 # the first-party imports left inside a function: as in the originals, MLBL.train saves the
 # model with lm_tools.save_model and lm_tools.load_model builds MLBLs; and uvs.backend, which
 # imports no PyTensor at its top (`import uvs` stays light), imports its PyTensor helpers
-# `uvs.prebuild`, `uvs.ccflags` and `uvs.inc_rows` where it compiles
+# `uvs.prebuild`, `uvs.ccflags` and the rewrites of `uvs.inc_rows` and `uvs.axis_sums` where
+# it compiles
 LAZY = {("uvs.mnlm.lbl", "uvs.mnlm.lm_tools"), ("uvs.mnlm.lbl", "uvs.mnlm"),
         ("uvs.backend", "uvs.prebuild"), ("uvs.backend", "uvs.ccflags"),
-        ("uvs.backend", "uvs.inc_rows")}
+        ("uvs.backend", "uvs.inc_rows"), ("uvs.backend", "uvs.axis_sums")}
 
 
 def _modules() -> dict[str, Path]:

@@ -337,7 +337,7 @@ _NUMBA_FALLBACK = ("Numba will use object mode to run (GRU(Forward|Backward)|Inv
                    "BeamCandidates|"
                    "ReluRNN(Forward|Backward)|OrderErrors|OrderErrorsGrad|AdamStep|"
                    "MomentumStep|SquaredNorm|ClipScale|IncRows|ZeroFill|UniqueRows|BagOfWords|"
-                   "BagOfWordsGrad|TakeColumns|ScatterColumns)")
+                   "BagOfWordsGrad|TakeColumns|ScatterColumns|AxisSum)")
 
 
 # PyTensor's rewrites of products with orthogonal, symmetric, diagonal or selection matrices:
@@ -356,8 +356,8 @@ def function(inputs: Any, outputs: Any = None, mode: Any = None, keep_buffers: b
     import pytensor
     from pytensor.compile.mode import get_mode
 
-    # on PyTensor: imported where uvs compiles, like PyTensor; inc_rows registers a rewrite
-    from uvs import ccflags, inc_rows, prebuild  # noqa: F401
+    # on PyTensor: imported where uvs compiles, like PyTensor; axis_sums, inc_rows register rewrites
+    from uvs import axis_sums, ccflags, inc_rows, prebuild  # noqa: F401
 
     configure()
     if mode is None or isinstance(mode, str):
