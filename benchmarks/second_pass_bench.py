@@ -6,7 +6,8 @@ and without it in one process, taking turns (these machines are shared and noisy
 
 Variants, each against the update as uvs builds it ("all"):
   every update  no-axis-sums (PyTensor's own one-chain sums along an axis: the
-                `uvs_axis_sums` rewrite excluded)
+                `uvs_axis_sums` rewrite excluded); but for mlbl and mlbl-f, no-clip-in-adam
+                (the clipping's own pass over every gradient, `ClipScale`, stored for Adam)
   vse-bow       no-bag-of-words (the original's gather, mask and sum), no-clip-scale
                 (PyTensor's `switch`), no-row-gradients (the word table's gradient stored whole,
                 zeroed where it lies and added into: `uvs.row_grads` off); with it off too,
@@ -79,6 +80,8 @@ def variants(name: str) -> dict[str, contextlib.AbstractContextManager]:
             yield
 
     common = {"no-axis-sums": excluding("uvs_axis_sums")}
+    if not name.startswith("mlbl"):
+        common["no-clip-in-adam"] = patched(optim, "_unclipped", lambda g: None)
     return {**common, **_own_variants(name, excluding, whole_table)}
 
 

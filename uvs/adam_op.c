@@ -4,12 +4,34 @@
    the parameter read and written once, the elements spread over OpenMP threads in vector
    lanes. The arithmetic is uvs.optim's graph, element by element:
 
-       m = b1 g + c1 m,   v = b2 g^2 + c2 v,   p = p - lr m / (sqrt(v) + e)          */
+       m = b1 g + c1 m,   v = b2 g^2 + c2 v,   p = p - lr m / (sqrt(v) + e)
+
+   where g, when clipped (`clip`), is read as uvs/norms.c's `uvs_clip_scale` writes it:
+   (limit g) / norm, norm the square root of the gradients' squared norm.                   */
+
+/* The clipping of a step: whether to rescale, by limit / norm */
+typedef struct {
+    int on;
+    float limit, norm;
+} uvs_adam_clip;
 
 /* The step over n consecutive elements, in vector lanes. */
 static inline void uvs_adam_span(npy_intp n, float* __restrict p, const float* __restrict g,
                                  float* __restrict m, float* __restrict v, float lr, float b1,
-                                 float c1, float b2, float c2, float e) {
+                                 float c1, float b2, float c2, float e, uvs_adam_clip clip) {
+    if (clip.on) {
+        const float limit = clip.limit, norm = clip.norm;
+#pragma omp simd
+        for (npy_intp i = 0; i < n; i++) {
+            const float gi = (limit * g[i]) / norm;
+            const float mt = b1 * gi + c1 * m[i];
+            const float vt = b2 * (gi * gi) + c2 * v[i];
+            m[i] = mt;
+            v[i] = vt;
+            p[i] = p[i] - lr * (mt / (sqrtf(vt) + e));
+        }
+        return;
+    }
 #pragma omp simd
     for (npy_intp i = 0; i < n; i++) {
         const float gi = g[i];
@@ -23,12 +45,12 @@ static inline void uvs_adam_span(npy_intp n, float* __restrict p, const float* _
 
 /* ... over a whole parameter of n elements, a block of them per OpenMP thread. */
 static void uvs_adam(npy_intp n, float* p, const float* g, float* m, float* v, float lr,
-                     float b1, float c1, float b2, float c2, float e) {
+                     float b1, float c1, float b2, float c2, float e, uvs_adam_clip clip) {
 #pragma omp parallel if (n > 1 << 16)
     {
         npy_intp a, b;
         uvs_thread_block(n, &a, &b);
-        uvs_adam_span(b - a, p + a, g + a, m + a, v + a, lr, b1, c1, b2, c2, e);
+        uvs_adam_span(b - a, p + a, g + a, m + a, v + a, lr, b1, c1, b2, c2, e, clip);
     }
 }
 
@@ -39,7 +61,8 @@ static void uvs_adam(npy_intp n, float* p, const float* g, float* m, float* v, f
 static void uvs_adam_rows(npy_intp n, npy_intp d, float* p, const float* g,
                           const npy_int64* rows, npy_intp k, float* m, float* v,
                           const float* zeros, float lr, float b1, float c1, float b2, float c2,
-                          float e) {
+                          float e, uvs_adam_clip clip) {
+    const uvs_adam_clip none = {0, 0.0f, 1.0f};
 #pragma omp parallel if (n * d > 1 << 16)
     {
         npy_intp r0, r1;
@@ -51,20 +74,33 @@ static void uvs_adam_rows(npy_intp n, npy_intp d, float* p, const float* g,
             else hi = mid;
         }
         for (npy_intp r = r0, j = lo; r < r1; r++) {
-            const float* gr = zeros;
-            if (j < k && rows[j] == r) gr = g + (j++) * d;
-            uvs_adam_span(d, p + r * d, gr, m + r * d, v + r * d, lr, b1, c1, b2, c2, e);
+            if (j < k && rows[j] == r) {
+                uvs_adam_span(d, p + r * d, g + (j++) * d, m + r * d, v + r * d, lr, b1, c1, b2,
+                              c2, e, clip);
+            } else {  /* a zero row, rescaled or not: (limit 0) / norm is 0 */
+                uvs_adam_span(d, p + r * d, zeros, m + r * d, v + r * d, lr, b1, c1, b2, c2, e,
+                              none);
+            }
         }
     }
 }
 
 /* p, m, v: C-contiguous float32 arrays of g's size, updated in place when `inplace` (the
    outputs alias them), else copied first. When `rows` is not empty, or g is not of p's size,
-   p, m, v are (n, d) tables and g (k, d) their gradient's listed rows (`uvs_adam_rows`). */
+   p, m, v are (n, d) tables and g (k, d) their gradient's listed rows (`uvs_adam_rows`).
+   limit > 0: g is rescaled as read when its squared norm g2 exceeds limit^2. */
 static int uvs_adam_apply(PyArrayObject* p, PyArrayObject* g, PyArrayObject* m,
                           PyArrayObject* v, PyArrayObject* lr, PyArrayObject* rows_in,
-                          PyArrayObject** p_out, PyArrayObject** m_out, PyArrayObject** v_out,
-                          int inplace, float b1, float c1, float b2, float c2, float e) {
+                          PyArrayObject* g2, PyArrayObject** p_out, PyArrayObject** m_out,
+                          PyArrayObject** v_out, int inplace, float b1, float c1, float b2,
+                          float c2, float e, float limit) {
+    if (PyArray_TYPE(g2) != NPY_FLOAT32 || PyArray_NDIM(g2) != 0) {
+        PyErr_SetString(PyExc_ValueError, "adam step: a float32 scalar squared norm");
+        return -1;
+    }
+    const float n2 = *(const float*)PyArray_DATA(g2);
+    uvs_adam_clip clip = {limit > 0.0f && n2 > limit * limit, limit, 1.0f};
+    if (clip.on) clip.norm = sqrtf(n2);
     PyArrayObject* rows = PyArray_SIZE(rows_in) || PyArray_SIZE(g) != PyArray_SIZE(p)
                           ? rows_in : NULL;
     PyArrayObject* in[3] = {p, m, v};
@@ -95,7 +131,8 @@ static int uvs_adam_apply(PyArrayObject* p, PyArrayObject* g, PyArrayObject* m,
     if (!rows) {
         Py_BEGIN_ALLOW_THREADS
         uvs_adam(n, (float*)PyArray_DATA(p), (const float*)PyArray_DATA(g),
-                 (float*)PyArray_DATA(m), (float*)PyArray_DATA(v), rate, b1, c1, b2, c2, e);
+                 (float*)PyArray_DATA(m), (float*)PyArray_DATA(v), rate, b1, c1, b2, c2, e,
+                 clip);
         Py_END_ALLOW_THREADS
         return 0;
     }
@@ -125,7 +162,7 @@ static int uvs_adam_apply(PyArrayObject* p, PyArrayObject* g, PyArrayObject* m,
     Py_BEGIN_ALLOW_THREADS
     uvs_adam_rows(rn, d, (float*)PyArray_DATA(p), (const float*)PyArray_DATA(g),
                   (const npy_int64*)PyArray_DATA(r), k, (float*)PyArray_DATA(m),
-                  (float*)PyArray_DATA(v), zeros, rate, b1, c1, b2, c2, e);
+                  (float*)PyArray_DATA(v), zeros, rate, b1, c1, b2, c2, e, clip);
     Py_END_ALLOW_THREADS
     free(zeros);
     Py_DECREF(r);

@@ -24,8 +24,12 @@ ROWS = pt.TensorType("int64", shape=(None,))  # the rows input's type, empty or 
 
 
 class AdamStep(OpenMPCOp):
-    """(p, g, m, v, lr, rows) -> (p, m, v) after one step: m = b1·g + (1 − b1)·m,
+    """(p, g, m, v, lr, rows, g2) -> (p, m, v) after one step: m = b1·g + (1 − b1)·m,
     v = b2·g² + (1 − b2)·v, p = p − lr·m / (√v + e); float32, lr a scalar.
+
+    limit > 0: g is a gradient before its clipping, g2 the squared norm it was clipped by; the
+    step reads each value as `uvs.norms.ClipScale` rescales it, (limit·g) / √g2 when
+    g2 > limit² — the same floats, without that Op's pass over every value.
 
     rows (int64): empty (the default) for a whole gradient g of p's shape; else p, m, v are
     (n, d) tables whose gradient is zeros but these rows (increasing), and g (k, d) holds them
@@ -34,25 +38,30 @@ class AdamStep(OpenMPCOp):
     where they lie, as it does for its own elementwise Ops, when nothing else reads them.
     """
 
-    __props__ = ("b1", "b2", "e", "inplace")
+    __props__ = ("b1", "b2", "e", "inplace", "limit")
     c_file = C_FILE
 
-    def __init__(self, b1: float, b2: float, e: float, inplace: bool = False) -> None:
+    def __init__(self, b1: float, b2: float, e: float, inplace: bool = False,
+                 limit: float = 0.0) -> None:
         self.b1, self.b2, self.e, self.inplace = float(b1), float(b2), float(e), bool(inplace)
+        self.limit = float(np.float32(limit))
         if inplace:
             self.destroy_map = {0: [0], 1: [2], 2: [3]}
         super().__init__()
 
-    def make_node(self, p, g, m, v, lr, rows=None) -> Apply:
-        p, g, m, v, lr = (pt.as_tensor_variable(x) for x in (p, g, m, v, lr))
-        if any(x.dtype != "float32" for x in (p, g, m, v, lr)) or lr.ndim:
-            raise TypeError("adam step: float32 parameter, gradient, moments and a scalar rate")
+    def make_node(self, p, g, m, v, lr, rows=None, g2=None) -> Apply:
+        if g2 is None:
+            g2 = np.float32(0.0)  # no clipping
+        p, g, m, v, lr, g2 = (pt.as_tensor_variable(x) for x in (p, g, m, v, lr, g2))
+        if any(x.dtype != "float32" for x in (p, g, m, v, lr, g2)) or lr.ndim or g2.ndim:
+            raise TypeError("adam step: float32 parameter, gradient, moments, a scalar rate "
+                            "and a scalar squared norm")
         if rows is None:
             rows = TensorConstant(ROWS, np.zeros(0, np.int64))  # a whole gradient
         rows = pt.as_tensor_variable(rows)
         if (rows.dtype, rows.ndim) != ("int64", 1):
             raise TypeError("adam step: the gradient's rows as an int64 vector")
-        return Apply(self, [p, g, m, v, lr, rows], [p.type(), m.type(), v.type()])
+        return Apply(self, [p, g, m, v, lr, rows, g2], [p.type(), m.type(), v.type()])
 
     def infer_shape(self, fgraph, node, shapes):
         return [shapes[0], shapes[2], shapes[3]]
@@ -65,13 +74,17 @@ class AdamStep(OpenMPCOp):
     def c_code(self, node, name, inp, out, sub) -> str:
         return f"""
         if (uvs_adam_apply({", ".join(inp)}, {", ".join(f"&{o}" for o in out)},
-                           {int(self.inplace)}, {", ".join(self._constants())}) != 0) {{
+                           {int(self.inplace)}, {", ".join(self._constants())},
+                           {np.float32(self.limit).item()!r}f) != 0) {{
             {sub["fail"]}
         }}
         """
 
     def perform(self, node, inputs, outputs) -> None:
-        p, g, m, v, lr, rows = inputs
+        p, g, m, v, lr, rows, g2 = inputs
+        limit = np.float32(self.limit)
+        if limit > 0 and g2 > limit * limit:  # as ClipScale rescales it
+            g = np.divide(limit * g, np.sqrt(g2))
         if rows.size or g.size != p.size:  # the whole gradient: zeros but the listed rows
             if p.ndim != 2 or g.ndim != 2 or g.shape[1] != p.shape[1]:
                 raise ValueError("adam step over rows: (n, d) parameter and moments, (k, d) "
@@ -100,7 +113,8 @@ def local_adam_inplace(fgraph, node):
     op = node.op
     if op.inplace:
         return False
-    return AdamStep(op.b1, op.b2, op.e, inplace=True).make_node(*node.inputs).outputs
+    return AdamStep(op.b1, op.b2, op.e, inplace=True, limit=op.limit).make_node(
+        *node.inputs).outputs
 
 
 optdb.register("uvs_adam_inplace",
@@ -110,11 +124,14 @@ optdb.register("uvs_adam_inplace",
 
 
 def adam_step(p: Variable, g: Variable, m: Variable, v: Variable, lr: Variable, b1: float,
-              b2: float, e: float, mode: Any = None,
-              rows: Variable | None = None) -> tuple[Variable, Variable, Variable] | None:
+              b2: float, e: float, mode: Any = None, rows: Variable | None = None,
+              clip: tuple[Variable, float] | None = None
+              ) -> tuple[Variable, Variable, Variable] | None:
     """(p_t, m_t, v_t) of one Adam step as `AdamStep`, or None where it cannot run (not float32,
     or compiled for JAX: `mode`, else uvs's default). rows: g holds only these rows of p's
-    gradient, zeros elsewhere (`uvs.row_grads`)."""
+    gradient, zeros elsewhere (`uvs.row_grads`). clip: (g2, limit), g before its clipping by
+    the squared norm g2."""
     if not available(mode) or any(x.dtype != "float32" for x in (p, g, m, v, lr)):
         return None
-    return tuple(AdamStep(b1, b2, e)(p, g, m, v, lr, rows))
+    g2, limit = clip if clip is not None else (None, 0.0)
+    return tuple(AdamStep(b1, b2, e, limit=limit)(p, g, m, v, lr, rows, g2))
