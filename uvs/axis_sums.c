@@ -4,7 +4,9 @@
    increasing order along the summed axis, each float x (or x * x, squared in float) — the
    order and roundings of PyTensor's CAReduce loop. Many sums run at once instead of one
    latency-bound chain: along axis 1, eight rows' chains interleaved; along axis 0, a block
-   of columns in vector lanes. Byte strides s0, s1: any layout. */
+   of columns in vector lanes. Byte strides s0, s1: any layout. Threads only from 2^20 values
+   on: below, waking them costs more in an update than the sums (0.1 against 0.05 ms for
+   128 x 1 024). */
 
 #define UVS_SUM_TERM(v) (squared ? (double)((v) * (v)) : (double)(v))
 
@@ -12,7 +14,7 @@
 static void uvs_sum_rows(const char* x, npy_intp n, npy_intp m, npy_intp s0, npy_intp s1,
                          int squared, float* out) {
     const npy_intp groups = (n + 7) / 8;
-#pragma omp parallel for schedule(static) if (n * m > 1 << 15)
+#pragma omp parallel for schedule(static) if (n * m > 1 << 20)
     for (npy_intp g = 0; g < groups; g++) {
         const npy_intp r0 = g * 8, rn = n - r0 < 8 ? n - r0 : 8;
         double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -40,7 +42,7 @@ static void uvs_sum_columns(const char* x, npy_intp n, npy_intp m, npy_intp s0, 
                             int squared, float* out) {
     enum { BLOCK = 256 };
     const npy_intp blocks = (m + BLOCK - 1) / BLOCK;
-#pragma omp parallel for schedule(static) if (n * m > 1 << 15)
+#pragma omp parallel for schedule(static) if (n * m > 1 << 20)
     for (npy_intp b = 0; b < blocks; b++) {
         const npy_intp c0 = b * BLOCK, cn = m - c0 < BLOCK ? m - c0 : BLOCK;
         double acc[BLOCK];
