@@ -35,7 +35,8 @@ def test_sums_are_pytensors_bit_for_bit(axis, squared):
     assert _has_axis_sum(new) == [(axis, squared)] and not _has_axis_sum(old)
     py = backend.function([x], AxisSum(axis, squared)(x), mode="NUMBA")  # `perform`
     rng = np.random.RandomState(0)
-    for shape in [(128, 1024), (9, 17), (40, 1000), (1, 5), (0, 4), (6, 0)]:
+    for shape in [(128, 1024), (9, 17), (40, 1000), (1, 5), (0, 4), (6, 0),
+                  (1030, 1024)]:  # over 2^20 values: over threads
         for scale in (1e-3, 1.0, 1e5, 1e20):  # 1e20 squared overflows float: inf as PyTensor's
             a = (rng.randn(*shape) * scale + 3 * scale).astype(np.float32)
             for arr in _layouts(a):
