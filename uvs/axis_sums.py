@@ -16,6 +16,7 @@ import pytensor.tensor as pt
 from pytensor.compile import optdb
 from pytensor.graph.basic import Apply
 from pytensor.graph.rewriting.basic import in2out, node_rewriter
+from pytensor.link.c.params_type import ParamsType
 from pytensor.scalar import basic as ps
 from pytensor.scalar.basic import Composite
 from pytensor.tensor.elemwise import CAReduce
@@ -27,15 +28,17 @@ C_FILE = "axis_sums.c"  # beside this module; PyTensor keys its compile cache by
 
 class AxisSum(OpenMPCOp):
     """x (n, m) float32 -> (m,) or (n,) float32: Σ along `axis` (0 or 1) of x, or of x·x in
-    float when `squared`, each sum in double from 0 in increasing order, rounded once."""
+    float when `squared`, each sum in double from 0 in increasing order, rounded once. Both
+    are the C's parameters, not its text: every AxisSum is one compiled module."""
 
     __props__ = ("axis", "squared")
+    params_type = ParamsType(axis=ps.int32, squared=ps.int32)
     c_file = C_FILE
 
     def __init__(self, axis: int, squared: bool = False) -> None:
         if axis not in (0, 1):
             raise ValueError(f"axis sum: axis 0 or 1, not {axis}")
-        self.axis, self.squared = int(axis), bool(squared)
+        self.axis, self.squared = int(axis), int(bool(squared))
         super().__init__()
 
     def make_node(self, x) -> Apply:
@@ -48,7 +51,7 @@ class AxisSum(OpenMPCOp):
     def infer_shape(self, fgraph, node, shapes):
         return [(shapes[0][1 - self.axis],)]
 
-    def perform(self, node, inputs, outputs) -> None:
+    def perform(self, node, inputs, outputs, params=None) -> None:
         x = inputs[0]
         terms = np.moveaxis(x, self.axis, 0)  # the summed axis first: added row by row
         acc = np.zeros(terms.shape[1], dtype=np.float64)
@@ -59,7 +62,8 @@ class AxisSum(OpenMPCOp):
 
     def c_code(self, node, name, inp, out, sub) -> str:
         return f"""
-        if (uvs_axis_sum({inp[0]}, {self.axis}, {int(self.squared)}, &{out[0]}) != 0) {{
+        if (uvs_axis_sum({inp[0]}, {sub["params"]}->axis, {sub["params"]}->squared,
+                         &{out[0]}) != 0) {{
             {sub["fail"]}
         }}
         """
