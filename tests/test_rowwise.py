@@ -215,7 +215,7 @@ def _old_loss(x, y, g):
     return nll, pt.grad((nll * g).sum(), x)
 
 
-@pytest.mark.parametrize("n,m", [(7, 30), (5, 8), (3, 1), (4, 1003)])
+@pytest.mark.parametrize("n,m", [(7, 30), (5, 8), (3, 1), (4, 1003), (6, 48)])  # blocks of 16
 def test_softmax_nll_rows_is_the_loss_it_replaces(n, m):
     from uvs.rowwise import softmax_nll_rows
 
@@ -264,7 +264,7 @@ def _old_xent(x, y):
     return lse.sum() - (y * z).sum(), -(y * pt.log(p + np.float32(1e-20))).sum()
 
 
-@pytest.mark.parametrize("n,m", [(7, 30), (5, 8), (3, 1), (4, 1003)])
+@pytest.mark.parametrize("n,m", [(7, 30), (5, 8), (3, 1), (4, 1003), (6, 48)])  # blocks of 16
 def test_softmax_xent_rows_is_the_loss_it_replaces(n, m):
     from uvs.rowwise import softmax_xent_rows
 

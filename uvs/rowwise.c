@@ -506,18 +506,33 @@ static int uvs_softmax_nll_grad_apply(PyArrayObject* xa, PyArrayObject* ya, PyAr
    computes it, z = x - max:
        cost = log(sum_j exp(z_j)) - sum_j y_j z_j    (its gradient by x: p - y)
        obj  = -sum_j y_j log(p_j + 1e-20)           (the original's objective)
-   both sums over the labelled j, in double; e (m) receives exp(z), and its sum is returned. */
+   both sums over the labelled j in order, in double; e (m) receives exp(z), and its sum is
+   returned. */
+/* yz and o of `uvs_xent_row` over the labelled j of [j0, j1), in order */
+static inline void uvs_xent_labelled(const float* xi, const float* yi, const float* e, float s,
+                                     float top, npy_intp j0, npy_intp j1, double* yz,
+                                     double* o) {
+    for (npy_intp j = j0; j < j1; j++) {
+        if (yi[j] != 0.0f) {
+            *yz += (double)yi[j] * (xi[j] - top);
+            *o += (double)yi[j] * logf(e[j] / s + 1e-20f);
+        }
+    }
+}
+
 static inline float uvs_xent_row(const float* xi, const float* yi, npy_intp m, float* e,
                                  float* cost, float* obj) {
     const float top = uvs_row_max(xi, m);
     const float s = uvs_exp_sum(xi, m, top, e);
     double yz = 0.0, o = 0.0;
-    for (npy_intp j = 0; j < m; j++) {
-        if (yi[j] != 0.0f) {
-            yz += (double)yi[j] * (xi[j] - top);
-            o += (double)yi[j] * logf(e[j] / s + 1e-20f);
-        }
+    npy_intp j = 0;
+    for (; j + 16 <= m; j += 16) {  /* sixteen labels at a time, skipped if all are zeros */
+        int any = 0;
+#pragma omp simd reduction(| : any)
+        for (int l = 0; l < 16; l++) any |= yi[j + l] != 0.0f;
+        if (any) uvs_xent_labelled(xi, yi, e, s, top, j, j + 16, &yz, &o);
     }
+    uvs_xent_labelled(xi, yi, e, s, top, j, m, &yz, &o);
     *cost = logf(s) - (float)yz;
     *obj = -(float)o;
     return s;
