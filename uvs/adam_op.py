@@ -17,7 +17,7 @@ from pytensor.graph.rewriting.basic import WalkingGraphRewriter, node_rewriter
 from pytensor.tensor.variable import TensorConstant
 
 from uvs.cop import OpenMPCOp, available
-from uvs.norms import listed_rows
+from uvs.norms import clipped, listed_rows
 
 C_FILE = "adam_op.c"  # beside this module; PyTensor keys its compile cache by the file's hash
 ROWS = pt.TensorType("int64", shape=(None,))  # the rows input's type, empty or not
@@ -82,9 +82,8 @@ class AdamStep(OpenMPCOp):
 
     def perform(self, node, inputs, outputs) -> None:
         p, g, m, v, lr, rows, g2 = inputs
-        limit = np.float32(self.limit)
-        if limit > 0 and g2 > limit * limit:  # as ClipScale rescales it
-            g = np.divide(limit * g, np.sqrt(g2))
+        if self.limit > 0:
+            g = clipped(g, g2, self.limit)
         if rows.size or g.size != p.size:  # the whole gradient: zeros but the listed rows
             if p.ndim != 2 or g.ndim != 2 or g.shape[1] != p.shape[1]:
                 raise ValueError("adam step over rows: (n, d) parameter and moments, (k, d) "

@@ -131,14 +131,12 @@ class ClipScale(OpenMPCOp):
 
     def perform(self, node, inputs, outputs) -> None:
         g, g2, *rows = inputs
-        limit = np.float32(self.limit)
         out = g if self.inplace else g.copy()
-        if g2 > limit * limit:
-            if rows:
-                r = listed_rows(rows[0], len(out))
-                out[r] = np.divide(limit * out[r], np.sqrt(g2))
-            else:
-                np.divide(limit * out, np.sqrt(g2), out=out)
+        if rows:
+            r = listed_rows(rows[0], len(out))
+            out[r] = clipped(out[r], g2, self.limit)
+        else:
+            out[...] = clipped(out, g2, self.limit)
         outputs[0][0] = out
 
     def c_code(self, node, name, inp, out, sub) -> str:
@@ -149,6 +147,13 @@ class ClipScale(OpenMPCOp):
             {sub["fail"]}
         }}
         """
+
+
+def clipped(g: np.ndarray, g2: Any, limit: float) -> np.ndarray:
+    """g as `ClipScale` rescales it (`uvs_clip_scale`): (limit·g) / √g2 in float32 when the
+    squared norm g2 exceeds limit², else g itself."""
+    limit = np.float32(limit)
+    return np.divide(limit * g, np.sqrt(np.float32(g2))) if g2 > limit * limit else g
 
 
 @node_rewriter([ClipScale], inplace=True)

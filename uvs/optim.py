@@ -19,7 +19,7 @@ import pytensor.tensor as tensor
 from uvs import backend
 from uvs.adam_op import adam_step
 from uvs.cop import available
-from uvs.norms import ClipScale, clip_scale, squared_norm
+from uvs.norms import ClipScale, clip_scale, clipped, squared_norm
 from uvs.row_grads import stored_rows
 from uvs.utils import itemlist
 
@@ -75,12 +75,10 @@ def stored_gradients(f_grad_shared) -> OrderedDict:
 
 
 def _clipped_value(g: np.ndarray, clip) -> np.ndarray:
-    """g as `ClipScale` rescales it: (limit·g) / √g2 in float32 when g2 > limit²; clip: None,
-    or (the shared squared norm g2, limit)."""
+    """g as the update applies it; clip: None, or (the shared squared norm g2, limit)."""
     if clip is None or g.dtype == np.int64:
         return g
-    g2, limit = np.float32(clip[0].get_value()), np.float32(clip[1])
-    return np.divide(limit * g, np.sqrt(g2)) if g2 > limit * limit else g
+    return clipped(g, clip[0].get_value(), clip[1])
 
 
 def _shared_like(p, name):
