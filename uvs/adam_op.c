@@ -15,31 +15,30 @@ typedef struct {
     float limit, norm;
 } uvs_adam_clip;
 
-/* The step over n consecutive elements, in vector lanes. */
+/* One element's step with its gradient gi. */
+static inline void uvs_adam_one(float gi, float* p, float* m, float* v, float lr, float b1,
+                                float c1, float b2, float c2, float e) {
+    const float mt = b1 * gi + c1 * *m;
+    const float vt = b2 * (gi * gi) + c2 * *v;
+    *m = mt;
+    *v = vt;
+    *p = *p - lr * (mt / (sqrtf(vt) + e));
+}
+
+/* The step over n consecutive elements, in vector lanes (a loop for each case of `clip`, so
+   that the unclipped one has no division). */
 static inline void uvs_adam_span(npy_intp n, float* __restrict p, const float* __restrict g,
                                  float* __restrict m, float* __restrict v, float lr, float b1,
                                  float c1, float b2, float c2, float e, uvs_adam_clip clip) {
     if (clip.on) {
         const float limit = clip.limit, norm = clip.norm;
 #pragma omp simd
-        for (npy_intp i = 0; i < n; i++) {
-            const float gi = (limit * g[i]) / norm;
-            const float mt = b1 * gi + c1 * m[i];
-            const float vt = b2 * (gi * gi) + c2 * v[i];
-            m[i] = mt;
-            v[i] = vt;
-            p[i] = p[i] - lr * (mt / (sqrtf(vt) + e));
-        }
-        return;
-    }
+        for (npy_intp i = 0; i < n; i++)
+            uvs_adam_one((limit * g[i]) / norm, p + i, m + i, v + i, lr, b1, c1, b2, c2, e);
+    } else {
 #pragma omp simd
-    for (npy_intp i = 0; i < n; i++) {
-        const float gi = g[i];
-        const float mt = b1 * gi + c1 * m[i];
-        const float vt = b2 * (gi * gi) + c2 * v[i];
-        m[i] = mt;
-        v[i] = vt;
-        p[i] = p[i] - lr * (mt / (sqrtf(vt) + e));
+        for (npy_intp i = 0; i < n; i++)
+            uvs_adam_one(g[i], p + i, m + i, v + i, lr, b1, c1, b2, c2, e);
     }
 }
 
