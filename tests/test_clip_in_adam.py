@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from models import tiny_options, tiny_worddict
 from pytensor.compile.mode import Mode
-from test_row_grads import CAPTIONS, _decoder_and_aligner
+from test_row_grads import CAPTIONS, _decoder_and_aligner, record_updates
 
 from uvs import optim
 from uvs.adam_op import AdamStep
@@ -32,14 +32,7 @@ def _run(build, params, batches, own_pass: bool, monkeypatch) -> tuple[list, tup
             m.setattr(optim, "_unclipped", lambda g: None)
         tparams = init_tparams(OrderedDict((k, v.copy()) for k, v in params.items()))
         f_grad_shared, f_update = build(tparams)
-    out = []
-    for batch in batches:
-        f_grad_shared(*batch)
-        out.append(optim.stored_gradients(f_grad_shared))
-        f_update(np.float32(0.01))
-        out.append({k: v.get_value() for k, v in tparams.items()})
-        out.append({k: v.get_value()
-                    for k, v in optim.optimizer_state(f_update, tparams).items()})
+    out = record_updates(f_grad_shared, f_update, tparams, batches)
     limits = tuple(sorted({op.limit for op in _ops(f_update, AdamStep)}))
     return out, (limits, len(_ops(f_grad_shared, ClipScale)))
 

@@ -98,6 +98,19 @@ def _decoder_and_aligner(kind: str):
         [(x, mask, feats, rmask) for x in xs]
 
 
+def record_updates(f_grad_shared, f_update, tparams, batches) -> list[dict]:
+    """Stored gradients, parameters and optimizer state after each update, one per batch."""
+    out = []
+    for batch in batches:
+        f_grad_shared(*batch)
+        out.append(optim.stored_gradients(f_grad_shared))
+        f_update(np.float32(0.01))
+        out.append({k: v.get_value() for k, v in tparams.items()})
+        out.append({k: v.get_value()
+                    for k, v in optim.optimizer_state(f_update, tparams).items()})
+    return out
+
+
 @pytest.mark.parametrize("kind", ["decoder", "alignment"])
 def test_decoder_and_aligner_updates_are_bit_for_bit_as_before(kind, monkeypatch):
     build, params, batches = _decoder_and_aligner(kind)
@@ -109,15 +122,7 @@ def test_decoder_and_aligner_updates_are_bit_for_bit_as_before(kind, monkeypatch
             tparams = init_tparams(OrderedDict((k, v.copy()) for k, v in params.items()))
             f_grad_shared, f_update = build(tparams)
         assert ("Wemb_grad_rows" in {v.name for v in f_grad_shared.get_shared()}) != dense
-        out = []
-        for batch in batches:
-            f_grad_shared(*batch)
-            out.append(optim.stored_gradients(f_grad_shared))
-            f_update(np.float32(0.01))
-            out.append({k: v.get_value() for k, v in tparams.items()})
-            out.append({k: v.get_value() for k, v in optim.optimizer_state(f_update,
-                                                                          tparams).items()})
-        runs.append(out)
+        runs.append(record_updates(f_grad_shared, f_update, tparams, batches))
     for a, b in zip(*runs, strict=True):
         assert a.keys() == b.keys()
         for k in a:
